@@ -1,0 +1,46 @@
+# Common commands. Everything runs offline in .venv (see README).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+RSVL := $(VENV)/bin/rsvl
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+PAPER ?= sar_text
+PROFILE ?= local
+DATA ?= data/default
+
+.PHONY: setup test test-fast data validate lock clean-data
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==26.3"
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+## setup: create .venv with the pinned stack (torch from local disk) and the rsvl package
+setup: $(VENV)/.installed
+	@$(RSVL) --help >/dev/null && echo "setup done: $(VENV) ready (activate with 'source $(VENV)/bin/activate')"
+
+## test: the whole suite, slow end-to-end runs included (CI runs this)
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+## test-fast: the suite without the slow end-to-end runs
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow"
+
+## data: write the embedded default dataset, validate it and track it with DVC
+data: $(VENV)/.installed
+	$(RSVL) data generate --out $(DATA)
+	$(RSVL) data validate $(DATA) --config pipelines/$(PAPER)/config.yaml --profile $(PROFILE)
+	$(RSVL) data track $(DATA)
+
+## validate: run the great-expectations suites over DATA
+validate: $(VENV)/.installed
+	$(RSVL) data validate $(DATA) --config pipelines/$(PAPER)/config.yaml --profile $(PROFILE)
+
+## lock: re-resolve the pinned stack after changing pyproject.toml
+lock:
+	$(PY) -m pip freeze --exclude-editable > requirements.lock

@@ -1,0 +1,183 @@
+"""The ``rsvl`` command line: a thin front over the library (every command is a library call)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rsvl.errors import RsvlError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+app = typer.Typer(help="Remote-sensing vision-language workflows.", no_args_is_help=True)
+data_app = typer.Typer(help="Ingest, generate, validate and version datasets.", no_args_is_help=True)
+config_app = typer.Typer(help="Check and print run configurations.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="pipelines/<paper>/config.yaml")]
+ProfileOpt = Annotated[str, typer.Option("--profile", help="local or cluster")]
+TrackOpt = Annotated[bool, typer.Option("--track", help="dvc add the enclosing data/ directory")]
+PushOpt = Annotated[bool, typer.Option("--push", help="dvc push after tracking (implies --track)")]
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+def _track(out: Path, push: bool) -> None:
+    from rsvl.data.versioning import _find_root, data_version, track
+
+    root = _find_root(out.resolve())
+    top = out.resolve().relative_to(root).parts[0]
+    md5 = track(root, top, push=push)
+    version = data_version(out, root)
+    typer.echo(f"tracked {top}/ with DVC: md5 {md5}{' (pushed)' if push else ''}; version tag {version.tag()}")
+
+
+@data_app.command("formats")
+def data_formats() -> None:
+    """List the source formats ``rsvl data ingest`` understands."""
+    from rsvl.data.adapters import formats
+
+    for name in formats():
+        typer.echo(name)
+
+
+@data_app.command("ingest")
+def data_ingest(
+    format: Annotated[str, typer.Option("--format", help="source layout; see `rsvl data formats`")],
+    source: Annotated[Path, typer.Option("--source", help="source file or directory")],
+    out: Annotated[Path, typer.Option("--out", help="dataset directory to write")],
+    name: Annotated[Optional[str], typer.Option("--name", help="dataset name")] = None,
+    track: TrackOpt = False,
+    push: PushOpt = False,
+) -> None:
+    """Convert a public dataset layout into the canonical format (manifest + media)."""
+    from rsvl.data.adapters import ingest
+
+    try:
+        report = ingest(format, source, out, name=name)
+        typer.echo(report.summary())
+        if track or push:
+            _track(out, push)
+    except RsvlError as err:
+        _fail(err)
+
+
+@data_app.command("generate")
+def data_generate(
+    out: Annotated[Path, typer.Option("--out", help="directory for the default datasets")] = Path("data/default"),
+    seed: Annotated[int, typer.Option(help="random seed; same seed, same bytes")] = 0,
+    scale: Annotated[int, typer.Option(help="size multiplier (1 = quick default)")] = 1,
+    track: TrackOpt = False,
+    push: PushOpt = False,
+) -> None:
+    """Write the embedded default dataset (optical scenes, SAR chips, paired S1/S2)."""
+    from rsvl.data.generate import generate_default
+
+    try:
+        for report in generate_default(out, seed=seed, scale=scale):
+            typer.echo(report.summary())
+        if track or push:
+            _track(out, push)
+    except RsvlError as err:
+        _fail(err)
+
+
+@data_app.command("validate")
+def data_validate(
+    directory: Annotated[Path, typer.Argument(help="a dataset directory or a directory of datasets")],
+    config: ConfigOpt = None,
+    profile: ProfileOpt = "local",
+    max_bad_fraction: Annotated[
+        Optional[float], typer.Option(help="fail when more than this share of rows is bad")
+    ] = None,
+) -> None:
+    """Check datasets with great-expectations; quarantine bad rows; fail past the limit."""
+    from rsvl.config import CaptionRules, load_config
+    from rsvl.data.validate import validate_tree
+
+    try:
+        data_cfg = load_config(config, profile).data if config else None
+        rules = data_cfg.captions if data_cfg else CaptionRules()
+        limit = max_bad_fraction if max_bad_fraction is not None else (data_cfg.max_bad_fraction if data_cfg else 0.01)
+        for report in validate_tree(directory, rules=rules, max_bad_fraction=limit):
+            typer.echo(report.summary())
+    except RsvlError as err:
+        _fail(err)
+
+
+@data_app.command("version")
+def data_version_cmd(directory: Annotated[Path, typer.Argument(help="a dataset directory under data/")]) -> None:
+    """Print the DVC data version (md5 of the covering .dvc file and the path inside it)."""
+    from rsvl.data.versioning import data_version
+
+    try:
+        typer.echo(data_version(directory).tag())
+    except RsvlError as err:
+        _fail(err)
+
+
+@data_app.command("track")
+def data_track(
+    directory: Annotated[Path, typer.Argument(help="a dataset directory under data/")] = Path("data"),
+    push: PushOpt = False,
+) -> None:
+    """``dvc add`` the top-level directory holding ``directory`` and print the data version."""
+    try:
+        _track(directory, push)
+    except RsvlError as err:
+        _fail(err)
+
+
+@data_app.command("push")
+def data_push(target: Annotated[str, typer.Argument()] = "data") -> None:
+    """Upload the tracked data version to the default DVC remote."""
+    from rsvl.data.versioning import push
+
+    push(Path.cwd(), target)
+
+
+@data_app.command("pull")
+def data_pull(target: Annotated[str, typer.Argument()] = "data") -> None:
+    """Download and check out the data version recorded in ``data.dvc``."""
+    from rsvl.data.versioning import pull
+
+    pull(Path.cwd(), target)
+
+
+@data_app.command("remote")
+def data_remote(url: Annotated[str, typer.Argument(help="directory, s3://bucket/prefix, ...")]) -> None:
+    """Point the default DVC remote at ``url`` for this machine (.dvc/config.local)."""
+    from rsvl.data.versioning import set_remote
+
+    set_remote(Path.cwd(), url)
+    typer.echo(f"default DVC remote is now {url}")
+
+
+@config_app.command("check")
+def config_check(
+    path: Annotated[Path, typer.Argument(help="pipelines/<paper>/config.yaml")],
+    profile: ProfileOpt = "local",
+    set_: Annotated[list[str], typer.Option("--set", help="dotted.key=value override")] = [],
+) -> None:
+    """Validate a config and print the resolved values as JSON."""
+    from rsvl.config import load_config
+
+    try:
+        cfg = load_config(path, profile, set_)
+    except RsvlError as err:
+        _fail(err)
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m rsvl`
+    """Run the CLI."""
+    sys.exit(app())

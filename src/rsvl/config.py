@@ -1,0 +1,205 @@
+"""Typed run configuration read from ``pipelines/<paper>/config.yaml``.
+
+A config file holds shared ``defaults`` and one partial override per ``profiles`` entry
+(``local``: laptop, no cluster; ``cluster``: Kubeflow + KubeRay on GPUs). The chosen profile is
+deep-merged over the defaults, dotted ``--set`` overrides are applied last, and the result is
+validated by strict, frozen pydantic models so a bad value fails before any work starts, with
+the file, the profile, the field path and the rule in the message.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rsvl.errors import ConfigError
+
+PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
+PROFILES = ("local", "cluster")
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: no coercion, no unknown keys, immutable once loaded."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+
+class CaptionRules(StrictModel):
+    """Limits a caption must meet; captions outside them are quarantined by validation."""
+
+    min_words: int = Field(1, ge=1)
+    max_words: int = Field(120, ge=1)
+    max_chars: int = Field(2000, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "CaptionRules":
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) is greater than max_words ({self.max_words})")
+        return self
+
+
+class DataConfig(StrictModel):
+    """Where a run's data comes from and how strictly it is checked."""
+
+    source: Literal["generate", "ingest"] = "generate"
+    format: str | None = None
+    path: str | None = None
+    root: str = "data"
+    seed: int = 0
+    generate_scale: int = Field(1, ge=1, le=100)
+    max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    captions: CaptionRules = CaptionRules()
+
+    @model_validator(mode="after")
+    def _ingest_needs_source(self) -> "DataConfig":
+        if self.source == "ingest" and (self.format is None or self.path is None):
+            raise ValueError("source 'ingest' needs both 'format' and 'path'")
+        return self
+
+
+class ModelConfig(StrictModel):
+    """Which registered architecture to build and with which weights."""
+
+    name: str
+    pretrained: str | None = None
+
+
+class TrainConfig(StrictModel):
+    """Optimisation and resources of the train step."""
+
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    warmup_steps: int = Field(0, ge=0)
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    seed: int = 0
+
+
+class MlflowConfig(StrictModel):
+    """Tracking server and experiment of a run."""
+
+    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
+    experiment: str = "rsvl"
+
+
+class RunConfig(StrictModel):
+    """A fully resolved configuration for one paper under one profile."""
+
+    paper: Literal["sar_text", "closp", "georsclip", "iebaker", "lrsclip"]
+    profile: Literal["local", "cluster"]
+    data: DataConfig = DataConfig()
+    model: ModelConfig
+    train: TrainConfig = TrainConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    def digest(self) -> str:
+        """Return a stable SHA-256 of the resolved config (a lineage tag for registered models)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base``; nested dicts merge, other values replace.
+
+    Args:
+        base: Lower-priority mapping.
+        override: Higher-priority mapping.
+
+    Returns:
+        A new merged dict; neither input is modified.
+    """
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``["train.epochs=3", "data.seed=7"]`` into a nested dict; values are parsed as YAML.
+
+    Args:
+        items: ``dotted.key=value`` strings.
+
+    Returns:
+        A nested override mapping.
+    """
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form dotted.key=value")
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return result
+
+
+def _format_errors(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: {err.error_count()} invalid field(s)"]
+    for detail in err.errors():
+        path = ".".join(str(p) for p in detail["loc"]) or "(top level)"
+        got = detail.get("input")
+        shown = "" if isinstance(got, dict) else f" [got {got!r}]"
+        lines.append(f"  {path}: {detail['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path,
+    profile: str = "local",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> RunConfig:
+    """Load, merge and validate a paper config.
+
+    Args:
+        path: ``pipelines/<paper>/config.yaml``.
+        profile: ``local`` or ``cluster``.
+        overrides: Dotted ``key=value`` overrides applied after the profile.
+
+    Returns:
+        The validated, frozen :class:`RunConfig`.
+
+    Raises:
+        ConfigError: The file is missing or not YAML, the profile is unknown, or a field breaks
+            a rule; the message names the file, profile, field path and rule.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    unknown = set(raw) - {"paper", "defaults", "profiles"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: paper, defaults, profiles")
+    profiles = raw.get("profiles") or {}
+    if profile not in PROFILES:
+        raise ConfigError(f"{path}: profile {profile!r} is not one of {PROFILES}")
+    if profile not in profiles:
+        raise ConfigError(f"{path}: no profile {profile!r}; the file defines {sorted(profiles)}")
+    merged = deep_merge(raw.get("defaults") or {}, profiles[profile] or {})
+    merged = deep_merge(merged, parse_overrides(overrides))
+    merged.update(paper=raw.get("paper"), profile=profile)
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, f"{path} (profile {profile})")) from err

@@ -1,0 +1,403 @@
+"""Write and read canonical datasets (see :mod:`rsvl.data.schema` for the layout).
+
+Writers copy media into the dataset so a DVC-tracked directory is self-contained, hash every
+file for provenance, and keep rejected rows in a quarantine table instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rsvl.data.schema import (
+    FILES_SCHEMA,
+    KINDS,
+    MANIFEST_SCHEMA,
+    QUARANTINE_SCHEMA,
+    SCHEMA_VERSION,
+    empty_row,
+)
+from rsvl.errors import DataError, SchemaVersionError
+
+META_FILE = "dataset.json"
+MANIFEST_FILE = "manifest.parquet"
+FILES_FILE = "files.parquet"
+QUARANTINE_FILE = "quarantine.parquet"
+MEDIA_DIR = "media"
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hash a file in chunks so large rasters never sit in memory twice.
+
+    Args:
+        path: File to hash.
+        chunk: Read size in bytes.
+
+    Returns:
+        The hex SHA-256 digest.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def safe_media_name(name: str) -> str:
+    """Turn a source-relative name into a flat, portable file name inside ``media/``.
+
+    Args:
+        name: A relative source name such as ``aGrass/a001.jpg``.
+
+    Returns:
+        A name made of letters, digits, ``.``, ``_`` and ``-`` (``aGrass__a001.jpg``).
+    """
+    parts = [p for p in Path(name).parts if p not in ("", ".", "..", "/")]
+    flat = "__".join(_SAFE_NAME.sub("_", p) for p in parts)
+    if not flat:
+        raise DataError(f"media name {name!r} has no usable characters")
+    return flat
+
+
+@dataclass
+class QuarantineRecord:
+    """One rejected row: where it came from, which rule it broke and why."""
+
+    stage: str
+    where: str
+    rule: str
+    reason: str
+    sample_id: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """What a writer produced: counts and paths that the CLI prints and pipelines log."""
+
+    out_dir: Path
+    rows: int
+    quarantined: int
+    files: int
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Return a one-paragraph human summary naming the quarantine location."""
+        text = f"{self.rows} rows, {self.files} media files written to {self.out_dir}"
+        if self.quarantined:
+            rules = ", ".join(f"{rule}: {n}" for rule, n in sorted(self.by_rule.items()))
+            text += (
+                f"; {self.quarantined} rows quarantined ({rules}) in "
+                f"{self.out_dir / QUARANTINE_FILE}"
+            )
+        return text
+
+
+class DatasetWriter:
+    """Build a canonical dataset directory row by row.
+
+    Use as a context manager; rows and media added inside the block are written on exit.
+    An existing dataset at ``out_dir`` is replaced as a whole so stale media never linger.
+
+    Args:
+        out_dir: Destination directory.
+        name: Dataset name recorded in the metadata.
+        kind: One of :data:`rsvl.data.schema.KINDS`.
+        adapter: Name of the adapter or generator that produced the rows.
+        source: Source path or description (provenance).
+        extra_meta: Additional JSON-serialisable metadata (for example band statistics).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        *,
+        name: str,
+        kind: str,
+        adapter: str,
+        source: str,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise DataError(f"dataset kind {kind!r} is not one of {KINDS}")
+        self.out_dir = Path(out_dir)
+        self.meta: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "name": name,
+            "kind": kind,
+            "adapter": adapter,
+            "source": source,
+            **(extra_meta or {}),
+        }
+        self._rows: list[dict] = []
+        self._ids: set[str] = set()
+        self._files: dict[str, dict] = {}
+        self._quarantine: list[QuarantineRecord] = []
+
+    def __enter__(self) -> "DatasetWriter":
+        if self.out_dir.exists():
+            shutil.rmtree(self.out_dir)
+        (self.out_dir / MEDIA_DIR).mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.report = self.close()
+
+    def _claim(self, name: str) -> str:
+        rel = f"{MEDIA_DIR}/{safe_media_name(name)}"
+        if rel in self._files:
+            raise DataError(f"two media files map to the same name {rel!r}")
+        return rel
+
+    def _record(self, rel: str, source_path: str | None) -> str:
+        target = self.out_dir / rel
+        self._files[rel] = {
+            "path": rel,
+            "sha256": sha256_file(target),
+            "bytes": target.stat().st_size,
+            "source_path": source_path,
+        }
+        return rel
+
+    def copy_media(self, src: str | Path, name: str) -> str:
+        """Copy a source file into ``media/`` and record its hash.
+
+        Args:
+            src: Source file.
+            name: Source-relative name used to build the media file name.
+
+        Returns:
+            The path relative to the dataset directory, for a media column.
+        """
+        rel = self._claim(name)
+        shutil.copyfile(src, self.out_dir / rel)
+        return self._record(rel, str(src))
+
+    def write_bytes(self, data: bytes, name: str, source_path: str | None = None) -> str:
+        """Write raw bytes (an encoded image) into ``media/`` and record the hash.
+
+        Args:
+            data: File content.
+            name: Media file name.
+            source_path: Provenance of the bytes, if any.
+
+        Returns:
+            The path relative to the dataset directory.
+        """
+        rel = self._claim(name)
+        (self.out_dir / rel).write_bytes(data)
+        return self._record(rel, source_path)
+
+    def write_array(self, array: np.ndarray, name: str, source_path: str | None = None) -> str:
+        """Save a band array (CHW) as float32 ``.npy`` inside ``media/``.
+
+        Args:
+            array: Array of shape (bands, height, width).
+            name: Media file name; ``.npy`` is appended when missing.
+            source_path: Provenance of the array.
+
+        Returns:
+            The path relative to the dataset directory.
+        """
+        if array.ndim != 3:
+            raise DataError(f"array {name!r} must be (bands, height, width), got shape {array.shape}")
+        if not name.endswith(".npy"):
+            name += ".npy"
+        rel = self._claim(name)
+        np.save(self.out_dir / rel, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        return self._record(rel, source_path)
+
+    def add_row(self, **values: Any) -> None:
+        """Append one sample; unknown columns and duplicate ids are errors, not silent drops.
+
+        Args:
+            **values: Manifest columns; unset ones default to null or empty.
+        """
+        row = empty_row()
+        unknown = set(values) - set(row)
+        if unknown:
+            raise DataError(f"unknown manifest columns {sorted(unknown)}")
+        row.update(values)
+        sample_id = row["sample_id"]
+        if sample_id in self._ids:
+            self.quarantine(
+                where=str(row.get("source") or sample_id),
+                rule="unique_id",
+                reason=f"sample_id {sample_id!r} already used by an earlier row",
+                sample_id=sample_id,
+            )
+            return
+        self._ids.add(sample_id)
+        self._rows.append(row)
+
+    def quarantine(self, *, where: str, rule: str, reason: str, sample_id: str | None = None) -> None:
+        """Record a rejected source row with the rule it broke.
+
+        Args:
+            where: Source file and row, for example ``labels.csv:12``.
+            rule: Short rule name (``file_exists``, ``caption_utf8`` ...).
+            reason: Human sentence saying what is wrong.
+            sample_id: Id of the sample, when one could be formed.
+        """
+        self._quarantine.append(QuarantineRecord("ingest", where, rule, reason, sample_id))
+
+    def close(self) -> IngestReport:
+        """Write manifest, files table, quarantine table and metadata.
+
+        Returns:
+            Counts and paths of what was written.
+        """
+        table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
+        pq.write_table(table, self.out_dir / MANIFEST_FILE)
+        files = pa.Table.from_pylist(sorted(self._files.values(), key=lambda f: f["path"]), schema=FILES_SCHEMA)
+        pq.write_table(files, self.out_dir / FILES_FILE)
+        write_quarantine(self.out_dir, self._quarantine)
+        by_rule: dict[str, int] = {}
+        for record in self._quarantine:
+            by_rule[record.rule] = by_rule.get(record.rule, 0) + 1
+        self.meta.update(
+            counts={
+                "rows": len(self._rows),
+                "files": len(self._files),
+                "quarantined": len(self._quarantine),
+                "splits": _count(r["split"] for r in self._rows),
+            },
+        )
+        (self.out_dir / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
+        return IngestReport(self.out_dir, len(self._rows), len(self._quarantine), len(self._files), by_rule)
+
+
+def _count(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def write_quarantine(out_dir: Path, records: list[QuarantineRecord], append: bool = False) -> Path:
+    """Write (or extend) the quarantine table of a dataset.
+
+    Args:
+        out_dir: Dataset directory.
+        records: Rejected rows.
+        append: Keep rows of earlier stages and add these (validation after ingest).
+
+    Returns:
+        Path of the quarantine table.
+    """
+    path = Path(out_dir) / QUARANTINE_FILE
+    rows = [record.__dict__ for record in records]
+    table = pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
+    if append and path.exists():
+        table = pa.concat_tables([pq.read_table(path, schema=QUARANTINE_SCHEMA), table])
+    pq.write_table(table, path)
+    return path
+
+
+def read_meta(dataset_dir: str | Path) -> dict[str, Any]:
+    """Read ``dataset.json`` and refuse manifests from a newer schema.
+
+    Args:
+        dataset_dir: Dataset directory.
+
+    Returns:
+        The metadata dict.
+
+    Raises:
+        DataError: The directory is not a dataset.
+        SchemaVersionError: The manifest's schema version is newer than this package's.
+    """
+    path = Path(dataset_dir) / META_FILE
+    if not path.is_file():
+        raise DataError(f"{dataset_dir} is not an rsvl dataset: {META_FILE} is missing")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not valid UTF-8 JSON ({err})") from err
+    version = meta.get("schema_version")
+    if not isinstance(version, int):
+        raise DataError(f"{path}: schema_version must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path}: manifest schema version {version} is newer than this rsvl's {SCHEMA_VERSION}; "
+            "upgrade rsvl to read it"
+        )
+    return meta
+
+
+def read_manifest(dataset_dir: str | Path) -> pd.DataFrame:
+    """Read a dataset's manifest with the canonical column types.
+
+    Args:
+        dataset_dir: Dataset directory.
+
+    Returns:
+        One row per sample; list columns hold Python lists, null scalars are ``None``.
+    """
+    read_meta(dataset_dir)
+    table = pq.read_table(Path(dataset_dir) / MANIFEST_FILE, schema=MANIFEST_SCHEMA)
+    return table_to_frame(table)
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """Convert an Arrow manifest table to pandas with lists as lists and nulls as ``None``."""
+    frame = pd.DataFrame({name: table.column(name).to_pylist() for name in table.column_names})
+    return frame.astype(object).where(frame.notna(), None) if len(frame) else frame
+
+
+def read_files(dataset_dir: str | Path) -> pd.DataFrame:
+    """Read the provenance table (path, sha256, bytes, source path) of a dataset."""
+    return pq.read_table(Path(dataset_dir) / FILES_FILE, schema=FILES_SCHEMA).to_pandas()
+
+
+def read_quarantine(dataset_dir: str | Path) -> pd.DataFrame:
+    """Read the quarantine table of a dataset (empty frame when nothing was rejected)."""
+    path = Path(dataset_dir) / QUARANTINE_FILE
+    if not path.exists():
+        return QUARANTINE_SCHEMA.empty_table().to_pandas()
+    return pq.read_table(path, schema=QUARANTINE_SCHEMA).to_pandas()
+
+
+def find_datasets(root: str | Path) -> list[Path]:
+    """Return ``root`` if it is a dataset, else every dataset directory below it (sorted).
+
+    Args:
+        root: A dataset directory or a directory holding several.
+    """
+    root = Path(root)
+    if (root / META_FILE).is_file():
+        return [root]
+    found = sorted(p.parent for p in root.rglob(META_FILE))
+    if not found:
+        raise DataError(f"no rsvl dataset ({META_FILE}) under {root}")
+    return found
+
+
+def relative_to_dataset(dataset_dir: Path, rel: str) -> Path:
+    """Resolve a media path from the manifest, refusing paths that leave the dataset.
+
+    Args:
+        dataset_dir: Dataset directory.
+        rel: Path as stored in a media column.
+
+    Returns:
+        The absolute path inside the dataset.
+    """
+    base = Path(dataset_dir).resolve()
+    target = (base / rel).resolve()
+    if os.path.isabs(rel) or base not in target.parents:
+        raise DataError(f"{dataset_dir}: media path {rel!r} points outside the dataset")
+    return target

@@ -1,0 +1,158 @@
+"""Data versions through DVC: track ``data/`` with ``data.dvc``, push to and pull from a remote.
+
+Every step that reads data records the DVC md5 of ``data.dvc`` (and the dataset's path inside
+``data/``), so a later run can check out exactly the bytes an earlier model was trained on. The
+default remote is a local directory outside the checkout (``.dvc/config``); point it at S3 or
+MinIO with :func:`set_remote` (written to ``.dvc/config.local``, never committed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from rsvl.errors import DataError
+
+DEFAULT_REMOTE = "local"
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """The exact data a step read: DVC md5 of the tracked directory plus a path inside it."""
+
+    md5: str
+    dvc_file: str
+    path: str
+
+    def tag(self) -> str:
+        """Return ``md5:path``, the form stored as an MLflow tag."""
+        return f"{self.md5}:{self.path}"
+
+
+@contextlib.contextmanager
+def _repo(root: str | Path):
+    from dvc.repo import Repo
+
+    previous = Path.cwd()
+    os.chdir(root)
+    try:
+        with Repo(str(root)) as repo:
+            yield repo
+    finally:
+        os.chdir(previous)
+
+
+def init_repo(root: str | Path, remote_url: str | None = None) -> None:
+    """Make ``root`` a DVC project (idempotent) and set its default remote when given.
+
+    Args:
+        root: The checkout (a git work tree) or any directory (initialised without SCM).
+        remote_url: Remote URL or directory; relative paths resolve from ``.dvc/``.
+    """
+    from dvc.repo import Repo
+
+    root = Path(root)
+    if not (root / ".dvc").is_dir():
+        Repo.init(str(root), no_scm=not (root / ".git").exists())
+    if remote_url is not None:
+        set_remote(root, remote_url, local=False)
+
+
+def set_remote(root: str | Path, url: str, *, name: str = DEFAULT_REMOTE, local: bool = True) -> None:
+    """Add or change a remote and make it the default.
+
+    Args:
+        root: DVC project directory.
+        url: A directory, ``s3://bucket/prefix`` (set ``endpointurl`` for MinIO separately), etc.
+        name: Remote name.
+        local: Write to ``.dvc/config.local`` (per-machine, not committed) instead of ``.dvc/config``.
+    """
+    level = "local" if local else "repo"
+    with _repo(root) as repo:
+        with repo.config.edit(level) as conf:
+            conf["remote"][name] = {"url": url}
+            conf["core"]["remote"] = name
+
+
+def track(root: str | Path, target: str = "data", push: bool = False) -> str:
+    """``dvc add`` a directory (writing ``<target>.dvc``) and optionally push it.
+
+    Args:
+        root: DVC project directory.
+        target: Directory to track, relative to ``root``.
+        push: Also upload the new version to the default remote.
+
+    Returns:
+        The md5 DVC recorded for the directory.
+    """
+    root = Path(root)
+    if not (root / target).is_dir():
+        raise DataError(f"{root / target}: cannot track a directory that does not exist")
+    with _repo(root) as repo:
+        repo.add([target])
+        if push:
+            repo.push([target])
+    return dvc_md5(root / f"{target}.dvc")
+
+
+def push(root: str | Path, target: str = "data") -> None:
+    """Upload the tracked version of ``target`` to the default remote."""
+    with _repo(root) as repo:
+        repo.push([f"{target}.dvc"])
+
+
+def pull(root: str | Path, target: str = "data") -> None:
+    """Download and check out the version of ``target`` recorded in ``<target>.dvc``."""
+    with _repo(root) as repo:
+        repo.pull([f"{target}.dvc"], force=True)
+
+
+def dvc_md5(dvc_file: str | Path) -> str:
+    """Read the md5 of the single output recorded in a ``.dvc`` file.
+
+    Args:
+        dvc_file: Path of ``data.dvc`` (or any single-output ``.dvc`` file).
+
+    Returns:
+        The md5 (``…​.dir`` suffix removed for directories).
+    """
+    dvc_file = Path(dvc_file)
+    if not dvc_file.is_file():
+        raise DataError(f"{dvc_file}: no DVC file; run `rsvl data generate --track` or `dvc add data`")
+    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or []
+    if len(outs) != 1 or "md5" not in outs[0]:
+        raise DataError(f"{dvc_file}: expected one output with an md5, found {outs!r}")
+    return str(outs[0]["md5"]).removesuffix(".dir")
+
+
+def data_version(dataset_dir: str | Path, root: str | Path | None = None) -> DataVersion:
+    """Name the data version a step reads: the md5 of the ``.dvc`` file that covers ``dataset_dir``.
+
+    Args:
+        dataset_dir: A dataset directory inside a DVC-tracked directory.
+        root: DVC project root; by default the nearest parent holding ``.dvc/``.
+
+    Returns:
+        The version; raises ``DataError`` when no ``.dvc`` file covers the directory.
+    """
+    dataset_dir = Path(dataset_dir).resolve()
+    root = Path(root).resolve() if root else _find_root(dataset_dir)
+    rel = dataset_dir.relative_to(root)
+    for depth in range(1, len(rel.parts) + 1):
+        tracked = Path(*rel.parts[:depth])
+        dvc_file = root / f"{tracked}.dvc"
+        if dvc_file.is_file():
+            inner = Path(*rel.parts[depth:]).as_posix() if depth < len(rel.parts) else "."
+            return DataVersion(dvc_md5(dvc_file), dvc_file.relative_to(root).as_posix(), inner)
+    raise DataError(f"{dataset_dir}: not inside a DVC-tracked directory under {root}")
+
+
+def _find_root(path: Path) -> Path:
+    for parent in [path, *path.parents]:
+        if (parent / ".dvc").is_dir():
+            return parent
+    raise DataError(f"{path}: no DVC project (.dvc/) in any parent directory")

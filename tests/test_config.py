@@ -1,0 +1,102 @@
+"""Config loading: profiles merge over defaults, and a bad value fails naming file, field and rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+import yaml
+
+from rsvl.config import PAPERS, RunConfig, deep_merge, load_config, parse_overrides
+from rsvl.errors import ConfigError
+
+
+def write(tmp_path: Path, content: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(content))
+    return path
+
+
+BASE = {
+    "paper": "sar_text",
+    "defaults": {"train": {"epochs": 3, "lr": 1.0e-4}},
+    "profiles": {
+        "local": {"model": {"name": "tiny"}},
+        "cluster": {"model": {"name": "ViT-L-14", "pretrained": "openai"}, "train": {"use_gpu": True}},
+    },
+}
+
+
+def test_profile_overrides_defaults(tmp_path):
+    local = load_config(write(tmp_path, BASE), "local")
+    cluster = load_config(write(tmp_path, BASE), "cluster")
+    assert local.model.name == "tiny" and local.train.use_gpu is False
+    assert cluster.model.pretrained == "openai" and cluster.train.use_gpu is True
+    assert cluster.train.epochs == local.train.epochs == 3
+
+
+def test_overrides_apply_last_and_parse_yaml_values(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), "local", ["train.epochs=7", "data.seed=11"])
+    assert (cfg.train.epochs, cfg.data.seed) == (7, 11)
+    assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_bad_value_names_file_field_and_rule(tmp_path):
+    bad = deep_merge(BASE, {"defaults": {"train": {"lr": -1.0}}})
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, bad), "local")
+    message = str(err.value)
+    assert "config.yaml (profile local)" in message
+    assert "train.lr" in message and "greater than 0" in message
+
+
+def test_strict_types_and_unknown_keys_rejected(tmp_path):
+    typo = deep_merge(BASE, {"defaults": {"train": {"epoch": 3}}})
+    with pytest.raises(ConfigError, match="train.epoch: Extra inputs are not permitted"):
+        load_config(write(tmp_path, typo), "local")
+    as_text = deep_merge(BASE, {"defaults": {"train": {"epochs": "3"}}})
+    with pytest.raises(ConfigError, match="train.epochs: Input should be a valid integer"):
+        load_config(write(tmp_path, as_text), "local")
+
+
+def test_cross_field_rules(tmp_path):
+    ingest_without_path = deep_merge(BASE, {"defaults": {"data": {"source": "ingest", "format": "karpathy"}}})
+    with pytest.raises(ConfigError, match="needs both 'format' and 'path'"):
+        load_config(write(tmp_path, ingest_without_path), "local")
+    words = deep_merge(BASE, {"defaults": {"data": {"captions": {"min_words": 9, "max_words": 3}}}})
+    with pytest.raises(ConfigError, match="min_words"):
+        load_config(write(tmp_path, words), "local")
+
+
+def test_missing_file_profile_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    only_local = {**BASE, "profiles": {"local": BASE["profiles"]["local"]}}
+    with pytest.raises(ConfigError, match="no profile 'cluster'"):
+        load_config(write(tmp_path, only_local), "cluster")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("paper: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_config_is_frozen_and_digest_tracks_content(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), "local")
+    with pytest.raises(pydantic.ValidationError):
+        cfg.train.epochs = 5  # type: ignore[misc]
+    other = load_config(write(tmp_path, BASE), "local", ["train.epochs=4"])
+    assert cfg.digest() == load_config(write(tmp_path, BASE), "local").digest()
+    assert cfg.digest() != other.digest()
+
+
+def test_every_committed_paper_config_loads_in_both_profiles(repo_root):
+    configs = sorted((repo_root / "pipelines").glob("*/config.yaml"))
+    assert configs, "no pipelines/<paper>/config.yaml committed"
+    for path in configs:
+        for profile in ("local", "cluster"):
+            cfg = load_config(path, profile)
+            assert isinstance(cfg, RunConfig)
+            assert cfg.paper == path.parent.name and cfg.paper in PAPERS
