@@ -1,5 +1,6 @@
 # Common commands. Everything runs offline in .venv (see README).
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,13 +11,16 @@ PAPER ?= sar_text
 PROFILE ?= local
 DATA ?= data/default
 
+# pip warns once per package about this machine's extra local index folders; keep real errors.
+QUIET_PIP := { grep -v "^WARNING: Location 'file://" || true; }
+
 .PHONY: setup test test-fast data validate lock clean-data
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip==26.3"
-	$(PY) -m pip install --quiet -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --upgrade "pip==26.3" 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install --quiet -r requirements.lock 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install --quiet --no-deps -e . 2>&1 | $(QUIET_PIP)
 	touch $@
 
 ## setup: create .venv with the pinned stack (torch from local disk) and the rsvl package

@@ -1,0 +1,68 @@
+"""The `rsvl` command line: documented commands work and errors are one clear line, exit 1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from rsvl.cli import app
+from rsvl.data.store import read_manifest
+
+runner = CliRunner()
+
+
+def test_config_check_prints_resolved_json(repo_root):
+    result = runner.invoke(app, ["config", "check", str(repo_root / "pipelines/sar_text/config.yaml"),
+                                 "--profile", "cluster", "--set", "train.epochs=3"])
+    assert result.exit_code == 0, result.output
+    resolved = json.loads(result.output)
+    assert resolved["profile"] == "cluster" and resolved["train"]["epochs"] == 3
+
+
+def test_config_error_exits_1_naming_field(repo_root):
+    result = runner.invoke(app, ["config", "check", str(repo_root / "pipelines/sar_text/config.yaml"),
+                                 "--set", "train.batch_size=0"])
+    assert result.exit_code == 1
+    assert "train.batch_size: Input should be greater than 0" in result.output
+
+
+def test_ingest_reports_quarantine_and_tracks_with_dvc(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    source = tmp_path / "scenes"
+    (source / "Forest").mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (4, 4), (0, 90 + i, 0)).save(source / "Forest" / f"{i}.png")
+    (source / "labels.csv").write_text("filepath,label,split\nForest/0.png,forest,train\n"
+                                       "Forest/1.png,forest,test\nForest/9.png,forest,val\n")
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=project, check=True)
+    monkeypatch.chdir(project)
+    result = runner.invoke(app, ["data", "ingest", "--format", "class-folder", "--source", str(source),
+                                 "--out", "data/forest", "--track"])
+    assert result.exit_code == 0, result.output
+    assert "2 rows, 2 media files" in result.output
+    assert "1 rows quarantined (file_exists: 1)" in result.output
+    assert (project / "data.dvc").is_file() and "tracked data/ with DVC" in result.output
+    version = runner.invoke(app, ["data", "version", "data/forest"])
+    assert version.output.strip().endswith(":forest")
+    assert len(read_manifest(project / "data/forest")) == 2
+
+
+def test_unknown_format_lists_known_ones(tmp_path):
+    result = runner.invoke(app, ["data", "ingest", "--format", "nope", "--source", str(tmp_path),
+                                 "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "unknown format 'nope'" in result.output and "class-folder" in result.output
+
+
+def test_console_script_is_installed():
+    rsvl = Path(sys.executable).parent / "rsvl"
+    formats = subprocess.run([str(rsvl), "data", "formats"], capture_output=True, text=True)
+    assert formats.returncode == 0, formats.stderr
+    assert "class-folder" in formats.stdout.split()
