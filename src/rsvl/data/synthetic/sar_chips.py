@@ -1,0 +1,292 @@
+"""Procedural SAR ship chips: sea/land reflectivity, ships with exact boxes, speckle, captions.
+
+Physics kept on purpose, because SAR models learn exactly these cues:
+
+* The scene is a *reflectivity* map first (sea ~0.03, land 0.2-0.6 with texture and bright
+  built-up points, ships 3-10: a steel hull and its double bounce outshine everything else).
+* Speckle is multiplicative and Gamma distributed with ``L`` looks (mean 1, variance 1/L), applied
+  to intensity, which is how multi-looked SAR intensity behaves; it is why the sea looks grainy
+  and why thresholds on single pixels fail.
+* The chip stores amplitude (square root of intensity) scaled to 8 bits, like HRSID's PNGs, so
+  the sea is dark and ships saturate.
+
+Ships are elongated ellipses at an orientation; some are moored along the quay (parallel to the
+coastline, just off it), others scattered at sea. Boxes are the pixel-edge extents of each ship's
+mask (``x_max``/``y_max`` exclusive), so they are exact by construction. Captions follow
+SAR-Narrator's A2C route (count, size, position in image thirds, arrangement) and SA2C route
+(land/sea proportions), derived from the same masks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rsvl.data.synthetic import join_words, number_word, plural, sentence, smooth_field, third_of
+
+SIZE = 128
+"""Chip side in pixels, the size of a typical detection crop around a few ships."""
+
+AMPLITUDE_GAIN = 100.0
+"""8-bit value per unit amplitude: sea (~0.17) maps near 17, ships saturate at 255."""
+
+LAND_SIDES = ("top", "bottom", "left", "right")
+_PIXEL_Y, _PIXEL_X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
+
+
+@dataclass
+class Ship:
+    """One drawn ship: its pixel mask, box and where it sits."""
+
+    mask: np.ndarray
+    box: tuple[int, int, int, int]
+    moored: bool
+    length: float
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """Box centre (x, y) in pixels."""
+        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
+
+    @property
+    def size_word(self) -> str:
+        """Small, medium or large by hull length in pixels."""
+        return "small" if self.length < 11 else "medium" if self.length < 17 else "large"
+
+
+def land_mask(rng: np.random.Generator) -> tuple[np.ndarray, str | None]:
+    """Draw land on one side with a wavy coastline, or none (open sea) for 30% of chips.
+
+    Returns:
+        (SIZE, SIZE) bool mask (True = land) and the side the land is on, or ``None``.
+    """
+    if rng.random() < 0.3:
+        return np.zeros((SIZE, SIZE), dtype=bool), None
+    side = str(rng.choice(LAND_SIDES))
+    depth = rng.uniform(0.15, 0.45) * SIZE
+    coast = depth + (smooth_field(rng, 1, SIZE, 5)[0] - 0.5) * rng.uniform(6, 24)
+    along = np.arange(SIZE)
+    if side == "top":
+        mask = along[:, None] < coast[None, :]
+    elif side == "bottom":
+        mask = along[:, None] >= SIZE - coast[None, :]
+    elif side == "left":
+        mask = along[None, :] < coast[:, None]
+    else:
+        mask = along[None, :] >= SIZE - coast[:, None]
+    return mask, side
+
+
+def reflectivity(rng: np.random.Generator, land: np.ndarray) -> np.ndarray:
+    """Mean backscatter intensity of sea and land before speckle.
+
+    Land is bright and textured with small very bright blocks (buildings, cranes); the sea is
+    dark with a gentle wind-driven gradient.
+
+    Args:
+        rng: Generator.
+        land: Land mask from :func:`land_mask`.
+
+    Returns:
+        float32 (SIZE, SIZE) mean intensity.
+    """
+    sea = rng.uniform(0.02, 0.04) * (0.7 + 0.6 * smooth_field(rng, SIZE, SIZE, 3))
+    ground = rng.uniform(0.2, 0.45) * (0.4 + 1.2 * smooth_field(rng, SIZE, SIZE, 12))
+    sigma = np.where(land, ground, sea).astype(np.float32)
+    ys, xs = np.nonzero(land)
+    for _ in range(int(len(xs) / 250)):
+        pick = int(rng.integers(len(xs)))
+        y, x = ys[pick], xs[pick]
+        h, w = rng.integers(1, 4, size=2)
+        block = sigma[y:y + h, x:x + w]
+        block[land[y:y + h, x:x + w]] = rng.uniform(1.5, 4.0)
+    return sigma
+
+
+def ship_mask(cx: float, cy: float, length: float, width: float, angle: float) -> np.ndarray:
+    """Return the pixel mask of an elongated ellipse (a hull).
+
+    Args:
+        cx: Centre column in pixels (pixel centres at .5).
+        cy: Centre row in pixels.
+        length: Hull length in pixels.
+        width: Hull beam in pixels.
+        angle: Direction of the long axis in radians (0 = along x).
+
+    Returns:
+        (SIZE, SIZE) bool.
+    """
+    dx, dy = _PIXEL_X - cx, _PIXEL_Y - cy
+    c, s = math.cos(angle), math.sin(angle)
+    along, across = dx * c + dy * s, -dx * s + dy * c
+    return (along / (length / 2)) ** 2 + (across / (width / 2)) ** 2 <= 1.0
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _coast_spot(rng: np.random.Generator, land: np.ndarray, side: str, half_width: float):
+    """A point just off the coastline and the angle parallel to it."""
+    t = int(rng.integers(12, SIZE - 12))
+    line = land[:, t] if side in ("top", "bottom") else land[t, :]
+    edge = int(line.sum())
+    offset = edge + half_width + 1.5 if side in ("top", "left") else SIZE - edge - half_width - 1.5
+    angle = rng.normal(0, 0.12) + (0.0 if side in ("top", "bottom") else math.pi / 2)
+    return ((t + 0.5, offset) if side in ("top", "bottom") else (offset, t + 0.5)), angle
+
+
+def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) -> list[Ship]:
+    """Place 0-8 non-touching ships: moored along the quay (coastal chips) and scattered at sea.
+
+    A candidate is rejected when it touches land, leaves the chip or comes within two pixels of
+    another ship, so every ship is a separate bright blob that its box describes.
+
+    Args:
+        rng: Generator.
+        land: Land mask.
+        side: Side the land is on, or ``None`` for open sea (then no ship is moored).
+
+    Returns:
+        The placed ships; fewer than drawn when the sea has no room left.
+    """
+    wanted = int(rng.choice(np.arange(9), p=[0.08, 0.16, 0.16, 0.14, 0.12, 0.1, 0.09, 0.08, 0.07]))
+    moored_wanted = int(rng.integers(0, wanted + 1)) if side else 0
+    occupied = np.zeros((SIZE, SIZE), dtype=bool)
+    open_water = ~_dilate(land, 10)
+    ships: list[Ship] = []
+    for _ in range(wanted * 30):
+        if len(ships) == wanted:
+            break
+        moored = sum(s.moored for s in ships) < moored_wanted
+        length, width = rng.uniform(7, 22), rng.uniform(2.5, 5.0)
+        if moored:
+            (cx, cy), angle = _coast_spot(rng, land, side, width / 2)
+        else:
+            cx, cy = rng.uniform(length / 2 + 2, SIZE - length / 2 - 2, size=2)
+            angle = rng.uniform(0, math.pi)
+        mask = ship_mask(cx, cy, length, width, angle)
+        if not mask.any():
+            continue
+        box = _box(mask)
+        inside = box[0] >= 1 and box[1] >= 1 and box[2] <= SIZE - 1 and box[3] <= SIZE - 1
+        clear_of_land = not (mask & land).any() if moored else not (mask & ~open_water).any()
+        if inside and clear_of_land and not (mask & occupied).any():
+            ships.append(Ship(mask, box, moored, length))
+            occupied |= _dilate(mask, 2)
+    return ships
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    grown = mask.copy()
+    for _ in range(radius):
+        step = grown.copy()
+        step[1:, :] |= grown[:-1, :]
+        step[:-1, :] |= grown[1:, :]
+        step[:, 1:] |= grown[:, :-1]
+        step[:, :-1] |= grown[:, 1:]
+        grown = step
+    return grown
+
+
+def speckle(rng: np.random.Generator, sigma: np.ndarray, looks: int) -> np.ndarray:
+    """Apply speckle and convert to 8-bit amplitude.
+
+    Args:
+        rng: Generator.
+        sigma: Mean intensity per pixel.
+        looks: Number of looks ``L``; speckle is Gamma(L, 1/L), mean 1, variance 1/L.
+
+    Returns:
+        uint8 (SIZE, SIZE): ``sqrt(intensity) * AMPLITUDE_GAIN``, clipped to 255.
+    """
+    intensity = sigma * rng.gamma(looks, 1.0 / looks, size=sigma.shape)
+    return np.clip(np.rint(np.sqrt(intensity) * AMPLITUDE_GAIN), 0, 255).astype(np.uint8)
+
+
+def render_chip(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[Ship], str | None]:
+    """Draw one chip.
+
+    Returns:
+        8-bit amplitude (SIZE, SIZE), land mask (uint8, 1 = land), the ships and the land side.
+    """
+    land, side = land_mask(rng)
+    sigma = reflectivity(rng, land)
+    ships = place_ships(rng, land, side)
+    for ship in ships:
+        sigma[ship.mask] = rng.uniform(3.0, 10.0)
+    pixels = speckle(rng, sigma, int(rng.choice([2, 3, 4])))
+    return pixels, land.astype(np.uint8), ships, side
+
+
+def _layout_sentence(side: str | None, land_share: float) -> str:
+    if side is None:
+        return "the whole scene is open sea with no land"
+    percent = int(round(land_share * 100))
+    edge = {"top": "upper", "bottom": "lower", "left": "left", "right": "right"}[side]
+    return f"land covers the {edge} part of the scene, about {percent}%, and the sea covers the rest"
+
+
+def _count_or_none(ships: list[Ship]) -> str:
+    return number_word(len(ships)) if ships else "none"
+
+
+def _where(ships: list[Ship]) -> str:
+    places = sorted({third_of(*s.centre, SIZE, SIZE) for s in ships})
+    return join_words(places)
+
+
+def describe_chip(ships: list[Ship], side: str | None, land_share: float,
+                  rng: np.random.Generator) -> tuple[list[str], str]:
+    """Write A2C/SA2C captions; every caption's first count phrase is the total number of ships.
+
+    Args:
+        ships: The ships drawn in the chip.
+        side: Side the land is on, or ``None`` for open sea.
+        land_share: Fraction of land pixels.
+        rng: Generator ordering the captions.
+
+    Returns:
+        Four short captions and a long caption of at least three sentences.
+    """
+    total = len(ships)
+    moored = [s for s in ships if s.moored]
+    at_sea = [s for s in ships if not s.moored]
+    layout = _layout_sentence(side, land_share)
+    if total == 0:
+        short = [
+            "there are no ships in this SAR image",
+            f"no ships are visible; {layout}",
+            "a SAR image with no ships, only " + ("open sea" if side is None else "sea and coastline"),
+            "dark sea with no ships" + ("" if side is None else f" next to bright land on the {side}"),
+        ]
+        detail = "No bright ship targets appear on the water"
+    else:
+        ship_word = plural(total, "ship")
+        sizes = [word for word in ("small", "medium", "large") if any(s.size_word == word for s in ships)]
+        short = [
+            f"there {'is' if total == 1 else 'are'} {ship_word} in this SAR image",
+            f"{ship_word} in the {_where(ships)} of the image",
+            f"a SAR image with {ship_word}, {join_words(sizes)} in size",
+            f"{ship_word}: {_count_or_none(moored)} moored along the quay and "
+            f"{_count_or_none(at_sea)} at sea",
+        ]
+        parts = []
+        if moored:
+            parts.append(f"{plural(len(moored), 'ship')} {'is' if len(moored) == 1 else 'are'} moored "
+                         f"along the quay in the {_where(moored)}")
+        if at_sea:
+            parts.append(f"{plural(len(at_sea), 'ship')} " + ("is at sea" if len(at_sea) == 1 else "are scattered at sea")
+                         + f" in the {_where(at_sea)}")
+        detail = "; ".join(parts)
+    order = rng.permutation(len(short))
+    captions = [sentence(short[i]) for i in order]
+    long_caption = " ".join(sentence(text) for text in [
+        f"this SAR image contains {plural(total, 'ship')}", detail, layout,
+        "the sea appears dark and grainy with speckle" + ("" if side is None else
+                                                          ", while the land is bright and textured"),
+    ])
+    return captions, long_caption

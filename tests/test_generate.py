@@ -1,0 +1,237 @@
+"""The embedded default dataset: deterministic, well-formed, truthful captions and learnable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rsvl.data.generate import generate_default, write_sar_chips
+from rsvl.data.labels import DYNAMIC_WORLD_CLASSES
+from rsvl.data.media import load_raster
+from rsvl.data.schema import MEDIA_COLUMNS, SPLITS
+from rsvl.data.store import read_files, read_manifest, read_meta, relative_to_dataset, sha256_file
+
+NUMBERS = {w: i for i, w in enumerate(
+    ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"])}
+COUNT_PHRASE = re.compile(r"\b(" + "|".join(NUMBERS) + r"|\d+) ships?\b", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory) -> tuple[Path, list, float]:
+    out = tmp_path_factory.mktemp("default")
+    start = time.perf_counter()
+    reports = generate_default(out, seed=0)
+    return out, reports, time.perf_counter() - start
+
+
+def _load(dataset: Path, rel: str) -> np.ndarray:
+    return load_raster(relative_to_dataset(dataset, rel))
+
+
+def _sentences(text: str) -> int:
+    return len([part for part in re.split(r"(?<=\.)\s+", text.strip()) if part])
+
+
+def test_counts_kinds_and_time(default):
+    out, reports, seconds = default
+    assert [(r.rows, r.files, r.quarantined) for r in reports] == [(400, 400, 0), (150, 300, 0), (200, 400, 0)]
+    kinds = {name: read_meta(out / name)["kind"] for name in ("optical", "sar", "s1s2")}
+    assert kinds == {"optical": "captioning", "sar": "detection", "s1s2": "multisensor"}
+    assert seconds < 30, f"generate_default took {seconds:.1f} s at scale=1"
+
+
+def test_same_seed_gives_identical_files_and_manifests(default, tmp_path):
+    out, _, _ = default
+    generate_default(tmp_path, seed=0)
+    for name in ("optical", "sar", "s1s2"):
+        assert read_files(out / name).equals(read_files(tmp_path / name))
+        first, second = read_manifest(out / name), read_manifest(tmp_path / name)
+        assert first.to_json() == second.to_json()
+        assert (out / name / "manifest.parquet").read_bytes() == (tmp_path / name / "manifest.parquet").read_bytes()
+
+
+def test_other_seed_differs_and_samples_do_not_depend_on_count(default, tmp_path):
+    out, _, _ = default
+    write_sar_chips(tmp_path / "seed0", seed=0, count=10)
+    write_sar_chips(tmp_path / "seed1", seed=1, count=10)
+    full = read_files(out / "sar").set_index("path")["sha256"]
+    small = read_files(tmp_path / "seed0").set_index("path")["sha256"]
+    other = read_files(tmp_path / "seed1").set_index("path")["sha256"]
+    assert small.to_dict() == full.loc[small.index].to_dict()
+    assert (small != other.loc[small.index]).all()
+
+
+def test_rejects_bad_scale_and_seed(tmp_path):
+    with pytest.raises(ValueError, match="scale"):
+        generate_default(tmp_path, scale=0)
+    with pytest.raises(ValueError, match="seed"):
+        generate_default(tmp_path, seed=-1)
+
+
+def test_round_trip_media_files_and_hashes(default):
+    out, _, _ = default
+    shapes = {"optical": {"image": (3, 96, 96)}, "sar": {"image": (1, 128, 128), "mask": (1, 128, 128)},
+              "s1s2": {"s1": (2, 32, 32), "s2": (12, 32, 32)}}
+    for name, expected in shapes.items():
+        dataset = out / name
+        manifest = read_manifest(dataset)
+        files = read_files(dataset).set_index("path")
+        assert set(manifest["split"]) <= set(SPLITS) and set(manifest["split"]) == set(SPLITS)
+        assert manifest["sample_id"].is_unique
+        media = [rel for column in MEDIA_COLUMNS for rel in manifest[column] if rel is not None]
+        assert sorted(media) == sorted(files.index)
+        for column, shape in expected.items():
+            for rel in manifest[column].iloc[::25]:
+                assert _load(dataset, rel).shape == shape
+                assert files.loc[rel, "sha256"] == sha256_file(relative_to_dataset(dataset, rel))
+
+
+def test_optical_classes_splits_and_captions(default):
+    out, _, _ = default
+    manifest = read_manifest(out / "optical")
+    per_class = manifest.groupby("label")["split"].value_counts().unstack()
+    assert len(per_class) >= 7
+    assert (per_class.sum(axis=1) == 50).all()
+    assert (per_class["train"] == 35).all() and (per_class["test"] >= 7).all()
+    for captions, long_caption in zip(manifest["captions"], manifest["long_caption"]):
+        assert len(set(captions)) >= 3
+        assert _sentences(long_caption) >= 3
+    water = manifest[manifest["label"] == "water"]
+    assert all(any(("river" in c or "lake" in c) for c in caps) for caps in water["captions"])
+
+
+def _colour_features(rgb: np.ndarray) -> np.ndarray:
+    histogram = [np.histogram(channel, bins=8, range=(0, 256))[0] / channel.size for channel in rgb]
+    grey = rgb.mean(axis=0)
+    edges = [np.abs(np.diff(grey, axis=0)).mean() / 32, np.abs(np.diff(grey, axis=1)).mean() / 32]
+    return np.concatenate([*histogram, edges])
+
+
+def test_optical_is_learnable_by_nearest_class_mean(default):
+    out, _, _ = default
+    dataset = out / "optical"
+    manifest = read_manifest(dataset)
+    features = np.stack([_colour_features(_load(dataset, rel)) for rel in manifest["image"]])
+    labels = manifest["label"].to_numpy()
+    train, test = (manifest["split"] == "train").to_numpy(), (manifest["split"] == "test").to_numpy()
+    classes = sorted(set(labels))
+    means = np.stack([features[train & (labels == c)].mean(axis=0) for c in classes])
+    distances = ((features[test][:, None, :] - means[None]) ** 2).sum(axis=2)
+    predicted = np.array(classes)[distances.argmin(axis=1)]
+    accuracy = (predicted == labels[test]).mean()
+    assert accuracy >= 3 / len(classes), f"nearest-class-mean accuracy {accuracy:.2f}"
+
+
+def test_sar_boxes_match_the_drawn_ships(default):
+    out, _, _ = default
+    dataset = out / "sar"
+    manifest = read_manifest(dataset)
+    assert manifest["boxes"].map(len).sum() > 150
+    for row in manifest.itertuples():
+        chip, land = _load(dataset, row.image)[0], _load(dataset, row.mask)[0].astype(bool)
+        assert set(np.unique(land.astype(int))) <= {0, 1}
+        in_box = np.zeros(chip.shape, dtype=bool)
+        for box in row.boxes:
+            x0, y0, x1, y1 = (int(box[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
+            assert box["label"] == "ship"
+            assert 0 <= x0 < x1 <= chip.shape[1] and 0 <= y0 < y1 <= chip.shape[0]
+            in_box[y0:y1, x0:x1] = True
+        sea = ~land & ~in_box
+        for box in row.boxes:
+            x0, y0, x1, y1 = (int(box[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
+            assert chip[y0:y1, x0:x1].mean() > 3 * chip[sea].mean(), f"{row.sample_id}: box not brighter than sea"
+        assert (chip[sea] < 150).all(), f"{row.sample_id}: a bright target at sea has no box"
+        if land.any() and (~land).any():
+            assert chip[land].mean() > 2 * chip[~land & ~in_box].mean()
+
+
+def test_sar_captions_state_the_box_count(default):
+    out, _, _ = default
+    manifest = read_manifest(out / "sar")
+    for row in manifest.itertuples():
+        assert len(row.captions) >= 3 and _sentences(row.long_caption) >= 3
+        for text in [*row.captions, row.long_caption]:
+            match = COUNT_PHRASE.search(text)
+            assert match, f"{row.sample_id}: no ship count in {text!r}"
+            word = match.group(1).lower()
+            assert NUMBERS.get(word, int(word) if word.isdigit() else -1) == len(row.boxes), text
+
+
+def test_s1s2_labels_captions_location_and_band_stats(default):
+    out, _, _ = default
+    dataset = out / "s1s2"
+    manifest = read_manifest(dataset)
+    meta = json.loads((dataset / "dataset.json").read_text())
+    classes = set(meta["classes"])
+    assert len(classes) >= 6 and classes <= set(DYNAMIC_WORLD_CLASSES)
+    for row in manifest.itertuples():
+        assert row.labels == sorted(set(row.labels)) and set(row.labels) <= classes
+        assert row.captions == [". ".join(row.labels)]
+        assert 34 <= row.lat <= 72 and -12 <= row.lon <= 32
+        assert dt.datetime.fromisoformat(row.timestamp).tzinfo is not None
+    train = manifest[manifest["split"] == "train"]
+    assert meta["band_stats"]["split"] == "train"
+    for sensor in ("s1", "s2"):
+        stacked = np.stack([_load(dataset, rel) for rel in train[sensor]])
+        stats = meta["band_stats"][sensor]
+        assert np.allclose(stats["mean"], stacked.mean(axis=(0, 2, 3)), rtol=1e-3, atol=1e-3)
+        assert np.allclose(stats["std"], stacked.std(axis=(0, 2, 3)), rtol=1e-3, atol=1e-3)
+        assert stats["bands"] == meta["band_names"][sensor] and stats["pixels"] == stacked[:, 0].size
+
+
+def _s1s2_features(dataset: Path, manifest, sensors: tuple[str, ...]) -> np.ndarray:
+    rows = []
+    for _, row in manifest.iterrows():
+        parts = []
+        for sensor in sensors:
+            bands = _load(dataset, row[sensor])
+            bands = bands / 10000 if sensor == "s2" else bands / 10
+            parts += [bands.mean(axis=(1, 2)), bands.std(axis=(1, 2))]
+        rows.append(np.concatenate([*parts, [1.0]]))
+    return np.stack(rows)
+
+
+def _balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    return 0.5 * (predicted[truth].mean() + (~predicted[~truth]).mean())
+
+
+@pytest.mark.parametrize("sensors, floor", [(("s2",), 0.75), (("s1",), 0.6)])
+def test_s1s2_labels_are_learnable(default, sensors, floor):
+    out, _, _ = default
+    dataset = out / "s1s2"
+    manifest = read_manifest(dataset)
+    classes = read_meta(dataset)["classes"]
+    targets = np.array([[c in labels for c in classes] for labels in manifest["labels"]])
+    features = _s1s2_features(dataset, manifest, sensors)
+    train = (manifest["split"] == "train").to_numpy()
+    held_out = ~train
+    weights, *_ = np.linalg.lstsq(features[train], targets[train].astype(float), rcond=None)
+    predicted = features[held_out] @ weights > 0.5
+    scores = [_balanced_accuracy(targets[held_out][:, k], predicted[:, k]) for k in range(len(classes))
+              if 0 < targets[held_out][:, k].sum() < held_out.sum()]
+    assert len(scores) >= 5
+    assert np.mean(scores) >= floor, f"{sensors}: mean balanced accuracy {np.mean(scores):.2f} (chance 0.5)"
+
+
+def test_s1s2_signatures_are_physically_plausible(default):
+    out, _, _ = default
+    dataset = out / "s1s2"
+    manifest = read_manifest(dataset)
+    pure = manifest[manifest["labels"].map(len) == 1]
+    nir, red, vv = {}, {}, {}
+    for _, row in pure.iterrows():
+        s2, s1 = _load(dataset, row["s2"]), _load(dataset, row["s1"])
+        name = row["labels"][0]
+        nir.setdefault(name, []).append(s2[7].mean())
+        red.setdefault(name, []).append(s2[3].mean())
+        vv.setdefault(name, []).append(s1[0].mean())
+    assert {"water", "trees"} <= set(nir)
+    assert np.mean(nir["water"]) < 0.3 * np.mean(nir["trees"])
+    assert np.mean(nir["trees"]) > 3 * np.mean(red["trees"])
+    assert np.mean(vv["water"]) < min(np.mean(v) for name, v in vv.items() if name != "water") - 5
