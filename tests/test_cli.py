@@ -14,6 +14,7 @@ from rsvl.cli import app
 from rsvl.data.store import read_manifest
 
 runner = CliRunner()
+RSVL = Path(sys.executable).parent / "rsvl"
 
 
 def test_config_check_prints_resolved_json(repo_root):
@@ -42,13 +43,13 @@ def test_ingest_reports_quarantine_and_tracks_with_dvc(tmp_path, monkeypatch):
     project.mkdir()
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=project, check=True)
+    result = subprocess.run([str(RSVL), "data", "ingest", "--format", "class-folder", "--source", str(source),
+                             "--out", "data/forest", "--track"], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "2 rows, 2 media files" in result.stdout
+    assert "1 rows quarantined (file_exists: 1)" in result.stdout
+    assert (project / "data.dvc").is_file() and "tracked data/ with DVC" in result.stdout
     monkeypatch.chdir(project)
-    result = runner.invoke(app, ["data", "ingest", "--format", "class-folder", "--source", str(source),
-                                 "--out", "data/forest", "--track"])
-    assert result.exit_code == 0, result.output
-    assert "2 rows, 2 media files" in result.output
-    assert "1 rows quarantined (file_exists: 1)" in result.output
-    assert (project / "data.dvc").is_file() and "tracked data/ with DVC" in result.output
     version = runner.invoke(app, ["data", "version", "data/forest"])
     assert version.output.strip().endswith(":forest")
     assert len(read_manifest(project / "data/forest")) == 2
@@ -62,7 +63,6 @@ def test_unknown_format_lists_known_ones(tmp_path):
 
 
 def test_console_script_is_installed():
-    rsvl = Path(sys.executable).parent / "rsvl"
-    formats = subprocess.run([str(rsvl), "data", "formats"], capture_output=True, text=True)
+    formats = subprocess.run([str(RSVL), "data", "formats"], capture_output=True, text=True)
     assert formats.returncode == 0, formats.stderr
     assert "class-folder" in formats.stdout.split()

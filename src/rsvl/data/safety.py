@@ -7,7 +7,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from rsvl.errors import UnsafeArchiveError
+from rsvl.errors import DataError, UnsafeArchiveError
 
 
 def _check_member(name: str, target: Path, archive: Path) -> Path:
@@ -19,6 +19,14 @@ def _check_member(name: str, target: Path, archive: Path) -> Path:
     if dest != target and target not in dest.parents:
         raise UnsafeArchiveError(f"{archive}: member {name!r} would be written outside {target}")
     return dest
+
+
+def _check_link(member: tarfile.TarInfo, target: Path, archive: Path) -> None:
+    base = (target / member.name).parent if member.issym() else target
+    dest = (base / member.linkname).resolve()
+    if dest != target and target not in dest.parents:
+        raise UnsafeArchiveError(
+            f"{archive}: link {member.name!r} -> {member.linkname!r} points outside {target}")
 
 
 def safe_extract(archive: str | Path, target: str | Path) -> list[Path]:
@@ -36,26 +44,35 @@ def safe_extract(archive: str | Path, target: str | Path) -> list[Path]:
 
     Raises:
         UnsafeArchiveError: A member would land outside ``target``.
+        DataError: The file is not a zip or tar archive, or is damaged.
     """
     archive, target = Path(archive), Path(target)
     target.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
-            for name in names:
-                _check_member(name, target, archive)
-            zf.extractall(target)
-        return [target / n for n in names if not n.endswith("/")]
+    try:
+        if zipfile.is_zipfile(archive):
+            return _extract_zip(archive, target)
+        return _extract_tar(archive, target)
+    except (zipfile.BadZipFile, tarfile.ReadError, EOFError) as err:
+        raise DataError(f"{archive}: not a zip or tar archive, or a damaged one ({err})") from err
+
+
+def _extract_zip(archive: Path, target: Path) -> list[Path]:
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+        for name in names:
+            _check_member(name, target, archive)
+        zf.extractall(target)
+    return [target / n for n in names if not n.endswith("/")]
+
+
+def _extract_tar(archive: Path, target: Path) -> list[Path]:
     with tarfile.open(archive) as tf:
         members = tf.getmembers()
         for member in members:
             _check_member(member.name, target, archive)
             if member.issym() or member.islnk():
-                link = member.linkname
-                base = (target / member.name).parent if member.issym() else target
-                _check_member(os.path.relpath((base / link).resolve(), target) if not os.path.isabs(link) else link,
-                              target, archive)
+                _check_link(member, target, archive)
             if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                 raise UnsafeArchiveError(f"{archive}: member {member.name!r} is a device or fifo")
         tf.extractall(target, filter="data")

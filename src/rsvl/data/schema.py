@@ -37,7 +37,7 @@ MEDIA_COLUMNS: Final[tuple[str, ...]] = ("image", "s1", "s2", "mask")
 IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 ARRAY_SUFFIXES: Final[frozenset[str]] = frozenset({".npy"})
 
-BOX_TYPE: Final = pa.struct(
+BOX_TYPE: Final = pa.struct(  # pixel edges, x_max/y_max exclusive (COCO x+w); see rsvl.data.boxes
     [
         ("x_min", pa.float64()),
         ("y_min", pa.float64()),
