@@ -25,3 +25,11 @@ class UnsafeArchiveError(DataError):
 
 class ValidationFailed(DataError):
     """The share of bad rows in a dataset passed the configured limit."""
+
+
+class ModelError(RsvlError):
+    """A model architecture, its weights or a saved model cannot be built or loaded."""
+
+
+class WeightsNotCachedError(ModelError):
+    """Pretrained weights are not in the local cache and the Hugging Face Hub is offline."""

@@ -1,0 +1,180 @@
+"""The one way to build a model: an open_clip CLIP/CoCa chosen by name, with its weights and inputs.
+
+``pretrained`` selects the weights:
+
+* ``None``: random initialisation (no tower weights are fetched either);
+* ``"packaged"``: the tower weights shipped in installed packages, as the architecture config lists
+  them (the local default ``rsvl-effnetlite0-minilm``);
+* an open_clip tag (``openai``, ``laion2b_s32b_b79k``): checked against the local cache first, so an
+  offline machine fails at once with :class:`rsvl.errors.WeightsNotCachedError`;
+* a path to a local weights file (safetensors preferred; ``.pt``/``.bin`` load with
+  ``weights_only=True``).
+
+Inputs with ``in_bands != 3`` get a widened first convolution (:mod:`rsvl.models.bands`) and need
+the dataset's ``band_stats``. The returned model carries ``rsvl_spec``, everything
+:func:`rsvl.models.io.save_model` needs to write it in open_clip's local-dir format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from typing import Any, Callable, Iterator
+
+import open_clip
+from open_clip.utils import to_2tuple
+from torch import nn
+
+from rsvl.errors import ModelError
+from rsvl.models.bands import normalisation_from_stats, widen_first_conv
+from rsvl.models.preprocess import Preprocess, make_preprocess, rgb_normalisation
+from rsvl.models.registry import Architecture, get_architecture
+from rsvl.models.weights import ensure_tag_available, load_packaged
+
+PACKAGED = "packaged"
+WIDENING_RULE = "rgb-match-else-mean x 3/in_bands"
+
+Tokenizer = Callable[..., Any]
+BuiltModel = tuple[nn.Module, Preprocess, Preprocess, Tokenizer]
+
+
+class _DropInitNotices(logging.Filter):
+    """Hide open_clip's "initialized randomly/partially" notices: rsvl loads tower weights itself."""
+
+    NOTICES = ("No pretrained weights loaded for model", "initialized partially")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(notice in record.getMessage() for notice in self.NOTICES)
+
+
+@contextlib.contextmanager
+def quiet_open_clip() -> Iterator[None]:
+    """Silence open_clip's misleading weight-init notices (it logs on the root logger) for a block."""
+    notice_filter = _DropInitNotices()
+    logging.getLogger().addFilter(notice_filter)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(notice_filter)
+
+
+def _weights_source(
+    name: str,
+    pretrained: str | None,
+    architecture: Architecture | None,
+    cache_dir: str | None,
+) -> tuple[str | None, dict[str, Any]]:
+    """Return what to hand open_clip as ``pretrained`` and extra create_model arguments."""
+    if pretrained is None:
+        return None, {}
+    if pretrained == PACKAGED:
+        if architecture is None or not architecture.packaged_weights:
+            raise ModelError(f"architecture {name!r} has no packaged weights; use pretrained=None or a tag")
+        return None, {}
+    if os.path.isfile(pretrained):
+        return pretrained, {}
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    if not tag_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise ModelError(
+            f"pretrained={pretrained!r} is neither a file nor a tag of {name!r}; its tags: {tags}, or 'packaged'"
+        )
+    ensure_tag_available(name, pretrained, tag_cfg, cache_dir)
+    return pretrained, {"force_quick_gelu": True} if tag_cfg.get("quick_gelu") else {}
+
+
+def _normalisation(
+    model: nn.Module, in_bands: int, band_stats: dict[str, Any] | None
+) -> tuple[list[float], list[float], list[str] | None]:
+    if band_stats is not None:
+        return normalisation_from_stats(band_stats, in_bands)
+    if in_bands != 3:
+        raise ModelError(f"in_bands={in_bands} needs band_stats (per-band mean/std of the dataset)")
+    mean, std = rgb_normalisation(model.visual.preprocess_cfg)
+    return mean, std, None
+
+
+def assemble_inputs(spec: dict[str, Any], tokenizer_source: str) -> tuple[Preprocess, Preprocess, Tokenizer]:
+    """Build the train/val preprocessing and the tokenizer a model spec describes.
+
+    Args:
+        spec: ``model.rsvl_spec``.
+        tokenizer_source: Name given to ``open_clip.get_tokenizer`` (architecture or ``local-dir:``).
+    """
+    norm = spec["normalisation"]
+    train, val = make_preprocess(spec["image_size"], norm["mean"], norm["std"], spec["interpolation"])
+    return train, val, open_clip.get_tokenizer(tokenizer_source)
+
+
+def build_model(
+    name: str,
+    pretrained: str | None = None,
+    in_bands: int = 3,
+    band_stats: dict[str, Any] | None = None,
+    *,
+    image_size: int | None = None,
+    cache_dir: str | None = None,
+) -> BuiltModel:
+    """Build a registered open_clip architecture with its weights, preprocessing and tokenizer.
+
+    Args:
+        name: An rsvl config under ``models/`` (``rsvl-effnetlite0-minilm``, ``rsvl-tiny``) or an
+            open_clip built-in (``ViT-B-32``, ``ViT-L-14``, ``ViT-H-14``, ``coca_ViT-L-14``).
+        pretrained: ``None``, ``"packaged"``, an open_clip tag, or a weights file path.
+        in_bands: Input bands; other than 3 widens the first convolution.
+        band_stats: ``{"bands", "mean", "std"}`` of the training data (required unless
+            ``in_bands == 3``); without it RGB inputs are 0..255 and use the model's mean/std.
+        image_size: Override the config's input size (e.g. 120 for BigEarthNet patches on CPU).
+        cache_dir: Weights cache folder for tags (default: Hugging Face's).
+
+    Returns:
+        ``(model, preprocess_train, preprocess_val, tokenizer)``; the model is in train mode on CPU.
+
+    Raises:
+        ModelError: Unknown name or tag, a missing package, or inconsistent bands/statistics.
+        WeightsNotCachedError: A tag's weights are not cached and the hub is offline.
+    """
+    if in_bands < 1:
+        raise ModelError(f"in_bands must be positive, got {in_bands}")
+    architecture = get_architecture(name)
+    open_clip_pretrained, extra = _weights_source(name, pretrained, architecture, cache_dir)
+    model_cfg = copy.deepcopy(architecture.model_cfg if architecture else open_clip.get_model_config(name))
+    if architecture is not None:
+        extra["force_preprocess_cfg"] = architecture.preprocess_cfg
+    if image_size is not None:
+        extra["force_image_size"] = image_size
+        model_cfg["vision_cfg"]["image_size"] = image_size
+    if extra.get("force_quick_gelu"):
+        model_cfg["quick_gelu"] = True
+    try:
+        with quiet_open_clip():
+            model = open_clip.create_model(
+                name,
+                pretrained=open_clip_pretrained,
+                pretrained_image=False,
+                pretrained_text=False,
+                cache_dir=cache_dir,
+                **extra,
+            )
+    except (RuntimeError, FileNotFoundError, ValueError, OSError) as err:
+        raise ModelError(f"cannot build {name!r} with pretrained={pretrained!r}: {err}") from err
+    if pretrained == PACKAGED:
+        for entry in architecture.packaged_weights:
+            load_packaged(model, entry)
+    mean, std, bands = _normalisation(model, in_bands, band_stats)
+    if in_bands != 3:
+        widen_first_conv(model.visual, in_bands, bands)
+    model.rsvl_spec = {
+        "architecture": name,
+        "pretrained": pretrained,
+        "in_bands": in_bands,
+        "bands": bands,
+        "widening": WIDENING_RULE if in_bands != 3 else None,
+        "normalisation": {"mean": mean, "std": std},
+        "image_size": list(to_2tuple(model.visual.preprocess_cfg["size"])),
+        "interpolation": model.visual.preprocess_cfg.get("interpolation", "bicubic"),
+        "model_cfg": model_cfg,
+    }
+    return (model, *assemble_inputs(model.rsvl_spec, name))

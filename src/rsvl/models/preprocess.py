@@ -1,0 +1,113 @@
+"""Image preprocessing for every tower and band count: tensors in, normalised model inputs out.
+
+Inputs are what :class:`rsvl.data.dataset.ManifestDataset` yields, float (bands, H, W) tensors in
+the dataset's units (0..255 for 8-bit images), or numpy arrays of that shape, or PIL images (taken
+as 0..255 RGB). Validation resizes the shorter side to the model's size and centre-crops; training
+takes a random crop of 90-100% of the area (GeoRSCLIP's scale) and random horizontal and vertical
+flips (overhead imagery has no canonical orientation; CLOSP's flips). Then each band is
+standardised with :class:`rsvl.models.bands.BandNormalize`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+
+from rsvl.errors import DataError
+from rsvl.models.bands import BandNormalize
+
+TRAIN_CROP_SCALE = (0.9, 1.0)
+EIGHT_BIT_MAX = 255.0
+
+
+def as_chw_tensor(image: Any) -> torch.Tensor:
+    """Return ``image`` as a float32 (bands, H, W) tensor in its own units.
+
+    Args:
+        image: A tensor or numpy array (bands, H, W), or a PIL image (converted to RGB, 0..255).
+
+    Raises:
+        DataError: The input is of another type or rank.
+    """
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32).transpose(2, 0, 1).copy())
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if not isinstance(image, torch.Tensor) or image.ndim != 3:
+        shape = getattr(image, "shape", None)
+        raise DataError(f"expected a (bands, H, W) tensor, array or PIL image, not {type(image).__name__} {shape}")
+    return image.float()
+
+
+class Preprocess:
+    """Resize/crop (and augment when training), then standardise each band.
+
+    Args:
+        size: Model input size ``(height, width)``.
+        mean: Per-band mean in input units.
+        std: Per-band standard deviation in input units.
+        train: Random crop and flips when True; resize and centre crop when False.
+        interpolation: ``bicubic``, ``bilinear`` or ``nearest``.
+    """
+
+    def __init__(
+        self,
+        size: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        train: bool,
+        interpolation: str = "bicubic",
+    ) -> None:
+        self.size = tuple(int(s) for s in size)
+        self.train = train
+        mode = InterpolationMode(interpolation)
+        if train:
+            geometry = [
+                v2.RandomResizedCrop(self.size, scale=TRAIN_CROP_SCALE, interpolation=mode, antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomVerticalFlip(),
+            ]
+        else:
+            geometry = [v2.Resize(min(self.size), interpolation=mode, antialias=True), v2.CenterCrop(self.size)]
+        self.geometry = v2.Compose(geometry)
+        self.normalize = BandNormalize(mean, std)
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        """Return the normalised (bands, height, width) float32 model input."""
+        return self.normalize(self.geometry(as_chw_tensor(image)))
+
+    def __repr__(self) -> str:
+        kind = "train" if self.train else "val"
+        return f"Preprocess({kind}, size={self.size}, bands={self.normalize.mean.shape[0]})"
+
+
+def rgb_normalisation(preprocess_cfg: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Scale an open_clip RGB mean/std (0..1 units) to 8-bit input units (0..255)."""
+    mean = [EIGHT_BIT_MAX * float(m) for m in preprocess_cfg["mean"]]
+    std = [EIGHT_BIT_MAX * float(s) for s in preprocess_cfg["std"]]
+    return mean, std
+
+
+def make_preprocess(
+    size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str = "bicubic",
+) -> tuple[Preprocess, Preprocess]:
+    """Return the ``(train, val)`` preprocessing pair for one model input.
+
+    Args:
+        size: Model input size ``(height, width)``.
+        mean: Per-band mean in input units.
+        std: Per-band standard deviation in input units.
+        interpolation: Resize interpolation.
+    """
+    return (
+        Preprocess(size, mean, std, train=True, interpolation=interpolation),
+        Preprocess(size, mean, std, train=False, interpolation=interpolation),
+    )

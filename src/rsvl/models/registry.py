@@ -1,0 +1,231 @@
+"""Architecture configs under ``models/`` registered with open_clip by name.
+
+Each ``models/<name>.json`` holds:
+
+* ``model_cfg``: an open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``);
+* ``preprocess_cfg``: image mean/std (0..1 units) and interpolation of the RGB towers;
+* ``packaged_weights``: tower weights shipped inside installed Python packages, each
+  ``{"module", "file", "match": "name"|"order", "drop_prefixes"}`` (see :mod:`rsvl.models.weights`);
+* ``description``: why the architecture looks the way it does.
+
+Paths into installed packages are written ``pkg:<module>/<path inside it>`` because
+site-packages differs per machine; they are resolved here, at registration, without importing
+the package. The configs are read from ``$RSVL_MODELS_DIR`` when set, else from the checkout's
+top-level ``models/``; a non-editable install (a container image) must ship that folder and set
+``RSVL_MODELS_DIR``. The paper architectures (``ViT-B-32``, ``ViT-L-14``, ``ViT-H-14``,
+``coca_ViT-B-32``, ``coca_ViT-L-14``) are open_clip built-ins and need no file here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import open_clip
+
+from rsvl.errors import ModelError
+
+MODELS_DIR_ENV = "RSVL_MODELS_DIR"
+PACKAGE_PREFIX = "pkg:"
+CONFIG_KEYS = {"description", "model_cfg", "preprocess_cfg", "packaged_weights"}
+ENTRY_KEYS = {"module", "file", "match", "drop_prefixes"}
+RESOLVED_TEXT_KEYS = ("hf_model_name", "hf_tokenizer_name")
+
+_REGISTERED: dict[Path, dict[str, "Architecture"]] = {}
+_BROKEN: dict[Path, dict[str, str]] = {}
+_RESOLVED_DIRS: list[tempfile.TemporaryDirectory] = []
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """One weights file inside an installed package and the submodule it fills."""
+
+    module: str
+    file: str
+    match: str
+    drop_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture with its package paths resolved."""
+
+    name: str
+    path: Path
+    model_cfg: dict[str, Any]
+    preprocess_cfg: dict[str, Any]
+    packaged_weights: tuple[PackagedWeights, ...] = field(default_factory=tuple)
+    description: str = ""
+
+
+def models_dir() -> Path:
+    """Return the folder of architecture configs (``$RSVL_MODELS_DIR`` or the checkout's ``models/``)."""
+    override = os.environ.get(MODELS_DIR_ENV)
+    if override:
+        return Path(override).resolve()
+    return Path(__file__).resolve().parents[3] / "models"
+
+
+def resolve_package_path(reference: str, where: str) -> str:
+    """Turn ``pkg:<module>/<relative path>`` into an absolute path inside the installed package.
+
+    Args:
+        reference: The placeholder; any other string is returned unchanged.
+        where: ``file:field`` named in the error message.
+
+    Returns:
+        The absolute path as a string.
+
+    Raises:
+        ModelError: The package is not installed or the path does not exist inside it.
+    """
+    if not reference.startswith(PACKAGE_PREFIX):
+        return reference
+    module, _, relative = reference[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"{where}: package {module!r} is not installed (needed for {reference!r})")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.exists():
+        raise ModelError(f"{where}: {relative!r} does not exist in package {module!r} ({path})")
+    return str(path)
+
+
+def _require(condition: bool, where: str, rule: str) -> None:
+    if not condition:
+        raise ModelError(f"{where}: {rule}")
+
+
+def _packaged(entries: Any, where: str) -> tuple[PackagedWeights, ...]:
+    _require(isinstance(entries, list), where, "packaged_weights must be a list")
+    result = []
+    for index, entry in enumerate(entries):
+        at = f"{where}:packaged_weights[{index}]"
+        _require(isinstance(entry, dict), at, "must be an object")
+        _require(set(entry) <= ENTRY_KEYS, at, f"unknown keys {sorted(set(entry) - ENTRY_KEYS)}")
+        _require(entry.get("match") in ("name", "order"), at, "match must be 'name' or 'order'")
+        result.append(
+            PackagedWeights(
+                module=entry["module"],
+                file=resolve_package_path(entry["file"], f"{at}.file"),
+                match=entry["match"],
+                drop_prefixes=tuple(entry.get("drop_prefixes", ())),
+            )
+        )
+    return tuple(result)
+
+
+def load_architecture(path: str | Path) -> Architecture:
+    """Read, check and resolve one architecture config file.
+
+    Args:
+        path: ``models/<name>.json``; the file stem is the architecture name.
+
+    Returns:
+        The :class:`Architecture` with every ``pkg:`` reference resolved.
+
+    Raises:
+        ModelError: The file is not JSON, breaks the layout above, or names a missing package.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path}: not a readable JSON architecture config ({err})") from err
+    where = str(path)
+    _require(isinstance(raw, dict), where, "top level must be an object")
+    _require(set(raw) <= CONFIG_KEYS, where, f"unknown top-level keys {sorted(set(raw) - CONFIG_KEYS)}")
+    model_cfg = raw.get("model_cfg")
+    _require(
+        isinstance(model_cfg, dict) and {"embed_dim", "vision_cfg", "text_cfg"} <= set(model_cfg),
+        where,
+        "model_cfg must hold embed_dim, vision_cfg and text_cfg",
+    )
+    text_cfg = model_cfg["text_cfg"]
+    for key in RESOLVED_TEXT_KEYS:
+        if isinstance(text_cfg.get(key), str):
+            text_cfg[key] = resolve_package_path(text_cfg[key], f"{where}:model_cfg.text_cfg.{key}")
+    preprocess_cfg = raw.get("preprocess_cfg", {})
+    _require(isinstance(preprocess_cfg, dict), where, "preprocess_cfg must be an object")
+    return Architecture(
+        name=path.stem,
+        path=path,
+        model_cfg=model_cfg,
+        preprocess_cfg=preprocess_cfg,
+        packaged_weights=_packaged(raw.get("packaged_weights", []), where),
+        description=raw.get("description", ""),
+    )
+
+
+def register_architectures(directory: str | Path | None = None) -> dict[str, Architecture]:
+    """Register every config of ``directory`` with open_clip (once per directory).
+
+    A config whose package is missing is left out of open_clip's registry; asking for it later
+    raises the reason (see :func:`get_architecture`), so one missing package never hides the rest.
+
+    Args:
+        directory: Config folder; defaults to :func:`models_dir`.
+
+    Returns:
+        The registered architectures by name.
+
+    Raises:
+        ModelError: The folder does not exist.
+    """
+    folder = Path(directory).resolve() if directory is not None else models_dir()
+    if folder in _REGISTERED:
+        return _REGISTERED[folder]
+    if not folder.is_dir():
+        raise ModelError(
+            f"architecture config folder {folder} does not exist; "
+            f"set {MODELS_DIR_ENV} to the repository's models/ folder"
+        )
+    registered: dict[str, Architecture] = {}
+    broken: dict[str, str] = {}
+    _RESOLVED_DIRS.append(tempfile.TemporaryDirectory(prefix="rsvl-open-clip-configs-"))
+    resolved_dir = Path(_RESOLVED_DIRS[-1].name)
+    for path in sorted(folder.glob("*.json")):
+        try:
+            architecture = load_architecture(path)
+        except ModelError as err:
+            broken[path.stem] = str(err)
+            continue
+        (resolved_dir / path.name).write_text(json.dumps(architecture.model_cfg), encoding="utf-8")
+        registered[architecture.name] = architecture
+    open_clip.add_model_config(resolved_dir)  # open_clip keeps configs in memory once scanned
+    _REGISTERED[folder] = registered
+    _BROKEN[folder] = broken
+    return registered
+
+
+def get_architecture(name: str) -> Architecture | None:
+    """Return the rsvl architecture called ``name``, or ``None`` for an open_clip built-in.
+
+    Args:
+        name: A file stem under :func:`models_dir` or an open_clip model name (``ViT-B-32``).
+
+    Raises:
+        ModelError: The name is neither, or its config could not be resolved (the reason is given).
+    """
+    registered = register_architectures()
+    if name in registered:
+        return registered[name]
+    broken = _BROKEN[models_dir()]
+    if name in broken:
+        raise ModelError(f"architecture {name!r} cannot be used: {broken[name]}")
+    if name in open_clip.list_models():
+        return None
+    raise ModelError(
+        f"unknown architecture {name!r}; rsvl configs in {models_dir()}: {sorted(registered)}; "
+        "open_clip built-ins: see open_clip.list_models()"
+    )
+
+
+def list_architectures() -> list[str]:
+    """Names of the rsvl architecture configs that resolved on this machine."""
+    return sorted(register_architectures())
