@@ -39,7 +39,7 @@ test-fast: $(VENV)/.installed
 data: $(VENV)/.installed
 	$(RSVL) data generate --out $(DATA)
 	$(RSVL) data validate $(DATA) --config pipelines/$(PAPER)/config.yaml --profile $(PROFILE)
-	$(RSVL) data track $(DATA)
+	$(RSVL) data track $(DATA) --push
 
 ## validate: run the great-expectations suites over DATA
 validate: $(VENV)/.installed
