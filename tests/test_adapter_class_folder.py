@@ -70,3 +70,28 @@ def test_unknown_format_and_source_are_clear_errors(tmp_path):
     with pytest.raises(DataError, match="source does not exist"):
         ingest("class-folder", tmp_path / "missing", tmp_path / "out")
     assert normalise_class("Dense_Residential/Area") == "dense residential area"
+
+
+def test_archived_source_is_unpacked_with_guarded_paths(tmp_path):
+    import zipfile
+
+    from rsvl.errors import UnsafeArchiveError
+
+    good = tmp_path / "scenes.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        for cls in ("Forest", "Water"):
+            for i in range(2):
+                image = tmp_path / f"{cls}{i}.png"
+                Image.new("RGB", (4, 4), (i, 0, 0)).save(image)
+                zf.write(image, f"scenes/{cls}/{i}.png")
+    report = ingest("class-folder", good, tmp_path / "out")
+    assert report.rows == 4
+    assert Counter(read_manifest(tmp_path / "out")["label"]) == {"forest": 2, "water": 2}
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("scenes/Forest/0.png", b"x")
+        zf.writestr("../../escaped.png", b"x")
+    with pytest.raises(UnsafeArchiveError, match=r"contains '\.\.'"):
+        ingest("class-folder", evil, tmp_path / "out2")
+    assert not (tmp_path.parent / "escaped.png").exists()

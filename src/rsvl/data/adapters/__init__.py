@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import tarfile
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable, Protocol
 
+from rsvl.data.safety import safe_extract
 from rsvl.data.store import IngestReport
 from rsvl.errors import DataError
 
@@ -56,7 +60,8 @@ def ingest(fmt: str, source: str | Path, out: str | Path, *, name: str | None = 
 
     Args:
         fmt: A registered format name (see :func:`formats`).
-        source: Source file or directory of the public layout.
+        source: Source file or directory of the public layout, or a zip/tar of it (unpacked
+            into a temporary directory after every member path is checked).
         out: Destination dataset directory (replaced if it exists).
         name: Dataset name; defaults to the source's name.
 
@@ -69,4 +74,21 @@ def ingest(fmt: str, source: str | Path, out: str | Path, *, name: str | None = 
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source}: source does not exist")
-    return _REGISTRY[fmt](source, Path(out), name=name)
+    if not is_archive(source):
+        return _REGISTRY[fmt](source, Path(out), name=name)
+    with tempfile.TemporaryDirectory(prefix="rsvl-ingest-") as tmp:
+        safe_extract(source, tmp)
+        entries = [p for p in Path(tmp).iterdir()]
+        root = entries[0] if len(entries) == 1 and entries[0].is_dir() else Path(tmp)
+        return _REGISTRY[fmt](root, Path(out), name=name or source.name.split(".")[0])
+
+
+def is_archive(path: Path) -> bool:
+    """Whether ``path`` is a zip or tar file that ingest should unpack (guarded) first.
+
+    Args:
+        path: A source path given to :func:`ingest`.
+    """
+    if not path.is_file() or path.suffix.lower() in {".json", ".csv", ".txt", ".parquet", ".h5", ".hdf5"}:
+        return False
+    return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
