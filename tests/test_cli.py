@@ -66,3 +66,10 @@ def test_console_script_is_installed():
     formats = subprocess.run([str(RSVL), "data", "formats"], capture_output=True, text=True)
     assert formats.returncode == 0, formats.stderr
     assert "class-folder" in formats.stdout.split()
+
+
+def test_models_list_names_the_committed_architectures(repo_root):
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    committed = {p.stem for p in (repo_root / "models").glob("*.json")}
+    assert set(result.output.split()) == committed

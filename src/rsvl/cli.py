@@ -18,7 +18,9 @@ app = typer.Typer(help="Remote-sensing vision-language workflows.", no_args_is_h
 data_app = typer.Typer(help="Ingest, generate, validate and version datasets.", no_args_is_help=True)
 config_app = typer.Typer(help="Check and print run configurations.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(help="List model architectures.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="pipelines/<paper>/config.yaml")]
 ProfileOpt = Annotated[str, typer.Option("--profile", help="local or cluster")]
@@ -176,6 +178,15 @@ def config_check(
     except RsvlError as err:
         _fail(err)
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the rsvl architectures (from ``models/``) that resolve on this machine."""
+    from rsvl.models.registry import list_architectures
+
+    for name in list_architectures():
+        typer.echo(name)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m rsvl`
