@@ -40,6 +40,7 @@ def test_overrides_apply_last_and_parse_yaml_values(tmp_path):
     cfg = load_config(write(tmp_path, BASE), "local", ["train.epochs=7", "data.seed=11"])
     assert (cfg.train.epochs, cfg.data.seed) == (7, 11)
     assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+    assert parse_overrides(["lr=1e-3", "wd=-2.5E+1", "tag=1e3x"]) == {"lr": 1e-3, "wd": -25.0, "tag": "1e3x"}
     with pytest.raises(ConfigError, match="dotted.key=value"):
         parse_overrides(["epochs"])
 

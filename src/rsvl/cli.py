@@ -189,6 +189,39 @@ def models_list() -> None:
         typer.echo(name)
 
 
+@app.command("train")
+def train(
+    config: Annotated[Path, typer.Option("--config", help="pipelines/<paper>/config.yaml")],
+    profile: ProfileOpt = "local",
+    set_: Annotated[list[str], typer.Option("--set", help="dotted.key=value override")] = [],
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="dataset directory (default: <data.root>/<train.dataset>)")
+    ] = None,
+    run_name: Annotated[
+        Optional[str], typer.Option("--run-name", help="resume this run (default: a new unique name)")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="output folder (default: build/train/<run name>)")
+    ] = None,
+) -> None:
+    """Fit the configured model with Ray Train, tracked in MLflow; resumable by run name."""
+    from rsvl.config import load_config
+    from rsvl.train import fit, new_run_name
+
+    try:
+        cfg = load_config(config, profile, set_)
+        dataset = data or Path(cfg.data.root) / cfg.train.dataset
+        name = run_name or new_run_name(cfg.paper)
+        result = fit(cfg, dataset, out or Path("build") / "train" / name, run_name=name)
+    except RsvlError as err:
+        _fail(err)
+    typer.echo(f"run {result.run_name}: {result.steps} steps in {result.seconds:.0f} s; model in {result.model_dir}")
+    key = f"{cfg.train.eval_split}_mR"
+    if key in result.metrics:
+        before = f"{result.baseline[key]:.2f} -> " if key in result.baseline else ""
+        typer.echo(f"{key}: {before}{result.metrics[key]:.2f} (MLflow run {result.mlflow_run_id})")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m rsvl`
     """Run the CLI."""
     sys.exit(app())

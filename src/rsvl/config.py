@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rsvl.errors import ConfigError
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML 1.1 loader that also reads ``1e-3`` as a float (plain PyYAML reads it as text)."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
 
 PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
 PROFILES = ("local", "cluster")
@@ -64,14 +80,52 @@ class DataConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    """Which registered architecture to build and with which weights."""
+    """Which registered architecture to build, with which weights and input size."""
 
     name: str
     pretrained: str | None = None
+    image_size: int | None = Field(None, gt=0)
+
+
+class ObjectiveConfig(StrictModel):
+    """The training loss (``rsvl.train.objectives``) and its settings.
+
+    ``logit_scale`` is the contrastive scale (1 / temperature): the initial value when
+    ``learn_logit_scale`` is true, the fixed value otherwise; ``None`` keeps the model's own.
+    """
+
+    name: str = "clip"
+    learn_logit_scale: bool = True
+    logit_scale: float | None = Field(None, gt=0.0, le=100.0)
+    contrastive_weight: float = Field(1.0, ge=0.0)
+    caption_weight: float = Field(2.0, ge=0.0)
+
+
+TowerMode = Literal["train", "freeze", "projection", "last_blocks"]
+
+
+class TrainableConfig(StrictModel):
+    """Which parameters train: per tower all, none, only its projection, or its last blocks.
+
+    ``adapter`` names a hook registered with ``rsvl.train.trainable.register_adapter`` (LoRA and
+    similar), applied after the tower modes.
+    """
+
+    image_tower: TowerMode = "train"
+    text_tower: TowerMode = "train"
+    last_blocks: int = Field(1, ge=1)
+    adapter: str | None = None
 
 
 class TrainConfig(StrictModel):
-    """Optimisation and resources of the train step."""
+    """Optimisation, resources, checkpointing and evaluation of the train step.
+
+    ``batch_size`` is per worker; ``max_steps`` (when set) replaces ``epochs``. Checkpoints go to
+    ``storage_path/<run name>`` every ``checkpoint_every`` steps and metrics to MLflow every
+    ``log_every`` steps. ``dataset`` is the dataset directory under ``data.root``; ``image_column``
+    the media column the image tower reads. ``eval_split`` is scored for retrieval before (when
+    ``eval_baseline``) and after training; ``None`` skips it.
+    """
 
     epochs: int = Field(1, gt=0)
     batch_size: int = Field(32, gt=0)
@@ -82,6 +136,22 @@ class TrainConfig(StrictModel):
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
     seed: int = 0
+    max_steps: int | None = Field(None, gt=0)
+    grad_clip_norm: float | None = Field(1.0, gt=0.0)
+    amp: bool = True
+    tf32: bool = True
+    loader_workers: int = Field(0, ge=0)
+    log_every: int = Field(10, gt=0)
+    checkpoint_every: int = Field(50, gt=0)
+    keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(2, ge=-1)
+    storage_path: str = ".ray_results"
+    dataset: str = "default/optical"
+    image_column: Literal["image", "s1", "s2"] = "image"
+    eval_split: Literal["train", "val", "test"] | None = "test"
+    eval_baseline: bool = True
+    objective: ObjectiveConfig = ObjectiveConfig()
+    trainable: TrainableConfig = TrainableConfig()
 
 
 class MlflowConfig(StrictModel):
@@ -146,7 +216,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with another override")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _load_yaml(raw)
     return result
 
 
@@ -183,7 +253,7 @@ def load_config(
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(raw, dict):

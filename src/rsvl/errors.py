@@ -33,3 +33,7 @@ class ModelError(RsvlError):
 
 class WeightsNotCachedError(ModelError):
     """Pretrained weights are not in the local cache and the Hugging Face Hub is offline."""
+
+
+class TrainError(RsvlError):
+    """A training run failed past its retry budget; the message names the run and how to resume."""

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval recall and (later) the other paper metrics."""

@@ -1,0 +1,99 @@
+"""Train checkpoints: the model as a loadable folder plus optimizer/scheduler/step state.
+
+A checkpoint directory holds:
+
+* ``model/``: the model written by :func:`rsvl.models.save_model` (safetensors weights and the
+  open_clip config), so any checkpoint is also a usable model;
+* ``train_state.pt``: a dict of tensors and plain numbers (optimizer, scheduler and AMP scaler
+  state dicts, step, epoch, baseline evaluation), read back with ``torch.load(weights_only=True)``
+  so a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from rsvl.errors import ModelError
+from rsvl.models import save_model
+from rsvl.models.io import WEIGHTS_NAME
+
+MODEL_DIR = "model"
+TRAIN_STATE = "train_state.pt"
+
+
+def write_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    state: dict[str, Any],
+) -> Path:
+    """Write a checkpoint into ``directory``.
+
+    Args:
+        directory: Destination (created).
+        model: The model (a DDP wrapper is unwrapped by ``save_model``).
+        optimizer: Its optimizer.
+        scheduler: Its learning-rate scheduler.
+        scaler: AMP ``GradScaler`` or ``None``.
+        state: Plain progress values (``step``, ``epoch``, ...).
+
+    Returns:
+        The directory.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_model(model, directory / MODEL_DIR)
+    payload = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "progress": dict(state),
+    }
+    torch.save(payload, directory / TRAIN_STATE)
+    return directory
+
+
+def read_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+) -> dict[str, Any]:
+    """Restore model weights, optimizer, scheduler and scaler from a checkpoint, in place.
+
+    Args:
+        directory: A folder written by :func:`write_checkpoint`.
+        model: The unwrapped model, built with the same architecture.
+        optimizer: Optimizer over the same parameters.
+        scheduler: Scheduler of that optimizer.
+        scaler: AMP ``GradScaler`` or ``None``.
+
+    Returns:
+        The progress values saved with it.
+
+    Raises:
+        ModelError: A file is missing or does not fit the model.
+    """
+    directory = Path(directory)
+    weights, state_file = directory / MODEL_DIR / WEIGHTS_NAME, directory / TRAIN_STATE
+    for path in (weights, state_file):
+        if not path.is_file():
+            raise ModelError(f"{path}: missing; not a checkpoint written by rsvl.train")
+    try:
+        model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+        payload = torch.load(state_file, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        if scaler is not None and payload["scaler"] is not None:
+            scaler.load_state_dict(payload["scaler"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ModelError(f"{directory}: checkpoint does not fit this model and optimizer ({err})") from err
+    return dict(payload["progress"])

@@ -1,0 +1,178 @@
+"""Batches for training: ManifestDataset samples to image tensors and tokenized text.
+
+Every random choice is a function of ``(seed, epoch, sample index)``: the caption drawn for an
+image (one of its captions, uniformly, each time it is seen) and the train augmentation (random
+crop and flips, run under a forked torch RNG). The batch order is a function of ``(seed, epoch)``.
+So a run resumed in the middle of an epoch sees exactly the batches an uninterrupted run would,
+with any number of loader workers.
+
+Batch entries an objective can ask for (:data:`BATCH_FIELDS`): ``image`` (N, bands, H, W),
+``text`` (tokens of one caption per image), ``long_text`` (tokens of ``long_caption``),
+``location`` (N, 2: latitude, longitude). ``sample_id`` (a list) is always there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from rsvl.data.dataset import ManifestDataset
+from rsvl.errors import DataError
+
+BATCH_FIELDS = ("image", "text", "long_text", "location")
+SEED_BITS = 62
+
+
+def sample_seed(*keys: int) -> int:
+    """A 62-bit seed derived from integer keys (seed, epoch, index, ...)."""
+    return int(np.random.default_rng([int(k) for k in keys]).integers(2**SEED_BITS))
+
+
+def image_inputs(dataset: ManifestDataset, column: str = "image") -> tuple[int, dict[str, Any] | None]:
+    """Return ``(in_bands, band_stats)`` a model needs for ``column`` of ``dataset``.
+
+    Three-band inputs use the model's own RGB normalisation (``band_stats`` is ``None``); other band
+    counts take the dataset's recorded statistics for the column when it has them.
+
+    Raises:
+        DataError: The dataset is empty or its first sample has no ``column``.
+    """
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.root}: no samples to train on")
+    stats = dataset.band_stats.get(column)
+    if stats and "bands" in stats:
+        in_bands = len(stats["bands"])
+    else:
+        first = dataset[0]
+        if column not in first:
+            raise DataError(f"{dataset.root}: sample {first['sample_id']!r} has no {column!r} media")
+        in_bands = int(first[column].shape[0])
+    return in_bands, (stats if in_bands != 3 and stats else None)
+
+
+class CaptionPairs(Dataset):
+    """Image-caption samples of a ManifestDataset, drawn deterministically per epoch.
+
+    Args:
+        samples: The split to read.
+        preprocess: Image transform (``preprocess_train`` of :func:`rsvl.models.build_model`).
+        media: Media column the image tower reads (``image``, ``s1``, ``s2``).
+        seed: Run seed.
+    """
+
+    def __init__(self, samples: ManifestDataset, preprocess: Callable[[Any], torch.Tensor],
+                 media: str = "image", seed: int = 0) -> None:
+        self.samples = samples
+        self.preprocess = preprocess
+        self.media = media
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose captions and augmentations the next reads draw."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        where = f"{self.samples.root} sample {sample['sample_id']!r}"
+        if self.media not in sample:
+            raise DataError(f"{where}: no {self.media!r} media")
+        captions = sample.get("captions")
+        if not captions:
+            raise DataError(f"{where}: no captions to train on")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**SEED_BITS)))
+            image = self.preprocess(sample[self.media])
+        item = {"sample_id": sample["sample_id"], "image": image, "caption": str(captions[rng.integers(len(captions))])}
+        for key in ("long_caption", "lat", "lon"):
+            if key in sample:
+                item[key] = sample[key]
+        return item
+
+
+class TextImageCollate:
+    """Stack images and tokenize text into the batch fields an objective asks for.
+
+    Args:
+        tokenizer: open_clip tokenizer (list of str -> LongTensor).
+        fields: Entries of :data:`BATCH_FIELDS` to build.
+
+    Raises:
+        ValueError: A field is not one of :data:`BATCH_FIELDS`.
+    """
+
+    def __init__(self, tokenizer: Callable[[list[str]], torch.Tensor], fields: Sequence[str]) -> None:
+        unknown = sorted(set(fields) - set(BATCH_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown batch fields {unknown}; known: {list(BATCH_FIELDS)}")
+        self.tokenizer = tokenizer
+        self.fields = tuple(fields)
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = {"sample_id": [item["sample_id"] for item in items]}
+        if "image" in self.fields:
+            batch["image"] = torch.stack([item["image"] for item in items])
+        if "text" in self.fields:
+            batch["text"] = self.tokenizer([item["caption"] for item in items])
+        if "long_text" in self.fields:
+            batch["long_text"] = self.tokenizer([_required(item, "long_caption") for item in items])
+        if "location" in self.fields:
+            coords = [[float(_required(item, "lat")), float(_required(item, "lon"))] for item in items]
+            batch["location"] = torch.tensor(coords, dtype=torch.float32)
+        return batch
+
+
+def _required(item: dict[str, Any], key: str) -> Any:
+    if key not in item:
+        raise DataError(f"sample {item['sample_id']!r} has no {key!r}, which the objective needs")
+    return item[key]
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """This worker's share of each global batch, in an order fixed by ``(seed, epoch)``.
+
+    A global batch is ``batch_size * world_size`` samples of one permutation of the dataset; the
+    last incomplete global batch is dropped (contrastive losses want full batches). Worker
+    ``rank`` takes slice ``rank`` of each global batch.
+
+    Args:
+        size: Number of samples.
+        batch_size: Samples per worker per step.
+        rank: This worker's rank.
+        world_size: Number of workers.
+        seed: Run seed.
+
+    Raises:
+        DataError: The dataset holds fewer samples than one global batch.
+    """
+
+    def __init__(self, size: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+        self.size, self.batch_size, self.rank, self.world_size, self.seed = size, batch_size, rank, world_size, seed
+        self.global_batch = batch_size * world_size
+        if size < self.global_batch:
+            raise DataError(
+                f"{size} training samples are fewer than one global batch "
+                f"({batch_size} per worker x {world_size} workers); lower train.batch_size"
+            )
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Iterate epoch ``epoch`` from its batch ``start_batch`` on (to resume mid-epoch)."""
+        self.epoch, self.start = epoch, start_batch
+
+    def __len__(self) -> int:
+        return self.size // self.global_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        for batch in range(self.start, len(self)):
+            first = batch * self.global_batch + self.rank * self.batch_size
+            yield order[first:first + self.batch_size].tolist()

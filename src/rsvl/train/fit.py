@@ -1,0 +1,262 @@
+"""``fit``: one training run through Ray Train's ``TorchTrainer``, tracked in MLflow.
+
+Workers, CPUs and GPUs come from ``train`` (``num_workers``, ``cpus_per_worker``, ``use_gpu``).
+Without a cluster (no ``RAY_ADDRESS``) a local Ray instance is started with exactly the CPUs the
+workers need and stopped afterwards; a Ray session the caller already started is reused.
+
+Runs are named ``{paper}-{UTC time}-{6 hex}`` unless a name is given. Checkpoints go to
+``train.storage_path/<name>``; a worker that dies is restarted from the last checkpoint up to
+``train.max_failures`` times, and launching again with the same name resumes that run (Ray finds
+its checkpoints by name), so at most one checkpoint interval is lost. A name belongs to one
+resolved config: the first launch records it in the run folder and a re-launch that would train
+something else is refused; only how the run is carried out (:data:`RELAUNCH_MAY_CHANGE`: retries,
+checkpoint and logging intervals, loader workers) may change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rsvl.config import RunConfig
+from rsvl.data.dataset import ManifestDataset
+from rsvl.errors import ConfigError, DataError, TrainError
+from rsvl.train.checkpoint import MODEL_DIR
+from rsvl.train.loop import KILL_AT_STEP_ENV, train_loop_per_worker
+from rsvl.train.objectives import build_objective
+from rsvl.train.trainable import check_adapter
+from rsvl.train.tracking import (
+    close_run,
+    data_version_tag,
+    git_commit,
+    log_outputs,
+    open_run,
+    resolve_tracking_uri,
+)
+
+RUN_CONFIG_FILE = "rsvl_run_config.json"
+CONFIG_ARTIFACT = "config.json"
+RAY_TRAIN_LOG_LEVEL = "WARNING"
+RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RELAUNCH_MAY_CHANGE = (
+    "train.max_failures", "train.keep_checkpoints", "train.log_every", "train.checkpoint_every", "train.loader_workers"
+)
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RSVL_MODELS_DIR", "RSVL_GIT_COMMIT", KILL_AT_STEP_ENV)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a fit produced.
+
+    Attributes:
+        run_name: The run's name (pass it again to resume or inspect).
+        mlflow_run_id: The MLflow run holding params, metrics, tags and artifacts.
+        model_dir: The final model (``rsvl.models.load_model`` reads it).
+        steps: Optimizer steps done in total.
+        metrics: Last reported metrics: ``loss`` and the held-out retrieval numbers.
+        baseline: Held-out retrieval of the untrained model (empty when skipped).
+        seconds: Wall time of this launch.
+        checkpoint: Path or URI of the last checkpoint.
+    """
+
+    run_name: str
+    mlflow_run_id: str
+    model_dir: Path
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    checkpoint: str = ""
+
+
+def new_run_name(paper: str) -> str:
+    """A fresh, unique run name: ``{paper}-{YYYYmmdd-HHMMSS}-{6 hex}`` (UTC)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{paper}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def storage_uri(storage_path: str) -> str:
+    """``train.storage_path`` as Ray wants it: URIs unchanged, local paths absolute."""
+    if "://" in storage_path:
+        return storage_path
+    return str(Path(storage_path).expanduser().resolve())
+
+
+def identity_digest(cfg: RunConfig) -> str:
+    """SHA-256 of the config without the fields a re-launch may change (:data:`RELAUNCH_MAY_CHANGE`)."""
+    payload = cfg.model_dump(mode="json")
+    for dotted in RELAUNCH_MAY_CHANGE:
+        section, _, key = dotted.partition(".")
+        payload[section].pop(key)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _claim_run(storage: str, run_name: str, cfg: RunConfig) -> None:
+    """Record the identity digest of a new run, or check a re-launch trains the same thing."""
+    import pyarrow.fs
+
+    filesystem, base = pyarrow.fs.FileSystem.from_uri(storage)
+    run_dir = f"{base.rstrip('/')}/{run_name}"
+    record_path = f"{run_dir}/{RUN_CONFIG_FILE}"
+    if filesystem.get_file_info(record_path).type == pyarrow.fs.FileType.File:
+        with filesystem.open_input_stream(record_path) as stream:
+            recorded = json.loads(stream.read().decode("utf-8"))
+        if recorded.get("identity") != identity_digest(cfg):
+            raise ConfigError(
+                f"run {run_name!r} in {storage} was started with another config (see {record_path}); re-launch "
+                f"it with that config (only {', '.join(RELAUNCH_MAY_CHANGE)} may change) or choose a new run name"
+            )
+        return
+    filesystem.create_dir(run_dir, recursive=True)
+    record = {"identity": identity_digest(cfg), "config": cfg.model_dump(mode="json")}
+    with filesystem.open_output_stream(record_path) as stream:
+        stream.write(json.dumps(record, indent=2).encode("utf-8"))
+
+
+def _check_inputs(cfg: RunConfig, dataset_dir: Path) -> None:
+    build_objective(cfg.train.objective)
+    check_adapter(cfg.train.trainable)
+    for split in ("train", cfg.train.eval_split):
+        if split is not None and len(ManifestDataset(dataset_dir, split=split, load_media=False)) == 0:
+            raise DataError(f"{dataset_dir}: split {split!r} is empty; train needs 'train' and train.eval_split rows")
+
+
+def _start_ray(cfg: RunConfig) -> bool:
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+    else:
+        ray.init(num_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker, include_dashboard=False)
+    return True
+
+
+def _trainer(cfg: RunConfig, loop_config: dict[str, Any], storage: str, run_name: str) -> Any:
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, ScalingConfig
+    from ray.train import RunConfig as RayRunConfig
+    from ray.train.torch import TorchTrainer
+
+    train = cfg.train
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=train.num_workers, use_gpu=train.use_gpu, resources_per_worker={"CPU": train.cpus_per_worker}
+        ),
+        run_config=RayRunConfig(
+            name=run_name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=train.keep_checkpoints),
+            worker_runtime_env={"env_vars": env},
+            logging_config=LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL),
+        ),
+    )
+
+
+def _provenance(cfg: RunConfig, dataset_dir: Path) -> dict[str, str]:
+    commit, dirty = git_commit()
+    return {
+        "data_version": data_version_tag(dataset_dir),
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        "dataset_dir": str(dataset_dir),
+        "paper": cfg.paper,
+        "profile": cfg.profile,
+    }
+
+
+def _write_outputs(checkpoint: Any, cfg: RunConfig, out_dir: Path) -> tuple[Path, Path]:
+    """Copy the final checkpoint's model to ``out_dir/model`` and write the resolved config beside it."""
+    model_dir = out_dir / MODEL_DIR
+    with checkpoint.as_directory() as directory:
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(Path(directory) / MODEL_DIR, model_dir)
+    config_file = out_dir / CONFIG_ARTIFACT
+    config_file.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), encoding="utf-8")
+    return model_dir, config_file
+
+
+def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: str | None = None) -> FitResult:
+    """Train ``cfg.model`` on ``dataset_dir`` with Ray Train; track it in MLflow; write the model.
+
+    Args:
+        cfg: The resolved run config.
+        dataset_dir: A canonical dataset with ``train`` rows (and ``train.eval_split`` rows).
+        out_dir: Receives ``model/`` (the final model) and ``config.json`` (the resolved config).
+        run_name: Resume or name this run; ``None`` starts a new uniquely named run.
+
+    Returns:
+        The :class:`FitResult`.
+
+    Raises:
+        DataError: The dataset is missing or a needed split is empty.
+        ConfigError: Unknown objective or adapter, a malformed run name, or a run name that belongs
+            to another config.
+        TrainError: Training failed beyond ``train.max_failures``; the message says how to resume.
+    """
+    launched = time.perf_counter()
+    dataset_dir = Path(dataset_dir).resolve()
+    out_dir = Path(out_dir).resolve()
+    run_name = run_name or new_run_name(cfg.paper)
+    if not RUN_NAME_PATTERN.fullmatch(run_name):
+        raise ConfigError(f"run name {run_name!r}: use 1-128 letters, digits, '.', '_' or '-', starting alphanumeric")
+    _check_inputs(cfg, dataset_dir)
+    storage = storage_uri(cfg.train.storage_path)
+    _claim_run(storage, run_name, cfg)
+    tracking_uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
+    run_id, _ = open_run(tracking_uri, cfg, run_name, _provenance(cfg, dataset_dir))
+    loop_config = {
+        "config": cfg.model_dump(mode="json"),
+        "dataset_dir": str(dataset_dir),
+        "tracking_uri": tracking_uri,
+        "run_id": run_id,
+        "run_dir": None if "://" in storage else str(Path(storage) / run_name),
+    }
+    started_ray = False
+    try:
+        started_ray = _start_ray(cfg)
+        result = _trainer(cfg, loop_config, storage, run_name).fit()
+        if result.checkpoint is None:
+            raise TrainError(f"the run left no checkpoint in {storage}/{run_name}")
+    except Exception as err:
+        close_run(tracking_uri, run_id, "FAILED")
+        raise TrainError(
+            f"training run {run_name!r} failed ({type(err).__name__}: {err}); its checkpoints are in "
+            f"{storage}/{run_name}; launch again with run name {run_name!r} to resume from the last one"
+        ) from err
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    model_dir, config_file = _write_outputs(result.checkpoint, cfg, out_dir)
+    seconds = time.perf_counter() - launched
+    log_outputs(tracking_uri, run_id, model_dir, config_file, {"fit_seconds": seconds})
+    close_run(tracking_uri, run_id, "FINISHED")
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    baseline = {k.removeprefix("baseline_"): v for k, v in metrics.items() if k.startswith("baseline_")}
+    final = {k: v for k, v in metrics.items() if not k.startswith("baseline_")}
+    return FitResult(
+        run_name=run_name,
+        mlflow_run_id=run_id,
+        model_dir=model_dir,
+        steps=int(final.get("step", 0)),
+        metrics=final,
+        baseline=baseline,
+        seconds=seconds,
+        checkpoint=result.checkpoint.path,
+    )

@@ -1,0 +1,328 @@
+"""The per-worker train function Ray Train runs: one fit, resumable at any checkpoint.
+
+Every worker builds the model, applies the trainable subset and the objective, wraps the model
+in DDP (``ray.train.torch.prepare_model``) and its loader (``prepare_data_loader``), and trains
+for ``train.max_steps`` or ``train.epochs`` epochs: AMP (bfloat16, or float16 with a grad
+scaler) and TF32 when on CUDA, gradient clipping, warmup + cosine. Rank 0 logs interval metrics
+to MLflow, prints a progress line, scores held-out retrieval before (fresh runs) and after
+training, and writes a checkpoint every ``train.checkpoint_every`` steps and at the end. Training
+continues only once Ray has committed the checkpoint (registered it in the run's snapshot), so a
+worker killed at any later moment loses at most one checkpoint interval.
+
+A resumed worker (a restarted worker group, or a re-launched run of the same name) restores the
+model, optimizer, scheduler and step from ``ray.train.get_checkpoint()`` and continues at the
+next step with exactly the batches, augmentations and dropout an uninterrupted run would use:
+the batch order is a function of ``(seed, epoch)``, each sample's draws of ``(seed, epoch,
+index)``, and the step's torch seed of ``(seed, step, rank)``.
+
+**Test hook.** ``RSVL_TEST_KILL_AT_STEP=K`` makes rank 0 exit abruptly (``os._exit``) just before
+step K, once per run: it first writes ``rsvl-test-killed-at-step-K`` into the run's storage
+folder, and a worker that finds that file carries on. Only the test suite sets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from rsvl.config import RunConfig, TrainConfig
+from rsvl.data.dataset import ManifestDataset
+from rsvl.evaluate.retrieval import evaluate_retrieval
+from rsvl.models import build_model
+from rsvl.train.checkpoint import read_checkpoint, write_checkpoint
+from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, image_inputs, sample_seed
+from rsvl.train.objectives import Objective, ObjectiveContext, build_objective
+from rsvl.train.schedule import warmup_cosine
+from rsvl.train.tracking import MetricLogger
+from rsvl.train.trainable import apply_trainable, param_groups, set_train_mode
+
+KILL_AT_STEP_ENV = "RSVL_TEST_KILL_AT_STEP"
+KILL_MARKER = "rsvl-test-killed-at-step-{step}"
+ADAM_BETAS = (0.9, 0.98)
+ADAM_EPS = 1e-6
+MIB = 2**20
+
+log = logging.getLogger("rsvl.train")
+
+
+def _test_kill_hook(step: int, rank: int, run_dir: str | None) -> None:
+    target = os.environ.get(KILL_AT_STEP_ENV)
+    if not target or rank != 0 or run_dir is None or int(target) != step:
+        return
+    marker = Path(run_dir) / KILL_MARKER.format(step=step)
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    log.warning("test hook %s=%d: killing worker rank 0 now", KILL_AT_STEP_ENV, step)
+    logging.shutdown()
+    os._exit(1)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / MIB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _format_eta(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _pad_id(tokenizer: Any) -> int:
+    inner = getattr(tokenizer, "tokenizer", None)
+    pad = getattr(inner, "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+class _Interval:
+    """Running sums of one logging interval (loss, objective metrics, samples, time)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.samples = 0
+        self.started = time.perf_counter()
+
+    def add(self, values: dict[str, torch.Tensor], samples: int) -> None:
+        """Add one step's scalar outputs and its batch size."""
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.steps += 1
+        self.samples += samples
+
+    def means(self, world_size: int) -> dict[str, float]:
+        """Per-step means over the interval, averaged over all workers (a collective: call on every rank)."""
+        keys = sorted(self.sums)
+        totals = torch.tensor([self.sums[k] for k in keys] + [float(self.steps)], dtype=torch.float64)
+        if world_size > 1:
+            torch.distributed.all_reduce(totals)
+        return {k: float(totals[i] / totals[-1]) for i, k in enumerate(keys)}
+
+
+@dataclass
+class _Fit:
+    """Everything one worker trains with."""
+
+    model: torch.nn.Module
+    wrapped: torch.nn.Module
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    autocast: Callable[[], Any]
+    sampler: EpochBatchSampler
+    pairs: CaptionPairs
+    loader: Any
+    preprocess_val: Any
+    tokenizer: Any
+    sizes: dict[str, int]
+    steps_per_epoch: int
+    total: int
+
+
+class _Worker:
+    """One worker's fit; :meth:`run` is the whole train function."""
+
+    def __init__(self, loop_config: dict[str, Any]) -> None:
+        import ray.train
+        import ray.train.torch
+
+        self.cfg = RunConfig.model_validate(loop_config["config"])
+        self.train: TrainConfig = self.cfg.train
+        self.dataset_dir = loop_config["dataset_dir"]
+        self.run_dir = loop_config.get("run_dir")
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        torch.set_num_threads(self.train.cpus_per_worker)
+        self.device = ray.train.torch.get_device()
+        self.cuda = self.device.type == "cuda"
+        if self.cuda and self.train.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        run_id = loop_config.get("run_id") if self.rank == 0 else None
+        self.logger = MetricLogger(loop_config.get("tracking_uri"), run_id)
+
+    def _amp(self) -> tuple[Callable[[], Any], Any]:
+        if not (self.cuda and self.train.amp):
+            return nullcontext, None
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+    def _setup(self) -> _Fit:
+        import ray.train.torch
+
+        train, model_cfg = self.train, self.cfg.model
+        samples = ManifestDataset(self.dataset_dir, split="train")
+        in_bands, band_stats = image_inputs(samples, train.image_column)
+        torch.manual_seed(train.seed)
+        model, preprocess_train, preprocess_val, tokenizer = build_model(
+            model_cfg.name, model_cfg.pretrained, in_bands, band_stats, image_size=model_cfg.image_size
+        )
+        context = ObjectiveContext(self.rank, self.world, _pad_id(tokenizer))
+        objective = build_objective(train.objective, context)
+        sizes = apply_trainable(model, train.trainable)
+        objective.prepare(model)
+        wrapped = ray.train.torch.prepare_model(model)
+        optimizer = torch.optim.AdamW(
+            param_groups(model, train.weight_decay), lr=train.lr, betas=ADAM_BETAS, eps=ADAM_EPS
+        )
+        sampler = EpochBatchSampler(len(samples), train.batch_size, self.rank, self.world, train.seed)
+        pairs = CaptionPairs(samples, preprocess_train, media=train.image_column, seed=train.seed)
+        loader = torch.utils.data.DataLoader(
+            pairs, batch_sampler=sampler, num_workers=train.loader_workers,
+            collate_fn=TextImageCollate(tokenizer, objective.batch_fields),
+        )
+        total = train.max_steps or train.epochs * len(sampler)
+        autocast, scaler = self._amp()
+        return _Fit(
+            model=model, wrapped=wrapped, objective=objective, optimizer=optimizer,
+            scheduler=warmup_cosine(optimizer, total, train.warmup_steps), scaler=scaler, autocast=autocast,
+            sampler=sampler, pairs=pairs, loader=ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False),
+            preprocess_val=preprocess_val, tokenizer=tokenizer, sizes=sizes, steps_per_epoch=len(sampler), total=total,
+        )
+
+    def _evaluate(self, fit: _Fit, step: int) -> dict[str, float]:
+        split = self.train.eval_split
+        scores = evaluate_retrieval(fit.model, fit.preprocess_val, fit.tokenizer, self.dataset_dir, split,
+                                    media=self.train.image_column, device=self.device)
+        named = {f"{split}_{key}": value for key, value in scores.items()}
+        self.logger.log(named, step)
+        log.info("step %d: %s retrieval mR %.2f", step, split, scores["mR"])
+        return named
+
+    def _restore_or_start(self, fit: _Fit) -> dict[str, Any]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                progress = read_checkpoint(directory, fit.model, fit.optimizer, fit.scheduler, fit.scaler)
+            self.logger.log({"resumed_from_step": progress["step"]}, progress["step"])
+            log.info("resumed from the checkpoint at step %d", progress["step"])
+            return progress
+        progress: dict[str, Any] = {"step": 0, "epoch": 0, "baseline": {}, "final": {}}
+        if self.rank == 0:
+            self.logger.log({key: float(value) for key, value in fit.sizes.items()}, 0)
+            if self.train.eval_split and self.train.eval_baseline:
+                progress["baseline"] = self._evaluate(fit, 0)
+        return progress
+
+    def _step(self, fit: _Fit, batch: dict[str, Any], step: int) -> tuple[dict[str, torch.Tensor], float]:
+        """Run optimizer step ``step`` (1-based); return the objective's outputs and the rate used."""
+        torch.manual_seed(sample_seed(self.train.seed, step, self.rank))
+        with fit.autocast():
+            out = fit.objective(fit.wrapped, batch)
+        if not torch.isfinite(out["loss"].detach()):
+            raise FloatingPointError(
+                f"objective {fit.objective.name!r} gave loss {out['loss'].item()} at step {step}; "
+                "lower train.lr or check the model's initialisation"
+            )
+        fit.optimizer.zero_grad(set_to_none=True)
+        if fit.scaler is not None:
+            fit.scaler.scale(out["loss"]).backward()
+            fit.scaler.unscale_(fit.optimizer)
+        else:
+            out["loss"].backward()
+        if self.train.grad_clip_norm is not None:
+            params = [p for group in fit.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.train.grad_clip_norm)
+        lr = fit.optimizer.param_groups[0]["lr"]
+        if fit.scaler is not None:
+            fit.scaler.step(fit.optimizer)
+            fit.scaler.update()
+        else:
+            fit.optimizer.step()
+        fit.scheduler.step()
+        fit.objective.after_step(fit.model)
+        return {key: value.detach() for key, value in out.items()}, lr
+
+    def run(self) -> None:
+        """Train from the last checkpoint (or from scratch) to the last step, checkpointing on the way."""
+        import ray.train
+
+        fit = self._setup()
+        progress = self._restore_or_start(fit)
+        step = start = int(progress["step"])
+        if step >= fit.total:
+            ray.train.report({"step": step, **progress["final"]})
+            return
+        set_train_mode(fit.model, self.train.trainable)
+        interval, started, last_loss = _Interval(), time.perf_counter(), float("nan")
+        while step < fit.total:
+            epoch, offset = divmod(step, fit.steps_per_epoch)
+            fit.sampler.set_epoch(epoch, offset)
+            fit.pairs.set_epoch(epoch)
+            for batch in fit.loader:
+                _test_kill_hook(step + 1, self.rank, self.run_dir)
+                out, lr = self._step(fit, batch, step + 1)
+                step += 1
+                interval.add(out, len(batch["sample_id"]))
+                if step % self.train.log_every == 0 or step == fit.total:
+                    last_loss = self._log_interval(fit, interval, step, lr, step - start, started)
+                    interval = _Interval()
+                if step % self.train.checkpoint_every == 0 or step == fit.total:
+                    if step == fit.total and self.rank == 0 and self.train.eval_split:
+                        progress["final"] = self._evaluate(fit, step)
+                        set_train_mode(fit.model, self.train.trainable)
+                    progress.update(step=step, epoch=epoch)
+                    self._checkpoint(fit, progress, last_loss)
+                if step >= fit.total:
+                    break
+
+    def _log_interval(self, fit: _Fit, interval: _Interval, step: int, lr: float, done: int, started: float) -> float:
+        means = interval.means(self.world)
+        elapsed = time.perf_counter() - interval.started
+        metrics = {
+            **means,
+            "lr": lr,
+            "epoch": step / fit.steps_per_epoch,
+            "samples_per_s": interval.samples * self.world / max(elapsed, 1e-9),
+            "peak_memory_mb": _peak_memory_mb(self.device),
+        }
+        self.logger.log(metrics, step)
+        if self.rank == 0:
+            eta = (time.perf_counter() - started) / max(done, 1) * (fit.total - step)
+            log.info(
+                "step %d/%d epoch %.2f loss %.4f lr %.2e %.1f samples/s ETA %s", step, fit.total, metrics["epoch"],
+                means["loss"], lr, metrics["samples_per_s"], _format_eta(eta),
+            )
+        return means["loss"]
+
+    def _checkpoint(self, fit: _Fit, progress: dict[str, Any], loss: float) -> None:
+        import ray.train
+
+        metrics = {
+            "step": progress["step"], "epoch": progress["epoch"], "loss": loss, **progress["final"],
+            **{f"baseline_{key}": value for key, value in progress["baseline"].items()},
+        }
+        with tempfile.TemporaryDirectory(prefix="rsvl-ckpt-") as directory:
+            checkpoint = None
+            if self.rank == 0:
+                write_checkpoint(directory, fit.model, fit.optimizer, fit.scheduler, fit.scaler, progress)
+                checkpoint = ray.train.Checkpoint.from_directory(directory)
+            ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point: train one worker's share of the run described by ``loop_config``.
+
+    Args:
+        loop_config: ``config`` (the resolved RunConfig as JSON-ready dict), ``dataset_dir``,
+            ``tracking_uri`` and ``run_id`` (MLflow; ``None`` logs nothing) and ``run_dir`` (the
+            run's local storage folder, for the test hook; may be ``None``).
+    """
+    _Worker(loop_config).run()

@@ -1,0 +1,189 @@
+"""Training objectives behind one interface, chosen by name (``train.objective.name``).
+
+An :class:`Objective` turns a model and a batch into ``{"loss": tensor, **scalar metrics}``. The
+train loop knows nothing else about it, so a new loss (text-bridged multi-sensor, masked
+alignment, dual long/short text, location alignment) is a new registered class, not a loop edit:
+
+* ``batch_fields`` names the batch entries it needs (:data:`rsvl.train.data.BATCH_FIELDS`);
+* ``prepare(model)`` sets up parameters it owns (the logit scale) before the optimizer is built;
+* ``__call__(model, batch)`` computes the loss; ``model`` may be wrapped in DDP, so call it
+  (never ``model.module``) for the forward pass that carries gradients;
+* ``after_step(model)`` runs after each optimizer step (clamping).
+
+Registered here: ``clip`` (symmetric InfoNCE, learnable or fixed scale; open_clip's
+``ClipLoss``, gathering features across workers) and ``coca`` (contrastive + captioning;
+open_clip's ``CoCaLoss``, for CoCa models).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+from open_clip.loss import ClipLoss, CoCaLoss
+from torch import nn
+
+from rsvl.config import ObjectiveConfig
+from rsvl.errors import ConfigError, ModelError
+
+MAX_LOGIT_SCALE = 100.0
+OUTPUT_KEYS = ("image_features", "text_features", "logit_scale", "logit_bias")
+
+
+@dataclass(frozen=True)
+class ObjectiveContext:
+    """What an objective needs to know about its worker.
+
+    Attributes:
+        rank: This worker's rank.
+        world_size: Number of workers.
+        pad_id: Token id of padding (for captioning losses).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    pad_id: int = 0
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """Return the model inside a DDP (or similar) wrapper."""
+    return getattr(model, "module", model)
+
+
+def model_outputs(output: Any) -> dict[str, torch.Tensor]:
+    """Return an open_clip forward output as a dict, whether it came as a tuple or a dict."""
+    if isinstance(output, dict):
+        return output
+    return dict(zip(OUTPUT_KEYS, output))
+
+
+class Objective:
+    """Base of all objectives; see the module docstring for the contract.
+
+    Args:
+        cfg: The objective section of the train config.
+        context: Rank, world size and padding id of this worker.
+    """
+
+    name: ClassVar[str] = ""
+    batch_fields: ClassVar[tuple[str, ...]] = ("image", "text")
+
+    def __init__(self, cfg: ObjectiveConfig, context: ObjectiveContext = ObjectiveContext()) -> None:
+        self.cfg = cfg
+        self.context = context
+
+    def prepare(self, model: nn.Module) -> None:
+        """Set up parameters the objective owns; called once before the optimizer is built."""
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Return ``{"loss": scalar tensor with grad, **detached scalar metrics}``."""
+        raise NotImplementedError
+
+    def after_step(self, model: nn.Module) -> None:
+        """Run after each optimizer step (``model`` unwrapped)."""
+
+
+_OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]]:
+    """Class decorator registering an :class:`Objective` under ``name``.
+
+    Raises:
+        ValueError: The name is taken.
+    """
+
+    def decorate(cls: type[Objective]) -> type[Objective]:
+        if name in _OBJECTIVES:
+            raise ValueError(f"objective {name!r} is already registered by {_OBJECTIVES[name].__name__}")
+        cls.name = name
+        _OBJECTIVES[name] = cls
+        return cls
+
+    return decorate
+
+
+def objective_names() -> list[str]:
+    """Names of the registered objectives."""
+    return sorted(_OBJECTIVES)
+
+
+def build_objective(cfg: ObjectiveConfig, context: ObjectiveContext = ObjectiveContext()) -> Objective:
+    """Instantiate the objective ``cfg.name``.
+
+    Raises:
+        ConfigError: No objective of that name is registered (the message lists them).
+    """
+    if cfg.name not in _OBJECTIVES:
+        raise ConfigError(f"train.objective.name: unknown objective {cfg.name!r}; registered: {objective_names()}")
+    return _OBJECTIVES[cfg.name](cfg, context)
+
+
+class _ContrastiveScale(Objective):
+    """Shared logit-scale handling: initial or fixed value, and the open_clip clamp at 100."""
+
+    def prepare(self, model: nn.Module) -> None:
+        """Set the logit scale to ``cfg.logit_scale`` (when given) and make it trainable or fixed."""
+        scale = getattr(unwrap(model), "logit_scale", None)
+        if not isinstance(scale, nn.Parameter):
+            raise ModelError(f"objective {self.name!r} needs a model with a logit_scale parameter")
+        with torch.no_grad():
+            if self.cfg.logit_scale is not None:
+                scale.fill_(math.log(self.cfg.logit_scale))
+        scale.requires_grad_(self.cfg.learn_logit_scale)
+
+    def after_step(self, model: nn.Module) -> None:
+        """Clamp the logit scale to at most 100, as CLIP does."""
+        with torch.no_grad():
+            unwrap(model).logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+
+
+@register_objective("clip")
+class ClipObjective(_ContrastiveScale):
+    """Symmetric InfoNCE over the (gathered) batch: CLIP's loss."""
+
+    def __init__(self, cfg: ObjectiveConfig, context: ObjectiveContext = ObjectiveContext()) -> None:
+        super().__init__(cfg, context)
+        self.loss = ClipLoss(
+            local_loss=True, gather_with_grad=True, rank=context.rank, world_size=context.world_size
+        )
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = model_outputs(model(image=batch["image"], text=batch["text"]))
+        loss = self.cfg.contrastive_weight * self.loss(
+            out["image_features"], out["text_features"], out["logit_scale"]
+        )
+        return {"loss": loss, "logit_scale": out["logit_scale"].detach()}
+
+
+@register_objective("coca")
+class CocaObjective(_ContrastiveScale):
+    """CoCa: contrastive loss plus next-token captioning loss of the multimodal decoder."""
+
+    def __init__(self, cfg: ObjectiveConfig, context: ObjectiveContext = ObjectiveContext()) -> None:
+        super().__init__(cfg, context)
+        self.loss = CoCaLoss(
+            caption_loss_weight=cfg.caption_weight,
+            clip_loss_weight=cfg.contrastive_weight,
+            pad_id=context.pad_id,
+            local_loss=True,
+            gather_with_grad=True,
+            rank=context.rank,
+            world_size=context.world_size,
+        )
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = model_outputs(model(image=batch["image"], text=batch["text"]))
+        if "logits" not in out or "labels" not in out:
+            raise ModelError("objective 'coca' needs a CoCa model (its forward returns caption logits and labels)")
+        contrastive, caption = self.loss(
+            out["image_features"], out["text_features"], out["logits"], out["labels"], out["logit_scale"]
+        )
+        return {
+            "loss": contrastive + caption,
+            "contrastive_loss": contrastive.detach(),
+            "caption_loss": caption.detach(),
+            "logit_scale": out["logit_scale"].detach(),
+        }

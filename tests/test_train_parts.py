@@ -1,0 +1,323 @@
+"""The pieces of a fit without Ray: schedule, batches, objectives, trainable subsets, checkpoints, tracking."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from rsvl.cli import app
+from rsvl.config import ObjectiveConfig, RunConfig, TrainableConfig
+from rsvl.data.dataset import ManifestDataset
+from rsvl.data.generate import write_optical_scenes
+from rsvl.errors import ConfigError, DataError, ModelError
+from rsvl.models import build_model
+from rsvl.train import fit, new_run_name
+from rsvl.train.checkpoint import TRAIN_STATE, read_checkpoint, write_checkpoint
+from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, image_inputs
+from rsvl.train.fit import identity_digest
+from rsvl.train.objectives import build_objective, objective_names
+from rsvl.train.schedule import WarmupCosine, warmup_cosine
+from rsvl.train.tracking import UNTRACKED, data_version_tag, flatten, git_commit, resolve_tracking_uri
+from rsvl.train.trainable import apply_trainable, param_groups, register_adapter, set_train_mode
+
+TINY_COCA = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16,
+                   "attentional_pool": True, "attn_pooler_heads": 2, "output_tokens": True},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
+                 "embed_cls": True, "output_tokens": True},
+    "multimodal_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
+                       "attn_pooler_heads": 2},
+    "custom_text": True,
+}
+CAPTIONS = [
+    "a dense forest", "a river bend", "a dense city", "a harbour", "farmland", "a beach", "an airport", "a lake",
+]
+
+
+@pytest.fixture(scope="module")
+def optical(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("parts") / "optical"
+    write_optical_scenes(out, seed=0, per_class=4)
+    return out
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    model, train, val, tokenizer = build_model("rsvl-tiny")
+    return model, train, val, tokenizer
+
+
+def trainable_names(model: torch.nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def overfit(objective, model, batch, steps: int = 6) -> list[float]:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for _ in range(steps):
+        out = objective(model, batch)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        objective.after_step(model)
+        losses.append(float(out["loss"].detach()))
+    return losses
+
+
+def test_warmup_then_cosine_to_zero():
+    schedule = WarmupCosine(total_steps=10, warmup_steps=3)
+    values = [schedule(step) for step in range(10)]
+    assert values[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert values[3] == 1.0 and all(a > b for a, b in zip(values[3:], values[4:]))
+    assert 0 < values[-1] < 0.05 and WarmupCosine(5, 0)(0) == 1.0
+
+
+def test_scheduler_state_loads_without_pickled_code(tmp_path):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = warmup_cosine(optimizer, 10, 2)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    torch.save(scheduler.state_dict(), tmp_path / "s.pt")
+    restored = warmup_cosine(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 10, 2)
+    restored.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert restored.get_last_lr() == pytest.approx(scheduler.get_last_lr())
+
+
+def test_batch_sampler_shards_global_batches_and_resumes_mid_epoch():
+    ranks = [EpochBatchSampler(50, 4, rank=r, world_size=3, seed=7) for r in range(3)]
+    assert len(ranks[0]) == 4
+    batches = [list(sampler) for sampler in ranks]
+    seen = [i for rank in batches for batch in rank for i in batch]
+    assert len(seen) == len(set(seen)) == 48 and all(len(b) == 4 for rank in batches for b in rank)
+    again = list(EpochBatchSampler(50, 4, rank=1, world_size=3, seed=7))
+    assert again == batches[1]
+    ranks[1].set_epoch(1)
+    assert list(ranks[1]) != batches[1]
+    ranks[1].set_epoch(0, start_batch=2)
+    assert list(ranks[1]) == batches[1][2:]
+    with pytest.raises(DataError, match="fewer than one global batch"):
+        EpochBatchSampler(10, 4, world_size=3)
+
+
+def test_caption_pairs_draw_per_epoch_and_leave_the_global_rng_alone(optical, tiny):
+    _, preprocess_train, _, _ = tiny
+    samples = ManifestDataset(optical, split="train")
+    pairs = CaptionPairs(samples, preprocess_train, seed=3)
+    torch.manual_seed(11)
+    first = pairs[2]
+    after = torch.rand(1)
+    torch.manual_seed(11)
+    assert torch.equal(pairs[2]["image"], first["image"]) and pairs[2]["caption"] == first["caption"]
+    assert torch.equal(torch.rand(1), after)
+    assert first["caption"] in samples[2]["captions"] and first["image"].shape == (3, 64, 64)
+    drawn = set()
+    for epoch in range(8):
+        pairs.set_epoch(epoch)
+        drawn.add(pairs[2]["caption"])
+    assert len(drawn) > 1
+    assert image_inputs(samples) == (3, None)
+
+
+def test_collate_builds_the_requested_fields(optical, tiny):
+    _, preprocess_train, _, tokenizer = tiny
+    pairs = CaptionPairs(ManifestDataset(optical, split="train"), preprocess_train)
+    items = [pairs[i] for i in range(3)]
+    batch = TextImageCollate(tokenizer, ("image", "text", "long_text"))(items)
+    assert batch["image"].shape == (3, 3, 64, 64) and batch["text"].shape == (3, 32)
+    assert batch["long_text"].shape == (3, 32) and batch["sample_id"] == [item["sample_id"] for item in items]
+    with pytest.raises(DataError, match="has no 'lat'"):
+        TextImageCollate(tokenizer, ("image", "location"))(items)
+    with pytest.raises(ValueError, match="unknown batch fields"):
+        TextImageCollate(tokenizer, ("image", "caption_ids"))
+
+
+def test_clip_objective_fixed_or_learnable_scale(tiny):
+    model, _, _, tokenizer = tiny
+    batch = {"image": torch.randn(8, 3, 64, 64), "text": tokenizer(CAPTIONS)}
+    fixed = build_objective(ObjectiveConfig(learn_logit_scale=False, logit_scale=10.0))
+    fixed.prepare(model)
+    assert not model.logit_scale.requires_grad and model.logit_scale.item() == pytest.approx(math.log(10))
+    losses = overfit(fixed, model, batch)
+    assert losses[-1] < losses[0] and model.logit_scale.item() == pytest.approx(math.log(10))
+    learnable = build_objective(ObjectiveConfig(logit_scale=20.0))
+    learnable.prepare(model)
+    assert model.logit_scale.requires_grad and model.logit_scale.item() == pytest.approx(math.log(20))
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(500))
+    learnable.after_step(model)
+    assert model.logit_scale.item() == pytest.approx(math.log(100))
+
+
+def test_coca_objective_adds_a_captioning_loss(tmp_path, tiny):
+    (tmp_path / "test-tiny-coca.json").write_text(json.dumps(TINY_COCA))
+    open_clip.add_model_config(tmp_path)
+    torch.manual_seed(0)
+    coca = open_clip.create_model("test-tiny-coca")
+    # open_clip 3.3 leaves the decoder's projection as torch.empty (its init_parameters is never called, and broken)
+    torch.nn.init.normal_(coca.text_decoder.text_projection, std=TINY_COCA["multimodal_cfg"]["width"] ** -0.5)
+    batch = {"image": torch.randn(8, 3, 32, 32), "text": open_clip.get_tokenizer("test-tiny-coca")(CAPTIONS)}
+    objective = build_objective(ObjectiveConfig(name="coca", caption_weight=1.5))
+    objective.prepare(coca)
+    out = objective(coca, batch)
+    assert out["caption_loss"] > 0 and out["contrastive_loss"] > 0
+    assert out["loss"].item() == pytest.approx((out["caption_loss"] + out["contrastive_loss"]).item())
+    losses = overfit(objective, coca, batch)
+    assert losses[-1] < losses[0]
+    model, _, _, tokenizer = tiny
+    with pytest.raises(ModelError, match="needs a CoCa model"):
+        objective(model, {"image": torch.randn(2, 3, 64, 64), "text": tokenizer(CAPTIONS[:2])})
+
+
+def test_unknown_objective_lists_the_registered_ones():
+    assert {"clip", "coca"} <= set(objective_names())
+    with pytest.raises(ConfigError, match=r"unknown objective 'siglip'.*'clip'"):
+        build_objective(ObjectiveConfig(name="siglip"))
+
+
+def test_projection_only_and_last_blocks(tiny):
+    model = tiny[0]
+    apply_trainable(model, TrainableConfig(image_tower="projection", text_tower="projection"))
+    assert trainable_names(model) == {"visual.proj", "text_projection", "logit_scale"}
+    sizes = apply_trainable(model, TrainableConfig(image_tower="last_blocks", text_tower="freeze", last_blocks=1))
+    names = trainable_names(model)
+    assert "visual.proj" in names and "visual.ln_post.weight" in names and "logit_scale" in names
+    assert any(n.startswith("visual.transformer.resblocks.1.") for n in names)
+    assert not any(n.startswith(("visual.transformer.resblocks.0.", "visual.conv1", "transformer.", "token_embedding",
+                                 "text_projection")) for n in names)
+    assert sizes["trainable_params"] == sum(p.numel() for n, p in model.named_parameters() if n in names)
+    set_train_mode(model, TrainableConfig(image_tower="last_blocks", text_tower="freeze"))
+    assert model.visual.training and not model.transformer.training and not model.ln_final.training
+    with pytest.raises(ConfigError, match="last_blocks=3 but the image tower has 2 blocks"):
+        apply_trainable(model, TrainableConfig(image_tower="last_blocks", last_blocks=3))
+
+
+def test_trainable_rules_on_the_local_default_towers():
+    model = build_model("rsvl-effnetlite0-minilm", image_size=64)[0]
+    with pytest.raises(ConfigError, match="text tower has no projection parameters"):
+        apply_trainable(model, TrainableConfig(text_tower="projection"))
+    apply_trainable(model, TrainableConfig(image_tower="projection", text_tower="freeze"))
+    assert trainable_names(model) == {"visual.head.proj.weight", "logit_scale"}
+    set_train_mode(model, TrainableConfig(image_tower="projection", text_tower="freeze"))
+    assert not model.visual.trunk.bn1.training and not model.text.training and model.visual.head.training
+
+
+def test_adapter_hook_runs_and_unknown_adapters_fail():
+    model = build_model("rsvl-tiny")[0]
+    calls = []
+
+    @register_adapter("test-record-call")
+    def record(model_: torch.nn.Module, cfg: TrainableConfig) -> None:
+        calls.append(cfg.adapter)
+        model_.visual.conv1.weight.requires_grad_(True)
+
+    apply_trainable(model, TrainableConfig(image_tower="freeze", text_tower="freeze", adapter="test-record-call"))
+    assert calls == ["test-record-call"] and trainable_names(model) == {"visual.conv1.weight", "logit_scale"}
+    with pytest.raises(ConfigError, match="no adapter 'lora' is registered"):
+        apply_trainable(model, TrainableConfig(adapter="lora"))
+
+
+def test_weight_decay_groups(tiny):
+    model = tiny[0]
+    no_decay, decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert any(p is model.logit_scale for p in no_decay["params"])
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 or p is model.positional_embedding
+                                                             for p in no_decay["params"])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ConfigError, match="no parameter to train"):
+        param_groups(model, 0.1)
+
+
+def test_checkpoint_round_trip(tmp_path, tiny):
+    model, _, _, tokenizer = tiny
+    objective = build_objective(ObjectiveConfig())
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3)
+    scheduler = warmup_cosine(optimizer, 10, 2)
+    batch = {"image": torch.randn(4, 3, 64, 64), "text": tokenizer(CAPTIONS[:4])}
+    for _ in range(2):
+        loss = objective(model, batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    write_checkpoint(tmp_path / "ckpt", model, optimizer, scheduler, None, {"step": 2, "baseline": {"test_mR": 8.5}})
+    torch.load(tmp_path / "ckpt" / TRAIN_STATE, weights_only=True)
+
+    torch.manual_seed(1)
+    fresh, _, _, _ = build_model("rsvl-tiny")
+    fresh_optimizer = torch.optim.AdamW(param_groups(fresh, 0.1), lr=1e-3)
+    fresh_scheduler = warmup_cosine(fresh_optimizer, 10, 2)
+    progress = read_checkpoint(tmp_path / "ckpt", fresh, fresh_optimizer, fresh_scheduler, None)
+    assert progress == {"step": 2, "baseline": {"test_mR": 8.5}}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    state, restored = optimizer.state_dict()["state"], fresh_optimizer.state_dict()["state"]
+    assert all(torch.equal(state[k]["exp_avg"], restored[k]["exp_avg"]) for k in state)
+    assert fresh_scheduler.last_epoch == 2
+    with pytest.raises(ModelError, match="not a checkpoint"):
+        read_checkpoint(tmp_path, fresh, fresh_optimizer, fresh_scheduler, None)
+
+
+def test_tracking_helpers(tmp_path, optical, monkeypatch, repo_root):
+    assert flatten({"a": {"b": 1, "c": None}, "d": [1, 2]}) == {"a.b": "1", "a.c": "null", "d": "[1, 2]"}
+    assert data_version_tag(optical) == UNTRACKED
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    (project / "data" / "optical").mkdir(parents=True)
+    (project / "data.dvc").write_text(yaml.safe_dump({"outs": [{"md5": "0123abcd.dir", "path": "data"}]}))
+    assert data_version_tag(project / "data" / "optical") == "0123abcd:optical"
+    monkeypatch.chdir(tmp_path)
+    uri = resolve_tracking_uri("sqlite:///store/mlflow.db")
+    assert uri == f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}" and (tmp_path / "store").is_dir()
+    assert resolve_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
+    commit, _ = git_commit(repo_root)
+    assert re.fullmatch(r"[0-9a-f]{40}", commit)
+
+
+def test_run_names_and_identity():
+    names = {new_run_name("closp") for _ in range(5)}
+    assert len(names) == 5 and all(re.fullmatch(r"closp-\d{8}-\d{6}-[0-9a-f]{6}", n) for n in names)
+    base = {"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"}}
+    cfg = RunConfig.model_validate(base)
+    retried = RunConfig.model_validate({**base, "train": {"max_failures": 5, "log_every": 3}})
+    other = RunConfig.model_validate({**base, "train": {"lr": 0.5}})
+    assert identity_digest(cfg) == identity_digest(retried) != identity_digest(other)
+
+
+def test_fit_checks_inputs_before_starting_ray(tmp_path, optical):
+    def config(**train: object) -> RunConfig:
+        return RunConfig.model_validate({
+            "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+            "train": {"storage_path": str(tmp_path / "ray"), **train},
+            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+        })
+
+    with pytest.raises(ConfigError, match="unknown objective"):
+        fit(config(objective={"name": "nope"}), optical, tmp_path / "out")
+    with pytest.raises(ConfigError, match="no adapter"):
+        fit(config(trainable={"adapter": "lora"}), optical, tmp_path / "out")
+    with pytest.raises(DataError, match="dataset.json is missing"):
+        fit(config(), tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(ConfigError, match="run name"):
+        fit(config(), optical, tmp_path / "out", run_name="x' OR '1'='1")
+    with pytest.raises(DataError, match="split 'test' is empty"):
+        fit(config(), optical, tmp_path / "out")
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_train_command_fails_in_one_line_on_missing_data(tmp_path, repo_root):
+    result = CliRunner().invoke(app, ["train", "--config", str(repo_root / "pipelines/sar_text/config.yaml"),
+                                      "--data", str(tmp_path / "nowhere"), "--set", f"train.storage_path={tmp_path}"])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "nowhere is not an rsvl dataset" in result.output
