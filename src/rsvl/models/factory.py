@@ -24,6 +24,7 @@ import os
 from typing import Any, Callable, Iterator
 
 import open_clip
+import torch
 from open_clip.utils import to_2tuple
 from torch import nn
 
@@ -108,6 +109,23 @@ def assemble_inputs(spec: dict[str, Any], tokenizer_source: str) -> tuple[Prepro
     return train, val, open_clip.get_tokenizer(tokenizer_source)
 
 
+def init_coca_decoder_projection(model: torch.nn.Module) -> None:
+    """Initialise a fresh CoCa decoder's output projection, which open_clip 3.3 leaves unset.
+
+    open_clip allocates ``text_decoder.text_projection`` with ``torch.empty`` and never calls
+    the decoder's ``init_parameters``, so a CoCa built without pretrained weights starts from
+    whatever memory held (NaN or huge losses). Use the transformer's usual ``width ** -0.5``.
+
+    Args:
+        model: Any open_clip model; only CoCa models are changed.
+    """
+    decoder = getattr(model, "text_decoder", None)
+    projection = getattr(decoder, "text_projection", None)
+    if isinstance(projection, torch.nn.Parameter):
+        with torch.no_grad():
+            torch.nn.init.normal_(projection, std=decoder.width ** -0.5)
+
+
 def build_model(
     name: str,
     pretrained: str | None = None,
@@ -160,6 +178,8 @@ def build_model(
             )
     except (RuntimeError, FileNotFoundError, ValueError, OSError) as err:
         raise ModelError(f"cannot build {name!r} with pretrained={pretrained!r}: {err}") from err
+    if pretrained is None:
+        init_coca_decoder_projection(model)
     if pretrained == PACKAGED:
         for entry in architecture.packaged_weights:
             load_packaged(model, entry)
