@@ -14,7 +14,7 @@ DATA ?= data/default
 # pip warns once per package about this machine's extra local index folders; keep real errors.
 QUIET_PIP := { grep -v "^WARNING: Location 'file://" || true; }
 
-.PHONY: setup test test-fast data validate lock clean-data
+.PHONY: setup test test-fast data train validate lock
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ data: $(VENV)/.installed
 	$(RSVL) data generate --out $(DATA)
 	$(RSVL) data validate $(DATA) --config pipelines/$(PAPER)/config.yaml --profile $(PROFILE)
 	$(RSVL) data track $(DATA) --push
+
+$(DATA)/optical/dataset.json:
+	$(MAKE) data
+
+## train: fit PAPER's model (PROFILE) on the default data with Ray Train, tracked in MLflow
+train: $(VENV)/.installed $(DATA)/optical/dataset.json
+	$(RSVL) train --config pipelines/$(PAPER)/config.yaml --profile $(PROFILE)
 
 ## validate: run the great-expectations suites over DATA
 validate: $(VENV)/.installed
