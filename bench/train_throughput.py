@@ -57,7 +57,6 @@ DEFAULT_MODEL = "rsvl-effnetlite0-minilm"
 CPU_IMAGE_SIZE = 96
 LR, WEIGHT_DECAY, BETAS, EPS, GRAD_CLIP = 5e-5, 0.1, (0.9, 0.98), 1e-6, 1.0
 EXPERIMENT = "bench-train-throughput"
-RAY_NICENESS_ENV = "RAY_worker_niceness"
 NOISY_CORES = 0.1
 MIN_QUIET_STEPS = 3
 
@@ -152,14 +151,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (ours: cpus_per_worker)")
     parser.add_argument("--workers", type=int, default=1, help="data loader worker processes, both trainers")
     parser.add_argument("--repeat", type=int, default=1, help="runs per trainer, alternating order; best is shown")
-    parser.add_argument("--ray-worker-niceness", type=int, default=None,
-                        help="set RAY_worker_niceness for our run (Ray's default is 15: workers run niced)")
+    parser.add_argument("--ours-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment variable for our run only, set before Ray starts so every Ray process "
+                             "sees it (e.g. RAY_worker_niceness=0, OMP_WAIT_POLICY=PASSIVE); repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default=None, help="keep data, logs and runs here (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.steps <= args.skip_steps + 1:
         parser.error(f"--steps ({args.steps}) must exceed --skip-steps + 1 ({args.skip_steps + 1})")
+    for item in args.ours_env:
+        if "=" not in item or not item.partition("=")[0]:
+            parser.error(f"--ours-env {item!r} is not NAME=VALUE")
     if args.image_size is None and args.device == "cpu":
         args.image_size = CPU_IMAGE_SIZE
     return args
@@ -310,8 +313,9 @@ def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = run_config(args, pretrained, run_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.ray_worker_niceness is not None:
-        os.environ[RAY_NICENESS_ENV] = str(args.ray_worker_niceness)
+    extra_env = dict(item.split("=", 1) for item in args.ours_env)
+    saved_env = {name: os.environ.get(name) for name in extra_env}
+    os.environ.update(extra_env)
     started = time.time()
     ray.init(num_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker, include_dashboard=False)
     launched = time.time()
@@ -321,7 +325,11 @@ def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path
     finally:
         exited = time.time()
         ray.shutdown()
-        os.environ.pop(RAY_NICENESS_ENV, None)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     client = MlflowClient(cfg.mlflow.tracking_uri)
     run_started = client.get_run(result.mlflow_run_id).info.start_time / 1000
     ready = client.get_metric_history(result.mlflow_run_id, "trainable_params")[0].timestamp / 1000
@@ -394,7 +402,7 @@ def report(args: argparse.Namespace, pretrained: str | None, train_images: int, 
     lines = [
         f"train_throughput: {args.model} (pretrained={pretrained}), {args.image_size or 'model'} px, "
         f"batch {args.batch_size}, {args.steps} steps, device {args.device}, torch threads {args.threads}, "
-        f"loader workers {args.workers}, Ray worker niceness {args.ray_worker_niceness if args.ray_worker_niceness is not None else 'Ray default (15)'}",
+        f"loader workers {args.workers}" + (f", our run with {' '.join(args.ours_env)}" if args.ours_env else ""),
         f"data: {train_images} generated optical train images; {args.steps * args.batch_size} samples per trainer, "
         "one caption per image per step on both sides",
         f"each trainer ran {repeats} time(s), alternating which goes first; the table shows each one's best run",
