@@ -27,11 +27,15 @@ plain steady-state rate, the rate over the "quiet" steps, during which processes
 benchmark used under 0.1 cores. ``--repeat N`` runs each trainer N times, alternating which goes
 first, and reports each one's best run.
 
-Run from the repository root::
+``--log-every N`` makes both trainers log (and so be timed) every N steps instead of every step;
+``--ours-env NAME=VALUE`` sets an environment variable for our run only, before Ray starts (to try
+Ray settings such as ``RAY_worker_niceness=0`` without changing the trainer).
+
+Run from the repository root (see ``bench/README.md``)::
 
     PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py
-    PYTHONPATH=src .venv/bin/python bench/train_throughput.py --device cuda --model ViT-B-32 \\
-        --pretrained none --batch-size 256 --image-size 224 --threads 8 --workers 8
+    PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py --device cuda \\
+        --model ViT-B-32 --pretrained none --batch-size 256 --image-size 224 --threads 8 --workers 8
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ class Timings:
         batch_size: Samples per step.
         launched: When the trainer was launched.
         ready: When it first asked for a batch (model built, loader made).
-        step_ends: When each step was logged, in step order.
+        steps_at: The steps the trainer logged (every step, or every ``--log-every``).
+        step_ends: When each of those steps was logged.
         exited: When the trainer returned.
         fixed: Named fixed costs in seconds measured on this side only (Ray start, MLflow setup).
         cpu: Average cores each role used during the steady state, with its niceness.
@@ -83,6 +88,7 @@ class Timings:
     batch_size: int
     launched: float
     ready: float
+    steps_at: list[int]
     step_ends: list[float]
     exited: float
     fixed: dict[str, float] = field(default_factory=dict)
@@ -91,45 +97,56 @@ class Timings:
     outside: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def step_seconds(self) -> list[float]:
-        """Duration of each step; the first is measured from :attr:`ready`."""
-        marks = [self.ready, *self.step_ends]
-        return [b - a for a, b in zip(marks, marks[1:])]
+    def segments(self) -> list[tuple[int, int, float, float]]:
+        """Logged intervals as ``(first step, last step, start, end)``; the first starts at :attr:`ready`."""
+        starts = [(0, self.ready), *zip(self.steps_at, self.step_ends)]
+        return [(s0 + 1, s1, t0, t1) for (s0, t0), (s1, t1) in zip(starts, starts[1:])]
 
-    def steady(self, skip: int) -> list[float]:
-        """Durations of the steps after the first ``skip``."""
-        return self.step_seconds()[skip:]
+    def steady(self, skip: int) -> list[tuple[int, float]]:
+        """``(steps, seconds)`` of each logged interval after the first ``skip`` steps."""
+        return [(last - first + 1, end - start) for first, last, start, end in self.segments() if first > skip]
 
     def steady_window(self, skip: int) -> tuple[float, float]:
         """Wall-clock start and end of the steady state."""
-        return self.step_ends[skip - 1] if skip else self.ready, self.step_ends[-1]
+        start = next(start for first, _, start, _ in self.segments() if first > skip)
+        return start, self.step_ends[-1]
 
     def samples_per_s(self, skip: int) -> float:
         """Steady-state samples per second: steady samples over steady time."""
         steady = self.steady(skip)
-        return self.batch_size * len(steady) / sum(steady)
+        return self.batch_size * sum(n for n, _ in steady) / sum(sec for _, sec in steady)
+
+    def step_times(self, skip: int) -> list[float]:
+        """Mean step time of each steady logged interval."""
+        return [sec / n for n, sec in self.steady(skip)]
 
     def median_samples_per_s(self, skip: int) -> float:
         """Batch size over the median steady step time (robust to other load on the machine)."""
-        return self.batch_size / statistics.median(self.steady(skip))
+        return self.batch_size / statistics.median(self.step_times(skip))
+
+    def first_steps(self) -> tuple[int, float]:
+        """``(steps, seconds)`` of the first logged interval (one step when every step is logged)."""
+        first, last, start, end = self.segments()[0]
+        return last, end - start
 
     def measure_cpu(self, usage: CpuUsage, skip: int) -> None:
         """Fill :attr:`cpu`, :attr:`ray_top` and :attr:`outside` from a finished sampler."""
         window = self.steady_window(skip)
         self.cpu = usage.cores(*window)
         self.ray_top = usage.top(RAY, *window)
-        marks = [self.ready, *self.step_ends]
-        self.outside = [usage.cores(a, b + usage.interval).get(OTHERS, (0.0, set()))[0]
-                        for a, b in zip(marks, marks[1:])]
+        self.outside = [usage.cores(start, end + usage.interval).get(OTHERS, (0.0, set()))[0]
+                        for _, _, start, end in self.segments()]
 
-    def quiet_steady(self, skip: int) -> list[float]:
-        """Durations of the steady steps during which outside processes used under NOISY_CORES."""
-        return [d for d, load in zip(self.step_seconds()[skip:], self.outside[skip:]) if load < NOISY_CORES]
+    def quiet_steady(self, skip: int) -> list[tuple[int, float]]:
+        """Steady intervals during which outside processes used under NOISY_CORES."""
+        loads = [load for (first, *_), load in zip(self.segments(), self.outside) if first > skip]
+        return [seg for seg, load in zip(self.steady(skip), loads) if load < NOISY_CORES]
 
     def quiet_samples_per_s(self, skip: int) -> float | None:
-        """Steady samples/s over the quiet steps only (``None`` when fewer than three were quiet)."""
+        """Steady samples/s over the quiet intervals (``None`` when they hold fewer than three steps)."""
         quiet = self.quiet_steady(skip)
-        return self.batch_size * len(quiet) / sum(quiet) if len(quiet) >= MIN_QUIET_STEPS else None
+        steps = sum(n for n, _ in quiet)
+        return self.batch_size * steps / sum(sec for _, sec in quiet) if steps >= MIN_QUIET_STEPS else None
 
     def others_cores(self) -> float:
         """Cores used in the steady state by processes outside this benchmark."""
@@ -150,6 +167,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (ours: cpus_per_worker)")
     parser.add_argument("--workers", type=int, default=1, help="data loader worker processes, both trainers")
+    parser.add_argument("--log-every", type=int, default=1,
+                        help="both trainers log (and are timed) every N steps; 1 times each step")
     parser.add_argument("--repeat", type=int, default=1, help="runs per trainer, alternating order; best is shown")
     parser.add_argument("--ours-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment variable for our run only, set before Ray starts so every Ray process "
@@ -158,8 +177,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", default=None, help="keep data, logs and runs here (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    if args.steps <= args.skip_steps + 1:
-        parser.error(f"--steps ({args.steps}) must exceed --skip-steps + 1 ({args.skip_steps + 1})")
+    if args.steps < args.skip_steps + 2 * args.log_every + 1:
+        parser.error(f"--steps ({args.steps}) leaves fewer than two logged intervals after --skip-steps "
+                     f"({args.skip_steps}) at --log-every {args.log_every}")
     for item in args.ours_env:
         if "=" not in item or not item.partition("=")[0]:
             parser.error(f"--ours-env {item!r} is not NAME=VALUE")
@@ -233,7 +253,7 @@ def open_clip_arguments(args: argparse.Namespace, csv_path: Path, weights: Path 
         "--beta1", str(BETAS[0]), "--beta2", str(BETAS[1]), "--eps", str(EPS),
         "--grad-clip-norm", str(GRAD_CLIP), "--seed", str(args.seed),
         "--logs", str(logs), "--name", "bench", "--report-to", "", "--save-frequency", "0",
-        "--log-every-n-steps", "1",
+        "--log-every-n-steps", str(args.log_every),
     ]
     if weights is not None:
         train_args += ["--pretrained", str(weights)]
@@ -276,7 +296,7 @@ def run_open_clip(args: argparse.Namespace, csv_path: Path, weights: Path | None
     data_times = [e["data_time"] for e in steps[args.skip_steps:]]
     timings = Timings(
         name="open_clip", batch_size=args.batch_size, launched=launched, ready=start,
-        step_ends=[e["t"] for e in steps], exited=exited,
+        steps_at=[e["samples"] // args.batch_size for e in steps], step_ends=[e["t"] for e in steps], exited=exited,
         notes=[f"open_clip: median wait for a batch in the steady state {statistics.median(data_times) * 1000:.0f} ms"],
     )
     timings.measure_cpu(usage, args.skip_steps)
@@ -284,7 +304,7 @@ def run_open_clip(args: argparse.Namespace, csv_path: Path, weights: Path | None
 
 
 def run_config(args: argparse.Namespace, pretrained: str | None, run_dir: Path) -> Any:
-    """Our RunConfig: one Ray worker with ``threads`` CPUs, no evaluation, a log line every step."""
+    """Our RunConfig: one Ray worker with ``threads`` CPUs, no evaluation, a log every ``--log-every`` steps."""
     from rsvl.config import RunConfig
 
     return RunConfig.model_validate({
@@ -295,7 +315,7 @@ def run_config(args: argparse.Namespace, pretrained: str | None, run_dir: Path) 
             "epochs": 1, "max_steps": args.steps, "batch_size": args.batch_size, "lr": LR,
             "weight_decay": WEIGHT_DECAY, "warmup_steps": 0, "grad_clip_norm": GRAD_CLIP,
             "num_workers": 1, "cpus_per_worker": args.threads, "use_gpu": args.device == "cuda",
-            "loader_workers": args.workers, "log_every": 1, "checkpoint_every": args.steps,
+            "loader_workers": args.workers, "log_every": args.log_every, "checkpoint_every": args.steps,
             "keep_checkpoints": 1, "max_failures": 0, "storage_path": str(run_dir / "ray_results"),
             "eval_split": None, "eval_baseline": False, "seed": args.seed,
         },
@@ -338,7 +358,7 @@ def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path
     own_steady = [args.batch_size / m.value for m in own[args.skip_steps:]]
     timings = Timings(
         name="ours", batch_size=args.batch_size, launched=launched, ready=ready,
-        step_ends=[m.timestamp / 1000 for m in losses], exited=exited,
+        steps_at=[m.step for m in losses], step_ends=[m.timestamp / 1000 for m in losses], exited=exited,
         fixed={"Ray start": launched - started, "  of which MLflow run setup": run_started - launched},
         notes=[f"ours: the trainer's own samples_per_s, which leaves out its MLflow writes, gives a median step of "
                f"{statistics.median(own_steady):.3f} s"],
@@ -349,20 +369,23 @@ def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path
 
 def numbers(t: Timings, skip: int) -> dict[str, Any]:
     """The reported numbers of one trainer run."""
-    steady = t.steady(skip)
+    step_times = t.step_times(skip)
+    first_count, first_seconds = t.first_steps()
     return {
         "ray_start_s": t.fixed.get("Ray start"),
         "mlflow_setup_s": t.fixed.get("  of which MLflow run setup"),
         "launch_to_first_batch_s": t.ready - t.launched,
-        "first_step_s": t.step_seconds()[0],
+        "first_logged_steps": first_count,
+        "first_step_s": first_seconds,
         "last_step_to_exit_s": t.exited - t.step_ends[-1],
-        "steps": len(t.step_ends),
+        "steps": t.steps_at[-1],
         "samples_per_s": t.samples_per_s(skip),
         "median_samples_per_s": t.median_samples_per_s(skip),
         "quiet_samples_per_s": t.quiet_samples_per_s(skip),
-        "quiet_steps": len(t.quiet_steady(skip)),
-        "median_step_s": statistics.median(steady),
-        "slowest_step_s": max(steady),
+        "quiet_steps": sum(n for n, _ in t.quiet_steady(skip)),
+        "steady_steps": sum(n for n, _ in t.steady(skip)),
+        "median_step_s": statistics.median(step_times),
+        "slowest_step_s": max(step_times),
         "steady_cores": {role: cores for role, (cores, _) in t.cpu.items()},
     }
 
@@ -412,15 +435,18 @@ def report(args: argparse.Namespace, pretrained: str | None, train_images: int, 
         row("Ray start", "ray_start_s"),
         row("launch -> first batch asked", "launch_to_first_batch_s"),
         row("  of which MLflow run setup", "mlflow_setup_s"),
-        row("first step", "first_step_s"),
+        row("first step" if args.log_every == 1 else "first logged interval", "first_step_s"),
+        *([] if args.log_every == 1 else [row("  steps in it", "first_logged_steps", "{:d}")]),
         row("last step -> trainer returned", "last_step_to_exit_s"),
-        f"  steady state, steps {args.skip_steps + 1}-{args.steps}",
+        f"  steady state, steps {args.skip_steps + 1}-{args.steps}" + (
+            "" if args.log_every == 1 else f" (timed every {args.log_every} steps, from the first log after step {args.skip_steps})"),
         row("samples/s (samples / time)", "samples_per_s"),
         row("samples/s (batch / median step)", "median_samples_per_s"),
         row("samples/s (quiet steps only)", "quiet_samples_per_s"),
         row("  quiet steps", "quiet_steps", "{:d}"),
+        row("  steady steps timed", "steady_steps", "{:d}"),
         row("median step [s]", "median_step_s", "{:.3f}"),
-        row("slowest step [s]", "slowest_step_s", "{:.3f}"),
+        row("slowest step [s]" if args.log_every == 1 else "slowest interval, per step [s]", "slowest_step_s", "{:.3f}"),
         "",
         f"ratio ours/open_clip: {result['ratio']:.3f} (samples / time), {result['ratio_median']:.3f} (median step), "
         + (f"{result['ratio_quiet']:.3f} (quiet steps)" if result["ratio_quiet"] else "- (too few quiet steps)"),
@@ -447,7 +473,8 @@ def report(args: argparse.Namespace, pretrained: str | None, train_images: int, 
         "  images: ours decodes PNG to float32 and crops/flips tensors (rsvl.models.preprocess); open_clip",
         "    crops PIL images without flips; both take a random 90-100% crop resized to the model size",
         "  text: ours tokenizes a batch in the collate function, open_clip one caption per sample",
-        "  logging: ours writes MLflow metrics every step here (its default is every 10), open_clip a log line",
+        f"  logging: every {args.log_every} step(s) ours writes MLflow metrics and a progress line (its own",
+        "    default is every 10 steps), open_clip writes a log line",
     ]
     lines += [f"  {note}" for t in best.values() for note in t.notes]
     return "\n".join(lines)
