@@ -4,7 +4,7 @@ A 2-core machine has no spare core, so a trainer's throughput is whatever CPU ti
 compute process. :class:`CpuUsage` reads each process's CPU seconds (user + system) every
 ``interval`` seconds and reports, for a time window, the average number of cores each role used
 and its niceness. Roles follow process ancestry: ``trainer`` (the process that runs the train
-steps: open_clip's process, or the Ray Train worker), ``loader workers`` (its children), ``Ray``
+steps: open_clip's process, the Ray Train worker, or this process in Ray Train's local mode), ``loader workers`` (its children), ``Ray``
 (every other descendant of this driver: Ray's daemons and actors), ``bench driver`` (this
 process), and ``not this benchmark`` (anything else on the machine, which makes the numbers noisy).
 """
@@ -52,8 +52,9 @@ class CpuUsage:
     Use as a context manager around the run.
 
     Args:
-        trainer_pid: The trainer's process when known at start (open_clip's); ``None`` takes the
-            Ray Train worker among this process's descendants.
+        trainer_pid: The trainer's process when known at start (open_clip's, or this process for
+            Ray Train's local mode); ``None`` takes the Ray Train worker among this process's
+            descendants.
         interval: Seconds between samples.
     """
 
@@ -84,14 +85,14 @@ class CpuUsage:
             self._sample()
 
     def _role(self, pid: int, parents: dict[int, int], titles: dict[int, str]) -> str:
-        if pid == self.driver_pid:
-            return DRIVER
         chain = _ancestors(pid, parents)
         if self.trainer_pid is not None:
             if pid == self.trainer_pid:
                 return TRAINER
             if self.trainer_pid in chain:
                 return LOADERS
+        if pid == self.driver_pid:
+            return DRIVER
         if self.driver_pid not in chain:
             return OTHERS
         if self.trainer_pid is None and TRAIN_WORKER_TITLE in titles.get(pid, ""):

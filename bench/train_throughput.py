@@ -4,8 +4,10 @@ Both train the same architecture from the same weights on the same generated ima
 same batch size, image size, torch threads, loader workers, optimizer settings and precision, one
 after the other in one run:
 
-* **ours**: :func:`rsvl.train.fit` (Ray Train ``TorchTrainer``, one worker), progress logged to a
-  throw-away MLflow store every step;
+* **ours**: :func:`rsvl.train.fit` (Ray Train ``TorchTrainer``), progress logged to a throw-away
+  MLflow store every step; ``--ours-workers 0`` (the default, the laptop profile's setting) is Ray
+  Train's local mode, the loop in this process; ``--ours-workers 1`` one Ray Train worker process
+  (the cluster's shape, after Ray starts);
 * **open_clip**: ``open_clip_train.main`` (open_clip 3.3.0's training script) on a CSV of the
   same images, run by ``bench/open_clip_launcher.py`` in a fresh process.
 
@@ -173,6 +175,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ours-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment variable for our run only, set before Ray starts so every Ray process "
                              "sees it (e.g. RAY_worker_niceness=0, OMP_WAIT_POLICY=PASSIVE); repeatable")
+    parser.add_argument("--ours-workers", type=int, default=0,
+                        help="our train.num_workers: 0 = Ray Train local mode (laptop default), 1 = one Ray worker")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default=None, help="keep data, logs and runs here (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -304,7 +308,7 @@ def run_open_clip(args: argparse.Namespace, csv_path: Path, weights: Path | None
 
 
 def run_config(args: argparse.Namespace, pretrained: str | None, run_dir: Path) -> Any:
-    """Our RunConfig: one Ray worker with ``threads`` CPUs, no evaluation, a log every ``--log-every`` steps."""
+    """Our RunConfig: ``--ours-workers`` workers with ``threads`` CPUs, no evaluation, a log every ``--log-every`` steps."""
     from rsvl.config import RunConfig
 
     return RunConfig.model_validate({
@@ -314,7 +318,7 @@ def run_config(args: argparse.Namespace, pretrained: str | None, run_dir: Path) 
         "train": {
             "epochs": 1, "max_steps": args.steps, "batch_size": args.batch_size, "lr": LR,
             "weight_decay": WEIGHT_DECAY, "warmup_steps": 0, "grad_clip_norm": GRAD_CLIP,
-            "num_workers": 1, "cpus_per_worker": args.threads, "use_gpu": args.device == "cuda",
+            "num_workers": args.ours_workers, "cpus_per_worker": args.threads, "use_gpu": args.device == "cuda",
             "loader_workers": args.workers, "log_every": args.log_every, "checkpoint_every": args.steps,
             "keep_checkpoints": 1, "max_failures": 0, "storage_path": str(run_dir / "ray_results"),
             "eval_split": None, "eval_baseline": False, "seed": args.seed,
@@ -324,7 +328,7 @@ def run_config(args: argparse.Namespace, pretrained: str | None, run_dir: Path) 
 
 
 def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path, run_dir: Path) -> Timings:
-    """Start Ray (timed) as ``fit`` would, run :func:`rsvl.train.fit`, and read its per-step MLflow metrics."""
+    """Start Ray (timed; not in local mode) as ``fit`` would, run :func:`rsvl.train.fit`, and read its per-step MLflow metrics."""
     import ray
     from mlflow import MlflowClient
 
@@ -336,15 +340,18 @@ def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path
     extra_env = dict(item.split("=", 1) for item in args.ours_env)
     saved_env = {name: os.environ.get(name) for name in extra_env}
     os.environ.update(extra_env)
+    local_mode = cfg.train.num_workers == 0
     started = time.time()
-    ray.init(num_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker, include_dashboard=False)
+    if not local_mode:
+        ray.init(num_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker, include_dashboard=False)
     launched = time.time()
     try:
-        with CpuUsage() as usage:
+        with CpuUsage(trainer_pid=os.getpid() if local_mode else None) as usage:
             result = fit(cfg, dataset_dir, run_dir / "ours_out")
     finally:
         exited = time.time()
-        ray.shutdown()
+        if not local_mode:
+            ray.shutdown()
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

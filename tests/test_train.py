@@ -5,12 +5,18 @@ costs about 10 s, each fit about 20 s more on two cores). The tiny model trains 
 images, checkpointing every 4 and logging every step, so the metric history of an interrupted
 run can be compared step by step with an uninterrupted one. The interrupted run (two launches and
 a worker restart, about a minute) and the local-default fit are marked slow: CI runs them.
+
+Ray Train's local mode (``num_workers: 0``, one worker in the launching process, no Ray instance)
+trains the same steps in a few seconds; its tests check it matches the Ray worker loss for loss,
+keeps its own checkpoints, retries a failed attempt and resumes a killed process on re-launch.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +30,8 @@ from rsvl.data.generate import write_optical_scenes
 from rsvl.errors import ConfigError, TrainError
 from rsvl.models import load_model
 from rsvl.train import fit
-from rsvl.train.loop import KILL_AT_STEP_ENV
+from rsvl.train.checkpoint import STEP_CHECKPOINT
+from rsvl.train.loop import KILL_AT_STEP_ENV, RAISE_AT_STEP_ENV
 from rsvl.train.tracking import UNTRACKED, flatten
 
 TOTAL_STEPS = 12
@@ -103,6 +110,69 @@ def interrupted(ray_session, workdir, optical, reference):
     finally:
         mp.undo()
     return first.value, result
+
+
+@pytest.fixture(scope="module")
+def local_reference(workdir, optical):
+    """The same fit as ``reference`` in Ray Train's local mode."""
+    return fit(tiny_config(workdir, num_workers=0), optical, workdir / "local-reference")
+
+
+def assert_same_losses(workdir: Path, run_id: str, reference_run_id: str) -> list[tuple[int, float]]:
+    logged = history(workdir, run_id, "loss")
+    uninterrupted = dict(history(workdir, reference_run_id, "loss"))
+    for step, value in logged:
+        assert value == pytest.approx(uninterrupted[step], rel=1e-4, abs=1e-5), step
+    return logged
+
+
+def test_local_mode_trains_like_a_ray_worker_and_keeps_its_checkpoints(local_reference, reference, workdir):
+    assert local_reference.steps == TOTAL_STEPS
+    logged = assert_same_losses(workdir, local_reference.mlflow_run_id, reference.mlflow_run_id)
+    assert [step for step, _ in logged] == list(range(1, TOTAL_STEPS + 1))
+    run_dir = workdir / "ray" / local_reference.run_name
+    kept = sorted(p.name for p in run_dir.iterdir() if p.name.startswith("checkpoint"))
+    assert kept == [STEP_CHECKPOINT.format(step=8), STEP_CHECKPOINT.format(step=12)]
+    assert local_reference.checkpoint == str(run_dir / STEP_CHECKPOINT.format(step=12))
+    assert local_reference.metrics["test_mR"] == pytest.approx(reference.metrics["test_mR"], abs=1e-6)
+    assert local_reference.metrics["test_mR"] > local_reference.baseline["test_mR"] + 10
+
+
+def test_local_mode_retries_a_failed_attempt_from_its_last_checkpoint(local_reference, workdir, optical, monkeypatch):
+    monkeypatch.setenv(RAISE_AT_STEP_ENV, "6")
+    result = fit(tiny_config(workdir, num_workers=0, max_failures=1), optical, workdir / "local-retry")
+    logged = assert_same_losses(workdir, result.mlflow_run_id, local_reference.mlflow_run_id)
+    assert [step for step, _ in logged] == [1, 2, 3, 4, 5, *range(5, TOTAL_STEPS + 1)]
+    assert [value for _, value in history(workdir, result.mlflow_run_id, "resumed_from_step")] == [4]
+    assert result.steps == TOTAL_STEPS
+
+
+def test_local_mode_fails_past_max_failures_naming_the_run(workdir, optical, monkeypatch):
+    monkeypatch.setenv(RAISE_AT_STEP_ENV, "2")
+    with pytest.raises(TrainError, match="injected failure.*launch again with run name 'sar_text-local-fails'"):
+        fit(tiny_config(workdir, num_workers=0), optical, workdir / "local-fails", run_name="sar_text-local-fails")
+
+
+def test_local_mode_resumes_a_killed_process_on_relaunch(local_reference, workdir, optical):
+    name, cfg = "sar_text-local-killed", tiny_config(workdir, num_workers=0)
+    config_file = workdir / "local-killed.json"
+    config_file.write_text(cfg.model_dump_json(), encoding="utf-8")
+    launch = ("import sys; from rsvl.config import RunConfig; from rsvl.train import fit; "
+              "fit(RunConfig.model_validate_json(open(sys.argv[1]).read()), sys.argv[2], sys.argv[3], run_name=sys.argv[4])")
+    killed = subprocess.run(
+        [sys.executable, "-c", launch, str(config_file), str(optical), str(workdir / "local-killed"), name],
+        env={**os.environ, KILL_AT_STEP_ENV: "7"}, capture_output=True, text=True, timeout=300,
+    )
+    assert killed.returncode == 1, killed.stderr[-2000:]
+    result = fit(cfg, optical, workdir / "local-killed", run_name=name)
+    logged = assert_same_losses(workdir, result.mlflow_run_id, local_reference.mlflow_run_id)
+    assert [step for step, _ in logged] == [1, 2, 3, 4, 5, 6, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert MlflowClient(tracking_uri(workdir)).get_run(result.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_local_mode_needs_local_storage(workdir, optical):
+    with pytest.raises(ConfigError, match="local mode.*needs a local"):
+        fit(tiny_config(workdir, num_workers=0, storage_path="s3://bucket/runs"), optical, workdir / "remote")
 
 
 def test_fit_tracks_params_metrics_tags_and_artifacts(reference, workdir):

@@ -206,8 +206,10 @@ def train(
 ) -> None:
     """Fit the configured model with Ray Train, tracked in MLflow; resumable by run name."""
     from rsvl.config import load_config
+    from rsvl.logs import show_progress
     from rsvl.train import fit, new_run_name
 
+    show_progress()
     try:
         cfg = load_config(config, profile, set_)
         dataset = data or Path(cfg.data.root) / cfg.train.dataset

@@ -124,7 +124,8 @@ class TrainConfig(StrictModel):
     ``storage_path/<run name>`` every ``checkpoint_every`` steps and metrics to MLflow every
     ``log_every`` steps. ``dataset`` is the dataset directory under ``data.root``; ``image_column``
     the media column the image tower reads. ``eval_split`` is scored for retrieval before (when
-    ``eval_baseline``) and after training; ``None`` skips it.
+    ``eval_baseline``) and after training; ``None`` skips it. ``num_workers: 0`` runs Ray Train's
+    local mode: one worker inside the launching process, no Ray instance (see ``rsvl.train.fit``).
     """
 
     epochs: int = Field(1, gt=0)
@@ -132,7 +133,7 @@ class TrainConfig(StrictModel):
     lr: float = Field(1e-4, gt=0.0)
     weight_decay: float = Field(0.1, ge=0.0)
     warmup_steps: int = Field(0, ge=0)
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=0)
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
     seed: int = 0

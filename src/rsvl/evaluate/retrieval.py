@@ -1,4 +1,4 @@
-"""Image-text retrieval recall (PAPERS.md "Shared retrieval protocol"), exact and in memory.
+"""Image-text retrieval recall (PAPERS.md "Shared retrieval protocol"), computed block by block.
 
 Scores are ``S = T · Iᵀ`` of L2-normalised embeddings. Image→text R@K is the share of images
 with at least one of their captions among the top K texts; text→image R@K the share of captions
@@ -7,11 +7,20 @@ Ties count against the query: a caption (or image) ranks behind every wrong cand
 scores at least as high, so a model that gives everything the same embedding scores zero, not
 a hundred.
 
+The score matrix is never held whole: texts and images are taken ``block_size`` at a time, and
+each block only adds to two rank counters (one per text, one per image), so 100k images × 500k
+captions need the embeddings plus one ``block_size²`` block (4096² floats = 64 MiB by default).
+How a dot product is summed depends on the block shape, so the same pair can score a few float32
+ulps apart from one block size to another; a wrong candidate within :data:`TIE_TOLERANCE` of the
+true score therefore counts as a tie (against the query). That keeps the tie rule, and every
+number, the same for every block size.
+
 Metric keys (MLflow-safe): ``i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 mR``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,20 +29,132 @@ from torch import nn
 
 from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import DataError
+from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts
 
 RECALL_KS = (1, 5, 10)
-EMBED_BATCH = 64
+BLOCK_SIZE = 4096
+TIE_TOLERANCE = 1e-5
+"""Cosine scores this close to the true one tie with it (float32 summation noise is ~1e-7)."""
 
 
-def recall_metrics(
-    image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, text_image: Sequence[int]
-) -> dict[str, float]:
-    """Compute the seven retrieval numbers.
+@dataclass(frozen=True)
+class RetrievalRanks:
+    """Where the first right answer of every query lands (0 = top).
+
+    Attributes:
+        i2t: For each image, how many foreign texts score at least as high as its best caption.
+        t2i: For each text, how many foreign images score at least as high as its own image.
+    """
+
+    i2t: torch.Tensor
+    t2i: torch.Tensor
+
+
+def _check_owner(n_images: int, n_texts: int, text_image: Sequence[int]) -> torch.Tensor:
+    owner = torch.as_tensor(list(text_image), dtype=torch.long)
+    if n_images == 0 or n_texts == 0:
+        raise DataError("retrieval needs at least one image and one text")
+    if owner.numel() != n_texts or owner.min() < 0 or owner.max() >= n_images:
+        raise DataError(f"text_image must give an image row in [0, {n_images}) for each of the {n_texts} texts")
+    if torch.bincount(owner, minlength=n_images).min() == 0:
+        raise DataError("every image needs at least one text")
+    return owner
+
+
+def retrieval_ranks(
+    image_embeddings: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    text_image: Sequence[int],
+    *,
+    block_size: int = BLOCK_SIZE,
+    device: str | torch.device | None = None,
+) -> RetrievalRanks:
+    """Rank the right answers of every query without building the full score matrix.
 
     Args:
         image_embeddings: (images, dim), any scale (normalised here).
         text_embeddings: (texts, dim), any scale.
         text_image: For each text, the row of its image.
+        block_size: Texts and images per score block; memory is about ``block_size²`` floats.
+        device: Where the blocks are scored (default: where the embeddings are).
+
+    Returns:
+        The ranks of both directions (ties counted against the query).
+
+    Raises:
+        DataError: Sizes disagree, an image has no text, there is nothing to score, or
+            ``block_size`` is not positive.
+    """
+    if block_size < 1:
+        raise DataError(f"block_size must be positive, got {block_size}")
+    n_images, n_texts = image_embeddings.shape[0], text_embeddings.shape[0]
+    device = torch.device(device) if device is not None else image_embeddings.device
+    owner = _check_owner(n_images, n_texts, text_image).to(device)
+    images = nn.functional.normalize(image_embeddings.to(device, torch.float32), dim=-1)
+    texts = nn.functional.normalize(text_embeddings.to(device, torch.float32), dim=-1)
+    true_score = (texts * images[owner]).sum(dim=-1) - TIE_TOLERANCE
+    best_own = torch.full((n_images,), -torch.inf, device=device).scatter_reduce(0, owner, true_score, reduce="amax")
+    t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
+    i2t = torch.zeros(n_images, dtype=torch.long, device=device)
+    for t0 in range(0, n_texts, block_size):
+        t1 = min(t0 + block_size, n_texts)
+        text_block, owner_block, true_block = texts[t0:t1], owner[t0:t1, None], true_score[t0:t1, None]
+        for i0 in range(0, n_images, block_size):
+            i1 = min(i0 + block_size, n_images)
+            scores = text_block @ images[i0:i1].T
+            foreign = owner_block != torch.arange(i0, i1, device=device)[None, :]
+            t2i[t0:t1] += ((scores >= true_block) & foreign).sum(dim=1)
+            i2t[i0:i1] += ((scores >= best_own[None, i0:i1]) & foreign).sum(dim=0)
+    return RetrievalRanks(i2t=i2t.cpu(), t2i=t2i.cpu())
+
+
+def recall_at(ranks: torch.Tensor, k: int) -> float:
+    """Percent of queries whose first right answer is in the top ``k``."""
+    return 100.0 * int((ranks < k).sum()) / ranks.numel()
+
+
+def metrics_from_ranks(ranks: RetrievalRanks) -> dict[str, float]:
+    """The seven protocol numbers from :func:`retrieval_ranks` (see the module docstring)."""
+    metrics = {f"i2t_r{k}": recall_at(ranks.i2t, k) for k in RECALL_KS}
+    metrics.update({f"t2i_r{k}": recall_at(ranks.t2i, k) for k in RECALL_KS})
+    metrics["mR"] = sum(metrics.values()) / len(metrics)
+    return metrics
+
+
+def recall_curve(ranks: RetrievalRanks, max_k: int = 50) -> dict[str, list[float]]:
+    """Recall@K for K = 1..max_k in both directions, for plots.
+
+    Args:
+        ranks: Output of :func:`retrieval_ranks`.
+        max_k: Largest K.
+
+    Returns:
+        ``{"k": [1..max_k], "i2t": [...], "t2i": [...]}`` in percent.
+    """
+    curve: dict[str, list[float]] = {"k": list(range(1, max_k + 1))}
+    for direction in ("i2t", "t2i"):
+        ranked = getattr(ranks, direction)
+        hits = torch.bincount(ranked.clamp(max=max_k), minlength=max_k + 1)[:max_k].cumsum(0)
+        curve[direction] = (100.0 * hits.double() / ranked.numel()).tolist()
+    return curve
+
+
+def recall_metrics(
+    image_embeddings: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    text_image: Sequence[int],
+    *,
+    block_size: int = BLOCK_SIZE,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Compute the seven retrieval numbers, block by block.
+
+    Args:
+        image_embeddings: (images, dim), any scale (normalised here).
+        text_embeddings: (texts, dim), any scale.
+        text_image: For each text, the row of its image.
+        block_size: Texts and images per score block (see :func:`retrieval_ranks`).
+        device: Where the blocks are scored (default: where the embeddings are).
 
     Returns:
         ``i2t_r{K}``, ``t2i_r{K}`` for K in 1, 5, 10, and ``mR``, in percent.
@@ -41,33 +162,10 @@ def recall_metrics(
     Raises:
         DataError: Sizes disagree, an image has no text, or there is nothing to score.
     """
-    owner = torch.as_tensor(list(text_image), dtype=torch.long)
-    n_images, n_texts = image_embeddings.shape[0], text_embeddings.shape[0]
-    if n_images == 0 or n_texts == 0:
-        raise DataError("retrieval needs at least one image and one text")
-    if owner.numel() != n_texts or owner.min() < 0 or owner.max() >= n_images:
-        raise DataError(f"text_image must give an image row in [0, {n_images}) for each of the {n_texts} texts")
-    if torch.bincount(owner, minlength=n_images).min() == 0:
-        raise DataError("every image needs at least one text")
-    images = nn.functional.normalize(image_embeddings.float(), dim=-1)
-    texts = nn.functional.normalize(text_embeddings.float(), dim=-1)
-    scores = texts @ images.T
-    own = torch.zeros_like(scores, dtype=torch.bool)
-    own[torch.arange(n_texts), owner] = True
-    true_score = scores[torch.arange(n_texts), owner]
-    t2i_rank = ((scores >= true_score[:, None]) & ~own).sum(dim=1)
-    best_own = torch.full((n_images,), -torch.inf).scatter_reduce(0, owner, true_score, reduce="amax")
-    i2t_rank = ((scores >= best_own[None, :]) & ~own).sum(dim=0)
-    metrics: dict[str, float] = {}
-    for k in RECALL_KS:
-        metrics[f"i2t_r{k}"] = 100.0 * int((i2t_rank < k).sum()) / n_images
-    for k in RECALL_KS:
-        metrics[f"t2i_r{k}"] = 100.0 * int((t2i_rank < k).sum()) / n_texts
-    metrics["mR"] = sum(metrics.values()) / len(metrics)
-    return metrics
+    ranks = retrieval_ranks(image_embeddings, text_embeddings, text_image, block_size=block_size, device=device)
+    return metrics_from_ranks(ranks)
 
 
-@torch.no_grad()
 def embed_pairs(
     model: nn.Module,
     preprocess: Callable[[Any], torch.Tensor],
@@ -77,7 +175,7 @@ def embed_pairs(
     batch_size: int = EMBED_BATCH,
     device: str | torch.device = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Embed every image of ``dataset`` and every one of its captions.
+    """Embed every image of ``dataset`` and every one of its captions, one batch at a time.
 
     Args:
         model: An open_clip model (unwrapped), put in eval mode by the caller.
@@ -94,23 +192,9 @@ def embed_pairs(
     Raises:
         DataError: A sample has no captions or no ``media``.
     """
-    images, captions, owner = [], [], []
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        if media not in sample or not sample.get("captions"):
-            raise DataError(f"{dataset.root} sample {sample['sample_id']!r}: retrieval needs {media!r} and captions")
-        images.append(preprocess(sample[media]))
-        captions.extend(str(c) for c in sample["captions"])
-        owner.extend([index] * len(sample["captions"]))
-    image_parts = [
-        model.encode_image(torch.stack(images[i:i + batch_size]).to(device)).float().cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    text_parts = [
-        model.encode_text(tokenizer(captions[i:i + batch_size]).to(device)).float().cpu()
-        for i in range(0, len(captions), batch_size)
-    ]
-    return torch.cat(image_parts), torch.cat(text_parts), owner
+    captions, owner = captions_of(dataset, media)
+    images = embed_images(model, preprocess, dataset, media, batch_size, device)
+    return images, embed_texts(model, tokenizer, captions, batch_size, device), owner
 
 
 def evaluate_retrieval(

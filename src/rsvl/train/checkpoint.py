@@ -7,10 +7,18 @@ A checkpoint directory holds:
 * ``train_state.pt``: a dict of tensors and plain numbers (optimizer, scheduler and AMP scaler
   state dicts, step, epoch, baseline evaluation), read back with ``torch.load(weights_only=True)``
   so a checkpoint cannot run code.
+
+Ray Train keeps the checkpoints of a distributed run itself. A run in Ray Train's local mode
+(``train.num_workers: 0``) does not, so the worker keeps them in the run folder:
+:func:`persist_checkpoint` moves a finished checkpoint there atomically as
+``checkpoint_step<NNNNNNNN>`` and :func:`latest_checkpoint` finds it again on re-launch.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,8 @@ from rsvl.models.io import WEIGHTS_NAME
 
 MODEL_DIR = "model"
 TRAIN_STATE = "train_state.pt"
+STEP_CHECKPOINT = "checkpoint_step{step:08d}"
+STEP_CHECKPOINT_PATTERN = re.compile(r"checkpoint_step(\d{8})")
 
 
 def write_checkpoint(
@@ -97,3 +107,45 @@ def read_checkpoint(
     except (RuntimeError, KeyError, ValueError) as err:
         raise ModelError(f"{directory}: checkpoint does not fit this model and optimizer ({err})") from err
     return dict(payload["progress"])
+
+
+def _step_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    if not run_dir.is_dir():
+        return []
+    found = [(STEP_CHECKPOINT_PATTERN.fullmatch(path.name), path) for path in run_dir.iterdir() if path.is_dir()]
+    return sorted((int(match.group(1)), path) for match, path in found if match)
+
+
+def persist_checkpoint(directory: str | Path, run_dir: str | Path, step: int, keep: int) -> Path:
+    """Move a written checkpoint into ``run_dir`` as the step's checkpoint; keep the newest ``keep``.
+
+    The folder appears under its final name only once complete (a rename within ``run_dir``), so a
+    process killed mid-write never leaves a half checkpoint that :func:`latest_checkpoint` would pick.
+
+    Args:
+        directory: A folder written by :func:`write_checkpoint`; it is moved, not copied.
+        run_dir: The run's storage folder.
+        step: The optimizer step the checkpoint holds.
+        keep: How many step checkpoints to keep (older ones are deleted).
+
+    Returns:
+        The checkpoint's final path.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = run_dir / STEP_CHECKPOINT.format(step=step)
+    staging = run_dir / f".{final.name}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.move(str(directory), staging)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    for _, old in _step_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete step checkpoint in ``run_dir``, or ``None`` when it has none."""
+    found = _step_checkpoints(Path(run_dir))
+    return found[-1][1] if found else None

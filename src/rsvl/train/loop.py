@@ -9,15 +9,21 @@ training, and writes a checkpoint every ``train.checkpoint_every`` steps and at 
 continues only once Ray has committed the checkpoint (registered it in the run's snapshot), so a
 worker killed at any later moment loses at most one checkpoint interval.
 
+In Ray Train's local mode (``local_mode``: one worker in the driver process) Ray keeps no
+checkpoints, so rank 0 moves each into the run folder itself (``checkpoint_step<N>``, the newest
+``train.keep_checkpoints`` kept) and resumes from the newest one found there.
+
 A resumed worker (a restarted worker group, or a re-launched run of the same name) restores the
-model, optimizer, scheduler and step from ``ray.train.get_checkpoint()`` and continues at the
+model, optimizer, scheduler and step from ``ray.train.get_checkpoint()`` (local mode: the run
+folder's newest step checkpoint) and continues at the
 next step with exactly the batches, augmentations and dropout an uninterrupted run would use:
 the batch order is a function of ``(seed, epoch)``, each sample's draws of ``(seed, epoch,
 index)``, and the step's torch seed of ``(seed, step, rank)``.
 
-**Test hook.** ``RSVL_TEST_KILL_AT_STEP=K`` makes rank 0 exit abruptly (``os._exit``) just before
-step K, once per run: it first writes ``rsvl-test-killed-at-step-K`` into the run's storage
-folder, and a worker that finds that file carries on. Only the test suite sets it.
+**Test hooks.** ``RSVL_TEST_KILL_AT_STEP=K`` makes rank 0 exit abruptly (``os._exit``) just before
+step K, and ``RSVL_TEST_RAISE_AT_STEP=K`` makes it raise there; each fires once per run: it first
+writes ``rsvl-test-{kill|raise}-at-step-K`` into the run's storage folder, and a worker that
+finds that file carries on. Only the test suite sets them.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from rsvl.config import RunConfig, TrainConfig
 from rsvl.data.dataset import ManifestDataset
 from rsvl.evaluate.retrieval import evaluate_retrieval
 from rsvl.models import build_model
-from rsvl.train.checkpoint import read_checkpoint, write_checkpoint
+from rsvl.train.checkpoint import latest_checkpoint, persist_checkpoint, read_checkpoint, write_checkpoint
 from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, image_inputs, sample_seed
 from rsvl.train.objectives import Objective, ObjectiveContext, build_objective
 from rsvl.train.schedule import warmup_cosine
@@ -46,7 +52,8 @@ from rsvl.train.tracking import MetricLogger
 from rsvl.train.trainable import apply_trainable, param_groups, set_train_mode
 
 KILL_AT_STEP_ENV = "RSVL_TEST_KILL_AT_STEP"
-KILL_MARKER = "rsvl-test-killed-at-step-{step}"
+RAISE_AT_STEP_ENV = "RSVL_TEST_RAISE_AT_STEP"
+TEST_MARKER = "rsvl-test-{action}-at-step-{step}"
 ADAM_BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-6
 MIB = 2**20
@@ -54,18 +61,21 @@ MIB = 2**20
 log = logging.getLogger("rsvl.train")
 
 
-def _test_kill_hook(step: int, rank: int, run_dir: str | None) -> None:
-    target = os.environ.get(KILL_AT_STEP_ENV)
-    if not target or rank != 0 or run_dir is None or int(target) != step:
-        return
-    marker = Path(run_dir) / KILL_MARKER.format(step=step)
-    if marker.exists():
-        return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    log.warning("test hook %s=%d: killing worker rank 0 now", KILL_AT_STEP_ENV, step)
-    logging.shutdown()
-    os._exit(1)
+def _test_failure_hook(step: int, rank: int, run_dir: str | None) -> None:
+    for env, action in ((KILL_AT_STEP_ENV, "kill"), (RAISE_AT_STEP_ENV, "raise")):
+        target = os.environ.get(env)
+        if not target or rank != 0 or run_dir is None or int(target) != step:
+            continue
+        marker = Path(run_dir) / TEST_MARKER.format(action=action, step=step)
+        if marker.exists():
+            continue
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        log.warning("test hook %s=%d: %s at step %d", env, step, action, step)
+        if action == "raise":
+            raise RuntimeError(f"test hook {env}={step}: injected failure")
+        logging.shutdown()
+        os._exit(1)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -143,6 +153,7 @@ class _Worker:
         self.train: TrainConfig = self.cfg.train
         self.dataset_dir = loop_config["dataset_dir"]
         self.run_dir = loop_config.get("run_dir")
+        self.local = bool(loop_config.get("local_mode"))
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         torch.set_num_threads(self.train.cpus_per_worker)
@@ -203,12 +214,20 @@ class _Worker:
         log.info("step %d: %s retrieval mR %.2f", step, split, scores["mR"])
         return named
 
-    def _restore_or_start(self, fit: _Fit) -> dict[str, Any]:
+    def _resume_directory(self) -> Any:
+        """A context giving the folder of the checkpoint to resume from, or ``None`` for a fresh start."""
         import ray.train
 
+        if self.local:
+            found = latest_checkpoint(self.run_dir)
+            return nullcontext(str(found)) if found is not None else None
         checkpoint = ray.train.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
+        return checkpoint.as_directory() if checkpoint is not None else None
+
+    def _restore_or_start(self, fit: _Fit) -> dict[str, Any]:
+        resume = self._resume_directory()
+        if resume is not None:
+            with resume as directory:
                 progress = read_checkpoint(directory, fit.model, fit.optimizer, fit.scheduler, fit.scaler)
             self.logger.log({"resumed_from_step": progress["step"]}, progress["step"])
             log.info("resumed from the checkpoint at step %d", progress["step"])
@@ -266,7 +285,7 @@ class _Worker:
             fit.sampler.set_epoch(epoch, offset)
             fit.pairs.set_epoch(epoch)
             for batch in fit.loader:
-                _test_kill_hook(step + 1, self.rank, self.run_dir)
+                _test_failure_hook(step + 1, self.rank, self.run_dir)
                 out, lr = self._step(fit, batch, step + 1)
                 step += 1
                 interval.add(out, len(batch["sample_id"]))
@@ -308,13 +327,18 @@ class _Worker:
             "step": progress["step"], "epoch": progress["epoch"], "loss": loss, **progress["final"],
             **{f"baseline_{key}": value for key, value in progress["baseline"].items()},
         }
-        with tempfile.TemporaryDirectory(prefix="rsvl-ckpt-") as directory:
+        with tempfile.TemporaryDirectory(prefix="rsvl-ckpt-") as scratch:
             checkpoint = None
             if self.rank == 0:
-                write_checkpoint(directory, fit.model, fit.optimizer, fit.scheduler, fit.scaler, progress)
+                directory = write_checkpoint(Path(scratch) / "checkpoint", fit.model, fit.optimizer, fit.scheduler,
+                                             fit.scaler, progress)
+                if self.local:
+                    directory = persist_checkpoint(directory, self.run_dir, progress["step"],
+                                                   self.train.keep_checkpoints)
                 checkpoint = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=checkpoint)
-        ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+        if not self.local:
+            ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -323,6 +347,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     Args:
         loop_config: ``config`` (the resolved RunConfig as JSON-ready dict), ``dataset_dir``,
             ``tracking_uri`` and ``run_id`` (MLflow; ``None`` logs nothing) and ``run_dir`` (the
-            run's local storage folder, for the test hook; may be ``None``).
+            run's local storage folder: the test hook's marker, and local mode's checkpoints; may be
+            ``None`` for remote storage) and ``local_mode`` (Ray Train local mode: keep checkpoints in
+            ``run_dir``).
     """
     _Worker(loop_config).run()

@@ -1,0 +1,146 @@
+"""Embedding a split's images and any list of texts with an open_clip model, batch by batch.
+
+Images are decoded, preprocessed and embedded one batch at a time, so memory holds the embeddings
+(images × dim floats) and one batch of pixels, never the whole split's pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from rsvl.data.dataset import ManifestDataset
+from rsvl.errors import DataError
+
+EMBED_BATCH = 64
+
+Preprocess = Callable[[Any], torch.Tensor]
+Tokenizer = Callable[[list[str]], torch.Tensor]
+
+
+class _PreprocessedMedia(Dataset):
+    """One media column of a :class:`ManifestDataset`, preprocessed for the image tower."""
+
+    def __init__(self, dataset: ManifestDataset, media: str, preprocess: Preprocess) -> None:
+        self.dataset, self.media, self.preprocess = dataset, media, preprocess
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        sample = self.dataset[index]
+        if self.media not in sample:
+            raise DataError(f"{self.dataset.root} sample {sample['sample_id']!r}: no {self.media!r} media to embed")
+        return self.preprocess(sample[self.media])
+
+
+def image_batches(
+    dataset: ManifestDataset,
+    media: str,
+    preprocess: Preprocess,
+    batch_size: int = EMBED_BATCH,
+    num_workers: int = 0,
+) -> DataLoader:
+    """Batches of preprocessed images of ``dataset``'s ``media`` column, in row order.
+
+    Args:
+        dataset: The split to read.
+        media: Media column (``image``, ``s1``, ``s2``).
+        preprocess: Validation preprocessing of the model.
+        batch_size: Images per batch.
+        num_workers: DataLoader worker processes decoding images (0: in this process).
+    """
+    return DataLoader(_PreprocessedMedia(dataset, media, preprocess), batch_size=batch_size,
+                      shuffle=False, num_workers=num_workers)
+
+
+@torch.no_grad()
+def embed_images(
+    model: nn.Module,
+    preprocess: Preprocess,
+    dataset: ManifestDataset,
+    media: str = "image",
+    batch_size: int = EMBED_BATCH,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+) -> torch.Tensor:
+    """Embed every row's ``media`` with the image tower.
+
+    Args:
+        model: An open_clip model in eval mode, on ``device``.
+        preprocess: Validation preprocessing.
+        dataset: The split to embed.
+        media: Media column the image tower reads.
+        batch_size: Images per forward pass.
+        device: Where the model lives.
+        num_workers: DataLoader workers decoding images.
+
+    Returns:
+        (rows, dim) float32 embeddings on the CPU, not normalised.
+
+    Raises:
+        DataError: The split is empty or a row has no ``media``.
+    """
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.root}: no rows to embed")
+    parts = [model.encode_image(batch.to(device)).float().cpu()
+             for batch in image_batches(dataset, media, preprocess, batch_size, num_workers)]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def embed_texts(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    batch_size: int = EMBED_BATCH,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Embed texts with the text tower.
+
+    Args:
+        model: An open_clip model in eval mode, on ``device``.
+        tokenizer: The model's tokenizer.
+        texts: The strings to embed.
+        batch_size: Texts per forward pass.
+        device: Where the model lives.
+
+    Returns:
+        (texts, dim) float32 embeddings on the CPU, not normalised.
+
+    Raises:
+        DataError: ``texts`` is empty.
+    """
+    if not texts:
+        raise DataError("no texts to embed")
+    texts = [str(text) for text in texts]
+    parts = [model.encode_text(tokenizer(texts[i:i + batch_size]).to(device)).float().cpu()
+             for i in range(0, len(texts), batch_size)]
+    return torch.cat(parts)
+
+
+def captions_of(dataset: ManifestDataset, media: str) -> tuple[list[str], list[int]]:
+    """Every caption of the split and the row it belongs to, read without decoding media.
+
+    Args:
+        dataset: The split.
+        media: Media column the rows must have (checked here, before any embedding work).
+
+    Returns:
+        ``(captions, row of each caption)``.
+
+    Raises:
+        DataError: A row has no captions or no ``media`` (the row's sample id is named).
+    """
+    captions: list[str] = []
+    owner: list[int] = []
+    for index in range(len(dataset)):
+        record = dataset.record(index)
+        if record.get(media) is None or not record.get("captions"):
+            raise DataError(f"{dataset.root} sample {record['sample_id']!r}: retrieval needs {media!r} and captions")
+        captions.extend(str(c) for c in record["captions"])
+        owner.extend([index] * len(record["captions"]))
+    return captions, owner

@@ -1,0 +1,141 @@
+"""Turn one ``image`` cell of a serving request into a (bands, H, W) array the model can read.
+
+A cell is a local file path, a ``file://`` URI, base64-encoded file bytes (optionally as a
+``data:<type>;base64,`` URI) or raw bytes. The bytes are a PNG/JPEG/TIFF/BMP image or a ``.npy``
+array of shape (bands, H, W); arrays are read without unpickling. A model with three input bands
+reads every image as RGB (palette, grey and RGBA images are converted, as the preprocessing does
+for PIL images); a multispectral or SAR model needs an array or image with exactly its band count.
+Remote URIs (``http://``, ``s3://``) are refused: serving runs offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from rsvl.errors import DataError
+
+NPY_MAGIC = b"\x93NUMPY"
+DATA_URI = re.compile(r"^data:[^,;]*(;[^,;]*)*;base64,", re.IGNORECASE)
+URI_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+LOCAL_HOSTS = ("", "localhost")
+SHOWN_CHARS = 60
+RGB_BANDS = 3
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "...")
+
+
+def _path_of_file_uri(uri: str, where: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.netloc not in LOCAL_HOSTS:
+        raise DataError(f"{where}: file URI {_shown(uri)} names host {parsed.netloc!r}; only local files are read")
+    return Path(url2pathname(parsed.path))
+
+
+def _read_file(path: Path, where: str) -> bytes:
+    if not path.is_file():
+        raise DataError(f"{where}: {path} does not exist or is not a file")
+    data = path.read_bytes()
+    if not data:
+        raise DataError(f"{where}: {path} is empty (0 bytes)")
+    return data
+
+
+def image_bytes(value: Any, where: str) -> bytes:
+    """Return the file bytes an ``image`` cell refers to or carries.
+
+    Args:
+        value: Path, ``file://`` URI, base64 text (plain or ``data:`` URI) or bytes.
+        where: Row named in errors (``"row 3 image"``).
+
+    Raises:
+        DataError: Missing file, remote URI, or text that is neither a file nor base64.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, Path):
+        return _read_file(value, where)
+    if not isinstance(value, str):
+        raise DataError(f"{where}: expected a path, file:// URI or base64 string, got {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise DataError(f"{where}: empty string; give a path, a file:// URI or base64 image bytes")
+    if text.lower().startswith("file://"):
+        return _read_file(_path_of_file_uri(text, where), where)
+    if URI_SCHEME.match(text):
+        raise DataError(f"{where}: {_shown(text)} is a remote URI; serving is offline, send base64 bytes instead")
+    data_uri = DATA_URI.match(text)
+    if data_uri is None and len(text) < 4096 and Path(text).is_file():
+        return _read_file(Path(text), where)
+    payload = re.sub(r"\s+", "", text[data_uri.end():] if data_uri else text)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise DataError(
+            f"{where}: {_shown(text)} is not an existing file, a file:// URI or base64 image bytes ({err})"
+        ) from err
+
+
+def decode_image(data: bytes, in_bands: int, where: str) -> np.ndarray:
+    """Decode image or ``.npy`` bytes into a float32 (bands, H, W) array in stored units.
+
+    Args:
+        data: File bytes.
+        in_bands: Bands the model reads; 3 converts any image to RGB.
+        where: Row named in errors.
+
+    Raises:
+        DataError: Undecodable bytes, a wrong rank, or a band count the model cannot read.
+    """
+    if data.startswith(NPY_MAGIC):
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise DataError(f"{where}: not a readable .npy array ({err})") from err
+        if array.ndim != 3:
+            raise DataError(f"{where}: array must be (bands, height, width), got shape {array.shape}")
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                if in_bands == RGB_BANDS:
+                    image = image.convert("RGB")
+                array = np.asarray(image)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise DataError(f"{where}: bytes are neither a decodable image nor a .npy array ({err})") from err
+        array = array[:, :, None] if array.ndim == 2 else array
+        array = array.transpose(2, 0, 1)
+    if array.shape[0] != in_bands:
+        raise DataError(f"{where}: image has {array.shape[0]} bands, the model reads {in_bands}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def read_image(value: Any, in_bands: int, where: str) -> np.ndarray:
+    """Resolve and decode one ``image`` cell (see :func:`image_bytes` and :func:`decode_image`)."""
+    return decode_image(image_bytes(value, where), in_bands, where)
+
+
+def encode_image(array: np.ndarray) -> str:
+    """Base64 text of an image for a request: PNG for 8-bit RGB/grey, ``.npy`` otherwise.
+
+    Args:
+        array: (bands, H, W) values; uint8 with 1 or 3 bands becomes a PNG.
+    """
+    buffer = io.BytesIO()
+    if array.dtype == np.uint8 and array.shape[0] in (1, RGB_BANDS):
+        pixels = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+        Image.fromarray(pixels).save(buffer, format="PNG")
+    else:
+        np.save(buffer, array, allow_pickle=False)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
