@@ -432,12 +432,13 @@ def report(args: argparse.Namespace, pretrained: str | None, train_images: int, 
     lines = [
         f"train_throughput: {args.model} (pretrained={pretrained}), {args.image_size or 'model'} px, "
         f"batch {args.batch_size}, {args.steps} steps, device {args.device}, torch threads {args.threads}, "
-        f"loader workers {args.workers}" + (f", our run with {' '.join(args.ours_env)}" if args.ours_env else ""),
+        f"loader workers {args.workers}, our train.num_workers {args.ours_workers}"
+        + (" (Ray Train local mode)" if args.ours_workers == 0 else " (Ray Train workers)") + (f", our run with {' '.join(args.ours_env)}" if args.ours_env else ""),
         f"data: {train_images} generated optical train images; {args.steps * args.batch_size} samples per trainer, "
         "one caption per image per step on both sides",
         f"each trainer ran {repeats} time(s), alternating which goes first; the table shows each one's best run",
         "",
-        f"  {'':<36}{'ours (Ray)':>12}{'open_clip':>12}",
+        f"  {'':<36}{'ours':>12}{'open_clip':>12}",
         "  fixed costs [s]",
         row("Ray start", "ray_start_s"),
         row("launch -> first batch asked", "launch_to_first_batch_s"),
@@ -473,8 +474,10 @@ def report(args: argparse.Namespace, pretrained: str | None, train_images: int, 
     lines += [
         "",
         "what differs:",
-        "  launch -> first batch: ours is fit() with Ray already up (MLflow run, Ray Train worker process, model",
-        "    build, dataset read); open_clip's is a fresh Python process (imports, model build, CSV read)",
+        "  launch -> first batch: ours is fit() in this process (MLflow run, "
+        + ("Ray Train local mode, no Ray instance" if args.ours_workers == 0 else "Ray up, a Ray Train worker process")
+        + ",",
+        "    model build, dataset read); open_clip's is a fresh Python process (imports, model build, CSV read)",
         "  last step -> return: ours writes a checkpoint, copies the model out and logs it to MLflow;",
         "    open_clip saves epoch_1.pt (weights and optimizer state)",
         "  images: ours decodes PNG to float32 and crops/flips tensors (rsvl.models.preprocess); open_clip",

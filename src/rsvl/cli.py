@@ -13,6 +13,7 @@ import typer
 from rsvl.errors import RsvlError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 app = typer.Typer(help="Remote-sensing vision-language workflows.", no_args_is_help=True)
 data_app = typer.Typer(help="Ingest, generate, validate and version datasets.", no_args_is_help=True)
@@ -222,6 +223,87 @@ def train(
     if key in result.metrics:
         before = f"{result.baseline[key]:.2f} -> " if key in result.baseline else ""
         typer.echo(f"{key}: {before}{result.metrics[key]:.2f} (MLflow run {result.mlflow_run_id})")
+
+
+ConfigPathOpt = Annotated[Path, typer.Option("--config", help="pipelines/<paper>/config.yaml")]
+SetOpt = Annotated[list[str], typer.Option("--set", help="dotted.key=value override")]
+ModelDirOpt = Annotated[Path, typer.Option("--model", help="a saved model folder (train's out/model)")]
+
+
+@app.command("evaluate")
+def evaluate(
+    config: ConfigPathOpt,
+    model: ModelDirOpt,
+    profile: ProfileOpt = "local",
+    set_: SetOpt = [],
+    out: Annotated[Path, typer.Option("--out", help="report folder")] = Path("build/evaluate"),
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="log into this MLflow run (the training run)")] = None,
+) -> None:
+    """Score a model on the config's pinned eval sets: metrics, pictures, Markdown and HTML report."""
+    from rsvl.config import load_config
+    from rsvl.steps.evaluation import run_evaluation
+
+    try:
+        cfg = load_config(config, profile, set_)
+        evaluation = run_evaluation(cfg, model, out, mlflow_run_id=run_id)
+    except RsvlError as err:
+        _fail(err)
+    for key, value in sorted(evaluation.metrics.items()):
+        typer.echo(f"{key}: {value:.4f}")
+    for key, reason in sorted(evaluation.result.unavailable.items()):
+        typer.echo(f"{key}: unavailable ({reason})")
+    for name, reason in sorted(evaluation.data.skipped.items()):
+        typer.echo(f"eval set {name}: skipped ({reason})")
+    typer.echo(f"data: {evaluation.data.version()}; report: {evaluation.result.report_html}")
+
+
+@app.command("register")
+def register(
+    config: ConfigPathOpt,
+    model: ModelDirOpt,
+    train_data: Annotated[Path, typer.Option("--train-data", help="the dataset the model was trained on")],
+    profile: ProfileOpt = "local",
+    set_: SetOpt = [],
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="the MLflow training run")] = None,
+    pipeline_run_id: Annotated[str, typer.Option("--pipeline-run-id", help="lineage: the pipeline run")] = "manual",
+) -> None:
+    """Register a model (alias candidate) with its lineage; an identical model reuses its version."""
+    from rsvl.config import load_config
+    from rsvl.steps.eval_data import prepare_eval_data
+    from rsvl.steps.registration import lineage_of, run_register
+
+    try:
+        cfg = load_config(config, profile, set_)
+        lineage = lineage_of(cfg, train_data, prepare_eval_data(cfg), pipeline_run_id)
+        registration = run_register(cfg, model, lineage, mlflow_run_id=run_id)
+    except RsvlError as err:
+        _fail(err)
+    state = "registered" if registration.created else "unchanged, reused"
+    typer.echo(f"{registration.uri} ({state}); aliases: {', '.join(registration.aliases)}")
+
+
+@app.command("gate")
+def gate(
+    config: ConfigPathOpt,
+    version: Annotated[int, typer.Option("--version", help="the candidate's registry version")],
+    profile: ProfileOpt = "local",
+    set_: SetOpt = [],
+    out: Annotated[Path, typer.Option("--out", help="report folder")] = Path("build/gate"),
+) -> None:
+    """Score candidate and champion on the same pinned data; promote the candidate only if it passes."""
+    from rsvl.config import load_config
+    from rsvl.steps.promotion import run_gate
+
+    try:
+        cfg = load_config(config, profile, set_)
+        outcome = run_gate(cfg, version, out)
+    except RsvlError as err:
+        _fail(err)
+    for reason in outcome.decision.reasons:
+        typer.echo(reason)
+    champion = outcome.champion if outcome.champion is not None else "none"
+    typer.echo(f"{cfg.registry.model_name} v{version}: {outcome.verdict}; champion is v{champion}; "
+               f"report {outcome.report}")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m rsvl`

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from rsvl.errors import ConfigError
+from rsvl.evaluate.config import EvalSet
+from rsvl.strict import StrictModel
 
 class _ConfigLoader(yaml.SafeLoader):
     """YAML 1.1 loader that also reads ``1e-3`` as a float (plain PyYAML reads it as text)."""
@@ -38,12 +40,6 @@ def _load_yaml(text: str):
 
 PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
 PROFILES = ("local", "cluster")
-
-
-class StrictModel(BaseModel):
-    """Base for config sections: no coercion, no unknown keys, immutable once loaded."""
-
-    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
 
 class CaptionRules(StrictModel):
@@ -162,6 +158,58 @@ class MlflowConfig(StrictModel):
     experiment: str = "rsvl"
 
 
+class GateConfig(StrictModel):
+    """Promotion thresholds; every metric named is "higher is better" (recalls, accuracies, BLEU, ...).
+
+    ``minimums`` are absolute floors the candidate must reach. Against a champion, scored on the
+    same pinned data in the same run, the candidate must beat it by more than
+    ``min_improvement[m]`` on each metric listed there and may fall behind it by at most
+    ``max_regression[m]`` on each metric listed there. With no champion only the minimums apply.
+    A gate with no rule at all is refused: promotion always needs a reason.
+    """
+
+    minimums: dict[str, float] = {}
+    min_improvement: dict[str, float] = {}
+    max_regression: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _has_rules(self) -> "GateConfig":
+        if not (self.minimums or self.min_improvement):
+            raise ValueError("give gate.minimums or gate.min_improvement: a gate without rules would promote anything")
+        for name, table in (("min_improvement", self.min_improvement), ("max_regression", self.max_regression)):
+            negative = [metric for metric, value in table.items() if value < 0]
+            if negative:
+                raise ValueError(f"gate.{name} must be >= 0 (got negative values for {negative})")
+        return self
+
+
+class EvaluateConfig(StrictModel):
+    """The evaluate step: pinned eval sets and how to score them.
+
+    ``sets`` are scored by ``rsvl evaluate`` and by the gate (candidate and champion alike).
+    Sets with a ``source`` are ingested into ``cache_dir/<name>`` on first use. ``java_metrics``
+    lets the caption metrics use Java's PTB tokenizer and METEOR where Java is installed.
+    """
+
+    sets: list[EvalSet] = []
+    cache_dir: str = "build/eval_data"
+    batch_size: int = Field(64, gt=0)
+    java_metrics: bool = True
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "EvaluateConfig":
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"eval set names must be distinct (they prefix metric keys): {names}")
+        return self
+
+
+class RegistryConfig(StrictModel):
+    """The register step: the registry name the paper's model is published under."""
+
+    model_name: str = Field("rsvl-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
 class RunConfig(StrictModel):
     """A fully resolved configuration for one paper under one profile."""
 
@@ -170,6 +218,9 @@ class RunConfig(StrictModel):
     data: DataConfig = DataConfig()
     model: ModelConfig
     train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    gate: GateConfig | None = None
+    registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     def digest(self) -> str:

@@ -111,6 +111,17 @@ def pull(root: str | Path, target: str = "data") -> None:
         repo.pull([f"{target}.dvc"], force=True)
 
 
+def workspace_matches(root: str | Path, dvc_file: str) -> bool:
+    """Whether the workspace holds exactly the data ``dvc_file`` records (``dvc status`` is clean).
+
+    Args:
+        root: DVC project directory.
+        dvc_file: The ``.dvc`` file, relative to ``root``.
+    """
+    with _repo(root) as repo:
+        return not repo.status(targets=[dvc_file])
+
+
 def dvc_md5(dvc_file: str | Path) -> str:
     """Read the md5 of the single output recorded in a ``.dvc`` file.
 

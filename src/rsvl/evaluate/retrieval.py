@@ -92,7 +92,8 @@ def retrieval_ranks(
     owner = _check_owner(n_images, n_texts, text_image).to(device)
     images = nn.functional.normalize(image_embeddings.to(device, torch.float32), dim=-1)
     texts = nn.functional.normalize(text_embeddings.to(device, torch.float32), dim=-1)
-    true_score = (texts * images[owner]).sum(dim=-1) - TIE_TOLERANCE
+    true_score = torch.cat([(texts[t0:t0 + block_size] * images[owner[t0:t0 + block_size]]).sum(dim=-1)
+                            for t0 in range(0, n_texts, block_size)]) - TIE_TOLERANCE
     best_own = torch.full((n_images,), -torch.inf, device=device).scatter_reduce(0, owner, true_score, reduce="amax")
     t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
     i2t = torch.zeros(n_images, dtype=torch.long, device=device)
@@ -232,4 +233,4 @@ def evaluate_retrieval(
         image_emb, text_emb, owner = embed_pairs(model, preprocess, tokenizer, dataset, media, device=device)
     finally:
         model.train(was_training)
-    return recall_metrics(image_emb, text_emb, owner)
+    return recall_metrics(image_emb, text_emb, owner, device=device)

@@ -2,7 +2,8 @@
 
 Request: a DataFrame with a ``text`` column, an ``image`` column, or both (strings; an image is
 a path, a ``file://`` URI or base64 bytes, see :mod:`rsvl.registry.image_input`). A cell may be
-empty (``None``) when the other column of its row is given.
+empty (``None``, NaN or blank) when the other column of its row is given. Errors name the row
+by its position in the request, counting from 0.
 
 Response: a DataFrame with one row per request row and the columns ``text_embedding`` and
 ``image_embedding``, each an L2-normalised list of floats or ``None`` where the row had no
@@ -79,9 +80,12 @@ def load_embedder(model_dir: str | Path, device: str | torch.device | None = Non
 
 
 def _present(value: Any) -> bool:
-    if value is None:
-        return False
-    return not (isinstance(value, float) and np.isnan(value))
+    """False for an empty cell: None, NaN/NA, or a blank string."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, (bytes, bytearray)):
+        return bool(value)
+    return value is not None and not (np.ndim(value) == 0 and pd.isna(value))
 
 
 def _rows_of(frame: pd.DataFrame, column: str) -> list[int]:
@@ -146,7 +150,7 @@ def embed_frame(embedder: LoadedEmbedder, frame: pd.DataFrame) -> pd.DataFrame:
         if embedder.captions:
             for row, tokens in zip(rows, model.generate(pixels).cpu().tolist()):
                 out[CAPTION][row] = _decode_caption(embedder.tokenizer, tokens)
-    return pd.DataFrame(out, index=frame.index)
+    return pd.DataFrame({column: pd.Series(values, index=frame.index, dtype=object) for column, values in out.items()})
 
 
 class RsvlEmbedder(mlflow.pyfunc.PythonModel):
@@ -156,7 +160,7 @@ class RsvlEmbedder(mlflow.pyfunc.PythonModel):
         """Load the saved model folder MLflow copied next to the pyfunc."""
         self.embedder = load_embedder(context.artifacts[MODEL_DIR_ARTIFACT])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Embed a request DataFrame (see :func:`embed_frame`)."""
         return embed_frame(self.embedder, model_input)
 

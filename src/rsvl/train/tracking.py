@@ -18,13 +18,13 @@ from typing import Any, Mapping
 from rsvl.config import RunConfig
 from rsvl.data.versioning import data_version
 from rsvl.errors import DataError
+from rsvl.mlflow_store import experiment_id, resolve_tracking_uri
 
 UNTRACKED = "untracked"
 UNKNOWN = "unknown"
 RUN_NAME_TAG = "rsvl.run_name"
 DIGEST_TAG = "rsvl.config_digest"
 GIT_COMMIT_ENV = "RSVL_GIT_COMMIT"
-SQLITE_PREFIX = "sqlite:///"
 PARAM_BATCH = 100
 
 
@@ -65,25 +65,6 @@ def data_version_tag(dataset_dir: str | Path) -> str:
         return UNTRACKED
 
 
-def resolve_tracking_uri(uri: str) -> str:
-    """Make a relative ``sqlite:///`` URI absolute (workers may run elsewhere) and create its folder."""
-    if not uri.startswith(SQLITE_PREFIX):
-        return uri
-    path = Path(uri[len(SQLITE_PREFIX):]).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"{SQLITE_PREFIX}{path}"
-
-
-def _experiment_id(client: Any, tracking_uri: str, name: str) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = None
-    if tracking_uri.startswith(SQLITE_PREFIX):
-        location = (Path(tracking_uri[len(SQLITE_PREFIX):]).parent / "artifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
-
-
 def open_run(tracking_uri: str, cfg: RunConfig, run_name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
     """Create the MLflow run of ``run_name``, or reopen it when it exists (a re-launch).
 
@@ -100,15 +81,15 @@ def open_run(tracking_uri: str, cfg: RunConfig, run_name: str, tags: Mapping[str
     from mlflow.entities import Param, RunTag
 
     client = MlflowClient(tracking_uri)
-    experiment_id = _experiment_id(client, tracking_uri, cfg.mlflow.experiment)
-    found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
+    experiment = experiment_id(client, tracking_uri, cfg.mlflow.experiment)
+    found = client.search_runs([experiment], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
     all_tags = {**tags, RUN_NAME_TAG: run_name, DIGEST_TAG: cfg.digest()}
     if found:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
         return run_id, True
-    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    run = client.create_run(experiment, run_name=run_name, tags=all_tags)
     params = [Param(k, v) for k, v in flatten(cfg.model_dump(mode="json")).items()]
     for start in range(0, len(params), PARAM_BATCH):
         client.log_batch(run.info.run_id, params=params[start:start + PARAM_BATCH])

@@ -1,0 +1,102 @@
+"""Typed description of what to evaluate: eval sets (a dataset split, its tasks and media column).
+
+An eval set's ``name`` prefixes its metric keys, ``<name>.<metric>`` (``optical_test.mR``,
+``rsscn7.zs_top1``), so it may hold only letters, digits, ``_`` and ``-``: the dot stays the one
+separator and every key is MLflow-safe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from rsvl.strict import StrictModel
+from rsvl.errors import ConfigError
+
+Task = Literal["retrieval", "zero_shot", "ndcg", "captioning"]
+TASKS: tuple[str, ...] = ("retrieval", "zero_shot", "ndcg", "captioning")
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+class EvalSource(StrictModel):
+    """Where to ingest an eval set from when its dataset is not there yet (``rsvl data ingest``)."""
+
+    format: str = Field(min_length=1)
+    path: str = Field(min_length=1)
+
+
+class EvalSet(StrictModel):
+    """One split of one canonical dataset and the tasks scored on it.
+
+    Attributes:
+        name: Metric-key prefix (letters, digits, ``_``, ``-``).
+        dataset: Canonical dataset directory, absolute or relative to the data root; ``None``
+            with a ``source``: the evaluation cache's ``<name>`` folder.
+        split: Split to score (``None``: every row).
+        tasks: Any of ``retrieval`` (needs captions), ``zero_shot`` (needs ``label``), ``ndcg``
+            (needs ``labels`` or ``label``) and ``captioning`` (needs captions and a CoCa model).
+        media: Media column the image tower reads.
+        ndcg_k: Cut-off of nDCG (CLOSP reports nDCG@1000).
+        limit: Score at most this many rows, evenly spaced over the split (smoke runs).
+        dvc_version: The data version this set is pinned to: the DVC md5 of the ``.dvc`` file
+            covering the dataset (``rsvl data version DIR``), or for a dataset outside DVC its
+            ``sha256-`` content fingerprint. Evaluation refuses any other data.
+        source: Ingest the dataset from here (format + path) when it is missing.
+        optional: Skip the set, with the reason recorded, when its source is absent (real data
+            that only some machines have).
+    """
+
+    name: str = Field(pattern=NAME_PATTERN, min_length=1, max_length=100)
+    dataset: str | None = Field(None, min_length=1)
+    split: Literal["train", "val", "test"] | None = "test"
+    tasks: list[Task] = Field(min_length=1)
+    media: Literal["image", "s1", "s2"] = "image"
+    ndcg_k: int = Field(1000, ge=1)
+    limit: int | None = Field(None, ge=1)
+    dvc_version: str | None = None
+    source: EvalSource | None = None
+    optional: bool = False
+
+    @model_validator(mode="after")
+    def _distinct_tasks(self) -> "EvalSet":
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks repeat: {self.tasks}")
+        if self.dataset is None and self.source is None:
+            raise ValueError("give a dataset directory or a source to ingest it from")
+        return self
+
+
+def load_eval_sets(path: str | Path) -> list[EvalSet]:
+    """Read eval sets from YAML: a list of eval sets, or a mapping with an ``eval_sets`` list.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The validated eval sets.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, not of that shape, or an entry breaks a rule
+            (the message names the file, the entry and the field).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: eval-set file does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    entries = raw.get("eval_sets") if isinstance(raw, dict) else raw
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: expected a non-empty list of eval sets (or a mapping with 'eval_sets')")
+    sets = []
+    for index, entry in enumerate(entries):
+        try:
+            sets.append(EvalSet.model_validate(entry))
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(entry)'}: {e['msg']}" for e in err.errors())
+            raise ConfigError(f"{path}: eval set #{index}: {problems}") from err
+    return sets

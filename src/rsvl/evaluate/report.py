@@ -1,0 +1,276 @@
+"""Evaluation pictures (PNG, matplotlib Agg) and the Markdown and HTML reports that show them.
+
+The HTML report embeds every picture as base64 so it renders alone (Kubeflow's output viewer,
+an MLflow artifact preview); the Markdown report links the PNG files next to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+DPI = 100
+STRETCH_PERCENTILES = (2.0, 98.0)
+RGB_BANDS = ("04", "03", "02")
+"""Sentinel-2 red, green, blue band numbers, matched at the end of band names (B04, S2_B04)."""
+
+
+@dataclass(frozen=True)
+class RetrievedImages:
+    """One text query and the images it retrieved, best first."""
+
+    query: str
+    images: list[np.ndarray]
+    correct: list[bool]
+    names: list[str]
+
+
+@dataclass
+class Table:
+    """A report table; a cell that is a :class:`Path` is shown as that picture."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str | Path]]
+
+
+@dataclass
+class Section:
+    """The part of a report about one eval set."""
+
+    title: str
+    metrics: dict[str, float]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    figures: list[tuple[str, Path]] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def rgb_band_indices(band_names: Sequence[str] | None, bands: int) -> list[int]:
+    """Bands to show as red, green, blue.
+
+    Args:
+        band_names: Names of the raster's bands, if known.
+        bands: Number of bands.
+
+    Returns:
+        Three indices: the Sentinel-2 B04/B03/B02 bands when named so, else the first three
+        bands (3+ bands) or the first band three times (grey).
+    """
+    if band_names and len(band_names) == bands:
+        found = [next((i for i, name in enumerate(band_names) if re.search(rf"B0?{n[-1]}$", name)), None)
+                 for n in RGB_BANDS]
+        if all(i is not None for i in found):
+            return [int(i) for i in found]
+    return [0, 1, 2] if bands >= 3 else [0, 0, 0]
+
+
+def display_image(raster: torch.Tensor | np.ndarray, band_names: Sequence[str] | None = None) -> np.ndarray:
+    """Turn a (bands, H, W) raster into an (H, W, 3) picture in [0, 1].
+
+    8-bit looking RGB (3 bands, values in 0..255) is divided by 255; anything else (SAR dB,
+    reflectance, 1-2 bands) is stretched between the 2nd and 98th percentiles of the three shown
+    bands together, which keeps their colour balance.
+
+    Args:
+        raster: The raster as the dataset yields it.
+        band_names: Band names, to find red, green and blue.
+    """
+    array = np.asarray(raster.detach().cpu() if isinstance(raster, torch.Tensor) else raster, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    picked = array[rgb_band_indices(band_names, array.shape[0])]
+    if array.shape[0] == 3 and picked.min() >= 0 and picked.max() <= 255 and picked.max() > 1:
+        return np.clip(picked / 255.0, 0, 1).transpose(1, 2, 0)
+    low, high = np.nanpercentile(picked, STRETCH_PERCENTILES)
+    stretched = (picked - low) / np.maximum(high - low, 1e-6)
+    return np.clip(np.nan_to_num(stretched), 0, 1).transpose(1, 2, 0)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_recall_curves(curve: dict[str, list[float]], title: str, path: str | Path) -> Path:
+    """Draw recall@K against K for image→text and text→image.
+
+    Args:
+        curve: ``{"k", "i2t", "t2i"}`` from :func:`rsvl.evaluate.retrieval.recall_curve`.
+        title: Figure title.
+        path: PNG to write.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(curve["k"], curve["i2t"], marker=".", label="image → text")
+    ax.plot(curve["k"], curve["t2i"], marker=".", label="text → image")
+    ax.set(xlabel="K", ylabel="recall@K (%)", ylim=(0, 100), xlim=(1, max(curve["k"])), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, Path(path))
+
+
+def plot_confusion(classes: Sequence[str], confusion: Sequence[Sequence[int]], title: str, path: str | Path) -> Path:
+    """Draw a confusion matrix (rows true, columns predicted) with counts in the cells.
+
+    Args:
+        classes: Class names in matrix order.
+        confusion: Counts.
+        title: Figure title.
+        path: PNG to write.
+    """
+    matrix = np.asarray(confusion)
+    size = max(4.0, 0.5 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    shown = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(shown, ax=ax, fraction=0.046)
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    if len(classes) <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (row, col), count in np.ndenumerate(matrix):
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if count > threshold else "black")
+    return _save(fig, Path(path))
+
+
+def plot_retrieval_grid(examples: Sequence[RetrievedImages], title: str, path: str | Path) -> Path:
+    """Draw one row per text query with its top retrieved images (green frame: the query's image).
+
+    Args:
+        examples: Queries and their retrieved images, best first.
+        title: Figure title.
+        path: PNG to write.
+    """
+    columns = max(len(example.images) for example in examples)
+    fig, axes = plt.subplots(len(examples), columns, figsize=(2.2 * columns, 2.6 * len(examples)), squeeze=False)
+    for row, example in enumerate(examples):
+        for col, ax in enumerate(axes[row]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= len(example.images):
+                ax.axis("off")
+                continue
+            ax.imshow(example.images[col])
+            colour = "tab:green" if example.correct[col] else "tab:red"
+            for spine in ax.spines.values():
+                spine.set(edgecolor=colour, linewidth=3)
+            ax.set_xlabel(f"{col + 1}. {example.names[col]}"[:28], fontsize=7)
+        query = example.query if len(example.query) <= 110 else example.query[:107] + "..."
+        axes[row][0].text(0.0, 1.06, f"“{query}”", transform=axes[row][0].transAxes, ha="left", va="bottom",
+                          fontsize=8)
+    fig.subplots_adjust(hspace=0.45, wspace=0.08, top=0.9)
+    fig.suptitle(title)
+    return _save(fig, Path(path))
+
+
+def save_thumbnail(image: np.ndarray, path: str | Path, size: float = 1.6) -> Path:
+    """Write an (H, W, 3) picture as a small PNG for report tables."""
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(image)
+    ax.axis("off")
+    return _save(fig, Path(path))
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _md_cell(cell: str | Path, base: Path) -> str:
+    if isinstance(cell, Path):
+        return f"![]({_relative(cell, base)})"
+    return str(cell).replace("|", "\\|").replace("\n", "<br>")
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def _embedded(path: Path, alt: str, width: int | None = None) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    size = f' width="{width}"' if width else ""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"{size}>'
+
+
+def markdown_report(title: str, sections: Sequence[Section], out_dir: Path) -> str:
+    """Render the Markdown report (pictures linked relative to ``out_dir``)."""
+    lines = [f"# {title}", ""]
+    for section in sections:
+        lines += [f"## {section.title}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {key} | {_number(value)} |" for key, value in section.metrics.items()]
+        lines += [f"| {key} | unavailable: {_md_cell(reason, out_dir)} |"
+                  for key, reason in section.unavailable.items()]
+        lines.append("")
+        lines += [f"- {note}" for note in section.notes] + ([""] if section.notes else [])
+        for caption, path in section.figures:
+            lines += [f"### {caption}", "", f"![{caption}]({_relative(path, out_dir)})", ""]
+        for table in section.tables:
+            lines += [f"### {table.title}", "", "| " + " | ".join(table.header) + " |",
+                      "|" + "---|" * len(table.header)]
+            lines += ["| " + " | ".join(_md_cell(cell, out_dir) for cell in row) + " |" for row in table.rows]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def html_report(title: str, sections: Sequence[Section]) -> str:
+    """Render the standalone HTML report (pictures embedded as base64 PNG)."""
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
+             "img{max-width:100%}.na{color:#a40}")
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2><table><tr><th>metric</th><th>value</th></tr>")
+        parts += [f"<tr><td>{html.escape(k)}</td><td>{_number(v)}</td></tr>" for k, v in section.metrics.items()]
+        parts += [f"<tr><td>{html.escape(k)}</td><td class='na'>unavailable: {html.escape(reason)}</td></tr>"
+                  for k, reason in section.unavailable.items()]
+        parts.append("</table>")
+        if section.notes:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in section.notes) + "</ul>")
+        for caption, path in section.figures:
+            parts.append(f"<h3>{html.escape(caption)}</h3><p>{_embedded(path, caption)}</p>")
+        for table in section.tables:
+            parts.append(f"<h3>{html.escape(table.title)}</h3><table><tr>"
+                         + "".join(f"<th>{html.escape(h)}</th>" for h in table.header) + "</tr>")
+            for row in table.rows:
+                cells = [_embedded(c, c.stem, 128) if isinstance(c, Path) else html.escape(str(c)).replace("\n", "<br>")
+                         for c in row]
+                parts.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_reports(title: str, sections: Sequence[Section], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into ``out_dir``.
+
+    Args:
+        title: Report title.
+        sections: One per eval set.
+        out_dir: Folder that holds (or will hold) the pictures.
+
+    Returns:
+        ``(markdown path, html path)``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, page = out / "report.md", out / "report.html"
+    markdown.write_text(markdown_report(title, sections, out), encoding="utf-8")
+    page.write_text(html_report(title, sections), encoding="utf-8")
+    return markdown, page

@@ -1,0 +1,394 @@
+"""Evaluate one model on a list of eval sets: metrics, pictures and one Markdown + HTML report.
+
+Each eval set (:class:`rsvl.evaluate.config.EvalSet`) names a canonical dataset split, the media
+column the image tower reads and its tasks:
+
+* ``retrieval``: the seven recall numbers (:mod:`rsvl.evaluate.retrieval`), a recall@K curve and a
+  grid of the top-5 images of a few captions;
+* ``zero_shot``: GeoRSCLIP-template zero-shot accuracy, per-class accuracy and a confusion matrix
+  (:mod:`rsvl.evaluate.zero_shot`); classes are the labels of the whole dataset, all splits;
+* ``ndcg``: nDCG@k of label queries with graded label-overlap relevance (:mod:`rsvl.evaluate.ndcg`);
+  multi-label when the split has ``labels``, class-level on ``label`` otherwise;
+* ``captioning``: captions written by a CoCa model scored by BLEU/ROUGE-L/CIDEr (+ METEOR/SPICE
+  where they run) and a table of generated captions beside the references.
+
+Metric keys are ``<eval set>.<metric>``: ``optical_test.mR``, ``optical_test.i2t_r1``,
+``rsscn7.zs_top1``, ``rsscn7.zs_mean_class``, ``rsscn7.zs_class.parking_lot``,
+``s1s2_test.ndcg_at_1000``, ``sar_test.CIDEr``. Metrics that could not be computed appear under the
+same key in ``unavailable`` with the reason, never as 0. Images are embedded once per eval set and
+shared by its tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from rsvl.data.dataset import ManifestDataset
+from rsvl.data.store import read_manifest
+from rsvl.errors import DataError, ModelError
+from rsvl.evaluate.captioning import caption_metrics, generate_captions, is_captioner
+from rsvl.evaluate.config import EvalSet
+from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts
+from rsvl.evaluate.ndcg import label_queries, ndcg_at_k
+from rsvl.evaluate.report import (
+    RetrievedImages,
+    Section,
+    Table,
+    display_image,
+    plot_confusion,
+    plot_recall_curves,
+    plot_retrieval_grid,
+    save_thumbnail,
+    write_reports,
+)
+from rsvl.evaluate.retrieval import metrics_from_ranks, recall_curve, retrieval_ranks
+from rsvl.evaluate.zero_shot import class_vectors, classify
+
+CURVE_MAX_K = 50
+QUERY_EXAMPLES = 4
+TOP_SHOWN = 5
+CAPTION_EXAMPLES = 8
+DETAILS_FILE = "evaluation.json"
+
+ModelInput = str | Path | tuple
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What :func:`evaluate_model` produced.
+
+    Attributes:
+        metrics: ``<eval set>.<metric>`` → value (MLflow-safe keys).
+        unavailable: ``<eval set>.<metric>`` → why it was not computed.
+        pictures: ``<eval set>.<picture>`` → PNG path.
+        report_md: The Markdown report (links the PNGs).
+        report_html: The standalone HTML report (PNGs embedded).
+        details: JSON with curves, confusion matrices, per-query nDCG and generated captions.
+    """
+
+    metrics: dict[str, float]
+    unavailable: dict[str, str]
+    pictures: dict[str, Path]
+    report_md: Path
+    report_html: Path
+    details: Path
+
+
+@dataclass
+class _Outcome:
+    metrics: dict[str, float] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    pictures: dict[str, Path] = field(default_factory=dict)
+    tables: list[Table] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    model: nn.Module
+    preprocess: Callable[[Any], torch.Tensor]
+    tokenizer: Any
+    eval_set: EvalSet
+    dataset: ManifestDataset
+    out_dir: Path
+    device: str | torch.device
+    batch_size: int
+    num_workers: int
+    java_metrics: bool = True
+
+    @cached_property
+    def image_embeddings(self) -> torch.Tensor:
+        return embed_images(self.model, self.preprocess, self.dataset, self.eval_set.media, self.batch_size,
+                            self.device, self.num_workers)
+
+    @cached_property
+    def band_names(self) -> list[str] | None:
+        meta = self.dataset.meta
+        for key in ("band_names", "bands"):
+            names = meta.get(key)
+            if isinstance(names, dict) and isinstance(names.get(self.eval_set.media), list):
+                return names[self.eval_set.media]
+        return None
+
+    def picture(self, row: int) -> np.ndarray:
+        return display_image(self.dataset[row][self.eval_set.media], self.band_names)
+
+    def record(self, row: int) -> dict[str, Any]:
+        return self.dataset.record(row)
+
+
+def metric_slug(text: str) -> str:
+    """Lower-case ``text`` with every run of other characters than letters and digits made ``_``."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "_"
+
+
+def dataset_path(eval_set: EvalSet, data_root: str | Path) -> Path:
+    """The eval set's dataset directory: ``dataset`` itself when absolute, else under ``data_root``.
+
+    Raises:
+        DataError: The set names no dataset directory (only a source: prepare it first, see
+            :func:`rsvl.steps.eval_data.prepare_eval_data`).
+    """
+    if eval_set.dataset is None:
+        raise DataError(f"eval set {eval_set.name!r} names only a source; ingest it first (rsvl evaluate does)")
+    path = Path(eval_set.dataset)
+    return path if path.is_absolute() else Path(data_root) / path
+
+
+def open_split(eval_set: EvalSet, data_root: str | Path) -> ManifestDataset:
+    """Open the eval set's split, cut to ``limit`` evenly spaced rows when set.
+
+    Raises:
+        DataError: The dataset directory is missing or the split is empty.
+    """
+    root = dataset_path(eval_set, data_root)
+    if not root.is_dir():
+        raise DataError(f"eval set {eval_set.name!r}: dataset {root} does not exist")
+    dataset = ManifestDataset(root, split=eval_set.split)
+    if len(dataset) == 0:
+        raise DataError(f"eval set {eval_set.name!r}: split {eval_set.split!r} of {root} is empty")
+    if eval_set.limit is not None and eval_set.limit < len(dataset):
+        rows = np.unique(np.linspace(0, len(dataset) - 1, eval_set.limit).round().astype(int))
+        dataset.frame = dataset.frame.iloc[rows].reset_index(drop=True)
+    return dataset
+
+
+def _evenly(count: int, wanted: int) -> list[int]:
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(wanted, count)).round()})
+
+
+def _retrieval(ctx: _Context) -> _Outcome:
+    captions, owner = captions_of(ctx.dataset, ctx.eval_set.media)
+    images = ctx.image_embeddings
+    texts = embed_texts(ctx.model, ctx.tokenizer, captions, ctx.batch_size, ctx.device)
+    ranks = retrieval_ranks(images, texts, owner, device=ctx.device)
+    curve = recall_curve(ranks, min(CURVE_MAX_K, max(len(images), len(texts))))
+    name = ctx.eval_set.name
+    out = _Outcome(metrics=metrics_from_ranks(ranks), details={"recall_curve": curve})
+    out.pictures["recall_curve"] = plot_recall_curves(curve, f"{name}: recall@K", ctx.out_dir / "recall_curve.png")
+    shown = min(TOP_SHOWN, len(images))
+    normalised = nn.functional.normalize(images, dim=-1)
+    examples = []
+    for text_row in _evenly(len(captions), QUERY_EXAMPLES):
+        query = nn.functional.normalize(texts[text_row], dim=-1)
+        top = (normalised @ query).topk(shown).indices.tolist()
+        examples.append(RetrievedImages(
+            query=captions[text_row], images=[ctx.picture(row) for row in top],
+            correct=[row == owner[text_row] for row in top],
+            names=[str(ctx.record(row)["sample_id"]) for row in top],
+        ))
+    out.pictures["top5_retrievals"] = plot_retrieval_grid(
+        examples, f"{name}: top-{shown} images per caption (green: its image)", ctx.out_dir / "top5_retrievals.png")
+    return out
+
+
+def class_names(dataset: ManifestDataset) -> list[str]:
+    """The classes of a single-label dataset: its distinct ``label`` values over all splits, sorted."""
+    labels = read_manifest(dataset.root)["label"]
+    return sorted({str(label) for label in labels if label is not None})
+
+
+def _zero_shot(ctx: _Context) -> _Outcome:
+    labels = [ctx.record(row)["label"] for row in range(len(ctx.dataset))]
+    missing = [str(ctx.record(row)["sample_id"]) for row, label in enumerate(labels) if label is None]
+    if missing:
+        raise DataError(f"eval set {ctx.eval_set.name!r}: zero-shot needs a label on every row; "
+                        f"{len(missing)} have none, e.g. {missing[:3]}")
+    classes = class_names(ctx.dataset)
+    weights = class_vectors(ctx.model, ctx.tokenizer, classes, device=ctx.device)
+    result = classify(ctx.image_embeddings, weights, labels, classes)
+    out = _Outcome(details={"zero_shot": {"classes": result.classes, "confusion": result.confusion,
+                                          "per_class": result.per_class}})
+    out.metrics = {"zs_top1": result.top1, "zs_mean_class": result.mean_per_class}
+    out.metrics.update({f"zs_class.{metric_slug(name)}": value for name, value in result.per_class.items()})
+    out.pictures["confusion"] = plot_confusion(result.classes, result.confusion,
+                                               f"{ctx.eval_set.name}: zero-shot top-1 {result.top1:.1f}%",
+                                               ctx.out_dir / "confusion.png")
+    out.notes.append(f"zero-shot: {len(classes)} classes × 105 GeoRSCLIP templates, {len(labels)} images")
+    return out
+
+
+def _ndcg(ctx: _Context) -> _Outcome:
+    records = [ctx.record(row) for row in range(len(ctx.dataset))]
+    multi_label = any(record.get("labels") for record in records)
+    if multi_label:
+        row_labels = [list(record.get("labels") or []) for record in records]
+    else:
+        row_labels = [[record["label"]] if record.get("label") else [] for record in records]
+    texts, sets = label_queries(row_labels)
+    if not texts:
+        raise DataError(f"eval set {ctx.eval_set.name!r}: nDCG needs 'labels' or 'label' on the rows; none found")
+    queries = embed_texts(ctx.model, ctx.tokenizer, texts, ctx.batch_size, ctx.device)
+    k = ctx.eval_set.ndcg_k
+    result = ndcg_at_k(queries, ctx.image_embeddings, sets, row_labels, k)
+    out = _Outcome(metrics={f"ndcg_at_{k}": result.mean})
+    out.details["ndcg"] = {"k": result.k, "multi_label": multi_label,
+                           "per_query": dict(zip(texts, result.per_query))}
+    kind = "label-set" if multi_label else "class"
+    out.notes.append(f"nDCG@{k}: {len(texts)} {kind} queries over {len(records)} images"
+                     + (f" (k capped at {result.k} images)" if result.k < k else ""))
+    return out
+
+
+def _captioning(ctx: _Context) -> _Outcome:
+    references = {}
+    for row in range(len(ctx.dataset)):
+        record = ctx.record(row)
+        if not record.get("captions"):
+            raise DataError(f"eval set {ctx.eval_set.name!r}: sample {record['sample_id']!r} has no reference captions")
+        references[str(record["sample_id"])] = [str(c) for c in record["captions"]]
+    generated = generate_captions(ctx.model, ctx.preprocess, ctx.tokenizer, ctx.dataset, ctx.eval_set.media,
+                                  device=ctx.device)
+    scores = caption_metrics(references, generated, use_java=ctx.java_metrics)
+    out = _Outcome(metrics=dict(scores.metrics), unavailable=dict(scores.unavailable))
+    out.details["captions"] = {"tokenizer": scores.tokenizer, "generated": generated}
+    rows: list[list[str | Path]] = []
+    for row in _evenly(len(ctx.dataset), CAPTION_EXAMPLES):
+        sample_id = str(ctx.record(row)["sample_id"])
+        thumbnail = save_thumbnail(ctx.picture(row), ctx.out_dir / "captions" / f"{metric_slug(sample_id)}.png")
+        rows.append([thumbnail, sample_id, generated[sample_id], "\n".join(references[sample_id]),
+                     f"{scores.per_sample[sample_id]['CIDEr']:.3f}"])
+    out.tables.append(Table("Generated captions beside the references",
+                            ["image", "sample", "generated", "references", "CIDEr"], rows))
+    out.notes.append(f"captioning: {len(generated)} captions, {scores.tokenizer} tokenisation")
+    return out
+
+
+TASK_RUNNERS: dict[str, Callable[[_Context], _Outcome]] = {
+    "retrieval": _retrieval,
+    "zero_shot": _zero_shot,
+    "ndcg": _ndcg,
+    "captioning": _captioning,
+}
+
+
+def _unpack(model: ModelInput, device: str | torch.device) -> tuple[nn.Module, Any, Any]:
+    if isinstance(model, (str, Path)):
+        from rsvl.models import load_model
+
+        net, _, preprocess, tokenizer = load_model(model)
+        return net.to(device), preprocess, tokenizer
+    if isinstance(model, tuple) and len(model) == 4:
+        net, _, preprocess, tokenizer = model
+        return getattr(net, "module", net), preprocess, tokenizer
+    raise ModelError("model must be a saved model folder or the (model, preprocess_train, preprocess_val, "
+                     f"tokenizer) tuple of build_model/load_model, not {type(model).__name__}")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def evaluate_model(
+    model: ModelInput,
+    eval_sets: Sequence[EvalSet | dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    data_root: str | Path = "data",
+    device: str | torch.device = "cpu",
+    batch_size: int = EMBED_BATCH,
+    num_workers: int = 0,
+    java_metrics: bool = True,
+    title: str = "rsvl evaluation",
+) -> EvalResult:
+    """Score a model on every eval set and write the pictures, the reports and a details JSON.
+
+    Everything is checked before any embedding work: eval-set names are distinct, datasets exist,
+    and a ``captioning`` task has a CoCa model to run.
+
+    Args:
+        model: A saved model folder (loaded with :func:`rsvl.models.load_model` and moved to
+            ``device``) or the 4-tuple :func:`rsvl.models.build_model` returns (its model must
+            already be on ``device``; its train/eval mode is restored afterwards).
+        eval_sets: :class:`EvalSet` objects or dicts validated into them.
+        out_dir: Folder for ``report.md``, ``report.html``, ``evaluation.json`` and one
+            sub-folder of pictures per eval set.
+        data_root: Where relative eval-set datasets live.
+        device: Where the model runs and score blocks are computed.
+        batch_size: Images or texts per forward pass.
+        num_workers: DataLoader workers decoding images.
+        java_metrics: Use the Java caption tools (PTB tokenizer, METEOR, SPICE) where they run;
+            False skips the JVM (quick runs): Python tokenisation, METEOR/SPICE reported unavailable.
+        title: Report title.
+
+    Returns:
+        The metrics, the unavailable metrics with reasons, and the paths of pictures and reports.
+
+    Raises:
+        ModelError: The model cannot be loaded, or captioning is asked of a model without ``generate``.
+        DataError: A dataset is missing, a split empty, or rows lack what a task needs.
+    """
+    sets = [s if isinstance(s, EvalSet) else EvalSet.model_validate(s) for s in eval_sets]
+    if not sets:
+        raise DataError("evaluate_model needs at least one eval set")
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise DataError(f"eval set names must be distinct (they prefix metric keys): {names}")
+    net, preprocess, tokenizer = _unpack(model, device)
+    for eval_set in sets:
+        if "captioning" in eval_set.tasks and not is_captioner(net):
+            raise ModelError(f"eval set {eval_set.name!r} asks for captioning, but {type(net).__name__} has no "
+                             "generate(); only CoCa models caption. Remove 'captioning' from its tasks.")
+        if not dataset_path(eval_set, data_root).is_dir():
+            raise DataError(f"eval set {eval_set.name!r}: dataset {dataset_path(eval_set, data_root)} does not exist")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result_metrics: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    pictures: dict[str, Path] = {}
+    sections: list[Section] = []
+    details: dict[str, Any] = {}
+    was_training = net.training
+    net.eval()
+    try:
+        for eval_set in sets:
+            ctx = _Context(net, preprocess, tokenizer, eval_set, open_split(eval_set, data_root),
+                           out / eval_set.name, device, batch_size, num_workers, java_metrics)
+            section = Section(title=f"{eval_set.name}: {eval_set.dataset} [{eval_set.split or 'all'}], "
+                                    f"media {eval_set.media}, {len(ctx.dataset)} rows", metrics={})
+            if eval_set.dvc_version:
+                section.notes.append(f"data version (DVC): {eval_set.dvc_version}")
+            set_details: dict[str, Any] = {"dataset": str(dataset_path(eval_set, data_root)),
+                                           "split": eval_set.split, "rows": len(ctx.dataset),
+                                           "dvc_version": eval_set.dvc_version}
+            for task in eval_set.tasks:
+                outcome = TASK_RUNNERS[task](ctx)
+                prefixed = {f"{eval_set.name}.{key}": value for key, value in outcome.metrics.items()}
+                result_metrics.update(prefixed)
+                section.metrics.update(prefixed)
+                missing = {f"{eval_set.name}.{key}": reason for key, reason in outcome.unavailable.items()}
+                unavailable.update(missing)
+                section.unavailable.update(missing)
+                for key, path in outcome.pictures.items():
+                    pictures[f"{eval_set.name}.{key}"] = path
+                    section.figures.append((key.replace("_", " "), path))
+                section.tables += outcome.tables
+                section.notes += outcome.notes
+                set_details.update(outcome.details)
+            sections.append(section)
+            details[eval_set.name] = set_details
+    finally:
+        net.train(was_training)
+    report_md, report_html = write_reports(title, sections, out)
+    details_path = out / DETAILS_FILE
+    payload = {"metrics": result_metrics, "unavailable": unavailable, "eval_sets": details}
+    details_path.write_text(json.dumps(_json_safe(payload), indent=2), encoding="utf-8")
+    return EvalResult(metrics=result_metrics, unavailable=unavailable, pictures=pictures,
+                      report_md=report_md, report_html=report_html, details=details_path)

@@ -1,0 +1,147 @@
+"""Evaluate → register → gate end to end on the real MLflow registry: a degraded candidate is not promoted.
+
+Two tiny models are trained in Ray Train's local mode on the default optical scenes: a good one
+(lr 1e-3) and a deliberately degraded one (lr 1e-7, so it stays near its random start). The good
+one becomes champion on the absolute minimum alone; the degraded one, scored against it on the
+same pinned data in the same gate run, is rejected and the champion alias stays put. Registering
+the good model again creates no new version, and gating it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from rsvl.cli import app
+from rsvl.config import RunConfig
+from rsvl.data.generate import write_optical_scenes
+from rsvl.registry import CANDIDATE, CHAMPION, registry_client
+from rsvl.steps.eval_data import prepare_eval_data
+from rsvl.steps.evaluation import run_evaluation
+from rsvl.steps.promotion import ALREADY, DECISION_TAG, PROMOTED, REJECTED, run_gate
+from rsvl.steps.registration import lineage_of, run_register
+from rsvl.train import fit
+
+MODEL_NAME = "sar_rs_clip_test"
+
+
+def settings(workdir, **train) -> dict:
+    return {
+        "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+        "data": {"root": str(workdir)},
+        "train": {"batch_size": 16, "max_steps": 12, "lr": 1e-3, "warmup_steps": 2, "log_every": 6,
+                  "checkpoint_every": 12, "cpus_per_worker": 2, "num_workers": 0,
+                  "storage_path": str(workdir / "ray"), **train},
+        "evaluate": {"sets": [{"name": "optical_test", "dataset": "optical", "split": "test", "tasks": ["retrieval"]}],
+                     "cache_dir": str(workdir / "cache")},
+        "gate": {"minimums": {"optical_test.mR": 20.0}, "min_improvement": {"optical_test.mR": 0.5},
+                 "max_regression": {"optical_test.i2t_r1": 5.0}},
+        "registry": {"model_name": MODEL_NAME},
+        "mlflow": {"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}", "experiment": "test-promotion"},
+    }
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("promotion")
+    write_optical_scenes(root / "optical", seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(workdir):
+    """(config, fit result) of the good and of the degraded model."""
+    good_cfg = RunConfig.model_validate(settings(workdir))
+    bad_cfg = RunConfig.model_validate(settings(workdir, lr=1e-7))
+    return {
+        "good": (good_cfg, fit(good_cfg, workdir / "optical", workdir / "good")),
+        "degraded": (bad_cfg, fit(bad_cfg, workdir / "optical", workdir / "degraded")),
+    }
+
+
+def register(workdir, cfg, result, pipeline_run: str):
+    lineage = lineage_of(cfg, workdir / "optical", prepare_eval_data(cfg), pipeline_run)
+    return run_register(cfg, result.model_dir, lineage, mlflow_run_id=result.mlflow_run_id)
+
+
+@pytest.fixture(scope="module")
+def gated(workdir, trained):
+    """Register and gate the good model, then the degraded one; keep what each step returned."""
+    good_cfg, good = trained["good"]
+    bad_cfg, bad = trained["degraded"]
+    first = register(workdir, good_cfg, good, "pipeline-1")
+    first_gate = run_gate(good_cfg, first.version, workdir / "gate-1")
+    second = register(workdir, bad_cfg, bad, "pipeline-2")
+    second_gate = run_gate(bad_cfg, second.version, workdir / "gate-2")
+    return first, first_gate, second, second_gate
+
+
+def test_evaluation_is_logged_into_the_training_run(workdir, trained):
+    cfg, good = trained["good"]
+    evaluation = run_evaluation(cfg, good.model_dir, workdir / "eval-good", mlflow_run_id=good.mlflow_run_id)
+    run = MlflowClient(cfg.mlflow.tracking_uri).get_run(good.mlflow_run_id)
+    assert run.data.metrics["optical_test.mR"] == pytest.approx(evaluation.metrics["optical_test.mR"])
+    assert evaluation.metrics["optical_test.mR"] == pytest.approx(good.metrics["test_mR"], abs=1e-6)
+    assert run.data.tags["eval_data_version"] == evaluation.data.versions["optical_test"]
+    logged = {a.path for a in MlflowClient(cfg.mlflow.tracking_uri).list_artifacts(good.mlflow_run_id, "evaluation")}
+    assert {"evaluation/report.md", "evaluation/report.html", "evaluation/evaluation.json"} <= logged
+
+
+def test_first_model_becomes_champion_on_the_minimums(gated, trained):
+    first, first_gate, _, _ = gated
+    assert first.created and first.version == 1
+    assert first_gate.verdict == PROMOTED and first_gate.champion == 1
+    assert first_gate.decision.champion is None
+    assert first_gate.decision.candidate["optical_test.mR"] > 20.0
+
+
+def test_degraded_candidate_is_not_promoted_and_the_champion_alias_stays(gated, trained, workdir):
+    cfg = trained["good"][0]
+    _, _, second, second_gate = gated
+    assert second.created and second.version == 2
+    decision = second_gate.decision
+    assert second_gate.verdict == REJECTED and second_gate.champion == 1 and decision.champion_version == "1"
+    assert decision.deltas["optical_test.mR"] < -10
+    assert any(r.startswith("FAIL optical_test.mR") for r in decision.reasons)
+
+    client = registry_client(cfg.mlflow.tracking_uri)
+    model = client.get_registered_model(MODEL_NAME)
+    assert {k: int(v) for k, v in model.aliases.items()} == {CHAMPION: 1, CANDIDATE: 2}
+    tags = client.get_model_version(MODEL_NAME, "2").tags
+    assert tags[DECISION_TAG] == REJECTED and tags["gate.champion_version"] == "1"
+    assert float(tags["gate.delta.optical_test.mR"]) == pytest.approx(decision.deltas["optical_test.mR"], rel=1e-5)
+    assert tags["pipeline_run_id"] == "pipeline-2" and tags["paper"] == "sar_text"
+    assert client.get_model_version(MODEL_NAME, "1").tags[DECISION_TAG] == PROMOTED
+
+    report = second_gate.report.read_text(encoding="utf-8")
+    assert report.startswith(f"# Gate: `{MODEL_NAME}` version 2 NOT promoted")
+    gate_run = client.get_run(second_gate.mlflow_run_id)
+    assert gate_run.data.metrics["champion.optical_test.mR"] == pytest.approx(decision.champion["optical_test.mR"])
+    assert gate_run.data.metrics["candidate.optical_test.mR"] == pytest.approx(decision.candidate["optical_test.mR"])
+    assert gate_run.data.metrics["champion.optical_test.mR"] == pytest.approx(
+        trained["good"][1].metrics["test_mR"], abs=1e-6)
+
+
+def test_registering_the_same_model_again_reuses_its_version_and_the_gate_leaves_it(gated, trained, workdir):
+    cfg, good = trained["good"]
+    again = register(workdir, cfg, good, "pipeline-3")
+    assert not again.created and again.version == 1
+    client = registry_client(cfg.mlflow.tracking_uri)
+    assert sorted(int(v.version) for v in client.search_model_versions(f"name = '{MODEL_NAME}'")) == [1, 2]
+    outcome = run_gate(cfg, again.version, workdir / "gate-3")
+    assert outcome.verdict == ALREADY and outcome.champion == 1
+
+
+def test_cli_gate_reports_the_decision(gated, trained, workdir):
+    cfg = trained["degraded"][0]
+    config_file = workdir / "config.yaml"
+    payload = cfg.model_dump(mode="json")
+    payload.pop("profile")
+    config_file.write_text(yaml.safe_dump({"paper": payload.pop("paper"), "defaults": payload, "profiles": {"local": {}}}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["gate", "--config", str(config_file), "--version", "2",
+                                      "--out", str(workdir / "gate-cli")])
+    assert result.exit_code == 0, result.output
+    assert f"{MODEL_NAME} v2: rejected; champion is v1" in result.output
+    assert "FAIL optical_test.mR" in result.output
