@@ -10,11 +10,14 @@ export TRANSFORMERS_OFFLINE := 1
 PAPER ?= sar_text
 PROFILE ?= local
 DATA ?= data/default
+TARGET ?= local
+KFP_HOST ?=
+PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml)))
 
 # pip warns once per package about this machine's extra local index folders; keep real errors.
 QUIET_PIP := { grep -v "^WARNING: Location 'file://" || true; }
 
-.PHONY: setup test test-fast data train validate lock
+.PHONY: setup test test-fast data train pipeline compile validate lock
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +50,14 @@ $(DATA)/optical/dataset.json:
 ## train: fit PAPER's model (PROFILE) on the default data with Ray Train, tracked in MLflow
 train: $(VENV)/.installed $(DATA)/optical/dataset.json
 	$(RSVL) train --config pipelines/$(PAPER)/config.yaml --profile $(PROFILE)
+
+## pipeline: PAPER's whole pipeline; TARGET=local (KFP local runner, the default) or TARGET=kfp KFP_HOST=URL (compile + submit)
+pipeline: $(VENV)/.installed
+	$(PY) -m pipelines.run --paper $(PAPER) --target $(TARGET) $(if $(KFP_HOST),--host $(KFP_HOST))
+
+## compile: write build/<paper>.yaml (cluster profile) of every paper for upload in the Kubeflow UI
+compile: $(VENV)/.installed
+	@for paper in $(PAPERS); do $(PY) -m pipelines.run --paper $$paper --target compile || exit 1; done
 
 ## validate: run the great-expectations suites over DATA
 validate: $(VENV)/.installed

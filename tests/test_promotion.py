@@ -134,13 +134,32 @@ def test_registering_the_same_model_again_reuses_its_version_and_the_gate_leaves
     assert outcome.verdict == ALREADY and outcome.champion == 1
 
 
-def test_cli_gate_reports_the_decision(gated, trained, workdir):
-    cfg = trained["degraded"][0]
-    config_file = workdir / "config.yaml"
+def config_file(cfg: RunConfig, path) -> str:
+    """Write ``cfg`` as a pipelines/<paper>/config.yaml-style file (all in ``defaults``)."""
     payload = cfg.model_dump(mode="json")
     payload.pop("profile")
-    config_file.write_text(yaml.safe_dump({"paper": payload.pop("paper"), "defaults": payload, "profiles": {"local": {}}}), encoding="utf-8")
-    result = CliRunner().invoke(app, ["gate", "--config", str(config_file), "--version", "2",
+    document = {"paper": payload.pop("paper"), "defaults": payload, "profiles": {"local": {}}}
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return str(path)
+
+
+def test_cli_evaluate_and_register(gated, trained, workdir):
+    cfg, good = trained["good"]
+    config = config_file(cfg, workdir / "good.yaml")
+    evaluated = CliRunner().invoke(app, ["evaluate", "--config", config, "--model", str(good.model_dir),
+                                         "--out", str(workdir / "eval-cli")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert f"optical_test.mR: {good.metrics['test_mR']:.4f}" in evaluated.output
+    assert (workdir / "eval-cli" / "report.html").is_file()
+    registered = CliRunner().invoke(app, ["register", "--config", config, "--model", str(good.model_dir),
+                                          "--train-data", str(workdir / "optical"), "--run-id", good.mlflow_run_id])
+    assert registered.exit_code == 0, registered.output
+    assert f"models:/{MODEL_NAME}/1 (unchanged, reused); aliases: candidate, champion" in registered.output
+
+
+def test_cli_gate_reports_the_decision(gated, trained, workdir):
+    config = config_file(trained["degraded"][0], workdir / "degraded.yaml")
+    result = CliRunner().invoke(app, ["gate", "--config", config, "--version", "2",
                                       "--out", str(workdir / "gate-cli")])
     assert result.exit_code == 0, result.output
     assert f"{MODEL_NAME} v2: rejected; champion is v1" in result.output

@@ -122,6 +122,8 @@ class TrainConfig(StrictModel):
     the media column the image tower reads. ``eval_split`` is scored for retrieval before (when
     ``eval_baseline``) and after training; ``None`` skips it. ``num_workers: 0`` runs Ray Train's
     local mode: one worker inside the launching process, no Ray instance (see ``rsvl.train.fit``).
+    ``backend`` says where the pipeline's train step fits: ``local`` in its own process (a laptop,
+    or the step's pod), ``kuberay`` as a KubeRay RayJob on the cluster's GPU nodes.
     """
 
     epochs: int = Field(1, gt=0)
@@ -130,6 +132,7 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(0.1, ge=0.0)
     warmup_steps: int = Field(0, ge=0)
     num_workers: int = Field(1, ge=0)
+    backend: Literal["local", "kuberay"] = "local"
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
     seed: int = 0
@@ -325,3 +328,23 @@ def load_config(
         return RunConfig.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, f"{path} (profile {profile})")) from err
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """Apply ``dotted.key=value`` overrides to a resolved config (a pipeline run's UI parameters).
+
+    Args:
+        cfg: The resolved config.
+        overrides: Overrides as for :func:`load_config`.
+
+    Returns:
+        A new validated config.
+
+    Raises:
+        ConfigError: An override is malformed or breaks a rule (the message names the field).
+    """
+    merged = deep_merge(cfg.model_dump(mode="json"), parse_overrides(overrides))
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, f"{cfg.paper} config (profile {cfg.profile}) with {list(overrides)}")) from err

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsvl.config import RunConfig
-from rsvl.errors import ConfigError
+from rsvl.errors import ConfigError, ModelError
 from rsvl.gate import GateDecision, decide, gate_markdown
 from rsvl.mlflow_store import experiment_id, resolve_tracking_uri
 from rsvl.registry import download_model_dir, get_champion, registry_client, set_champion
@@ -25,7 +25,7 @@ from rsvl.steps.evaluation import log_evaluation, run_evaluation
 REPORT_FILE = "gate.md"
 DECISION_TAG, REASONS_TAG, AGAINST_TAG, RUN_TAG = "gate.decision", "gate.reasons", "gate.champion_version", "gate.run_id"
 DELTA_TAG = "gate.delta.{metric}"
-PROMOTED, REJECTED, ALREADY = "promoted", "rejected", "already_champion"
+PASSED, PROMOTED, REJECTED, ALREADY = "passed", "promoted", "rejected", "already_champion"
 TAG_LIMIT = 5000
 
 
@@ -35,7 +35,8 @@ class GateOutcome:
 
     Attributes:
         decision: The decision with reasons, metrics and deltas.
-        verdict: ``promoted``, ``rejected`` or ``already_champion``.
+        verdict: ``promoted``, ``passed`` (not promoted yet: ``promote=False``), ``rejected`` or
+            ``already_champion``.
         champion: The version ``champion`` points at afterwards (``None``: still no champion).
         report: The Markdown report.
         mlflow_run_id: The gate's MLflow run (both models' metrics, reports, decision).
@@ -61,7 +62,33 @@ def _record(client, name: str, version: int, decision: GateDecision, verdict: st
         client.set_model_version_tag(name, str(version), key, value)
 
 
-def run_gate(cfg: RunConfig, version: int, out_dir: str | Path, *, data_root: str | Path | None = None) -> GateOutcome:
+def promote_candidate(cfg: RunConfig, version: int) -> int:
+    """Move ``champion`` to a version the gate passed (the pipeline's ``dsl.If`` branch).
+
+    Args:
+        cfg: The run config (registered name, tracking store).
+        version: The candidate's version.
+
+    Returns:
+        The version ``champion`` points at now.
+
+    Raises:
+        ModelError: The version was not passed by the gate (its ``gate.decision`` tag is not
+            ``passed``); promotion never happens without a recorded decision.
+    """
+    name = cfg.registry.model_name
+    client = registry_client(resolve_tracking_uri(cfg.mlflow.tracking_uri))
+    decision = client.get_model_version(name, str(version)).tags.get(DECISION_TAG)
+    if decision not in (PASSED, PROMOTED):
+        raise ModelError(f"{name} v{version}: gate decision is {decision!r}, not {PASSED!r}; refusing to promote it")
+    set_champion(client, name, version)
+    client.set_model_version_tag(name, str(version), DECISION_TAG, PROMOTED)
+    return version
+
+
+def run_gate(
+    cfg: RunConfig, version: int, out_dir: str | Path, *, data_root: str | Path | None = None, promote: bool = True
+) -> GateOutcome:
     """Decide whether registry version ``version`` of ``cfg.registry.model_name`` becomes champion.
 
     Args:
@@ -69,6 +96,9 @@ def run_gate(cfg: RunConfig, version: int, out_dir: str | Path, *, data_root: st
         version: The candidate's version.
         out_dir: Receives ``gate.md`` and the evaluation reports of both models.
         data_root: Where relative eval datasets live (default ``cfg.data.root``).
+        promote: Move ``champion`` to a passing candidate now; ``False`` only records the
+            ``passed`` decision for :func:`promote_candidate` (the pipeline promotes in a
+            ``dsl.If`` branch).
 
     Returns:
         The :class:`GateOutcome`.
@@ -109,13 +139,15 @@ def run_gate(cfg: RunConfig, version: int, out_dir: str | Path, *, data_root: st
                     champion_metrics = scored.metrics
                 decision = decide(cfg.gate, candidate.metrics, champion_metrics,
                                   str(champion) if champion is not None else None)
-                verdict = PROMOTED if decision.promote else REJECTED
+                verdict = PASSED if decision.promote else REJECTED
         report = out / REPORT_FILE
         report.write_text(gate_markdown(decision, name, str(version)), encoding="utf-8")
         client.log_artifact(run_id, str(report))
-        _record(client, name, version, decision, verdict, run_id, cfg)
-        if decision.promote:
-            set_champion(client, name, version)
+        if verdict != ALREADY:
+            _record(client, name, version, decision, verdict, run_id, cfg)
+        if decision.promote and promote:
+            verdict = PROMOTED
+            promote_candidate(cfg, version)
         client.set_tag(run_id, DECISION_TAG, verdict)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")

@@ -1,0 +1,31 @@
+"""``register``: the trained model as an MLflow pyfunc version (alias ``candidate``) with its lineage."""
+
+from kfp import dsl
+
+from components import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def register(config_json: str, model: dsl.Input[dsl.Model], dataset: dsl.Input[dsl.Dataset], mlflow_run_id: str,
+             pipeline_run_id: str) -> int:
+    """Register the model; an identical model (weights, config, data) reuses its version.
+
+    Args:
+        config_json: The resolved run config (JSON).
+        model: The train step's model folder.
+        dataset: The training dataset (its version goes into the lineage).
+        mlflow_run_id: The training run the model is attached to.
+        pipeline_run_id: This pipeline run (lineage).
+
+    Returns:
+        The registered version.
+    """
+    import os
+
+    from rsvl.config import RunConfig
+    from rsvl.steps.eval_data import prepare_eval_data
+    from rsvl.steps.registration import lineage_of, run_register
+
+    cfg = RunConfig.model_validate_json(config_json)
+    lineage = lineage_of(cfg, dataset.path, prepare_eval_data(cfg), pipeline_run_id)
+    return run_register(cfg, os.path.join(model.path, "model"), lineage, mlflow_run_id=mlflow_run_id).version

@@ -1,0 +1,1 @@
+"""One KFP pipeline per paper, built from the shared components by :mod:`pipelines.dag`."""

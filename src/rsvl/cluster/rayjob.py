@@ -1,0 +1,436 @@
+"""Build the KubeRay ``ray.io/v1`` RayJob that runs one ``rsvl train`` on a Ray cluster of its own.
+
+The RayJob brings up a head pod (which runs the ``rsvl train`` driver, no training task) and one
+worker group sized from the ``train`` section: ``train.num_workers`` pods, each with
+``train.cpus_per_worker`` CPUs (plus a few for Ray itself) and one GPU when ``train.use_gpu``.
+Every pod mounts the shared ReadWriteMany volume, so Ray Train's checkpoints and the outputs
+outlive the cluster, which KubeRay deletes when the job ends; raw data is mounted read-only.
+The manifest is checked before it is sent: pinned image, durable paths, names the operator
+accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import shlex
+from collections.abc import Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from rsvl.cluster.config import KubeRayConfig
+from rsvl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rsvl.config import RunConfig
+
+API_VERSION = "ray.io/v1"
+KIND = "RayJob"
+# KubeRay appends 6 characters to a RayJob's name for its RayCluster, whose name may have 53 (its
+# longest Service, "<cluster>-serve-svc", must fit 63): RayJob names over 47 are refused.
+MAX_NAME_LENGTH = 47
+# Inside the cluster the same command must train right there, not submit another RayJob.
+IN_CLUSTER_OVERRIDES = ("train.backend=local",)
+ANNOTATION_PREFIX = "rsvl/"
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_DIGEST_IMAGE = re.compile(r"@sha256:[0-9a-f]{64}$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SHARED_VOLUME = "rsvl-shared"
+_DATA_VOLUME = "rsvl-data"
+_SHM_VOLUME = "dshm"
+
+
+def rayjob_name(run_name: str) -> str:
+    """Return the RayJob name for a run: a DNS-1035 label of at most 47 characters.
+
+    Kubernetes names allow only lower-case letters, digits and ``-``; KubeRay also wants a leading
+    letter and at most 47 characters. A name that must be shortened keeps its end (where
+    :func:`rsvl.train.new_run_name` puts the time stamp and random suffix) and gains a short hash
+    of the full run name before it, so two long run names sharing a prefix stay apart.
+
+    Args:
+        run_name: The training run's name (``train.storage_path/<run_name>`` holds its checkpoints).
+
+    Returns:
+        A name KubeRay accepts, stable for a given run name.
+    """
+    if not run_name.strip():
+        raise ConfigError("the run name is empty; a RayJob needs a name")
+    cleaned = re.sub(r"[^a-z0-9]+", "-", run_name.lower()).strip("-")
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = f"rsvl-{cleaned}".strip("-")
+    if len(cleaned) <= MAX_NAME_LENGTH:
+        return cleaned
+    digest = hashlib.sha256(run_name.encode()).hexdigest()[:5]
+    tail = cleaned[-22:].strip("-")
+    head = cleaned[: MAX_NAME_LENGTH - len(tail) - len(digest) - 2].strip("-")
+    return f"{head}-{digest}-{tail}"
+
+
+def require_pinned_image(image: str) -> str:
+    """Refuse an image that could change under a run: no tag, ``:latest``, or a malformed digest.
+
+    A training run must be reproducible from its record, so the image is named by an immutable
+    digest (``repo@sha256:...``) or at least an explicit version tag.
+
+    Args:
+        image: A container image reference.
+
+    Returns:
+        The reference, unchanged.
+
+    Raises:
+        ConfigError: The reference is empty, untagged, tagged ``latest`` or has a bad digest.
+    """
+    if not image or image != image.strip() or any(c.isspace() for c in image):
+        raise ConfigError(f"container image {image!r} is empty or contains whitespace")
+    if "@" in image:
+        if not _DIGEST_IMAGE.search(image):
+            raise ConfigError(f"container image {image!r}: a digest must be '@sha256:' and 64 hex digits")
+        return image
+    last_segment = image.rsplit("/", 1)[-1]
+    repo, sep, tag = last_segment.partition(":")
+    if not sep or not repo:
+        raise ConfigError(
+            f"container image {image!r} has no tag: pin it with a version tag or '@sha256:<digest>' "
+            "so the run can be reproduced"
+        )
+    if tag == "latest":
+        raise ConfigError(f"container image {image!r} uses ':latest', which moves; pin a version tag or a digest")
+    if not _TAG.match(tag):
+        raise ConfigError(f"container image {image!r}: tag {tag!r} is not a valid image tag")
+    return image
+
+
+def resolve_image(kuberay: KubeRayConfig) -> str:
+    """Return the image to run: ``kuberay.image`` when set, else the project's CUDA image at this checkout.
+
+    The CUDA image also runs CPU-only workers, so one image serves both.
+
+    Args:
+        kuberay: The KubeRay settings.
+
+    Returns:
+        A pinned image reference.
+
+    Raises:
+        ConfigError: The image is not pinned.
+    """
+    if kuberay.image is not None:
+        return require_pinned_image(kuberay.image)
+    from rsvl.images import image_ref
+
+    return require_pinned_image(image_ref("cuda"))
+
+
+def under_mount(path: str, mounts: str | Sequence[str], what: str) -> str:
+    """Check that ``path`` is an absolute path inside one of the mounted volumes; return it normalised.
+
+    Args:
+        path: The path the pods will use.
+        mounts: Where the volume(s) that may hold it are mounted in every pod.
+        what: What the path holds, for the error message.
+
+    Raises:
+        ConfigError: The path is relative, a URI, or outside every mount.
+    """
+    mounts = [mounts] if isinstance(mounts, str) else list(mounts)
+    normal = posixpath.normpath(path) if path.startswith("/") else ""
+    if not normal or not any(normal == m or normal.startswith(m + "/") for m in mounts):
+        where = " or ".join(repr(m) for m in mounts)
+        raise ConfigError(
+            f"{what} {path!r} is not on the shared volume ({where}): every Ray pod must reach it and it must "
+            "outlive the cluster; use an absolute path under it"
+        )
+    return normal
+
+
+def _require_durable_tracking(tracking_uri: str, mount: str) -> None:
+    """A tracking store inside a pod would vanish with the cluster: servers pass, files must be shared."""
+    if tracking_uri.startswith("sqlite:///"):
+        path = tracking_uri[len("sqlite:///") :]
+    elif tracking_uri.startswith("file:"):
+        path = urlparse(tracking_uri).path
+    elif "://" in tracking_uri:
+        return
+    else:
+        path = tracking_uri
+    under_mount(path, mount, f"the MLflow store of mlflow.tracking_uri {tracking_uri!r}")
+
+
+def _label_value(value: str, fallback: str) -> str:
+    return value if len(value) <= 63 and _LABEL_VALUE.match(value) else fallback
+
+
+def entrypoint(
+    cfg: RunConfig, *, run_name: str, config_path: str, dataset: str, out_dir: str, overrides: Sequence[str] = ()
+) -> str:
+    """The shell command the RayJob runs on the head pod: the same ``rsvl train`` as on a laptop.
+
+    Every value is shell-quoted, so paths and overrides with spaces or quotes survive intact.
+
+    Args:
+        cfg: The resolved run config (its ``profile`` is passed on).
+        run_name: The run's name (resumes from its checkpoints when they exist).
+        config_path: The config file's path inside the image.
+        dataset: The dataset directory on the shared volume.
+        out_dir: The output folder on the shared volume.
+        overrides: The ``--set`` overrides ``cfg`` was loaded with.
+
+    Returns:
+        One command line.
+    """
+    argv = ["rsvl", "train", "--config", config_path, "--profile", cfg.profile, "--run-name", run_name]
+    argv += ["--data", dataset, "--out", out_dir]
+    for override in (*overrides, *IN_CLUSTER_OVERRIDES):
+        argv += ["--set", override]
+    return shlex.join(argv)
+
+
+def _env(cfg: RunConfig, kuberay: KubeRayConfig) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
+        {"name": "MLFLOW_TRACKING_URI", "value": cfg.mlflow.tracking_uri},
+    ]
+    if kuberay.hf_home:
+        env.append({"name": "HF_HOME", "value": kuberay.hf_home})
+    s3 = kuberay.mlflow_s3
+    if s3 is not None:
+        if s3.endpoint_url:
+            env.append({"name": "MLFLOW_S3_ENDPOINT_URL", "value": s3.endpoint_url})
+        keys = (("AWS_ACCESS_KEY_ID", s3.access_key_id_key), ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key_key))
+        for name, key in keys:
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": s3.secret_name, "key": key}}})
+    clashes = sorted({item["name"] for item in env} & set(kuberay.env))
+    if clashes:
+        raise ConfigError(f"train.kuberay.env may not redefine {clashes}: the builder sets them")
+    env += [{"name": name, "value": value} for name, value in sorted(kuberay.env.items())]
+    return env
+
+
+def _pod_security(kuberay: KubeRayConfig) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": kuberay.run_as_user,
+        "runAsGroup": kuberay.run_as_group,
+        "fsGroup": kuberay.fs_group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _ray_pod(
+    kuberay: KubeRayConfig,
+    *,
+    image: str,
+    component: str,
+    resources: dict[str, dict[str, str]],
+    shm_size: str,
+    env: list[dict[str, Any]],
+    labels: dict[str, str],
+    ports: list[dict[str, Any]] | None = None,
+    gpu_placement: bool = False,
+) -> dict[str, Any]:
+    """A head or worker pod template: shared volume, optional read-only data volume, RAM-backed /dev/shm."""
+    mounts: list[dict[str, Any]] = [{"name": _SHARED_VOLUME, "mountPath": kuberay.shared_mount_path}]
+    volumes: list[dict[str, Any]] = [
+        {"name": _SHARED_VOLUME, "persistentVolumeClaim": {"claimName": kuberay.shared_volume_claim}}
+    ]
+    if kuberay.data_volume_claim:
+        mounts.append({"name": _DATA_VOLUME, "mountPath": kuberay.data_mount_path, "readOnly": True})
+        volumes.append(
+            {"name": _DATA_VOLUME, "persistentVolumeClaim": {"claimName": kuberay.data_volume_claim, "readOnly": True}}
+        )
+    mounts.append({"name": _SHM_VOLUME, "mountPath": "/dev/shm"})
+    volumes.append({"name": _SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}})
+    container: dict[str, Any] = {
+        "name": component,
+        "image": image,
+        "imagePullPolicy": kuberay.image_pull_policy,
+        "env": env,
+        "resources": resources,
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    if ports:
+        container["ports"] = ports
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security(kuberay),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if kuberay.ray_service_account:
+        spec["serviceAccountName"] = kuberay.ray_service_account
+    if gpu_placement and kuberay.gpu_node_selector:
+        spec["nodeSelector"] = dict(kuberay.gpu_node_selector)
+    if gpu_placement and kuberay.gpu_tolerations:
+        spec["tolerations"] = _tolerations(kuberay)
+    return {"metadata": {"labels": {**labels, "app.kubernetes.io/component": component}}, "spec": spec}
+
+
+def _submitter_pod(kuberay: KubeRayConfig, *, image: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The small pod KubeRay runs ``ray job submit`` in (K8sJobMode); it needs no volume or secret."""
+    container = {
+        "name": "ray-job-submitter",
+        "image": image,
+        "imagePullPolicy": kuberay.image_pull_policy,
+        "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": _container_security(),
+    }
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security(kuberay),
+        "containers": [container],
+    }
+    if kuberay.ray_service_account:
+        spec["serviceAccountName"] = kuberay.ray_service_account
+    return {"metadata": {"labels": {**labels, "app.kubernetes.io/component": "ray-job-submitter"}}, "spec": spec}
+
+
+def _tolerations(kuberay: KubeRayConfig) -> list[dict[str, Any]]:
+    result = []
+    for item in kuberay.gpu_tolerations:
+        fields = {"key": item.key, "operator": item.operator, "value": item.value, "effect": item.effect}
+        fields["tolerationSeconds"] = item.toleration_seconds
+        result.append({key: value for key, value in fields.items() if value is not None})
+    return result
+
+
+def build_rayjob(
+    cfg: RunConfig,
+    kuberay: KubeRayConfig,
+    *,
+    run_name: str,
+    config_path: str,
+    dataset: str,
+    out_dir: str,
+    image: str,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Build the RayJob manifest that trains ``cfg`` on a KubeRay cluster of its own.
+
+    Checks first what would otherwise fail hours into a run or lose its results: the image is
+    pinned, ``train.storage_path``, the dataset and the output folder are on the shared volume,
+    MLflow is reachable from the pods, and there is at least one Ray Train worker.
+
+    Args:
+        cfg: The resolved run config (``train`` sizes the cluster).
+        kuberay: Namespace, image, volume, credentials and time limits.
+        run_name: The run's name: the RayJob's name derives from it, and checkpoints go to
+            ``train.storage_path/<run_name>``.
+        config_path: The config file's path inside the image.
+        dataset: The dataset directory, on the shared volume.
+        out_dir: The output folder, on the shared volume.
+        image: The container image (see :func:`resolve_image`); must be pinned.
+        overrides: The ``--set`` overrides ``cfg`` was loaded with, repeated in the entrypoint so
+            the driver resolves the same config.
+
+    Returns:
+        The manifest as a JSON-ready dict; annotations ``rsvl/run-name``, ``rsvl/checkpoint-dir``
+        and ``rsvl/out-dir`` tell :func:`rsvl.cluster.submit.submit_rayjob` where results land.
+
+    Raises:
+        ConfigError: A check above fails; the message names the value and the rule.
+    """
+    train = cfg.train
+    mount = kuberay.shared_mount_path
+    require_pinned_image(image)
+    if train.num_workers < 1:
+        raise ConfigError(
+            f"train.num_workers is {train.num_workers}: the kuberay backend needs at least one Ray Train worker "
+            "(0 is local mode, for the local backend)"
+        )
+    storage = under_mount(train.storage_path, mount, "train.storage_path (Ray Train checkpoints)")
+    readable = [mount] + ([kuberay.data_mount_path] if kuberay.data_volume_claim else [])
+    dataset = under_mount(dataset, readable, "the dataset")
+    out_dir = under_mount(out_dir, mount, "the output folder")
+    _require_durable_tracking(cfg.mlflow.tracking_uri, mount)
+
+    name = rayjob_name(run_name)
+    labels = {
+        "app.kubernetes.io/name": "rsvl-train",
+        "app.kubernetes.io/part-of": "rsvl",
+        "app.kubernetes.io/managed-by": "rsvl",
+        "rsvl/paper": _label_value(cfg.paper, name),
+        "rsvl/run-name": _label_value(run_name, name),
+    }
+    annotations = {
+        f"{ANNOTATION_PREFIX}run-name": run_name,
+        f"{ANNOTATION_PREFIX}checkpoint-dir": posixpath.join(storage, run_name),
+        f"{ANNOTATION_PREFIX}out-dir": out_dir,
+        f"{ANNOTATION_PREFIX}config-digest": cfg.digest(),
+    }
+    env = _env(cfg, kuberay)
+    head_resources = {"cpu": kuberay.head.cpu, "memory": kuberay.head.memory}
+    worker_resources = {"cpu": str(train.cpus_per_worker + kuberay.worker.extra_cpus), "memory": kuberay.worker.memory}
+    if train.use_gpu:
+        worker_resources["nvidia.com/gpu"] = "1"
+    head = _ray_pod(
+        kuberay,
+        image=image,
+        component="ray-head",
+        resources={"requests": head_resources, "limits": dict(head_resources)},
+        shm_size=kuberay.head.shm_size,
+        env=env,
+        labels=labels,
+        ports=[
+            {"name": "gcs-server", "containerPort": 6379},
+            {"name": "dashboard", "containerPort": 8265},
+            {"name": "client", "containerPort": 10001},
+        ],
+    )
+    worker = _ray_pod(
+        kuberay,
+        image=image,
+        component="ray-worker",
+        resources={"requests": worker_resources, "limits": dict(worker_resources)},
+        shm_size=kuberay.worker.shm_size,
+        env=env,
+        labels=labels,
+        gpu_placement=train.use_gpu,
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": name,
+            "namespace": kuberay.namespace,
+            "labels": {**labels, "app.kubernetes.io/component": "training"},
+            "annotations": annotations,
+        },
+        "spec": {
+            "entrypoint": entrypoint(
+                cfg, run_name=run_name, config_path=config_path, dataset=dataset, out_dir=out_dir, overrides=overrides
+            ),
+            "submissionMode": "K8sJobMode",
+            "shutdownAfterJobFinishes": kuberay.shutdown_after_job_finishes,
+            "ttlSecondsAfterFinished": kuberay.ttl_seconds_after_finished,
+            "activeDeadlineSeconds": kuberay.active_deadline_seconds,
+            "backoffLimit": kuberay.backoff_limit,
+            "rayClusterSpec": {
+                "rayVersion": metadata.version("ray"),
+                "enableInTreeAutoscaling": False,
+                "headGroupSpec": {"rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"}, "template": head},
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "gpu" if train.use_gpu else "cpu",
+                        "replicas": train.num_workers,
+                        "minReplicas": train.num_workers,
+                        "maxReplicas": train.num_workers,
+                        "rayStartParams": {},
+                        "template": worker,
+                    }
+                ],
+            },
+            "submitterPodTemplate": _submitter_pod(kuberay, image=image, labels=labels),
+        },
+    }

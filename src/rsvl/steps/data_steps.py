@@ -1,0 +1,132 @@
+"""The data steps of a pipeline: ``ingest`` (the run's dataset, versioned), ``caption`` and ``filter``.
+
+Each writes a complete canonical dataset into its output folder (a KFP ``Dataset`` artifact), so a
+step never edits its input and every artifact can be inspected on its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsvl.config import RunConfig
+from rsvl.data.dataset import ManifestDataset
+from rsvl.data.store import META_FILE
+from rsvl.errors import DataError
+from rsvl.steps.eval_data import dataset_version
+
+
+@dataclass(frozen=True)
+class DataOutcome:
+    """A data step's result.
+
+    Attributes:
+        dataset_dir: The dataset the step wrote.
+        version: Data version of the step's source (DVC md5 or content fingerprint).
+        rows: Rows in the written dataset.
+        summary: One Markdown paragraph for the run's UI.
+    """
+
+    dataset_dir: Path
+    version: str
+    rows: int
+    summary: str
+
+
+def _copy(source: Path, out_dir: Path) -> Path:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(source, out_dir)
+    return out_dir
+
+
+def _rows(dataset_dir: Path) -> int:
+    return len(ManifestDataset(dataset_dir, load_media=False))
+
+
+def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") -> DataOutcome:
+    """Produce the run's training dataset in ``out_dir``.
+
+    ``data.source: generate`` uses the embedded default data under ``data.root`` (written by
+    ``rsvl data generate`` with ``data.seed``, byte for byte the DVC-tracked version, when it is
+    missing) and copies ``train.dataset`` out of it; ``ingest`` converts ``data.format`` at
+    ``data.path`` into the canonical format.
+
+    Args:
+        cfg: The run config.
+        out_dir: The output dataset folder.
+        expected_version: When not empty, the data version the run must read (a UI parameter).
+
+    Returns:
+        The :class:`DataOutcome`.
+
+    Raises:
+        DataError: The source is missing, its workspace copy differs from DVC, or its version
+            is not ``expected_version``.
+    """
+    from rsvl.data.adapters import ingest
+    from rsvl.data.generate import generate_default
+
+    out = Path(out_dir)
+    if cfg.data.source == "generate":
+        source = Path(cfg.data.root) / cfg.train.dataset
+        if not (source / META_FILE).is_file():
+            generate_default(Path(cfg.data.root) / "default", seed=cfg.data.seed, scale=cfg.data.generate_scale)
+        if not (source / META_FILE).is_file():
+            raise DataError(f"{source}: train.dataset is not one of the generated default datasets")
+        version = dataset_version(source)
+        _copy(source, out)
+        origin = f"`{source}` (embedded default data)"
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        ingest(cfg.data.format, cfg.data.path, out, name=Path(cfg.data.path).name)
+        version = dataset_version(out)
+        origin = f"`{cfg.data.path}` (format {cfg.data.format})"
+    if expected_version and expected_version != version:
+        raise DataError(f"ingest: the data at {origin} is version {version}, the run asked for {expected_version}")
+    rows = _rows(out)
+    return DataOutcome(out, version, rows, f"Ingested {rows} rows from {origin}; data version `{version}`.")
+
+
+def run_caption(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:
+    """Caption the rows that have no captions yet; rows with captions pass through unchanged.
+
+    Args:
+        cfg: The run config.
+        dataset_dir: The ingested dataset.
+        out_dir: The captioned dataset folder.
+
+    Returns:
+        The :class:`DataOutcome`; its summary counts captioned and uncaptioned rows.
+    """
+    out = _copy(Path(dataset_dir), Path(out_dir))
+    frame = ManifestDataset(out, load_media=False).frame
+    missing = int((frame["captions"].map(len) == 0).sum())
+    rows = len(frame)
+    summary = (f"{rows - missing} of {rows} rows already carry captions; {missing} have none "
+               "(the filter step quarantines them with the reason).")
+    return DataOutcome(out, dataset_version(out), rows, summary)
+
+
+def run_filter(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:
+    """Check every row with the great-expectations suites; quarantine bad ones; fail past the limit.
+
+    Args:
+        cfg: The run config (caption rules, ``data.max_bad_fraction``).
+        dataset_dir: The captioned dataset.
+        out_dir: The filtered dataset folder (bad rows listed in its ``quarantine.parquet``).
+
+    Returns:
+        The :class:`DataOutcome`; its summary gives the bad rows by rule.
+
+    Raises:
+        ValidationFailed: More than ``data.max_bad_fraction`` of the rows are bad.
+    """
+    from rsvl.data.validate import validate_dataset
+
+    out = _copy(Path(dataset_dir), Path(out_dir))
+    report = validate_dataset(out, rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction)
+    report.raise_if_failed()
+    return DataOutcome(out, dataset_version(out), _rows(out), report.summary())
