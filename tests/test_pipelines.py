@@ -82,7 +82,7 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     second = capsys.readouterr().out
     assert "gate: promoted" in second and "champion: v1; candidate: v1" in second, second[-3000:]
-    assert [v.version for v in client.search_model_versions("name = 'sar_rs_clip'")] == ["1"]
+    assert [int(v.version) for v in client.search_model_versions("name = 'sar_rs_clip'")] == [1]
     trainings = client.search_runs([client.get_experiment_by_name("sar_text").experiment_id],
                                    filter_string="tags.`rsvl.run_name` LIKE 'sar_text-%'")
     assert len(trainings) == 1, "the second run trained again instead of reusing the cached train step"

@@ -329,7 +329,10 @@ def wait_for_ping(url: str, server: subprocess.Popen, log: Path, timeout: float)
 def test_mlflow_models_serve_answers_invocations(tmp_path, champion_store, tiny_dir, request_rows) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": champion_store, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH even when it is not activated
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": champion_store, "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@{CHAMPION}",
@@ -354,12 +357,13 @@ def test_mlflow_models_serve_answers_invocations(tmp_path, champion_store, tiny_
             urllib.request.urlopen(request, timeout=60)
         assert "remote URI" in refused.value.read().decode()
     finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait()
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, 9)
+                server.wait()
         log.close()
 
 

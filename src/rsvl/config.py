@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from rsvl.cluster.config import KubeRayConfig
 from rsvl.errors import ConfigError
 from rsvl.evaluate.config import EvalSet
 from rsvl.strict import StrictModel
@@ -152,6 +153,7 @@ class TrainConfig(StrictModel):
     eval_baseline: bool = True
     objective: ObjectiveConfig = ObjectiveConfig()
     trainable: TrainableConfig = TrainableConfig()
+    kuberay: KubeRayConfig = KubeRayConfig()
 
 
 class MlflowConfig(StrictModel):

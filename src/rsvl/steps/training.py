@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsvl.config import RunConfig
+from rsvl.errors import ConfigError
 from rsvl.train.fit import FitResult, fit
 
 
@@ -28,4 +29,9 @@ def run_train(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_
     Returns:
         The :class:`rsvl.train.FitResult`.
     """
+    if cfg.train.backend == "kuberay":
+        raise ConfigError(
+            "train.backend kuberay: the pipeline's train step does not submit RayJobs yet (the builder and "
+            "submitter are rsvl.cluster.build_rayjob / submit_rayjob); run with train.backend=local"
+        )
     return fit(cfg, dataset_dir, out_dir, run_name=run_name)
