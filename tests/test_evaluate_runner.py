@@ -7,7 +7,6 @@ import json
 import re
 from pathlib import Path
 
-import open_clip
 import pytest
 import torch
 
@@ -20,16 +19,6 @@ from rsvl.models import build_model, save_model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RETRIEVAL_KEYS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mR"]
-TINY_COCA = {
-    "embed_dim": 32,
-    "custom_text": True,
-    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16,
-                   "attentional_pool": True, "attn_pooler_heads": 2, "output_tokens": True},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
-                 "embed_cls": True, "output_tokens": True},
-    "multimodal_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
-                       "attn_pooler_heads": 2},
-}
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +128,8 @@ def test_multilabel_ndcg_on_sentinel2(data_root, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_coca_dir(tmp_path_factory) -> Path:
-    configs = tmp_path_factory.mktemp("coca_cfg")
-    (configs / "rsvl-test-tiny-coca.json").write_text(json.dumps(TINY_COCA), encoding="utf-8")
-    open_clip.add_model_config(configs)
     torch.manual_seed(0)
-    model = build_model("rsvl-test-tiny-coca")[0]
+    model = build_model("rsvl-tiny-coca")[0]
     return save_model(model, tmp_path_factory.mktemp("coca") / "model")
 
 

@@ -33,7 +33,6 @@ from pydantic import ValidationError
 from rsvl.data.media import load_raster
 from rsvl.errors import ConfigError, DataError, ModelError
 from rsvl.models import build_model, load_model, save_model
-from rsvl.models.registry import MODELS_DIR_ENV
 from rsvl.registry import CANDIDATE, CHAMPION, Lineage, get_champion, register_model, registry_client, set_champion
 from rsvl.registry.embedder import embed_frame, load_embedder
 from rsvl.registry.identity import IDENTITY_TAG, WEIGHTS_TAG
@@ -41,20 +40,6 @@ from rsvl.registry.register import LOGGED_MODEL_TAG
 
 NAME = "rsvl-georsclip"
 TEXTS = ["a river runs through a dense green forest", "many planes are parked at the airport"]
-TINY_COCA = {
-    "description": "test-only tiny CoCa (captioner)",
-    "model_cfg": {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16,
-                       "attentional_pool": True, "attn_pooler_heads": 2, "output_tokens": True},
-        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
-                     "embed_cls": True, "output_tokens": True},
-        "multimodal_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
-                           "attn_pooler_heads": 2},
-        "custom_text": True,
-    },
-    "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
-}
 
 
 def lineage(**changes: str) -> Lineage:
@@ -368,14 +353,10 @@ def test_mlflow_models_serve_answers_invocations(tmp_path, champion_store, tiny_
 
 
 @pytest.fixture
-def tiny_coca_dir(tmp_path, monkeypatch) -> Path:
-    """A tiny untrained CoCa from a test-only architecture config."""
-    configs = tmp_path / "models"
-    configs.mkdir()
-    (configs / "rsvl-test-coca.json").write_text(json.dumps(TINY_COCA))
-    monkeypatch.setenv(MODELS_DIR_ENV, str(configs))
+def tiny_coca_dir(tmp_path) -> Path:
+    """A tiny untrained CoCa (the zoo's ``rsvl-tiny-coca``)."""
     torch.manual_seed(0)
-    return save_model(build_model("rsvl-test-coca", pretrained=None)[0], tmp_path / "coca")
+    return save_model(build_model("rsvl-tiny-coca", pretrained=None)[0], tmp_path / "coca")
 
 
 def test_captioner_adds_captions(tmp_path, monkeypatch, tiny_coca_dir, request_rows) -> None:

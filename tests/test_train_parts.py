@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 
-import open_clip
 import pytest
 import torch
 import yaml
@@ -28,16 +26,6 @@ from rsvl.train.schedule import WarmupCosine, warmup_cosine
 from rsvl.train.tracking import UNTRACKED, data_version_tag, flatten, git_commit, resolve_tracking_uri
 from rsvl.train.trainable import apply_trainable, param_groups, register_adapter, set_train_mode
 
-TINY_COCA = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16,
-                   "attentional_pool": True, "attn_pooler_heads": 2, "output_tokens": True},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
-                 "embed_cls": True, "output_tokens": True},
-    "multimodal_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
-                       "attn_pooler_heads": 2},
-    "custom_text": True,
-}
 CAPTIONS = [
     "a dense forest", "a river bend", "a dense city", "a harbour", "farmland", "a beach", "an airport", "a lake",
 ]
@@ -160,14 +148,12 @@ def test_clip_objective_fixed_or_learnable_scale(tiny):
 
 
 def test_coca_objective_adds_a_captioning_loss(tmp_path, tiny):
-    (tmp_path / "test-tiny-coca.json").write_text(json.dumps(TINY_COCA))
-    open_clip.add_model_config(tmp_path)
     torch.manual_seed(0)
-    coca, _, _, _ = build_model("test-tiny-coca")
+    coca, _, _, tokenizer = build_model("rsvl-tiny-coca")
     projection = coca.text_decoder.text_projection
     assert torch.isfinite(projection).all()
-    assert projection.std().item() == pytest.approx(TINY_COCA["multimodal_cfg"]["width"] ** -0.5, rel=0.1)
-    batch = {"image": torch.randn(8, 3, 32, 32), "text": open_clip.get_tokenizer("test-tiny-coca")(CAPTIONS)}
+    assert projection.std().item() == pytest.approx(coca.text_decoder.width ** -0.5, rel=0.1)
+    batch = {"image": torch.randn(8, 3, 32, 32), "text": tokenizer(CAPTIONS)}
     objective = build_objective(ObjectiveConfig(name="coca", caption_weight=1.5))
     objective.prepare(coca)
     out = objective(coca, batch)
