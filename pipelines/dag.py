@@ -7,14 +7,17 @@ Kubeflow UI shows are the data version, epochs, learning rate, train backend and
 work starts. ``register``, ``gate`` and ``promote`` never come from the cache: they read and move
 registry state. With a ``local`` train backend and ``train.use_gpu`` the train task requests
 ``train.num_workers`` GPUs (at least one); a ``kuberay`` train task only submits a RayJob, which
-carries the GPU requests itself.
+carries the GPU requests itself. In the cluster profile every step's pod mounts the shared volume
+(``rsvl-shared``: checkpoints, the RayJob hand-over, the eval cache) and the data volume
+(``rsvl-data``); pipelines are submitted to run as the ``rsvl-pipeline-runner`` service account,
+which may create RayJobs.
 """
 
 
 from pathlib import Path
 from typing import Any, Callable
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from components.caption.component import caption
 from components.configure.component import configure
@@ -38,6 +41,14 @@ def config_path(paper: str) -> Path:
 def paper_config(paper: str, profile: str, overrides: "list[str] | tuple[str, ...]" = ()) -> RunConfig:
     """The paper's resolved config for ``profile`` (what the compiled pipeline carries)."""
     return load_config(config_path(paper), profile, overrides)
+
+
+def _cluster_volumes(tasks: list, cfg: RunConfig) -> None:
+    """Mount the shared (checkpoints, RayJob hand-over, eval cache) and data volumes into every step's pod."""
+    kuberay = cfg.train.kuberay
+    for task in tasks:
+        kubernetes.mount_pvc(task, pvc_name=kuberay.shared_volume_claim, mount_path=kuberay.shared_mount_path)
+        kubernetes.mount_pvc(task, pvc_name=kuberay.data_volume_claim, mount_path=kuberay.data_mount_path)
 
 
 def _train_resources(task: Any, cfg: RunConfig) -> None:
@@ -87,6 +98,9 @@ def build_pipeline(cfg: RunConfig) -> Callable[..., Any]:
         decided = gate(config_json=run_config, version=registered.output)
         decided.set_caching_options(False)
         with dsl.If(decided.outputs["Output"] == True, name="candidate-passed"):  # noqa: E712 - a KFP condition
-            promote(config_json=run_config, version=registered.output).set_caching_options(False)
+            promoted = promote(config_json=run_config, version=registered.output)
+            promoted.set_caching_options(False)
+        if cfg.profile == "cluster":
+            _cluster_volumes([ingested, captioned, filtered, trained, evaluated, registered, decided, promoted], cfg)
 
     return pipeline

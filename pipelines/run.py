@@ -11,13 +11,23 @@ the Kubeflow UI; ``--target kfp`` compiles and submits to ``--host``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 LOCAL_ROOT = Path("build/kfp_local")
 BUILD = Path("build")
+RSVL_ERROR = re.compile(r"rsvl\.errors\.\w+: (.*)$")
+FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class PipelineFailed(RuntimeError):
+    """A pipeline step failed; the message names the step and the cause."""
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -58,9 +68,38 @@ def compile_pipeline(paper: str, profile: str, overrides: list[str], out_dir: Pa
     return target
 
 
+class _StepErrors(io.TextIOBase):
+    """Pass the runner's output through and keep the last ``rsvl`` error each step printed (with its detail lines)."""
+
+    def __init__(self, out) -> None:
+        self.out, self.last_error, self._indent = out, "", None
+
+    def write(self, text: str) -> int:
+        for line in ANSI.sub("", text).splitlines():
+            found = RSVL_ERROR.search(line)
+            indent = len(line) - len(line.lstrip())
+            if not line.strip():
+                continue
+            if found:
+                self.last_error, self._indent = found.group(1).strip(), indent
+            elif self._indent is not None and indent > self._indent:
+                self.last_error += "; " + line.strip()
+            else:
+                self._indent = None
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def run_local(paper: str, overrides: list[str], parameters: dict[str, object], cache: bool,
               local_root: Path = LOCAL_ROOT) -> None:
-    """Run the pipeline with the KFP local runner (task outputs under ``local_root``) and print the summary."""
+    """Run the pipeline with the KFP local runner (task outputs under ``local_root``) and print the summary.
+
+    Raises:
+        PipelineFailed: A step failed; the message names the step and the library's error (which
+            names the input and the rule broken).
+    """
     from kfp import local
 
     from pipelines.dag import build_pipeline, paper_config
@@ -70,7 +109,14 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(local_root.resolve()),
                enable_caching=cache)
     started = time.perf_counter()
-    build_pipeline(cfg)(**parameters)
+    watcher = _StepErrors(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(watcher):
+            build_pipeline(cfg)(**parameters)
+    except RuntimeError as err:
+        step = FAILED_TASK.search(ANSI.sub("", str(err)))
+        cause = watcher.last_error or "see the step's log above"
+        raise PipelineFailed(f"{paper} pipeline failed at step {step.group(1) if step else '?'!r}: {cause}") from err
     print_summary(cfg, local_root, time.perf_counter() - started)
 
 
@@ -82,7 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parameters = _run_parameters(args.param)
     if args.target == "local":
-        run_local(args.paper, args.overrides, parameters, cache=not args.no_cache)
+        try:
+            run_local(args.paper, args.overrides, parameters, cache=not args.no_cache)
+        except PipelineFailed as err:
+            raise SystemExit(f"error: {err}") from None
         return
     profile = args.profile or "cluster"
     spec = compile_pipeline(args.paper, profile, args.overrides)
@@ -92,8 +141,12 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("--target kfp needs --host (or KFP_HOST), the Kubeflow Pipelines endpoint")
         import kfp
 
+        from pipelines.dag import paper_config
+
+        account = paper_config(args.paper, profile, args.overrides).train.kuberay.service_account
         run = kfp.Client(host=args.host).create_run_from_pipeline_package(
-            str(spec), arguments=parameters, run_name=f"{args.paper}-{time.strftime('%Y%m%d-%H%M%S')}")
+            str(spec), arguments=parameters, run_name=f"{args.paper}-{time.strftime('%Y%m%d-%H%M%S')}",
+            service_account=account)
         print(f"submitted to {args.host}: run {run.run_id}")
 
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipelines.dag import PIPELINES_DIR
-from pipelines.run import compile_pipeline, run_local
+from pipelines.dag import PIPELINES_DIR, paper_config
+from pipelines.run import PipelineFailed, compile_pipeline, run_local
 from rsvl.images import image_ref
 from rsvl.steps.promotion import DECISION_TAG, PROMOTED
 
@@ -25,7 +25,12 @@ NO_CACHE_TASKS = {"register", "gate", "promote"}
 
 
 def compiled(path: Path) -> dict:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The pipeline spec, with the Kubernetes platform spec (a second YAML document, if any) under ``platforms``."""
+    documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    spec = documents[0]
+    for extra in documents[1:]:
+        spec.update(extra)
+    return spec
 
 
 def test_all_five_papers_have_a_pipeline():
@@ -53,14 +58,51 @@ def test_pipeline_compiles_with_the_pinned_image_and_run_parameters(paper, profi
     assert not spec["components"][promote]["dag"]["tasks"]["promote"].get("cachingOptions", {}).get("enableCache")
 
 
-def test_cluster_train_requests_gpus_and_local_does_not(tmp_path):
-    def train_resources(profile: str) -> dict:
-        spec = compiled(compile_pipeline("sar_text", profile, [], tmp_path))
+def test_cluster_train_runs_as_a_rayjob_or_requests_gpus_itself(tmp_path):
+    def train_executor(profile: str, *overrides: str) -> dict:
+        spec = compiled(compile_pipeline("sar_text", profile, list(overrides), tmp_path))
         return spec["deploymentSpec"]["executors"]["exec-train"]["container"].get("resources", {})
 
-    cluster = train_resources("cluster")
-    assert cluster["accelerator"]["resourceType"] == "nvidia.com/gpu" and int(cluster["accelerator"]["resourceCount"]) >= 1
-    assert "accelerator" not in train_resources("local")
+    assert "accelerator" not in train_executor("cluster")  # kuberay: the RayJob holds the GPUs
+    in_pod = train_executor("cluster", "train.backend=local")
+    assert in_pod["accelerator"]["resourceType"] == "nvidia.com/gpu" and int(in_pod["accelerator"]["resourceCount"]) == 4
+    assert "accelerator" not in train_executor("local")
+
+
+def test_cluster_steps_mount_the_shared_and_data_volumes(tmp_path):
+    spec = compiled(compile_pipeline("sar_text", "cluster", [], tmp_path))
+    executors = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {"exec-ingest", "exec-train", "exec-evaluate", "exec-register", "exec-gate", "exec-promote"} <= set(executors)
+    for name, config in executors.items():
+        mounts = {(m["constant"], m["mountPath"]) for m in config["pvcMount"]}
+        assert mounts == {("rsvl-shared", "/mnt/rsvl-shared"), ("rsvl-data", "/data")}, name
+    local = compiled(compile_pipeline("sar_text", "local", [], tmp_path))
+    assert "platforms" not in local
+
+
+def test_the_rayjob_of_the_cluster_profile_validates_against_the_kuberay_schema(repo_root):
+    from rsvl.cluster.rayjob import build_rayjob
+    from rsvl.cluster.schema import load_rayjob_schema, validate_rayjob
+
+    cfg = paper_config("sar_text", "cluster")
+    manifest = build_rayjob(cfg, cfg.train.kuberay, run_name="sar_text-20261123-000000-abcdef",
+                            config_path="/mnt/rsvl-shared/pipeline-runs/x/config.yaml",
+                            dataset="/mnt/rsvl-shared/pipeline-runs/x/dataset", out_dir="/mnt/rsvl-shared/pipeline-runs/x/out",
+                            image=image_ref("cuda"))
+    validate_rayjob(manifest, load_rayjob_schema(repo_root / "k8s" / "schemas" / "ray.io_rayjobs.json"))
+    workers = manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert workers["replicas"] == 4
+    assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_a_failed_step_is_named_with_its_input_and_cause(tmp_path, repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    overrides = [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    with pytest.raises(PipelineFailed) as failed:
+        run_local("sar_text", overrides, {"lr": -1.0}, cache=False, local_root=tmp_path / "kfp")
+    assert str(failed.value) == (
+        "sar_text pipeline failed at step 'configure': sar_text config (profile local) with ['train.lr=-1.0']: "
+        "1 invalid field(s); train.lr: Input should be greater than 0 [got -1.0]")
 
 
 @pytest.mark.slow

@@ -11,10 +11,7 @@ import copy
 import json
 import re
 import shlex
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -24,6 +21,7 @@ from rsvl.cluster.schema import load_rayjob_schema, strict_schema, validate_rayj
 from rsvl.cluster.submit import RayJobError, submit_rayjob
 from rsvl.config import load_config
 from rsvl.errors import ConfigError
+from fake_kube import FakeKube
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "pipelines/sar_text/config.yaml"
@@ -304,90 +302,6 @@ def test_kuberay_config_rejects_bad_values():
 
 
 # --- submission -----------------------------------------------------------------------------------
-
-
-class FakeKube:
-    """The RayJob endpoints of a Kubernetes API server, with scripted status transitions."""
-
-    PREFIX = re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/rayjobs(?:/([^/]+))?$")
-
-    def __init__(self, schema):
-        self.schema = schema
-        self.objects: dict[tuple[str, str], dict] = {}
-        self.scripts: dict[str, list[dict]] = {}
-        self.default_script: list[dict] = [{}]
-        self.requests: list[tuple[str, str, dict]] = []
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _route(self, method):
-                url = urlparse(self.path)
-                match = FakeKube.PREFIX.match(url.path)
-                with fake.lock:
-                    fake.requests.append((method, url.path, parse_qs(url.query)))
-                    if not match:
-                        return self._reply(404, _status(404, "NotFound", f"no route {url.path}"))
-                    namespace, name = match.groups()
-                    length = int(self.headers.get("Content-Length") or 0)
-                    body = json.loads(self.rfile.read(length)) if length else None
-                    return self._reply(*fake.handle(method, namespace, name, body))
-
-            def do_POST(self):
-                self._route("POST")
-
-            def do_GET(self):
-                self._route("GET")
-
-            def do_DELETE(self):
-                self._route("DELETE")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def host(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def handle(self, method, namespace, name, body):
-        if method == "POST":
-            try:
-                validate_rayjob(body, self.schema)
-            except ConfigError as err:
-                return 422, _status(422, "Invalid", str(err))
-            key = (namespace, body["metadata"]["name"])
-            if key in self.objects:
-                return 409, _status(409, "AlreadyExists", f'rayjobs.ray.io "{key[1]}" already exists')
-            self.objects[key] = {"body": body, "script": list(self.scripts.get(key[1], self.default_script))}
-            return 201, body
-        key = (namespace, name)
-        if key not in self.objects:
-            return 404, _status(404, "NotFound", f'rayjobs.ray.io "{name}" not found')
-        if method == "DELETE":
-            del self.objects[key]
-            return 200, _status(200, "Success", "deleted")
-        stored = self.objects[key]
-        status = stored["script"].pop(0) if len(stored["script"]) > 1 else stored["script"][0]
-        return 200, {**stored["body"], "status": status}
-
-    def calls(self, method):
-        return [path for m, path, _ in self.requests if m == method]
-
-
-def _status(code, reason, message):
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason,
-            "message": message}
 
 
 @pytest.fixture

@@ -350,3 +350,24 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
         return RunConfig.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, f"{cfg.paper} config (profile {cfg.profile}) with {list(overrides)}")) from err
+
+
+def write_config_file(cfg: RunConfig, path: str | Path) -> Path:
+    """Write a resolved config as a ``pipelines/<paper>/config.yaml``-style file that loads back to ``cfg``.
+
+    Everything goes under ``defaults`` with an empty profile of ``cfg.profile``, so
+    ``load_config(path, cfg.profile)`` returns an equal config (a RayJob's ``rsvl train`` reads it).
+
+    Args:
+        cfg: The resolved config.
+        path: Destination (parent folders are created).
+
+    Returns:
+        The path.
+    """
+    payload = cfg.model_dump(mode="json")
+    document = {"paper": payload.pop("paper"), "defaults": payload, "profiles": {payload.pop("profile"): {}}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
