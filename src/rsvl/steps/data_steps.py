@@ -45,12 +45,33 @@ def _rows(dataset_dir: Path) -> int:
     return len(ManifestDataset(dataset_dir, load_media=False))
 
 
+def write_default_data(cfg: RunConfig) -> Path:
+    """Write the embedded default data under ``data.root/default`` exactly as ``make data`` does.
+
+    Generation and validation (whose reports and quarantine tables are part of the tracked data)
+    are both deterministic, so the result is byte for byte the version ``data.dvc`` records.
+
+    Args:
+        cfg: The run config (``data.seed``, ``data.generate_scale``, the caption rules).
+
+    Returns:
+        The ``default`` folder.
+    """
+    from rsvl.data.generate import generate_default
+    from rsvl.data.validate import validate_tree
+
+    root = Path(cfg.data.root) / "default"
+    generate_default(root, seed=cfg.data.seed, scale=cfg.data.generate_scale)
+    validate_tree(root, rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction)
+    return root
+
+
 def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") -> DataOutcome:
     """Produce the run's training dataset in ``out_dir``.
 
     ``data.source: generate`` uses the embedded default data under ``data.root`` (written by
-    ``rsvl data generate`` with ``data.seed``, byte for byte the DVC-tracked version, when it is
-    missing) and copies ``train.dataset`` out of it; ``ingest`` converts ``data.format`` at
+    :func:`write_default_data` when missing, byte for byte the DVC-tracked version) and copies
+    ``train.dataset`` out of it; ``ingest`` converts ``data.format`` at
     ``data.path`` into the canonical format.
 
     Args:
@@ -66,13 +87,12 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
             is not ``expected_version``.
     """
     from rsvl.data.adapters import ingest
-    from rsvl.data.generate import generate_default
 
     out = Path(out_dir)
     if cfg.data.source == "generate":
         source = Path(cfg.data.root) / cfg.train.dataset
         if not (source / META_FILE).is_file():
-            generate_default(Path(cfg.data.root) / "default", seed=cfg.data.seed, scale=cfg.data.generate_scale)
+            write_default_data(cfg)
         if not (source / META_FILE).is_file():
             raise DataError(f"{source}: train.dataset is not one of the generated default datasets")
         version = dataset_version(source)
