@@ -56,15 +56,20 @@ def _run_parameters(items: list[str]) -> dict[str, object]:
     return chosen
 
 
+def paper_pipeline(paper: str, profile: str, overrides: list[str]):
+    """The pipeline that ``pipelines/<paper>/pipeline.py`` defines, for ``profile``."""
+    import importlib
+
+    return importlib.import_module(f"pipelines.{paper}.pipeline").pipeline(profile, overrides)
+
+
 def compile_pipeline(paper: str, profile: str, overrides: list[str], out_dir: Path = BUILD) -> Path:
     """Compile ``paper``'s pipeline for ``profile`` into ``<out_dir>/<paper>.yaml`` (``-<profile>`` unless cluster)."""
     from kfp import compiler
 
-    from pipelines.dag import build_pipeline, paper_config
-
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / (f"{paper}.yaml" if profile == "cluster" else f"{paper}-{profile}.yaml")
-    compiler.Compiler().compile(build_pipeline(paper_config(paper, profile, overrides)), str(target))
+    compiler.Compiler().compile(paper_pipeline(paper, profile, overrides), str(target))
     return target
 
 
@@ -102,7 +107,7 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     """
     from kfp import local
 
-    from pipelines.dag import build_pipeline, paper_config
+    from pipelines.dag import paper_config
     from pipelines.summary import print_summary
 
     cfg = paper_config(paper, "local", overrides)
@@ -112,7 +117,7 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     watcher = _StepErrors(sys.stdout)
     try:
         with contextlib.redirect_stdout(watcher):
-            build_pipeline(cfg)(**parameters)
+            paper_pipeline(paper, "local", overrides)(**parameters)
     except RuntimeError as err:
         step = FAILED_TASK.search(ANSI.sub("", str(err)))
         cause = watcher.last_error or "see the step's log above"

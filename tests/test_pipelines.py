@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kfp.components import load_component_from_file
 from mlflow import MlflowClient
 
 from pipelines.dag import PIPELINES_DIR, paper_config
@@ -35,12 +36,15 @@ def compiled(path: Path) -> dict:
 
 def test_all_five_papers_have_a_pipeline():
     assert PAPERS == ["closp", "georsclip", "iebaker", "lrsclip", "sar_text"]
+    assert all((PIPELINES_DIR / paper / "pipeline.py").is_file() for paper in PAPERS)
 
 
 @pytest.mark.parametrize("paper", PAPERS)
 @pytest.mark.parametrize("profile", ["local", "cluster"])
 def test_pipeline_compiles_with_the_pinned_image_and_run_parameters(paper, profile, tmp_path):
-    spec = compiled(compile_pipeline(paper, profile, [], tmp_path))
+    path = compile_pipeline(paper, profile, [], tmp_path)
+    assert load_component_from_file(str(path)).name == f"rsvl-{paper.replace('_', '-')}"
+    spec = compiled(path)
     images = {executor["container"]["image"] for executor in spec["deploymentSpec"]["executors"].values()}
     assert images == {image_ref("cpu")} and not any(i.endswith(":latest") for i in images)
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == RUN_PARAMETERS

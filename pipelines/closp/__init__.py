@@ -1,0 +1,1 @@
+"""The `closp` pipeline (see `pipeline.py` and `config.yaml`)."""

@@ -1,0 +1,1 @@
+"""The `georsclip` pipeline (see `pipeline.py` and `config.yaml`)."""

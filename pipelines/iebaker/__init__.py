@@ -1,0 +1,1 @@
+"""The `iebaker` pipeline (see `pipeline.py` and `config.yaml`)."""

@@ -1,0 +1,1 @@
+"""The `lrsclip` pipeline (see `pipeline.py` and `config.yaml`)."""

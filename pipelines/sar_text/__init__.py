@@ -1,0 +1,1 @@
+"""The `sar_text` pipeline (see `pipeline.py` and `config.yaml`)."""
