@@ -26,3 +26,17 @@ def shared_data() -> Path:
 def repo_root() -> Path:
     """The checkout's root directory."""
     return REPO_ROOT
+
+
+@pytest.fixture()
+def dvc_project(tmp_path) -> Path:
+    """A fresh git + DVC project in ``tmp_path/project`` whose default remote is ``tmp_path/remote``."""
+    import subprocess
+
+    from rsvl.data.versioning import init_repo
+
+    root = tmp_path / "project"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    init_repo(root, remote_url=str(tmp_path / "remote"))
+    return root

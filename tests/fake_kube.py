@@ -7,6 +7,7 @@ head pod would and reports ``RUNNING`` until it exits, then ``SUCCEEDED`` or ``F
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -131,3 +132,20 @@ class ExecutingKube(FakeKube):
                 status["message"] = f"entrypoint exited with {code}"
             return 200, {**self.objects[(namespace, name)]["body"], "status": status}
         return super().handle(method, namespace, name, body)
+
+
+@contextlib.contextmanager
+def serving(fake: FakeKube):
+    """Serve ``fake`` on loopback and yield a real ``kubernetes`` API client pointed at it; stop both after."""
+    from kubernetes import client
+
+    fake.thread.start()
+    configuration = client.Configuration()
+    configuration.host = fake.host
+    api_client = client.ApiClient(configuration)
+    try:
+        yield api_client
+    finally:
+        api_client.close()
+        fake.server.shutdown()
+        fake.server.server_close()

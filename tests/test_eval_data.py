@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from PIL import Image
 
 from rsvl.config import RunConfig
 from rsvl.data.store import DatasetWriter
-from rsvl.data.versioning import init_repo, track
+from rsvl.data.versioning import track
 from rsvl.errors import DataError
 from rsvl.steps.eval_data import FINGERPRINT_PREFIX, dataset_version, fingerprint, prepare_eval_data
 
@@ -38,13 +37,9 @@ def config(sets: list[dict], root) -> RunConfig:
 
 
 @pytest.fixture()
-def project(tmp_path):
-    root = tmp_path / "project"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    init_repo(root, remote_url=str(tmp_path / "remote"))
-    write_scenes(root / "data" / "scenes", seed=0)
-    return root
+def project(dvc_project):
+    write_scenes(dvc_project / "data" / "scenes", seed=0)
+    return dvc_project
 
 
 def test_dvc_tracked_set_is_versioned_by_its_md5_and_the_pin_is_enforced(project):

@@ -21,7 +21,7 @@ from rsvl.cluster.schema import load_rayjob_schema, strict_schema, validate_rayj
 from rsvl.cluster.submit import RayJobError, submit_rayjob
 from rsvl.config import load_config
 from rsvl.errors import ConfigError
-from fake_kube import FakeKube
+from fake_kube import FakeKube, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "pipelines/sar_text/config.yaml"
@@ -306,17 +306,9 @@ def test_kuberay_config_rejects_bad_values():
 
 @pytest.fixture
 def kube(schema):
-    from kubernetes import client
-
     fake = FakeKube(schema)
-    fake.thread.start()
-    configuration = client.Configuration()
-    configuration.host = fake.host
-    api_client = client.ApiClient(configuration)
-    yield fake, api_client
-    api_client.close()
-    fake.server.shutdown()
-    fake.server.server_close()
+    with serving(fake) as api_client:
+        yield fake, api_client
 
 
 FAST = KubeRayConfig(poll_seconds=0.02)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_kube import ExecutingKube
+from fake_kube import ExecutingKube, serving
 from rsvl.cluster.schema import load_rayjob_schema
 from rsvl.config import RunConfig
 from rsvl.data.generate import write_optical_scenes
@@ -44,19 +44,11 @@ def kuberay_config(root: Path, **train) -> RunConfig:
 @pytest.fixture
 def cluster(tmp_path):
     """(api client, fake API server) whose RayJobs run in ``tmp_path`` with this interpreter's ``rsvl``."""
-    from kubernetes import client
-
     (tmp_path / "shared").mkdir()
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     fake = ExecutingKube(load_rayjob_schema(SCHEMA), cwd=str(tmp_path), env=env)
-    fake.thread.start()
-    configuration = client.Configuration()
-    configuration.host = fake.host
-    api_client = client.ApiClient(configuration)
-    yield api_client, fake
-    api_client.close()
-    fake.server.shutdown()
-    fake.server.server_close()
+    with serving(fake) as api_client:
+        yield api_client, fake
     for process in fake.processes.values():
         if process.poll() is None:
             process.kill()

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 from rsvl.data.store import DatasetWriter, read_files, sha256_file
-from rsvl.data.versioning import data_version, dvc_md5, init_repo, pull, track
+from rsvl.data.versioning import data_version, dvc_md5, pull, track
 from rsvl.errors import DataError
 
 
 @pytest.fixture()
-def project(tmp_path):
-    root = tmp_path / "project"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    init_repo(root, remote_url=str(tmp_path / "remote"))
-    return root
+def project(dvc_project):
+    return dvc_project
 
 
 def _write(root, seed: int):
