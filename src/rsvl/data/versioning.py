@@ -112,14 +112,18 @@ def pull(root: str | Path, target: str = "data") -> None:
 
 
 def workspace_matches(root: str | Path, dvc_file: str) -> bool:
-    """Whether the workspace holds exactly the data ``dvc_file`` records (``dvc status`` is clean).
+    """Whether the workspace holds exactly the data ``dvc_file`` records.
+
+    The workspace's hash is computed and compared with the recorded one, so the answer does not
+    depend on the local DVC cache (a fresh clone that regenerated or pulled the data has none).
 
     Args:
         root: DVC project directory.
         dvc_file: The ``.dvc`` file, relative to ``root``.
     """
     with _repo(root) as repo:
-        return not repo.status(targets=[dvc_file])
+        outs = [out for stage in repo.stage.collect(dvc_file) for out in stage.outs]
+        return all(out.get_hash().value == out.hash_info.value for out in outs)
 
 
 def dvc_md5(dvc_file: str | Path) -> str:
