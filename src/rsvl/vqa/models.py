@@ -1,0 +1,320 @@
+"""Closed-set VQA models on a frozen CLIP, behind one interface a generative model can also fill.
+
+SAR-GPT (PAPERS.md §1) is a TinyGPT-V multimodal LLM; no such weights exist offline, so these are
+closed-set stand-ins built on an rsvl open_clip model (:func:`rsvl.models.build_model` /
+:func:`rsvl.models.load_model`):
+
+* :class:`ClipAnswerRanker`: zero-shot answer ranking. Each candidate answer is written into a
+  statement ("there are 3 ships in the image"), the text tower embeds it, and the candidate whose
+  statement is closest (cosine) to the image embedding wins.
+* :class:`ClipLinearHead`: one multinomial logistic regression per question on frozen, L2-normalised
+  and standardised image embeddings, trained on the train split's generated questions.
+* :class:`MajorityAnswer`: the most frequent training answer per question (the baseline a
+  learned head must beat).
+
+All answer from the closed set of answers seen per question in training (:func:`answer_vocabulary`).
+A generative model plugs in by implementing :class:`VqaModel`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import torch
+from torch import nn
+
+from rsvl.errors import DataError, ModelError
+from rsvl.models.preprocess import as_chw_tensor
+from rsvl.vqa.llava import qa_pairs
+from rsvl.vqa.questions import parse_question
+
+EMBED_BATCH = 64
+
+
+@runtime_checkable
+class VqaModel(Protocol):
+    """Anything that answers one question per image."""
+
+    def answer(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
+        """Answer ``questions[i]`` about ``images[i]``.
+
+        Args:
+            images: (bands, H, W) tensors/arrays in dataset units, or PIL images.
+            questions: One question per image, ``<image>`` token removed.
+
+        Returns:
+            One answer string per question.
+        """
+        ...
+
+
+def answer_vocabulary(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """The closed answer set of every question seen in ``records`` (sorted answers).
+
+    Args:
+        records: LLaVA records (usually the train split's).
+
+    Returns:
+        ``{question: sorted distinct answers}``.
+    """
+    vocabulary: dict[str, set[str]] = {}
+    for record in records:
+        for question, answer in qa_pairs(record):
+            vocabulary.setdefault(question, set()).add(answer)
+    return {question: sorted(answers) for question, answers in vocabulary.items()}
+
+
+def _check_pairs(images: Sequence[Any], questions: Sequence[str]) -> None:
+    if len(images) != len(questions):
+        raise DataError(f"need one question per image, got {len(images)} images and {len(questions)} questions")
+
+
+def fit_bands(image: Any, in_bands: int) -> torch.Tensor:
+    """Return ``image`` as (bands, H, W), a grey single band repeated when the model wants three.
+
+    SAR chips are single-band amplitude; RGB CLIP towers take three bands, and HRSID ships its
+    chips as three identical channels, so repeating the band is the faithful conversion.
+
+    Args:
+        image: Tensor/array (bands, H, W) or PIL image.
+        in_bands: Bands the model's image tower takes.
+
+    Raises:
+        DataError: The band count fits neither directly nor by repetition.
+    """
+    tensor = as_chw_tensor(image)
+    if tensor.shape[0] == 1 and in_bands == 3:
+        tensor = tensor.expand(3, -1, -1)
+    if tensor.shape[0] != in_bands:
+        raise DataError(f"image has {tensor.shape[0]} bands, the model takes {in_bands}")
+    return tensor
+
+
+class ClipImageEncoder:
+    """A frozen open_clip image tower with its validation preprocessing.
+
+    Args:
+        model: An rsvl open_clip model (put in eval mode here).
+        preprocess: Its validation preprocessing.
+        device: Where the model lives.
+    """
+
+    def __init__(self, model: nn.Module, preprocess: Any, device: str | torch.device = "cpu") -> None:
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.device = device
+        self.in_bands = int(getattr(model, "rsvl_spec", {}).get("in_bands", 3))
+
+    @torch.no_grad()
+    def embed(self, images: Sequence[Any]) -> torch.Tensor:
+        """L2-normalised embeddings (images, dim) on the CPU; a repeated image object is embedded once."""
+        unique: dict[int, int] = {}
+        order = [unique.setdefault(id(image), len(unique)) for image in images]
+        firsts = {slot: image for image, slot in zip(images, order)}
+        batch = [self.preprocess(fit_bands(firsts[slot], self.in_bands)) for slot in range(len(unique))]
+        parts = [self.model.encode_image(torch.stack(batch[i:i + EMBED_BATCH]).to(self.device)).float().cpu()
+                 for i in range(0, len(batch), EMBED_BATCH)]
+        embeddings = nn.functional.normalize(torch.cat(parts), dim=-1)
+        return embeddings[torch.tensor(order, dtype=torch.long)]
+
+
+def answer_statement(question: str, answer: str) -> str:
+    """Write a candidate answer as a caption-like statement the text tower can match to an image.
+
+    Args:
+        question: A generated question (other questions fall back to ``"question answer"``).
+        answer: A candidate answer.
+
+    Returns:
+        E.g. ``"there are 3 ships in the image"``, ``"there is no ship in the image"``,
+        ``"the largest ship is in the upper left of the image"``, ``"the image shows only open sea"``.
+    """
+    kind, noun = parse_question(question)
+    if kind == "presence":
+        return f"there is {'a' if answer == 'yes' else 'no'} {noun} in the image"
+    if kind == "count":
+        return f"there {'is' if answer == '1' else 'are'} {answer} {noun} in the image"
+    if kind == "position":
+        return f"the largest {noun} is in the {answer} of the image"
+    if kind == "land":
+        return "there is land in the image" if answer == "yes" else "the image shows only open sea"
+    if kind == "land_sea":
+        return f"the image is mostly {answer}"
+    return f"{question} {answer}"
+
+
+def _candidates(vocabulary: dict[str, Any], question: str) -> Any:
+    if question not in vocabulary:
+        raise ModelError(f"question {question!r} is not in the model's closed answer set "
+                         f"(known: {sorted(vocabulary)})")
+    return vocabulary[question]
+
+
+class ClipAnswerRanker:
+    """Zero-shot closed-set VQA: rank candidate-answer statements against the image.
+
+    Args:
+        model: An rsvl open_clip model.
+        preprocess: Its validation preprocessing.
+        tokenizer: Its tokenizer.
+        vocabulary: Candidate answers per question (:func:`answer_vocabulary` of the train split).
+        device: Where the model lives.
+    """
+
+    def __init__(self, model: nn.Module, preprocess: Any, tokenizer: Any,
+                 vocabulary: dict[str, list[str]], device: str | torch.device = "cpu") -> None:
+        self.encoder = ClipImageEncoder(model, preprocess, device)
+        self.tokenizer = tokenizer
+        self.vocabulary = vocabulary
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _statements(self, question: str) -> torch.Tensor:
+        if question not in self._text_cache:
+            texts = [answer_statement(question, a) for a in _candidates(self.vocabulary, question)]
+            tokens = self.tokenizer(texts).to(self.encoder.device)
+            embedded = self.encoder.model.encode_text(tokens).float().cpu()
+            self._text_cache[question] = nn.functional.normalize(embedded, dim=-1)
+        return self._text_cache[question]
+
+    def answer(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
+        """Answer each question with its best-matching candidate (ties: first in sorted order)."""
+        _check_pairs(images, questions)
+        if not questions:
+            return []
+        for question in questions:
+            _candidates(self.vocabulary, question)
+        embeddings = self.encoder.embed(images)
+        return [self.vocabulary[q][int((self._statements(q) @ e).argmax())] for e, q in zip(embeddings, questions)]
+
+
+class MajorityAnswer:
+    """Answer every question with its most frequent training answer (ties: alphabetical first).
+
+    Args:
+        records: Training LLaVA records.
+    """
+
+    def __init__(self, records: Sequence[dict[str, Any]]) -> None:
+        counts: dict[str, Counter] = {}
+        for record in records:
+            for question, answer in qa_pairs(record):
+                counts.setdefault(question, Counter())[answer] += 1
+        self.answers = {q: min(c, key=lambda a: (-c[a], a)) for q, c in counts.items()}
+
+    def answer(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
+        """The majority answer of each question."""
+        _check_pairs(images, questions)
+        for question in questions:
+            _candidates(self.answers, question)
+        return [self.answers[q] for q in questions]
+
+
+def train_softmax_head(features: torch.Tensor, targets: torch.Tensor, classes: int,
+                       weight_decay: float = 1e-3, steps: int = 200) -> nn.Linear:
+    """Fit a multinomial logistic regression (full batch, L-BFGS, L2 penalty).
+
+    Args:
+        features: (samples, dim) float32.
+        targets: (samples,) class indices.
+        classes: Number of classes.
+        weight_decay: L2 penalty on the weights (keeps a 100-sample fit from memorising).
+        steps: L-BFGS iterations.
+
+    Returns:
+        The fitted linear layer (dim → classes).
+    """
+    torch.manual_seed(0)
+    head = nn.Linear(features.shape[1], classes)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    optimiser = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = nn.functional.cross_entropy(head(features), targets) + weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimiser.step(closure)
+    return head.eval()
+
+
+class ClipLinearHead:
+    """Closed-set VQA by one logistic-regression head per question on frozen CLIP image embeddings.
+
+    Build with :meth:`fit`. Features are L2-normalised image embeddings standardised with the
+    training images' mean and standard deviation.
+    """
+
+    def __init__(self, encoder: ClipImageEncoder, mean: torch.Tensor, std: torch.Tensor,
+                 heads: dict[str, tuple[list[str], nn.Linear | None]]) -> None:
+        self.encoder, self.mean, self.std, self.heads = encoder, mean, std, heads
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, model: nn.Module, preprocess: Any, records: Sequence[dict[str, Any]],
+            images: Sequence[Any], device: str | torch.device = "cpu",
+            weight_decay: float = 1e-3) -> "ClipLinearHead":
+        """Train the heads on the training records.
+
+        Args:
+            model: An rsvl open_clip model (frozen; only the heads learn).
+            preprocess: Its validation preprocessing.
+            records: Training LLaVA records.
+            images: The image of each record, in the same order.
+            device: Where the model lives.
+            weight_decay: L2 penalty of each head.
+
+        Returns:
+            The fitted model. A question with one training answer gets no head (it always
+            answers that).
+
+        Raises:
+            DataError: ``records`` is empty or its length differs from ``images``.
+        """
+        if not records or len(records) != len(images):
+            raise DataError(f"need one image per training record and at least one record "
+                            f"({len(records)} records, {len(images)} images)")
+        encoder = ClipImageEncoder(model, preprocess, device)
+        embeddings = encoder.embed(images)
+        mean, std = embeddings.mean(dim=0), embeddings.std(dim=0).clamp_min(1e-6)
+        features = (embeddings - mean) / std
+        rows: dict[str, list[tuple[int, str]]] = {}
+        for index, record in enumerate(records):
+            for question, answer in qa_pairs(record):
+                rows.setdefault(question, []).append((index, answer))
+        heads: dict[str, tuple[list[str], nn.Linear | None]] = {}
+        for question, pairs in rows.items():
+            classes = sorted({answer for _, answer in pairs})
+            if len(classes) == 1:
+                heads[question] = (classes, None)
+                continue
+            index = {answer: i for i, answer in enumerate(classes)}
+            x = features[torch.tensor([i for i, _ in pairs])]
+            y = torch.tensor([index[a] for _, a in pairs])
+            heads[question] = (classes, train_softmax_head(x, y, len(classes), weight_decay))
+        return cls(encoder, mean, std, heads)
+
+    @property
+    def vocabulary(self) -> dict[str, list[str]]:
+        """The closed answer set of each question."""
+        return {question: classes for question, (classes, _) in self.heads.items()}
+
+    @torch.no_grad()
+    def answer(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
+        """The most probable training answer of each question."""
+        _check_pairs(images, questions)
+        if not questions:
+            return []
+        for question in questions:
+            _candidates(self.vocabulary, question)
+        features = (self.encoder.embed(images) - self.mean) / self.std
+        answers = []
+        for feature, question in zip(features, questions):
+            classes, head = self.heads[question]
+            answers.append(classes[0] if head is None else classes[int(head(feature[None]).argmax())])
+        return answers
+
