@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from rsvl.caption.config import CaptionConfig
 from rsvl.cluster.config import KubeRayConfig
 from rsvl.errors import ConfigError
 from rsvl.evaluate.config import EvalSet
@@ -221,6 +222,7 @@ class RunConfig(StrictModel):
     paper: Literal["sar_text", "closp", "georsclip", "iebaker", "lrsclip"]
     profile: Literal["local", "cluster"]
     data: DataConfig = DataConfig()
+    caption: CaptionConfig = CaptionConfig()
     model: ModelConfig
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()

@@ -111,23 +111,30 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
 
 
 def run_caption(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:
-    """Caption the rows that have no captions yet; rows with captions pass through unchanged.
+    """Caption the rows that have no captions yet with SAR-Narrator; captioned rows pass through.
+
+    Boxes become captions (A2C), sea/land masks become captions (SA2C), and paired optical
+    captions are rewritten for SAR (``caption.optical_captions``), then quality-filtered
+    (:mod:`rsvl.caption`). The source's quarantine table is carried over, so rows an earlier
+    step set aside stay listed with their reasons.
 
     Args:
-        cfg: The run config.
+        cfg: The run config (``caption`` section).
         dataset_dir: The ingested dataset.
         out_dir: The captioned dataset folder.
 
     Returns:
-        The :class:`DataOutcome`; its summary counts captioned and uncaptioned rows.
+        The :class:`DataOutcome`; its summary counts captions per route and rejections per rule.
     """
-    out = _copy(Path(dataset_dir), Path(out_dir))
-    frame = ManifestDataset(out, load_media=False).frame
-    missing = int((frame["captions"].map(len) == 0).sum())
-    rows = len(frame)
-    summary = (f"{rows - missing} of {rows} rows already carry captions; {missing} have none "
-               "(the filter step quarantines them with the reason).")
-    return DataOutcome(out, dataset_version(out), rows, summary)
+    from rsvl.caption import caption_dataset
+    from rsvl.data.store import QuarantineRecord, read_quarantine, write_quarantine
+
+    report = caption_dataset(dataset_dir, out_dir, cfg.caption)
+    carried = [QuarantineRecord(**row) for row in read_quarantine(dataset_dir).to_dict("records")]
+    if carried:
+        write_quarantine(Path(out_dir), carried, append=True)
+    out = Path(out_dir)
+    return DataOutcome(out, dataset_version(out), _rows(out), report.summary())
 
 
 def run_filter(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:

@@ -1,0 +1,42 @@
+"""The pipeline's caption step: SAR-Narrator captions uncaptioned rows, captioned rows and quarantine carry over."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rsvl.config import RunConfig
+from rsvl.data.adapters import ingest
+from rsvl.data.dataset import ManifestDataset
+from rsvl.data.generate import write_optical_scenes
+from rsvl.data.store import QuarantineRecord, read_quarantine, write_quarantine
+from rsvl.steps.data_steps import run_caption
+
+CFG = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"}})
+
+
+def test_captioned_rows_pass_through_and_the_quarantine_is_carried(tmp_path):
+    write_optical_scenes(tmp_path / "optical", seed=0, per_class=3)
+    record = QuarantineRecord(stage="ingest", where="row 7", rule="unreadable_image", reason="test: truncated PNG",
+                              sample_id="broken_7")
+    write_quarantine(tmp_path / "optical", [record], append=True)
+    before = ManifestDataset(tmp_path / "optical", load_media=False).frame
+    outcome = run_caption(CFG, tmp_path / "optical", tmp_path / "captioned")
+    after = ManifestDataset(tmp_path / "captioned", load_media=False).frame
+    assert outcome.rows == len(before) == len(after)
+    assert after["captions"].map(list).tolist() == before["captions"].map(list).tolist()
+    assert "0 captioned" in outcome.summary and f"{len(before)} passed through" in outcome.summary
+    carried = read_quarantine(tmp_path / "captioned")
+    assert "broken_7" in carried["sample_id"].tolist() and "truncated PNG" in " ".join(carried["reason"])
+
+
+@pytest.mark.real_data
+def test_hrsid_chips_get_captions_that_state_their_ship_count(tmp_path, shared_data):
+    ingest("hrsid-boxes", shared_data / "hrsid_samples", tmp_path / "hrsid")
+    outcome = run_caption(CFG, tmp_path / "hrsid", tmp_path / "captioned")
+    frame = ManifestDataset(tmp_path / "captioned", load_media=False).frame
+    truth = json.loads((shared_data / "hrsid_samples" / "ship_boxes.json").read_text())
+    assert len(frame) == len(truth) == outcome.rows
+    assert all(len(captions) > 0 for captions in frame["captions"])
+    assert "a2c" in outcome.summary
