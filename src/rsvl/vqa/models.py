@@ -65,9 +65,12 @@ def answer_vocabulary(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]
     return {question: sorted(answers) for question, answers in vocabulary.items()}
 
 
-def _check_pairs(images: Sequence[Any], questions: Sequence[str]) -> None:
+def _check_pairs(images: Sequence[Any], questions: Sequence[str], known: dict[str, Any]) -> None:
+    """One question per image, each one the model was built for (else the error names it)."""
     if len(images) != len(questions):
         raise DataError(f"need one question per image, got {len(images)} images and {len(questions)} questions")
+    for question in questions:
+        _candidates(known, question)
 
 
 def fit_bands(image: Any, in_bands: int) -> torch.Tensor:
@@ -180,11 +183,9 @@ class ClipAnswerRanker:
 
     def answer(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
         """Answer each question with its best-matching candidate (ties: first in sorted order)."""
-        _check_pairs(images, questions)
+        _check_pairs(images, questions, self.vocabulary)
         if not questions:
             return []
-        for question in questions:
-            _candidates(self.vocabulary, question)
         embeddings = self.encoder.embed(images)
         return [self.vocabulary[q][int((self._statements(q) @ e).argmax())] for e, q in zip(embeddings, questions)]
 
@@ -205,9 +206,7 @@ class MajorityAnswer:
 
     def answer(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
         """The majority answer of each question."""
-        _check_pairs(images, questions)
-        for question in questions:
-            _candidates(self.answers, question)
+        _check_pairs(images, questions, self.answers)
         return [self.answers[q] for q in questions]
 
 
@@ -306,11 +305,9 @@ class ClipLinearHead:
     @torch.no_grad()
     def answer(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
         """The most probable training answer of each question."""
-        _check_pairs(images, questions)
+        _check_pairs(images, questions, self.vocabulary)
         if not questions:
             return []
-        for question in questions:
-            _candidates(self.vocabulary, question)
         features = (self.encoder.embed(images) - self.mean) / self.std
         answers = []
         for feature, question in zip(features, questions):
