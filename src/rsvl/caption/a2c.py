@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from rsvl.caption.geometry import REGIONS, box_centre, near_land, region_of, size_word, spread
+from rsvl.caption.geometry import REGIONS, box_centre, near_land, size_word, spread
+from rsvl.data.synthetic import third_of
 from rsvl.caption.numbers import number_to_words
 from rsvl.caption.scene import Scene
 from rsvl.caption.words import count_phrase, join_words, sentence
@@ -23,7 +24,7 @@ _SPREAD_WORDS = {
 
 
 def _regions(scene: Scene, boxes: list[dict]) -> str:
-    found = Counter(region_of(*box_centre(b), scene.width, scene.height) for b in boxes)
+    found = Counter(third_of(*box_centre(b), scene.width, scene.height) for b in boxes)
     if len(found) <= 4:
         return "the " + join_words([r for r in REGIONS if r in found])
     busiest = max(REGIONS, key=lambda r: found.get(r, 0))

@@ -11,36 +11,16 @@ import math
 
 import numpy as np
 
+
 REGIONS = ("upper left", "upper middle", "upper right", "middle left", "center", "middle right",
            "lower left", "lower middle", "lower right")
 """The nine region phrases, row by row; no phrase is a substring of another."""
 
-_ROWS = ("upper", "middle", "lower")
-_COLS = ("left", "middle", "right")
 
 
 def box_centre(box: dict) -> tuple[float, float]:
     """Return the centre (x, y) of a manifest box in pixels."""
     return (box["x_min"] + box["x_max"]) / 2, (box["y_min"] + box["y_max"]) / 2
-
-
-def region_of(x: float, y: float, width: float, height: float) -> str:
-    """Name the image third holding a point (``x < width/3`` is left, and so on).
-
-    Args:
-        x: Column in pixels.
-        y: Row in pixels.
-        width: Chip width.
-        height: Chip height.
-
-    Returns:
-        One of :data:`REGIONS`.
-    """
-    row = _ROWS[min(max(int(3 * y // height), 0), 2)]
-    col = _COLS[min(max(int(3 * x // width), 0), 2)]
-    if row == col == "middle":
-        return "center"
-    return f"{row} {col}"
 
 
 def size_word(box: dict, width: float, height: float, thresholds: tuple[float, float]) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rsvl.caption.geometry import REGIONS, box_centre, region_of
+from rsvl.caption.geometry import REGIONS, box_centre
+from rsvl.data.synthetic import third_of
 from rsvl.caption.numbers import NUMBER_PATTERN, words_to_number
 from rsvl.caption.rewrite import COLOUR_WORDS
 from rsvl.caption.scene import Scene
@@ -69,7 +70,7 @@ def _contradiction(caption: str, scene: Scene, limits: Limits) -> tuple[str, str
             for stated in stated_counts(caption, label):
                 if stated != counts.get(label, 0):
                     return "count_mismatch", f"states {stated} {label}(s), the boxes hold {counts.get(label, 0)}"
-        centres = {region_of(*box_centre(b), scene.width, scene.height) for b in scene.boxes}
+        centres = {third_of(*box_centre(b), scene.width, scene.height) for b in scene.boxes}
         for region in _REGION.findall(caption):
             if region.lower() not in centres:
                 return "region_without_box", f"mentions the {region.lower()} but no box centre lies there"

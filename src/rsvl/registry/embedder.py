@@ -27,6 +27,7 @@ from mlflow.types.schema import Array, ColSpec, DataType, Schema
 from torch import nn
 
 from rsvl.errors import DataError
+from rsvl.evaluate.captioning import decode_tokens, is_captioner
 from rsvl.models import load_model
 from rsvl.registry.image_input import encode_image, read_image
 
@@ -36,7 +37,6 @@ TEXT_EMBEDDING, IMAGE_EMBEDDING, CAPTION = "text_embedding", "image_embedding", 
 BATCH = 32
 EXAMPLE_TEXT = "farmland next to a river"
 EXAMPLE_SIDE = 16
-SOT, EOT = "<start_of_text>", "<end_of_text>"
 
 
 @dataclass
@@ -57,11 +57,6 @@ class LoadedEmbedder:
     def captions(self) -> bool:
         """Whether the model writes captions (CoCa)."""
         return is_captioner(self.model)
-
-
-def is_captioner(model: nn.Module) -> bool:
-    """True for models that generate text from an image (open_clip CoCa has ``generate``)."""
-    return callable(getattr(model, "generate", None))
 
 
 def load_embedder(model_dir: str | Path, device: str | torch.device | None = None) -> LoadedEmbedder:
@@ -96,11 +91,6 @@ def _rows_of(frame: pd.DataFrame, column: str) -> list[int]:
 
 def _as_lists(embeddings: torch.Tensor) -> list[list[float]]:
     return embeddings.float().cpu().tolist()
-
-
-def _decode_caption(tokenizer: Any, tokens: list[int]) -> str:
-    text = tokenizer.decode(tokens) if hasattr(tokenizer, "decode") else str(tokens)
-    return " ".join(text.split(EOT)[0].replace(SOT, "").split())
 
 
 @torch.no_grad()
@@ -149,7 +139,7 @@ def embed_frame(embedder: LoadedEmbedder, frame: pd.DataFrame) -> pd.DataFrame:
             out[IMAGE_EMBEDDING][row] = vector
         if embedder.captions:
             for row, tokens in zip(rows, model.generate(pixels).cpu().tolist()):
-                out[CAPTION][row] = _decode_caption(embedder.tokenizer, tokens)
+                out[CAPTION][row] = decode_tokens(tokens, embedder.tokenizer, getattr(model, "pad_id", 0))
     return pd.DataFrame({column: pd.Series(values, index=frame.index, dtype=object) for column, values in out.items()})
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsvl.data.store import sha256_file
 from rsvl.errors import ModelError
 from rsvl.models.io import CONFIG_NAME, WEIGHTS_NAME
 from rsvl.registry.lineage import Lineage
@@ -24,7 +25,6 @@ IDENTITY_TAG = "rsvl.identity"
 WEIGHTS_TAG = "rsvl.weights_sha256"
 ARCHITECTURE_TAG = "rsvl.architecture"
 FOLDER_DEPENDENT_TEXT_KEYS = ("hf_model_name", "hf_tokenizer_name")
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,6 @@ class ModelIdentity:
     digest: str
     weights_sha256: str
     architecture: str
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (weights can be gigabytes)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_rsvl_config(model_dir: Path) -> dict[str, Any]:
@@ -87,7 +78,7 @@ def model_identity(model_dir: str | Path, lineage: Lineage) -> ModelIdentity:
     """
     directory = Path(model_dir).resolve()
     config = read_rsvl_config(directory)
-    weights_sha256 = file_sha256(directory / WEIGHTS_NAME)
+    weights_sha256 = sha256_file(directory / WEIGHTS_NAME)
     parts = {
         "format": SERVING_FORMAT,
         "weights_sha256": weights_sha256,

@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from rsvl.caption.words import plural_noun
 from rsvl.data.dataset import ManifestDataset
 from rsvl.data.media import load_raster
 from rsvl.data.schema import SPLITS
@@ -55,11 +56,6 @@ class QA:
     question: str
     answer: str
     type: str
-
-
-def plural_noun(label: str) -> str:
-    """English plural of a box label (``ship`` → ``ships``, ``bus`` → ``buses``)."""
-    return label + ("es" if label.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def presence_question(label: str) -> str:

@@ -114,8 +114,8 @@ def third_of(x: float, y: float, width: int, height: int) -> str:
     Returns:
         One of nine position names used by every caption generator.
     """
-    row = _THIRD_ROWS[min(int(3 * y / height), 2)]
-    col = _THIRD_COLS[min(int(3 * x / width), 2)]
+    row = _THIRD_ROWS[min(max(int(3 * y // height), 0), 2)]
+    col = _THIRD_COLS[min(max(int(3 * x // width), 0), 2)]
     if row == col == "middle":
         return "center"
     if col == "middle":
