@@ -10,12 +10,11 @@ the good model again creates no new version, and gating it again changes nothing
 from __future__ import annotations
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from rsvl.cli import app
-from rsvl.config import RunConfig
+from rsvl.config import RunConfig, write_config_file
 from rsvl.data.generate import write_optical_scenes
 from rsvl.registry import CANDIDATE, CHAMPION, registry_client
 from rsvl.steps.eval_data import prepare_eval_data
@@ -134,18 +133,9 @@ def test_registering_the_same_model_again_reuses_its_version_and_the_gate_leaves
     assert outcome.verdict == ALREADY and outcome.champion == 1
 
 
-def config_file(cfg: RunConfig, path) -> str:
-    """Write ``cfg`` as a pipelines/<paper>/config.yaml-style file (all in ``defaults``)."""
-    payload = cfg.model_dump(mode="json")
-    payload.pop("profile")
-    document = {"paper": payload.pop("paper"), "defaults": payload, "profiles": {"local": {}}}
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return str(path)
-
-
 def test_cli_evaluate_and_register(gated, trained, workdir):
     cfg, good = trained["good"]
-    config = config_file(cfg, workdir / "good.yaml")
+    config = str(write_config_file(cfg, workdir / "good.yaml"))
     evaluated = CliRunner().invoke(app, ["evaluate", "--config", config, "--model", str(good.model_dir),
                                          "--out", str(workdir / "eval-cli")])
     assert evaluated.exit_code == 0, evaluated.output
@@ -158,7 +148,7 @@ def test_cli_evaluate_and_register(gated, trained, workdir):
 
 
 def test_cli_gate_reports_the_decision(gated, trained, workdir):
-    config = config_file(trained["degraded"][0], workdir / "degraded.yaml")
+    config = str(write_config_file(trained["degraded"][0], workdir / "degraded.yaml"))
     result = CliRunner().invoke(app, ["gate", "--config", config, "--version", "2",
                                       "--out", str(workdir / "gate-cli")])
     assert result.exit_code == 0, result.output
