@@ -277,7 +277,7 @@ def test_entrypoint_round_trips_through_the_shell():
     out = f"{MOUNT}/out dir/$HOME"
     overrides = ["train.epochs=3", "train.lr=1e-4 ", "model.name=ViT-L-14; echo"]
     manifest = build(run_name=run, out_dir=out, overrides=overrides)
-    expected = ["rsvl", "train", "--config", CONFIG, "--profile", "cluster", "--run-name", run]
+    expected = ["rsvl", "train", "--config", CONFIG, "--profile", "cluster", "--track", "main", "--run-name", run]
     expected += ["--data", DATASET, "--out", out]
     for item in [*overrides, "train.backend=local"]:
         expected += ["--set", item]

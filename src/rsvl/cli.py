@@ -25,6 +25,7 @@ app.add_typer(models_app, name="models")
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="pipelines/<paper>/config.yaml")]
 ProfileOpt = Annotated[str, typer.Option("--profile", help="local or cluster")]
+PaperTrackOpt = Annotated[str, typer.Option("--track", help="main, or a track under the config's tracks (captioner)")]
 TrackOpt = Annotated[bool, typer.Option("--track", help="dvc add the enclosing data/ directory")]
 PushOpt = Annotated[bool, typer.Option("--push", help="dvc push after tracking (implies --track)")]
 
@@ -170,12 +171,13 @@ def config_check(
     path: Annotated[Path, typer.Argument(help="pipelines/<paper>/config.yaml")],
     profile: ProfileOpt = "local",
     set_: Annotated[list[str], typer.Option("--set", help="dotted.key=value override")] = [],
+    track: PaperTrackOpt = "main",
 ) -> None:
     """Validate a config and print the resolved values as JSON."""
     from rsvl.config import load_config
 
     try:
-        cfg = load_config(path, profile, set_)
+        cfg = load_config(path, profile, set_, track)
     except RsvlError as err:
         _fail(err)
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
@@ -195,6 +197,7 @@ def train(
     config: Annotated[Path, typer.Option("--config", help="pipelines/<paper>/config.yaml")],
     profile: ProfileOpt = "local",
     set_: Annotated[list[str], typer.Option("--set", help="dotted.key=value override")] = [],
+    track: PaperTrackOpt = "main",
     data: Annotated[
         Optional[Path], typer.Option("--data", help="dataset directory (default: <data.root>/<train.dataset>)")
     ] = None,
@@ -212,7 +215,7 @@ def train(
 
     show_progress()
     try:
-        cfg = load_config(config, profile, set_)
+        cfg = load_config(config, profile, set_, track)
         dataset = data or Path(cfg.data.root) / cfg.train.dataset
         name = run_name or new_run_name(cfg.paper)
         result = fit(cfg, dataset, out or Path("build") / "train" / name, run_name=name)
@@ -236,6 +239,7 @@ def evaluate(
     model: ModelDirOpt,
     profile: ProfileOpt = "local",
     set_: SetOpt = [],
+    track: PaperTrackOpt = "main",
     out: Annotated[Path, typer.Option("--out", help="report folder")] = Path("build/evaluate"),
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="log into this MLflow run (the training run)")] = None,
 ) -> None:
@@ -244,7 +248,7 @@ def evaluate(
     from rsvl.steps.evaluation import run_evaluation
 
     try:
-        cfg = load_config(config, profile, set_)
+        cfg = load_config(config, profile, set_, track)
         evaluation = run_evaluation(cfg, model, out, mlflow_run_id=run_id)
     except RsvlError as err:
         _fail(err)
@@ -264,6 +268,7 @@ def register(
     train_data: Annotated[Path, typer.Option("--train-data", help="the dataset the model was trained on")],
     profile: ProfileOpt = "local",
     set_: SetOpt = [],
+    track: PaperTrackOpt = "main",
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="the MLflow training run")] = None,
     pipeline_run_id: Annotated[str, typer.Option("--pipeline-run-id", help="lineage: the pipeline run")] = "manual",
 ) -> None:
@@ -273,7 +278,7 @@ def register(
     from rsvl.steps.registration import lineage_of, run_register
 
     try:
-        cfg = load_config(config, profile, set_)
+        cfg = load_config(config, profile, set_, track)
         lineage = lineage_of(cfg, train_data, prepare_eval_data(cfg), pipeline_run_id)
         registration = run_register(cfg, model, lineage, mlflow_run_id=run_id)
     except RsvlError as err:
@@ -288,6 +293,7 @@ def gate(
     version: Annotated[int, typer.Option("--version", help="the candidate's registry version")],
     profile: ProfileOpt = "local",
     set_: SetOpt = [],
+    track: PaperTrackOpt = "main",
     out: Annotated[Path, typer.Option("--out", help="report folder")] = Path("build/gate"),
 ) -> None:
     """Score candidate and champion on the same pinned data; promote the candidate only if it passes."""
@@ -295,7 +301,7 @@ def gate(
     from rsvl.steps.promotion import run_gate
 
     try:
-        cfg = load_config(config, profile, set_)
+        cfg = load_config(config, profile, set_, track)
         outcome = run_gate(cfg, version, out)
     except RsvlError as err:
         _fail(err)

@@ -24,6 +24,7 @@ from rsvl.cluster.config import KubeRayConfig
 from rsvl.errors import ConfigError
 from rsvl.evaluate.config import EvalSet
 from rsvl.strict import StrictModel
+from rsvl.vqa.config import VqaConfig
 
 class _ConfigLoader(yaml.SafeLoader):
     """YAML 1.1 loader that also reads ``1e-3`` as a float (plain PyYAML reads it as text)."""
@@ -41,6 +42,9 @@ def _load_yaml(text: str):
 
 
 PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
+MAIN_TRACK = "main"
+SHARED_SECTIONS = ("data", "caption")
+"""Config sections every track of a paper shares: the tracks train on the same filtered data."""
 PROFILES = ("local", "cluster")
 
 
@@ -115,6 +119,36 @@ class TrainableConfig(StrictModel):
     adapter: str | None = None
 
 
+NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class StageConfig(StrictModel):
+    """One stage of progressive transfer (``train.stages``): a fit that starts from the previous stage's weights.
+
+    ``dataset`` is a dataset directory under ``data.root`` (the optical pairs of SAR-RS-CLIP's
+    stage 1); ``None`` is the run's own dataset (the pipeline's filtered data). ``epochs``,
+    ``max_steps`` and ``lr`` replace the ``train`` values for this stage only.
+    """
+
+    name: str = Field(pattern=NAME)
+    dataset: str | None = Field(None, min_length=1)
+    epochs: int | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    lr: float | None = Field(None, gt=0.0)
+
+
+class AblationConfig(StrictModel):
+    """A control run (``train.ablations``): only the named stages, from the same starting weights,
+    with the whole progression's step budget (steps shared in proportion to the stages' own).
+
+    SAR-RS-CLIP's "SAR only" run is ``{name: sar_only, stages: [sar]}``. Its model is scored on the
+    same eval sets as the candidate and reported beside it.
+    """
+
+    name: str = Field(pattern=NAME)
+    stages: list[str] = Field(min_length=1)
+
+
 class TrainConfig(StrictModel):
     """Optimisation, resources, checkpointing and evaluation of the train step.
 
@@ -155,6 +189,24 @@ class TrainConfig(StrictModel):
     objective: ObjectiveConfig = ObjectiveConfig()
     trainable: TrainableConfig = TrainableConfig()
     kuberay: KubeRayConfig = KubeRayConfig()
+    init_from: str | None = Field(None, min_length=1)
+    """A saved model folder (``rsvl.models.save_model``) to start from instead of ``model.pretrained``."""
+    stages: list[StageConfig] = []
+    ablations: list[AblationConfig] = []
+
+    @model_validator(mode="after")
+    def _stages_consistent(self) -> "TrainConfig":
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"train.stages names repeat: {names}")
+        controls = [ablation.name for ablation in self.ablations]
+        if len(set(controls)) != len(controls):
+            raise ValueError(f"train.ablations names repeat: {controls}")
+        for ablation in self.ablations:
+            unknown = [name for name in ablation.stages if name not in names]
+            if unknown:
+                raise ValueError(f"ablation {ablation.name!r} names stages {unknown} that train.stages does not define")
+        return self
 
 
 class MlflowConfig(StrictModel):
@@ -201,6 +253,8 @@ class EvaluateConfig(StrictModel):
     cache_dir: str = "build/eval_data"
     batch_size: int = Field(64, gt=0)
     java_metrics: bool = True
+    compare_base: bool = False
+    """Also score the untuned model (``model`` with its pretrained weights) and report it beside the candidate."""
 
     @model_validator(mode="after")
     def _distinct_names(self) -> "EvaluateConfig":
@@ -221,6 +275,7 @@ class RunConfig(StrictModel):
 
     paper: Literal["sar_text", "closp", "georsclip", "iebaker", "lrsclip"]
     profile: Literal["local", "cluster"]
+    track: str = Field(MAIN_TRACK, pattern=NAME)
     data: DataConfig = DataConfig()
     caption: CaptionConfig = CaptionConfig()
     model: ModelConfig
@@ -229,6 +284,7 @@ class RunConfig(StrictModel):
     gate: GateConfig | None = None
     registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    vqa: VqaConfig | None = None
 
     def digest(self) -> str:
         """Return a stable SHA-256 of the resolved config (a lineage tag for registered models)."""
@@ -289,26 +345,40 @@ def _format_errors(err: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(
-    path: str | Path,
-    profile: str = "local",
-    overrides: list[str] | tuple[str, ...] = (),
-) -> RunConfig:
-    """Load, merge and validate a paper config.
+def track_overrides(items: list[str] | tuple[str, ...], track: str,
+                    tracks: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """The overrides that apply to ``track``: plain ``key=value`` ones and ``<track>:key=value`` ones.
 
     Args:
-        path: ``pipelines/<paper>/config.yaml``.
-        profile: ``local`` or ``cluster``.
-        overrides: Dotted ``key=value`` overrides applied after the profile.
+        items: Overrides as given (``train.lr=1e-4``, ``captioner:train.epochs=3``).
+        track: The track being configured.
+        tracks: The paper's track names; when given, a prefix naming another track is refused.
 
     Returns:
-        The validated, frozen :class:`RunConfig`.
+        The overrides for ``track``, prefixes removed.
 
     Raises:
-        ConfigError: The file is missing or not YAML, the profile is unknown, or a field breaks
-            a rule; the message names the file, profile, field path and rule.
+        ConfigError: A prefix names no track of the paper, or a prefixed override touches a
+            section all tracks share (``data``, ``caption``).
     """
-    path = Path(path)
+    chosen = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if ":" not in key:
+            chosen.append(item)
+            continue
+        prefix, _, dotted = key.partition(":")
+        if tracks is not None and prefix not in tracks:
+            raise ConfigError(f"override {item!r} names track {prefix!r}; the paper's tracks are {list(tracks)}")
+        if dotted.split(".")[0].strip() in SHARED_SECTIONS:
+            raise ConfigError(f"override {item!r}: {', '.join(SHARED_SECTIONS)} are shared by every track; "
+                              "override them without a track prefix")
+        if prefix == track:
+            chosen.append(f"{dotted}{sep}{value}")
+    return chosen
+
+
+def _read_document(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")
     try:
@@ -317,29 +387,98 @@ def load_config(
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    unknown = set(raw) - {"paper", "defaults", "profiles"}
+    unknown = set(raw) - {"paper", "defaults", "profiles", "tracks"}
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: paper, defaults, profiles")
+        raise ConfigError(
+            f"{path}: unknown top-level keys {sorted(unknown)}; allowed: paper, defaults, profiles, tracks"
+        )
+    return raw
+
+
+def _track_layers(path: Path, raw: dict[str, Any], track: str, profile: str) -> list[dict[str, Any]]:
+    """The partial configs a non-main track lays over the paper's: its ``defaults``, then its profile's."""
+    tracks = raw.get("tracks") or {}
+    if track not in tracks:
+        raise ConfigError(f"{path}: no track {track!r}; the file defines {[MAIN_TRACK, *tracks]}")
+    entry = tracks[track] or {}
+    where = f"{path}: tracks.{track}"
+    if not isinstance(entry, dict) or set(entry) - {"defaults", "profiles"}:
+        raise ConfigError(f"{where}: a track holds only 'defaults' and 'profiles'")
+    layers = [entry.get("defaults") or {}, (entry.get("profiles") or {}).get(profile) or {}]
+    for layer in layers:
+        shared = [section for section in SHARED_SECTIONS if section in layer]
+        if shared:
+            raise ConfigError(f"{where}: sets {shared}, which every track shares; set them in the paper's sections")
+    return layers
+
+
+def track_names(path: str | Path) -> list[str]:
+    """The tracks a paper config defines: ``main`` (the paper's own sections) then ``tracks`` in file order."""
+    raw = _read_document(Path(path))
+    return [MAIN_TRACK, *(raw.get("tracks") or {})]
+
+
+def load_config(
+    path: str | Path,
+    profile: str = "local",
+    overrides: list[str] | tuple[str, ...] = (),
+    track: str = MAIN_TRACK,
+) -> RunConfig:
+    """Load, merge and validate a paper config.
+
+    A file may define more models trained on the same data as ``tracks`` (SAR-TEXT's captioner
+    beside its CLIP): each track lays its own ``defaults`` and profile over the paper's resolved
+    sections, except the ``data`` and ``caption`` sections, which all tracks share.
+
+    Args:
+        path: ``pipelines/<paper>/config.yaml``.
+        profile: ``local`` or ``cluster``.
+        overrides: Dotted ``key=value`` overrides applied last (``<track>:key=value`` for one track).
+        track: ``main`` or a name under ``tracks``.
+
+    Returns:
+        The validated, frozen :class:`RunConfig`.
+
+    Raises:
+        ConfigError: The file is missing or not YAML, the profile or track is unknown, or a field
+            breaks a rule; the message names the file, profile, field path and rule.
+    """
+    path = Path(path)
+    raw = _read_document(path)
     profiles = raw.get("profiles") or {}
     if profile not in PROFILES:
         raise ConfigError(f"{path}: profile {profile!r} is not one of {PROFILES}")
     if profile not in profiles:
         raise ConfigError(f"{path}: no profile {profile!r}; the file defines {sorted(profiles)}")
     merged = deep_merge(raw.get("defaults") or {}, profiles[profile] or {})
-    merged = deep_merge(merged, parse_overrides(overrides))
-    merged.update(paper=raw.get("paper"), profile=profile)
+    if track != MAIN_TRACK:
+        for layer in _track_layers(path, raw, track, profile):
+            merged = deep_merge(merged, layer)
+    chosen = track_overrides(overrides, track, [MAIN_TRACK, *(raw.get("tracks") or {})])
+    merged = deep_merge(merged, parse_overrides(chosen))
+    merged.update(paper=raw.get("paper"), profile=profile, track=track)
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, f"{path} (profile {profile})")) from err
+        where = f"{path} (profile {profile}{'' if track == MAIN_TRACK else f', track {track}'})"
+        raise ConfigError(_format_errors(err, where)) from err
 
 
-def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+def load_tracks(
+    path: str | Path, profile: str = "local", overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, RunConfig]:
+    """Every track of a paper config, resolved (``main`` first); see :func:`load_config`."""
+    return {track: load_config(path, profile, overrides, track) for track in track_names(path)}
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...],
+                    tracks: list[str] | tuple[str, ...] | None = None) -> RunConfig:
     """Apply ``dotted.key=value`` overrides to a resolved config (a pipeline run's UI parameters).
 
     Args:
         cfg: The resolved config.
-        overrides: Overrides as for :func:`load_config`.
+        overrides: Overrides as for :func:`load_config`; ``<track>:`` ones apply to that track only.
+        tracks: The paper's track names (to refuse a prefix naming none of them).
 
     Returns:
         A new validated config.
@@ -347,18 +486,22 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
     Raises:
         ConfigError: An override is malformed or breaks a rule (the message names the field).
     """
-    merged = deep_merge(cfg.model_dump(mode="json"), parse_overrides(overrides))
+    chosen = track_overrides(overrides, cfg.track, tracks)
+    merged = deep_merge(cfg.model_dump(mode="json"), parse_overrides(chosen))
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, f"{cfg.paper} config (profile {cfg.profile}) with {list(overrides)}")) from err
+        raise ConfigError(_format_errors(err, f"{cfg.paper} config (profile {cfg.profile}, track {cfg.track}) "
+                                              f"with {list(overrides)}")) from err
 
 
 def write_config_file(cfg: RunConfig, path: str | Path) -> Path:
     """Write a resolved config as a ``pipelines/<paper>/config.yaml``-style file that loads back to ``cfg``.
 
-    Everything goes under ``defaults`` with an empty profile of ``cfg.profile``, so
-    ``load_config(path, cfg.profile)`` returns an equal config (a RayJob's ``rsvl train`` reads it).
+    Everything goes under ``defaults`` with an empty profile of ``cfg.profile`` (and, for a track
+    other than ``main``, an empty entry of that track), so
+    ``load_config(path, cfg.profile, track=cfg.track)`` returns an equal config (a RayJob's
+    ``rsvl train`` reads it).
 
     Args:
         cfg: The resolved config.
@@ -368,7 +511,10 @@ def write_config_file(cfg: RunConfig, path: str | Path) -> Path:
         The path.
     """
     payload = cfg.model_dump(mode="json")
+    track = payload.pop("track")
     document = {"paper": payload.pop("paper"), "defaults": payload, "profiles": {payload.pop("profile"): {}}}
+    if track != MAIN_TRACK:
+        document["tracks"] = {track: {}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")

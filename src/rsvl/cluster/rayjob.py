@@ -182,7 +182,8 @@ def entrypoint(
     Returns:
         One command line.
     """
-    argv = ["rsvl", "train", "--config", config_path, "--profile", cfg.profile, "--run-name", run_name]
+    argv = ["rsvl", "train", "--config", config_path, "--profile", cfg.profile, "--track", cfg.track,
+            "--run-name", run_name]
     argv += ["--data", dataset, "--out", out_dir]
     for override in (*overrides, *IN_CLUSTER_OVERRIDES):
         argv += ["--set", override]

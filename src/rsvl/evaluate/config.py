@@ -47,6 +47,9 @@ class EvalSet(StrictModel):
         source: Ingest the dataset from here (format + path) when it is missing.
         optional: Skip the set, with the reason recorded, when its source is absent (real data
             that only some machines have).
+        narrate: Caption every row with SAR-Narrator (the run's ``caption`` section, every row
+            re-captioned) before scoring, as the paper's training data is; the pin applies to the
+            source data, the narrated copy is versioned by its fingerprint.
     """
 
     name: str = Field(pattern=NAME_PATTERN, min_length=1, max_length=100)
@@ -59,6 +62,7 @@ class EvalSet(StrictModel):
     dvc_version: str | None = None
     source: EvalSource | None = None
     optional: bool = False
+    narrate: bool = False
 
     @model_validator(mode="after")
     def _distinct_tasks(self) -> "EvalSet":
