@@ -31,6 +31,8 @@ from rsvl.models import save_model
 from rsvl.models.io import WEIGHTS_NAME
 
 MODEL_DIR = "model"
+ABLATIONS_DIR = "ablations"
+"""Beside ``model/`` in a train step's output: ``ablations/<name>/model`` for each ``train.ablations`` control run."""
 TRAIN_STATE = "train_state.pt"
 STEP_CHECKPOINT = "checkpoint_step{step:08d}"
 STEP_CHECKPOINT_PATTERN = re.compile(r"checkpoint_step(\d{8})")
