@@ -5,7 +5,8 @@ the dataset's units (0..255 for 8-bit images), or numpy arrays of that shape, or
 as 0..255 RGB). Validation resizes the shorter side to the model's size and centre-crops; training
 takes a random crop of 90-100% of the area (GeoRSCLIP's scale) and random horizontal and vertical
 flips (overhead imagery has no canonical orientation; CLOSP's flips). Then each band is
-standardised with :class:`rsvl.models.bands.BandNormalize`.
+standardised with :class:`rsvl.models.bands.BandNormalize`. A single grey band given to a
+three-band (RGB) model is repeated first (:func:`fit_bands`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,28 @@ def as_chw_tensor(image: Any) -> torch.Tensor:
     return image.float()
 
 
+def fit_bands(image: Any, in_bands: int) -> torch.Tensor:
+    """Return ``image`` as (bands, H, W), a grey single band repeated when the model wants three.
+
+    SAR chips are single-band amplitude; RGB CLIP towers take three bands, and HRSID ships its
+    chips as three identical channels, so repeating the band is the faithful conversion. It lets
+    one RGB tower train on optical pairs and then on SAR chips (progressive transfer).
+
+    Args:
+        image: Tensor/array (bands, H, W) or PIL image.
+        in_bands: Bands the model's image tower takes.
+
+    Raises:
+        DataError: The band count fits neither directly nor by repetition.
+    """
+    tensor = as_chw_tensor(image)
+    if tensor.shape[0] == 1 and in_bands == 3:
+        tensor = tensor.expand(3, -1, -1)
+    if tensor.shape[0] != in_bands:
+        raise DataError(f"image has {tensor.shape[0]} bands, the model takes {in_bands}")
+    return tensor
+
+
 class Preprocess:
     """Resize/crop (and augment when training), then standardise each band.
 
@@ -78,8 +101,12 @@ class Preprocess:
         self.normalize = BandNormalize(mean, std)
 
     def __call__(self, image: Any) -> torch.Tensor:
-        """Return the normalised (bands, height, width) float32 model input."""
-        return self.normalize(self.geometry(as_chw_tensor(image)))
+        """Return the normalised (bands, height, width) float32 model input.
+
+        Raises:
+            DataError: The image's bands fit the model's neither directly nor by repetition.
+        """
+        return self.normalize(self.geometry(fit_bands(image, self.normalize.mean.shape[0])))
 
     def __repr__(self) -> str:
         kind = "train" if self.train else "val"

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rsvl.errors import DataError, ModelError
-from rsvl.models.preprocess import as_chw_tensor
+from rsvl.models.preprocess import fit_bands
 from rsvl.vqa.llava import qa_pairs
 from rsvl.vqa.questions import parse_question
 
@@ -71,27 +71,6 @@ def _check_pairs(images: Sequence[Any], questions: Sequence[str], known: dict[st
         raise DataError(f"need one question per image, got {len(images)} images and {len(questions)} questions")
     for question in questions:
         _candidates(known, question)
-
-
-def fit_bands(image: Any, in_bands: int) -> torch.Tensor:
-    """Return ``image`` as (bands, H, W), a grey single band repeated when the model wants three.
-
-    SAR chips are single-band amplitude; RGB CLIP towers take three bands, and HRSID ships its
-    chips as three identical channels, so repeating the band is the faithful conversion.
-
-    Args:
-        image: Tensor/array (bands, H, W) or PIL image.
-        in_bands: Bands the model's image tower takes.
-
-    Raises:
-        DataError: The band count fits neither directly nor by repetition.
-    """
-    tensor = as_chw_tensor(image)
-    if tensor.shape[0] == 1 and in_bands == 3:
-        tensor = tensor.expand(3, -1, -1)
-    if tensor.shape[0] != in_bands:
-        raise DataError(f"image has {tensor.shape[0]} bands, the model takes {in_bands}")
-    return tensor
 
 
 class ClipImageEncoder:
