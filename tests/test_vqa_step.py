@@ -1,0 +1,200 @@
+"""The ``vqa`` step and component on the default SAR chips with rsvl-tiny: metrics, files, saved model, MLflow.
+
+One untrained rsvl-tiny CLIP (seeded) stands for the trained SAR-RS-CLIP; the step fits the linear
+head on its frozen features in about a second. Its "training run" is a real MLflow run in a
+temporary sqlite store, as the train step would leave it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from kfp import dsl
+from mlflow import MlflowClient
+from safetensors.torch import load_file, save_file
+
+from rsvl.config import RunConfig
+from rsvl.data.generate import write_optical_scenes, write_sar_chips
+from rsvl.data.store import sha256_file
+from rsvl.errors import ConfigError, DataError, ModelError
+from rsvl.mlflow_store import experiment_id
+from rsvl.models import build_model, save_model
+from rsvl.models.io import WEIGHTS_NAME
+from rsvl.steps.vqa import LLAVA_TEST, LLAVA_TRAIN, MODEL_TAG, run_vqa
+from rsvl.vqa import (
+    QUESTION_TYPES,
+    ClipAnswerRanker,
+    ClipLinearHead,
+    evaluate_vqa,
+    load_vqa_model,
+    read_llava,
+    read_vqa_config,
+    vqa_from_dataset,
+)
+from rsvl.vqa.persist import VQA_CONFIG_NAME, VQA_WEIGHTS_NAME
+
+EXPERIMENT = "test-vqa"
+
+
+def config(workdir: Path, vqa: dict | None = None) -> RunConfig:
+    return RunConfig.model_validate({
+        "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"}, "vqa": vqa,
+        "mlflow": {"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}", "experiment": EXPERIMENT},
+    })
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("vqa_step")
+
+
+@pytest.fixture(scope="module")
+def sar_dir(workdir) -> Path:
+    """The default SAR chips (``data/default/sar``: 105 train / 23 test, ship boxes, sea/land mask)."""
+    write_sar_chips(workdir / "sar", seed=0)
+    return workdir / "sar"
+
+
+@pytest.fixture(scope="module")
+def clip_dir(workdir) -> Path:
+    """The train step's folder layout: the CLIP at ``train/model``."""
+    torch.manual_seed(0)
+    return save_model(build_model("rsvl-tiny")[0], workdir / "train" / "model")
+
+
+@pytest.fixture(scope="module")
+def training_run(workdir) -> str:
+    """An MLflow run in the config's experiment, standing for the CLIP's training run."""
+    uri = config(workdir).mlflow.tracking_uri
+    client = MlflowClient(uri)
+    return client.create_run(experiment_id(client, uri, EXPERIMENT), run_name="sar_text-clip").info.run_id
+
+
+@pytest.fixture(scope="module")
+def outcome(workdir, sar_dir, clip_dir, training_run):
+    return run_vqa(config(workdir, {"model": "linear_head"}), clip_dir, sar_dir, workdir / "out",
+                   mlflow_run_id=training_run, device="cpu")
+
+
+def test_metrics_per_question_type_and_overall_lie_in_the_unit_interval(outcome, sar_dir):
+    types = set(QUESTION_TYPES)
+    expected = {"vqa.overall", *(f"vqa.{t}" for t in types)}
+    expected |= {f"vqa.{b}.{t}" for b in ("majority", "random") for t in ("overall", *types)}
+    assert set(outcome.metrics) == expected
+    assert all(0.0 <= value <= 1.0 for value in outcome.metrics.values())
+    scores = outcome.scores["linear_head"]
+    test = vqa_from_dataset(sar_dir, "test")
+    assert sum(scores.support.values()) == sum(len(r["conversations"]) // 2 for r in test)
+    assert outcome.metrics["vqa.overall"] == pytest.approx(
+        sum(outcome.metrics[f"vqa.{t}"] * n for t, n in scores.support.items()) / sum(scores.support.values()))
+    assert outcome.metrics["vqa.random.presence"] == pytest.approx(0.5)
+    assert list(outcome.scores) == ["linear_head", "majority", "random"]
+
+
+def test_report_has_one_row_per_question_type_with_model_and_baselines(outcome):
+    report = outcome.report_md.read_text(encoding="utf-8")
+    print("\n" + report)
+    assert "| type | questions | model (linear_head) | majority | random |" in report
+    scores = outcome.scores
+    for kind, count in scores["linear_head"].support.items():
+        cells = [f"{100 * scores[name].per_type[kind]:.1f}" for name in ("linear_head", "majority", "random")]
+        assert f"| {kind} | {count} | {' | '.join(cells)} |" in report
+    assert f"| **overall** | {sum(scores['linear_head'].support.values())} |" in report
+    assert outcome.clip_weights_sha256 in report
+
+
+def test_llava_files_read_back_as_the_generated_questions(outcome, sar_dir):
+    assert read_llava(outcome.out_dir / LLAVA_TRAIN) == vqa_from_dataset(sar_dir, "train")
+    test = read_llava(outcome.out_dir / LLAVA_TEST)
+    assert test == vqa_from_dataset(sar_dir, "test")
+    assert len(test) == 23 and all((sar_dir / record["image"]).is_file() for record in test)
+    assert test[0]["conversations"][0]["value"].startswith("<image>\n")
+
+
+def test_saved_linear_head_loads_back_and_gives_the_same_answers(outcome, sar_dir, clip_dir):
+    saved = read_vqa_config(outcome.model_dir)
+    assert saved.kind == "linear_head"
+    assert saved.clip.weights_sha256 == sha256_file(clip_dir / WEIGHTS_NAME) == outcome.clip_weights_sha256
+    assert set(saved.question_types.values()) == set(QUESTION_TYPES)
+    loaded = load_vqa_model(outcome.model_dir, clip_dir)
+    assert isinstance(loaded, ClipLinearHead)
+    test = read_llava(outcome.llava_test)
+    assert evaluate_vqa(loaded, test, sar_dir).predictions == outcome.scores["linear_head"].predictions
+    predictions = json.loads((outcome.out_dir / "predictions.json").read_text(encoding="utf-8"))
+    assert [p["answer"] for p in predictions] == [p[3] for p in outcome.scores["linear_head"].predictions]
+
+
+def test_answer_ranker_is_saved_as_its_vocabulary_and_loads_back(workdir, sar_dir, clip_dir):
+    ranked = run_vqa(config(workdir, {"model": "answer_ranker"}), clip_dir, sar_dir, workdir / "ranker", device="cpu")
+    assert sorted(p.name for p in ranked.model_dir.iterdir()) == [VQA_CONFIG_NAME]
+    loaded = load_vqa_model(ranked.model_dir, clip_dir)
+    assert isinstance(loaded, ClipAnswerRanker)
+    assert evaluate_vqa(loaded, read_llava(ranked.llava_test), sar_dir).predictions == \
+        ranked.scores["answer_ranker"].predictions
+
+
+def test_a_saved_model_refuses_another_clip_and_tampered_files(outcome, workdir, clip_dir):
+    torch.manual_seed(1)
+    other = save_model(build_model("rsvl-tiny")[0], workdir / "other-clip")
+    with pytest.raises(ModelError, match="sha256"):
+        load_vqa_model(outcome.model_dir, other)
+    tampered = workdir / "tampered"
+    shutil.copytree(outcome.model_dir, tampered)
+    tensors = load_file(str(tampered / VQA_WEIGHTS_NAME))
+    tensors["heads.0.weight"] = tensors["heads.0.weight"][:, :3].contiguous()
+    save_file(tensors, str(tampered / VQA_WEIGHTS_NAME))
+    with pytest.raises(ModelError, match=r"'heads.0.weight' is torch.float32 \(2, 3\), expected float \(2, 64\)"):
+        load_vqa_model(tampered, clip_dir)
+    saved = json.loads((outcome.model_dir / VQA_CONFIG_NAME).read_text(encoding="utf-8"))
+    del saved["heads"]["Is there any land in the image?"]
+    (tampered / VQA_CONFIG_NAME).write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(ModelError, match="a head is stored exactly for questions with more than one"):
+        load_vqa_model(tampered, clip_dir)
+    (tampered / VQA_CONFIG_NAME).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError, match="not a valid VQA model description"):
+        read_vqa_config(tampered)
+
+
+def test_mlflow_training_run_holds_the_vqa_metrics_and_files(outcome, workdir, training_run):
+    client = MlflowClient(config(workdir).mlflow.tracking_uri)
+    run = client.get_run(training_run)
+    assert {k: run.data.metrics[k] for k in outcome.metrics} == pytest.approx(outcome.metrics)
+    assert run.data.tags[MODEL_TAG] == "linear_head"
+    logged = {a.path for a in client.list_artifacts(training_run, "vqa")}
+    assert {"vqa/report.md", "vqa/llava_train.json", "vqa/llava_test.json", "vqa/model"} <= logged
+    assert {a.path for a in client.list_artifacts(training_run, "vqa/model")} == \
+        {"vqa/model/vqa_model.json", "vqa/model/vqa_heads.safetensors"}
+
+
+def test_component_writes_the_vqa_model_metrics_file_and_summary(workdir, sar_dir, clip_dir):
+    from components.vqa.component import vqa
+
+    out = workdir / "component"
+    out.mkdir()
+    vqa_model, metrics, summary = (dsl.Model(uri=str(out / "vqa_model")), dsl.Metrics(uri=str(out / "metrics")),
+                                   dsl.Markdown(uri=str(out / "summary.md")))
+    vqa.python_func(config_json=config(workdir, {"model": "linear_head"}).model_dump_json(),
+                    model=dsl.Model(uri=str(clip_dir.parent)), dataset=dsl.Dataset(uri=str(sar_dir)),
+                    mlflow_run_id="", vqa_model=vqa_model, metrics=metrics, summary=summary)
+    assert json.loads((out / "metrics").read_text(encoding="utf-8")) == metrics.metadata
+    assert 0.0 <= metrics.metadata["vqa.overall"] <= 1.0
+    assert (out / "summary.md").read_text(encoding="utf-8").startswith("# SAR VQA: linear_head")
+    assert read_vqa_config(out / "vqa_model" / "model").clip.weights_sha256 == vqa_model.metadata["clip_weights_sha256"]
+    assert vqa_model.metadata["kind"] == "linear_head"
+    assert (out / "vqa_model" / LLAVA_TRAIN).is_file()
+
+
+def test_a_dataset_without_boxes_or_mask_yields_no_questions(workdir, clip_dir):
+    write_optical_scenes(workdir / "optical", seed=0, per_class=3)
+    with pytest.raises(DataError, match=r"optical: split 'train' yields no VQA questions"):
+        run_vqa(config(workdir, {"model": "linear_head"}), clip_dir, workdir / "optical", workdir / "no-boxes")
+    assert not (workdir / "no-boxes" / LLAVA_TRAIN).exists()
+
+
+def test_a_config_without_a_vqa_section_is_refused(workdir, sar_dir, clip_dir):
+    with pytest.raises(ConfigError, match="has no vqa section"):
+        run_vqa(config(workdir), clip_dir, sar_dir, workdir / "no-config")
