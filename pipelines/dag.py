@@ -1,11 +1,16 @@
-"""The shared DAG: ``configure → ingest → caption → filter → train → evaluate → register → gate → (If) promote``.
+"""The shared DAG of every paper, with the paper's tracks and optional steps as its config says.
 
-Every paper's pipeline is this DAG over the shared components, with the paper's config for one
-profile compiled in as the default of the ``config_json`` parameter. The run parameters the
-Kubeflow UI shows are the data version, epochs, learning rate, train backend and free
-``dotted.key=value`` overrides; ``configure`` applies them and validates the result before any
-work starts. ``register``, ``gate`` and ``promote`` never come from the cache: they read and move
-registry state. With a ``local`` train backend and ``train.use_gpu`` the train task requests
+``configure → ingest → caption → filter``, then for each track (``main``, and any under the
+config's ``tracks``, e.g. SAR-TEXT's captioner) ``train → [vqa] → evaluate → register → gate →
+(If) promote`` on the same filtered data. ``train`` runs the track's progressive stages and
+ablations when ``train.stages`` lists them; ``vqa`` joins when the track has a ``vqa`` section.
+Every paper's pipeline is this DAG over the shared components, with the paper's resolved configs
+for one profile compiled in as the default of the ``config_json`` parameter (``{track: config}``).
+The run parameters the Kubeflow UI shows are the data version, the main track's epochs and
+learning rate, the train backend and free ``dotted.key=value`` overrides (``<track>:key=value``
+for one track); each track's ``configure`` applies them and validates the result before any work
+starts. ``register``, ``gate`` and ``promote`` never come from the cache: they read and move
+registry state. With a ``local`` train backend and ``train.use_gpu`` a train task requests
 ``train.num_workers`` GPUs (at least one); a ``kuberay`` train task only submits a RayJob, which
 carries the GPU requests itself. In the cluster profile every step's pod mounts the shared volume
 (``rsvl-shared``: checkpoints, the RayJob hand-over, the eval cache) and the data volume
@@ -27,7 +32,8 @@ from components.gate.component import gate, promote
 from components.ingest.component import ingest
 from components.register.component import register
 from components.train.component import train
-from rsvl.config import RunConfig, load_config
+from components.vqa.component import vqa
+from rsvl.config import MAIN_TRACK, RunConfig, load_config, load_tracks, tracks_json
 
 PIPELINES_DIR = Path(__file__).resolve().parent
 GPU = "nvidia.com/gpu"
@@ -41,6 +47,11 @@ def config_path(paper: str) -> Path:
 def paper_config(paper: str, profile: str, overrides: "list[str] | tuple[str, ...]" = ()) -> RunConfig:
     """The paper's resolved config for ``profile`` (what the compiled pipeline carries)."""
     return load_config(config_path(paper), profile, overrides)
+
+
+def paper_tracks(paper: str, profile: str, overrides: "list[str] | tuple[str, ...]" = ()) -> dict[str, RunConfig]:
+    """Every track's resolved config for ``profile`` (``main`` first), as the compiled pipeline carries them."""
+    return load_tracks(config_path(paper), profile, overrides)
 
 
 def _cluster_volumes(tasks: list, cfg: RunConfig) -> None:
@@ -58,49 +69,79 @@ def _train_resources(task: Any, cfg: RunConfig) -> None:
         task.set_cpu_limit(str(max(cfg.train.cpus_per_worker, 1))).set_memory_limit("32G")
 
 
-def build_pipeline(cfg: RunConfig) -> Callable[..., Any]:
-    """Build the KFP pipeline of ``cfg.paper`` with ``cfg`` compiled in.
+def _label(step: str, track: str) -> str:
+    return step if track == MAIN_TRACK else f"{step}-{track}"
+
+
+def _track_steps(cfg: RunConfig, run_config: Any, filtered: Any) -> list:
+    """``train → [vqa] → evaluate → register → gate → (If) promote`` of one track; returns its tasks."""
+    track = cfg.track
+    trained = train(config_json=run_config, dataset=filtered.outputs["filtered"])
+    trained.set_display_name(_label("train", track))
+    _train_resources(trained, cfg)
+    tasks = [trained]
+    evaluated = evaluate(config_json=run_config, model=trained.outputs["model"], mlflow_run_id=trained.outputs["Output"])
+    evaluated.set_display_name(_label("evaluate", track))
+    registered = register(config_json=run_config, model=trained.outputs["model"], dataset=filtered.outputs["filtered"],
+                          mlflow_run_id=trained.outputs["Output"], pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    registered.set_display_name(_label("register", track))
+    registered.after(evaluated)
+    registered.set_caching_options(False)
+    if cfg.vqa is not None:
+        answered = vqa(config_json=run_config, model=trained.outputs["model"], dataset=filtered.outputs["filtered"],
+                       mlflow_run_id=trained.outputs["Output"])
+        answered.set_display_name(_label("vqa", track))
+        evaluated.after(answered)
+        tasks.append(answered)
+    decided = gate(config_json=run_config, version=registered.output)
+    decided.set_display_name(_label("gate", track))
+    decided.set_caching_options(False)
+    with dsl.If(decided.outputs["Output"] == True, name=_label("candidate-passed", track)):  # noqa: E712 - a KFP condition
+        promoted = promote(config_json=run_config, version=registered.output)
+        promoted.set_display_name(_label("promote", track))
+        promoted.set_caching_options(False)
+    return [*tasks, evaluated, registered, decided, promoted]
+
+
+def build_pipeline(tracks: dict[str, RunConfig]) -> Callable[..., Any]:
+    """Build the KFP pipeline of a paper with its tracks' configs compiled in.
 
     Args:
-        cfg: The paper's resolved config for the profile the pipeline targets.
+        tracks: The paper's resolved config of each track for the profile the pipeline targets
+            (:func:`paper_tracks`; ``main`` first).
 
     Returns:
         The ``@dsl.pipeline`` function (call it under ``kfp.local`` or compile it).
     """
+    main = tracks[MAIN_TRACK]
+    models = ", ".join(cfg.registry.model_name for cfg in tracks.values())
 
-    @dsl.pipeline(name=f"rsvl-{cfg.paper.replace('_', '-')}",
-                  description=f"{cfg.paper} ({cfg.profile} profile): ingest, caption, filter, train, evaluate, "
-                              "register and gate the paper's model")
+    @dsl.pipeline(name=f"rsvl-{main.paper.replace('_', '-')}",
+                  description=f"{main.paper} ({main.profile} profile): ingest, caption, filter, then train, evaluate, "
+                              f"register and gate {models}")
     def pipeline(
-        config_json: str = cfg.model_dump_json(),
+        config_json: str = tracks_json(tracks),
         data_version: str = "",
         epochs: int = 0,
         lr: float = 0.0,
         backend: str = "",
         overrides: list = [],
     ) -> None:
-        configured = configure(config_json=config_json, epochs=epochs, lr=lr, backend=backend, overrides=overrides)
-        configured.set_display_name("configure")
-        run_config = configured.output
+        configs = {}
+        for name in tracks:
+            configured = configure(config_json=config_json, track=name, epochs=epochs, lr=lr, backend=backend,
+                                   overrides=overrides)
+            configured.set_display_name(_label("configure", name))
+            configs[name] = configured.output
+        run_config = configs[MAIN_TRACK]
         ingested = ingest(config_json=run_config, data_version=data_version)
         captioned = caption(config_json=run_config, dataset=ingested.outputs["dataset"])
         filtered = filter_rows(config_json=run_config, dataset=captioned.outputs["captioned"])
         filtered.set_display_name("filter")
-        trained = train(config_json=run_config, dataset=filtered.outputs["filtered"])
-        _train_resources(trained, cfg)
-        evaluated = evaluate(config_json=run_config, model=trained.outputs["model"],
-                             mlflow_run_id=trained.outputs["Output"])
-        registered = register(config_json=run_config, model=trained.outputs["model"],
-                              dataset=filtered.outputs["filtered"], mlflow_run_id=trained.outputs["Output"],
-                              pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        registered.after(evaluated)
-        registered.set_caching_options(False)
-        decided = gate(config_json=run_config, version=registered.output)
-        decided.set_caching_options(False)
-        with dsl.If(decided.outputs["Output"] == True, name="candidate-passed"):  # noqa: E712 - a KFP condition
-            promoted = promote(config_json=run_config, version=registered.output)
-            promoted.set_caching_options(False)
-        if cfg.profile == "cluster":
-            _cluster_volumes([ingested, captioned, filtered, trained, evaluated, registered, decided, promoted], cfg)
+        tasks = [ingested, captioned, filtered]
+        for name, cfg in tracks.items():
+            tasks += _track_steps(cfg, configs[name], filtered)
+        if main.profile == "cluster":
+            _cluster_volumes(tasks, main)
 
     return pipeline

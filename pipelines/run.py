@@ -107,10 +107,10 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     """
     from kfp import local
 
-    from pipelines.dag import paper_config
+    from pipelines.dag import paper_tracks
     from pipelines.summary import print_summary
 
-    cfg = paper_config(paper, "local", overrides)
+    tracks = paper_tracks(paper, "local", overrides)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(local_root.resolve()),
                enable_caching=cache)
     started = time.perf_counter()
@@ -122,7 +122,7 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
         step = FAILED_TASK.search(ANSI.sub("", str(err)))
         cause = watcher.last_error or "see the step's log above"
         raise PipelineFailed(f"{paper} pipeline failed at step {step.group(1) if step else '?'!r}: {cause}") from err
-    print_summary(cfg, local_root, time.perf_counter() - started)
+    print_summary(tracks, local_root, time.perf_counter() - started)
 
 
 def main(argv: list[str] | None = None) -> None:

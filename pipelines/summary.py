@@ -6,37 +6,48 @@ from pathlib import Path
 
 from rsvl.config import RunConfig
 
+HIDDEN_METRICS = ("zs_class",)
+"""Metric-name parts left out of the summary (per-class tables; they are in the report)."""
 
-def print_summary(cfg: RunConfig, local_root: Path, seconds: float) -> None:
-    """Print metrics, the gate decision, the registered version and aliases, and where things are.
+
+def _print_track(cfg: RunConfig, client) -> None:
+    name = cfg.registry.model_name
+    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    print(f"\n--- track {cfg.track}: {name} ---")
+    if not versions:
+        print(f"nothing registered under {name!r}")
+        return
+    latest = client.get_model_version(name, versions[-1].version)
+    aliases = client.get_registered_model(name).aliases
+    run = client.get_run(latest.run_id) if latest.run_id else None
+    if run is not None:
+        shown = {k: v for k, v in sorted(run.data.metrics.items())
+                 if "." in k and not any(part in k for part in HIDDEN_METRICS)}
+        print("metrics of the latest registered model's run:")
+        for key, value in shown.items():
+            print(f"  {key:<36} {value:8.3f}")
+    tags = latest.tags
+    print(f"registered: {name} v{latest.version} (aliases: {', '.join(sorted(latest.aliases)) or 'none'})")
+    print(f"gate: {tags.get('gate.decision', 'not run')}: {tags.get('gate.reasons', '')}")
+    print(f"champion: v{aliases.get('champion', 'none')}; candidate: v{aliases.get('candidate', 'none')}")
+
+
+def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float) -> None:
+    """Print, per track, the metrics, the gate decision, the registered version and its aliases; then where things are.
 
     Args:
-        cfg: The run's config.
+        tracks: The run's config of each track (``main`` first).
         local_root: The KFP local pipeline root (task outputs).
         seconds: Wall time of the run.
     """
     from rsvl.mlflow_store import resolve_tracking_uri
     from rsvl.registry import registry_client
 
-    uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
+    first = next(iter(tracks.values()))
+    uri = resolve_tracking_uri(first.mlflow.tracking_uri)
     client = registry_client(uri)
-    name = cfg.registry.model_name
-    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
-    latest = client.get_model_version(name, versions[-1].version) if versions else None
-    aliases = client.get_registered_model(name).aliases if latest else {}
-    print(f"\n=== {cfg.paper} pipeline finished in {seconds / 60:.1f} min ===")
-    if latest is None:
-        print(f"nothing registered under {name!r}")
-        return
-    run = client.get_run(latest.run_id) if latest.run_id else None
-    if run is not None:
-        shown = {k: v for k, v in sorted(run.data.metrics.items()) if "." in k and "zs_class" not in k}
-        print("metrics of the latest registered model:")
-        for key, value in shown.items():
-            print(f"  {key:<28} {value:8.3f}")
-    tags = latest.tags
-    print(f"registered: {name} v{latest.version} (aliases: {', '.join(sorted(latest.aliases)) or 'none'})")
-    print(f"gate: {tags.get('gate.decision', 'not run')}: {tags.get('gate.reasons', '')}")
-    print(f"champion: v{aliases.get('champion', 'none')}; candidate: v{aliases.get('candidate', 'none')}")
-    print(f"task outputs: {local_root.resolve()}")
+    print(f"\n=== {first.paper} pipeline finished in {seconds / 60:.1f} min ===")
+    for cfg in tracks.values():
+        _print_track(cfg, client)
+    print(f"\ntask outputs: {local_root.resolve()}")
     print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {uri}")

@@ -8,7 +8,17 @@ import pydantic
 import pytest
 import yaml
 
-from rsvl.config import PAPERS, RunConfig, deep_merge, load_config, parse_overrides
+from rsvl.config import (
+    PAPERS,
+    RunConfig,
+    configure_track,
+    deep_merge,
+    load_config,
+    load_tracks,
+    parse_overrides,
+    tracks_json,
+    write_config_file,
+)
 from rsvl.errors import ConfigError
 
 
@@ -98,6 +108,79 @@ def test_every_committed_paper_config_loads_in_both_profiles(repo_root):
     assert configs, "no pipelines/<paper>/config.yaml committed"
     for path in configs:
         for profile in ("local", "cluster"):
-            cfg = load_config(path, profile)
-            assert isinstance(cfg, RunConfig)
-            assert cfg.paper == path.parent.name and cfg.paper in PAPERS
+            for track, cfg in load_tracks(path, profile).items():
+                assert isinstance(cfg, RunConfig) and cfg.track == track
+                assert cfg.paper == path.parent.name and cfg.paper in PAPERS
+
+
+TRACKED = deep_merge(BASE, {
+    "defaults": {"data": {"seed": 5}, "registry": {"model_name": "clip"},
+                 "train": {"stages": [{"name": "optical", "dataset": "default/optical"}, {"name": "sar", "epochs": 4}],
+                           "ablations": [{"name": "sar_only", "stages": ["sar"]}]}},
+    "tracks": {"captioner": {
+        "defaults": {"registry": {"model_name": "coca"}, "train": {"stages": [], "ablations": [], "epochs": 9}},
+        "profiles": {"local": {"model": {"name": "tiny-coca"}}},
+    }},
+})
+
+
+def test_a_track_lays_its_sections_over_the_papers_and_shares_data(tmp_path):
+    tracks = load_tracks(write(tmp_path, TRACKED), "local")
+    assert list(tracks) == ["main", "captioner"]
+    main, captioner = tracks["main"], tracks["captioner"]
+    assert (main.track, main.registry.model_name, main.model.name) == ("main", "clip", "tiny")
+    assert [s.name for s in main.train.stages] == ["optical", "sar"] and main.train.stages[1].epochs == 4
+    assert (captioner.registry.model_name, captioner.model.name, captioner.train.epochs) == ("coca", "tiny-coca", 9)
+    assert captioner.train.stages == [] and captioner.train.lr == main.train.lr == 1.0e-4
+    assert captioner.data == main.data and captioner.data.seed == 5
+    cluster = load_tracks(write(tmp_path, TRACKED), "cluster")["captioner"]
+    assert cluster.model.name == "ViT-L-14"  # the track has no cluster layer: the paper's cluster model
+
+
+def test_track_overrides_apply_to_their_track_only(tmp_path):
+    path = write(tmp_path, TRACKED)
+    items = ["train.lr=0.5", "captioner:train.epochs=2"]
+    main = load_config(path, "local", items)
+    captioner = load_config(path, "local", items, track="captioner")
+    assert (main.train.lr, main.train.epochs) == (0.5, 3)
+    assert (captioner.train.lr, captioner.train.epochs) == (0.5, 2)
+    with pytest.raises(ConfigError, match="names track 'coca'"):
+        load_config(path, "local", ["coca:train.epochs=2"])
+    with pytest.raises(ConfigError, match="shared by every track"):
+        load_config(path, "local", ["captioner:data.seed=2"])
+
+
+def test_a_track_may_not_set_shared_sections_or_be_unknown(tmp_path):
+    bad = deep_merge(TRACKED, {"tracks": {"captioner": {"defaults": {"data": {"seed": 1}}}}})
+    with pytest.raises(ConfigError, match=r"tracks.captioner: sets \['data'\], which every track shares"):
+        load_config(write(tmp_path, bad), "local", track="captioner")
+    with pytest.raises(ConfigError, match="no track 'vqa'; the file defines \\['main', 'captioner'\\]"):
+        load_config(write(tmp_path, TRACKED), "local", track="vqa")
+
+
+def test_ablations_must_name_defined_stages(tmp_path):
+    bad = deep_merge(BASE, {"defaults": {"train": {"stages": [{"name": "sar"}],
+                                                   "ablations": [{"name": "x", "stages": ["optical"]}]}}})
+    with pytest.raises(ConfigError, match="ablation 'x' names stages \\['optical'\\]"):
+        load_config(write(tmp_path, bad), "local")
+    twice = deep_merge(BASE, {"defaults": {"train": {"stages": [{"name": "sar"}, {"name": "sar"}]}}})
+    with pytest.raises(ConfigError, match="train.stages names repeat"):
+        load_config(write(tmp_path, twice), "local")
+
+
+def test_configure_track_picks_a_track_and_applies_run_overrides(tmp_path):
+    tracks = load_tracks(write(tmp_path, TRACKED), "local")
+    bundle = tracks_json(tracks)
+    assert configure_track(bundle, "captioner") == tracks["captioner"]
+    tuned = configure_track(bundle, "main", ["main:train.epochs=5", "captioner:train.epochs=1", "train.lr=0.2"])
+    assert (tuned.train.epochs, tuned.train.lr) == (5, 0.2)
+    with pytest.raises(ConfigError, match="config_json has no track 'x'"):
+        configure_track(bundle, "x")
+    with pytest.raises(ConfigError, match="train.lr"):
+        configure_track(bundle, "captioner", ["train.lr=-1"])
+
+
+def test_a_written_track_config_loads_back_equal(tmp_path):
+    captioner = load_tracks(write(tmp_path, TRACKED), "cluster")["captioner"]
+    path = write_config_file(captioner, tmp_path / "out" / "config.yaml")
+    assert load_config(path, "cluster", track="captioner") == captioner

@@ -8,6 +8,7 @@ cache: the second run trains nothing and registers nothing new.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from kfp.components import load_component_from_file
 from mlflow import MlflowClient
 
-from pipelines.dag import PIPELINES_DIR, paper_config
+from pipelines.dag import PIPELINES_DIR, paper_config, paper_tracks
 from pipelines.run import PipelineFailed, compile_pipeline, run_local
 from rsvl.images import image_ref
 from rsvl.steps.promotion import DECISION_TAG, PROMOTED
@@ -50,16 +51,22 @@ def test_pipeline_compiles_with_the_pinned_image_and_run_parameters(paper, profi
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == RUN_PARAMETERS
     tasks = spec["root"]["dag"]["tasks"]
     assert {"configure", "ingest", "caption", "filter-rows", "train", "evaluate", "register", "gate"} <= set(tasks)
+    assert ("vqa" in tasks) is (paper_config(paper, profile).vqa is not None)
     for name, task in tasks.items():
         if name.startswith("condition-"):
             continue
         caching = task.get("cachingOptions", {}).get("enableCache", False)
-        assert caching is (name not in NO_CACHE_TASKS), name
-    condition = tasks["condition-1"]
-    assert "gate" in condition["dependentTasks"] and "triggerPolicy" in condition
-    promote = spec["root"]["dag"]["tasks"]["condition-1"]["componentRef"]["name"]
-    assert "promote" in spec["components"][promote]["dag"]["tasks"]
-    assert not spec["components"][promote]["dag"]["tasks"]["promote"].get("cachingOptions", {}).get("enableCache")
+        assert caching is (re.sub(r"-\d+$", "", name) not in NO_CACHE_TASKS), name
+    tracks = paper_tracks(paper, profile)
+    conditions = sorted(name for name in tasks if name.startswith("condition-"))
+    assert len(conditions) == len(tracks)
+    for condition_name, track in zip(conditions, tracks):
+        suffix = "" if track == "main" else f"-{conditions.index(condition_name) + 1}"
+        condition = tasks[condition_name]
+        assert f"gate{suffix}" in condition["dependentTasks"] and "triggerPolicy" in condition
+        inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+        promote = inner[f"promote{suffix}"]
+        assert not promote.get("cachingOptions", {}).get("enableCache")
 
 
 def test_cluster_train_runs_as_a_rayjob_or_requests_gpus_itself(tmp_path):
@@ -105,8 +112,8 @@ def test_a_failed_step_is_named_with_its_input_and_cause(tmp_path, repo_root, mo
     with pytest.raises(PipelineFailed) as failed:
         run_local("sar_text", overrides, {"lr": -1.0}, cache=False, local_root=tmp_path / "kfp")
     assert str(failed.value) == (
-        "sar_text pipeline failed at step 'configure': sar_text config (profile local) with ['train.lr=-1.0']: "
-        "1 invalid field(s); train.lr: Input should be greater than 0 [got -1.0]")
+        "sar_text pipeline failed at step 'configure': sar_text config (profile local, track main) with "
+        "['main:train.lr=-1.0']: 1 invalid field(s); train.lr: Input should be greater than 0 [got -1.0]")
 
 
 @pytest.mark.slow

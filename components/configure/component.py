@@ -1,4 +1,4 @@
-"""``configure``: the run's config, with the UI's run parameters applied, for every later step."""
+"""``configure``: one track's run config, with the UI's run parameters applied, for every later step."""
 
 from kfp import dsl
 
@@ -6,22 +6,24 @@ from components import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def configure(config_json: str, epochs: int, lr: float, backend: str, overrides: list) -> str:
-    """Apply the run parameters to the compiled-in config and validate the result.
+def configure(config_json: str, track: str, epochs: int, lr: float, backend: str, overrides: list) -> str:
+    """Apply the run parameters to the compiled-in config of ``track`` and validate the result.
 
     Args:
-        config_json: The paper's config for the profile, resolved when the pipeline was compiled.
-        epochs: ``train.epochs``; 0 keeps the config's value.
-        lr: ``train.lr``; 0 keeps the config's value.
-        backend: ``train.backend`` (``local`` or ``kuberay``); empty keeps the config's value.
-        overrides: More ``dotted.key=value`` overrides, applied last.
+        config_json: The paper's resolved configs for the profile, ``{track: config}``, as compiled.
+        track: Which track's config to resolve (``main``, or one under the paper's ``tracks``).
+        epochs: ``train.epochs`` of the ``main`` track; 0 keeps the config's value.
+        lr: ``train.lr`` of the ``main`` track; 0 keeps the config's value.
+        backend: ``train.backend`` (``local`` or ``kuberay``) of every track; empty keeps the config's value.
+        overrides: More ``dotted.key=value`` overrides for every track (``<track>:key=value`` for one),
+            applied last.
 
     Returns:
-        The resolved run config (JSON) the other steps read.
+        The resolved run config (JSON) the track's steps read.
     """
-    from rsvl.config import RunConfig, apply_overrides
+    from rsvl.config import MAIN_TRACK, configure_track
 
-    chosen = [f"train.epochs={epochs}"] if epochs else []
-    chosen += [f"train.lr={lr}"] if lr else []
-    chosen += [f"train.backend={backend}"] if backend else []
-    return apply_overrides(RunConfig.model_validate_json(config_json), chosen + list(overrides)).model_dump_json()
+    chosen = [f"train.backend={backend}"] if backend else []
+    chosen += [f"{MAIN_TRACK}:train.epochs={epochs}"] if epochs else []
+    chosen += [f"{MAIN_TRACK}:train.lr={lr}"] if lr else []
+    return configure_track(config_json, track, chosen + list(overrides)).model_dump_json()

@@ -5,11 +5,11 @@ The shared DAG (:mod:`pipelines.dag`) with this folder's ``config.yaml`` compile
 
 from typing import Any, Callable, Sequence
 
-from pipelines.dag import build_pipeline, paper_config
+from pipelines.dag import build_pipeline, paper_tracks
 
 PAPER = "sar_text"
 
 
 def pipeline(profile: str = "cluster", overrides: Sequence[str] = ()) -> Callable[..., Any]:
     """The ``sar_text`` KFP pipeline for ``profile`` (``local`` or ``cluster``), with config overrides applied."""
-    return build_pipeline(paper_config(PAPER, profile, tuple(overrides)))
+    return build_pipeline(paper_tracks(PAPER, profile, tuple(overrides)))

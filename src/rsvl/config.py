@@ -495,6 +495,39 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...],
                                               f"with {list(overrides)}")) from err
 
 
+def tracks_json(tracks: dict[str, RunConfig]) -> str:
+    """The resolved configs of a paper's tracks as one JSON object ``{track: config}`` (a pipeline parameter)."""
+    return json.dumps({name: cfg.model_dump(mode="json") for name, cfg in tracks.items()}, sort_keys=False)
+
+
+def configure_track(config_json: str, track: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Pick ``track`` out of :func:`tracks_json` output and apply run-time overrides to it.
+
+    Args:
+        config_json: ``{track: config}`` as :func:`tracks_json` writes it.
+        track: The track to resolve.
+        overrides: As for :func:`apply_overrides`; prefixes must name one of the tracks.
+
+    Returns:
+        The track's validated config.
+
+    Raises:
+        ConfigError: Not such a JSON object, no such track, or an override breaks a rule.
+    """
+    try:
+        tracks = json.loads(config_json)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config_json is not JSON ({err})") from err
+    if not isinstance(tracks, dict) or track not in tracks:
+        known = list(tracks) if isinstance(tracks, dict) else "none"
+        raise ConfigError(f"config_json has no track {track!r} (tracks: {known})")
+    try:
+        cfg = RunConfig.model_validate_json(json.dumps(tracks[track]))
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, f"config_json track {track!r}")) from err
+    return apply_overrides(cfg, overrides, list(tracks))
+
+
 def write_config_file(cfg: RunConfig, path: str | Path) -> Path:
     """Write a resolved config as a ``pipelines/<paper>/config.yaml``-style file that loads back to ``cfg``.
 
