@@ -1,18 +1,30 @@
-"""Eval data is pinned: DVC md5 or content fingerprint, modified data refused, sources ingested, optional sets skipped."""
+"""Eval data is pinned: DVC md5 or content fingerprint, modified data refused, sources ingested, optional sets skipped.
+
+Narrated sets are scored on a SAR-Narrator copy in the eval cache, made once per source version and
+caption config; the pin still guards the source.
+"""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from rsvl.config import RunConfig
-from rsvl.data.store import DatasetWriter
+from rsvl.caption import read_provenance
+from rsvl.config import RunConfig, load_config
+from rsvl.data.dataset import ManifestDataset
+from rsvl.data.store import DatasetWriter, read_meta
 from rsvl.data.versioning import track
 from rsvl.errors import DataError
+from rsvl.evaluate import evaluate_model
+from rsvl.models import build_model
 from rsvl.steps.eval_data import FINGERPRINT_PREFIX, dataset_version, fingerprint, prepare_eval_data
+
+SAR_TEXT_CONFIG = Path("pipelines") / "sar_text" / "config.yaml"
 
 
 def png(array: np.ndarray) -> bytes:
@@ -29,11 +41,18 @@ def write_scenes(out, seed: int, rows: int = 4):
                            image=writer.write_bytes(png(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)), f"s{i}.png"))
 
 
-def config(sets: list[dict], root) -> RunConfig:
+def config(sets: list[dict], root, cache=None, **sections) -> RunConfig:
     return RunConfig.model_validate({
         "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
-        "data": {"root": str(root)}, "evaluate": {"sets": sets, "cache_dir": str(root / "cache")},
+        "data": {"root": str(root)}, "evaluate": {"sets": sets, "cache_dir": str(cache or root / "cache")},
+        **sections,
     })
+
+
+def sar_text_set(repo_root, name: str) -> dict:
+    """An eval set of the SAR-TEXT config's local profile (its real pin)."""
+    cfg = load_config(repo_root / SAR_TEXT_CONFIG, "local")
+    return next(s for s in cfg.evaluate.sets if s.name == name).model_dump(exclude_none=True)
 
 
 @pytest.fixture()
@@ -102,3 +121,67 @@ def test_a_config_without_eval_sets_or_with_only_skipped_sets_cannot_evaluate(tm
               "optional": True}
     with pytest.raises(DataError, match="no eval set could be scored"):
         prepare_eval_data(config([absent], tmp_path))
+
+
+def test_a_narrated_set_is_scored_on_a_cached_sar_narrator_copy_of_its_pinned_source(repo_root, tmp_path):
+    sar_test = sar_text_set(repo_root, "sar_test")
+    cache = tmp_path / "cache"
+    data = prepare_eval_data(config([sar_test], repo_root / "data", cache))
+    copy = Path(data.sets[0].dataset)
+    assert copy.parent == cache.resolve() and copy.name.startswith("sar_test-narrated-")
+    content = fingerprint(copy).removeprefix(FINGERPRINT_PREFIX)[:16]
+    assert data.versions == {"sar_test": f"{sar_test['dvc_version']}:narrated-{content}"}
+    assert read_meta(copy)["captioned_by"]["config"]["recaption"] is True
+
+    source = ManifestDataset(repo_root / "data" / "default" / "sar", split="test", load_media=False)
+    narrated = ManifestDataset(copy, split="test", load_media=False)
+    assert len(narrated) == len(source) == 23
+    provenance = read_provenance(copy)
+    assert {row["route"] for row in provenance} <= {"a2c", "sa2c"}
+    changed = 0
+    for index in range(len(narrated)):
+        record = narrated.record(index)
+        written = {row["caption"] for row in provenance if row["sample_id"] == record["sample_id"]}
+        assert record["captions"] and set(record["captions"]) == written
+        changed += set(record["captions"]) != set(source.record(index)["captions"])
+    assert changed > 0
+
+    stamp = (copy / "manifest.parquet").stat().st_mtime_ns
+    again = prepare_eval_data(config([sar_test], repo_root / "data", cache))
+    assert again.versions == data.versions and (copy / "manifest.parquet").stat().st_mtime_ns == stamp
+    assert [p.name for p in cache.iterdir()] == [copy.name]
+
+    with pytest.raises(DataError, match=f"is data version {sar_test['dvc_version']}, but the config pins 0123"):
+        prepare_eval_data(config([{**sar_test, "dvc_version": "0123"}], repo_root / "data", cache))
+    reseeded = prepare_eval_data(config([sar_test], repo_root / "data", cache, caption={"seed": 1}))
+    assert Path(reseeded.sets[0].dataset) != copy and len(list(cache.iterdir())) == 2
+
+
+def test_the_sar_text_config_prepares_its_eval_sets(repo_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(repo_root)  # the hrsid source is ../shared/data/hrsid_samples, relative to the checkout
+    cfg = load_config(SAR_TEXT_CONFIG, "local", [f"evaluate.cache_dir={tmp_path}"])
+    data = prepare_eval_data(cfg)
+    pin = sar_text_set(repo_root, "optical_test")["dvc_version"]
+    assert data.versions["optical_test"] == pin
+    assert data.versions["sar_test"].startswith(f"{pin}:narrated-")
+    if (repo_root / ".." / "shared" / "data" / "hrsid_samples").is_dir():
+        assert data.versions["hrsid"].startswith(FINGERPRINT_PREFIX) and ":narrated-" in data.versions["hrsid"]
+    else:
+        assert data.skipped["hrsid"].startswith("source ../shared/data/hrsid_samples is absent")
+
+
+def test_hrsid_boxes_need_narration_to_be_scored_for_retrieval_and_captioning(shared_data, tmp_path):
+    hrsid = {"name": "hrsid", "source": {"format": "hrsid-boxes", "path": str(shared_data / "hrsid_samples")},
+             "split": None, "tasks": ["retrieval"]}
+    with pytest.raises(DataError, match=r"'hrsid': 3 of 3 rows .* \[all\] have no captions, needed by retrieval"
+                                        r".*set `narrate: true`"):
+        prepare_eval_data(config([hrsid], tmp_path))
+
+    narrated = {**hrsid, "tasks": ["retrieval", "captioning"], "narrate": True}
+    data = prepare_eval_data(config([narrated], tmp_path))
+    assert data.versions["hrsid"] == f"{fingerprint(tmp_path / 'cache' / 'hrsid')}:narrated-" \
+        f"{fingerprint(data.sets[0].dataset).removeprefix(FINGERPRINT_PREFIX)[:16]}"
+    torch.manual_seed(0)
+    result = evaluate_model(build_model("rsvl-tiny-coca"), data.sets, tmp_path / "out", java_metrics=False)
+    assert {"hrsid.mR", "hrsid.CIDEr", "hrsid.BLEU_4"} <= set(result.metrics)
+    assert 0.0 <= result.metrics["hrsid.mR"] <= 100.0

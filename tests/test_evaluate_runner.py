@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rsvl.data.dataset import ManifestDataset
-from rsvl.data.generate import write_optical_scenes, write_s1s2_patches
+from rsvl.data.generate import write_optical_scenes, write_s1s2_patches, write_sar_chips
 from rsvl.errors import ConfigError, DataError, ModelError
 from rsvl.evaluate import EvalSet, evaluate_model, load_eval_sets
 from rsvl.evaluate.retrieval import embed_pairs, recall_metrics
@@ -146,6 +146,31 @@ def test_coca_captioning_from_a_saved_model(tiny_coca_dir, data_root, tmp_path):
     assert page.count("data:image/png;base64,") == 3  # one thumbnail per captioned image
     assert "unavailable: Java tools disabled" in page
     assert all(html.escape(caption) in page for caption in generated.values())
+
+
+def test_single_band_sar_chips_reach_a_three_band_coca_for_retrieval_and_captioning(tiny_coca_dir, tmp_path):
+    write_sar_chips(tmp_path / "sar", count=12)
+    chips = ManifestDataset(tmp_path / "sar", split=None)
+    assert chips[0]["image"].shape[0] == 1
+    sets = [{"name": "sar", "dataset": "sar", "split": None, "tasks": ["retrieval", "captioning"], "limit": 3}]
+    result = evaluate_model(tiny_coca_dir, sets, tmp_path / "out", data_root=tmp_path, java_metrics=False)
+    assert {"sar.mR", "sar.CIDEr", "sar.BLEU_4"} <= set(result.metrics)
+    assert len(json.loads(result.details.read_text())["eval_sets"]["sar"]["captions"]["generated"]) == 3
+
+
+def test_compared_metrics_sit_beside_the_candidates_at_the_top_of_the_report(tiny, data_root, tmp_path):
+    sets = [{"name": "o", "dataset": "optical", "tasks": ["retrieval"], "limit": 8}]
+    result = evaluate_model(tiny, sets, tmp_path, data_root=data_root,
+                            compared={"other": {"o.mR": 1.0, "o.extra": 2.0}})
+    markdown = result.report_md.read_text(encoding="utf-8")
+    mr = result.metrics["o.mR"]
+    table = markdown.index("| metric | candidate | other | candidate − other |")
+    assert table < markdown.index("## o:")
+    assert f"| o.mR | {mr:.4g} | 1 | {mr - 1:+.4g} |" in markdown
+    assert f"| o.i2t_r1 | {result.metrics['o.i2t_r1']:.4g} | — | — |" in markdown
+    assert "| o.extra | — | 2 | — |" in markdown
+    assert json.loads(result.details.read_text())["compared"] == {"other": {"o.mR": 1.0, "o.extra": 2.0}}
+    assert "<th>candidate − other</th>" in result.report_html.read_text(encoding="utf-8")
 
 
 def test_eval_set_rules(tmp_path):

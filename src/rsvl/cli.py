@@ -242,17 +242,30 @@ def evaluate(
     track: PaperTrackOpt = "main",
     out: Annotated[Path, typer.Option("--out", help="report folder")] = Path("build/evaluate"),
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="log into this MLflow run (the training run)")] = None,
+    compare: Annotated[list[str], typer.Option(
+        "--compare", help="name=model_dir: also score this saved model beside it "
+                          "(e.g. sar_only=OUT/ablations/sar_only/model)",
+    )] = [],
 ) -> None:
-    """Score a model on the config's pinned eval sets: metrics, pictures, Markdown and HTML report."""
+    """Score a model on the config's pinned eval sets: metrics, pictures, Markdown and HTML report.
+
+    ``--compare`` models, and the untuned base model when ``evaluate.compare_base`` is set, are
+    scored on the same sets and reported beside it (``<name>.<eval set>.<metric>``).
+    """
     from rsvl.config import load_config
+    from rsvl.errors import ConfigError
     from rsvl.steps.evaluation import run_evaluation
 
     try:
+        pairs = [item.split("=", 1) for item in compare]
+        if any(len(pair) != 2 or not pair[0] or not pair[1] for pair in pairs):
+            raise ConfigError(f"--compare takes name=model_dir, got {compare}")
         cfg = load_config(config, profile, set_, track)
-        evaluation = run_evaluation(cfg, model, out, mlflow_run_id=run_id)
+        evaluation = run_evaluation(cfg, model, out, mlflow_run_id=run_id, compare={n: Path(p) for n, p in pairs},
+                                    compare_base=cfg.evaluate.compare_base)
     except RsvlError as err:
         _fail(err)
-    for key, value in sorted(evaluation.metrics.items()):
+    for key, value in sorted({**evaluation.metrics, **evaluation.comparison_metrics}.items()):
         typer.echo(f"{key}: {value:.4f}")
     for key, reason in sorted(evaluation.result.unavailable.items()):
         typer.echo(f"{key}: unavailable ({reason})")

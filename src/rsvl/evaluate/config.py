@@ -48,8 +48,11 @@ class EvalSet(StrictModel):
         optional: Skip the set, with the reason recorded, when its source is absent (real data
             that only some machines have).
         narrate: Caption every row with SAR-Narrator (the run's ``caption`` section, every row
-            re-captioned) before scoring, as the paper's training data is; the pin applies to the
-            source data, the narrated copy is versioned by its fingerprint.
+            re-captioned) before scoring, as the paper's training data is. The copy is kept in
+            ``evaluate.cache_dir/<name>-narrated-<digest of source version and caption config>``
+            and reused; the pin applies to the source data, and the set's recorded version is
+            ``<source version>:narrated-<content fingerprint of the copy>``. Needed for
+            ``retrieval``/``captioning`` on data without captions (HRSID's boxes).
     """
 
     name: str = Field(pattern=NAME_PATTERN, min_length=1, max_length=100)

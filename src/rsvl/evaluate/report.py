@@ -1,7 +1,9 @@
 """Evaluation pictures (PNG, matplotlib Agg) and the Markdown and HTML reports that show them.
 
 The HTML report embeds every picture as base64 so it renders alone (Kubeflow's output viewer,
-an MLflow artifact preview); the Markdown report links the PNG files next to it.
+an MLflow artifact preview); the Markdown report links the PNG files next to it. When other models
+were scored on the same eval sets (an ablation, the untuned base model), a table near the top puts
+their metrics beside the candidate's with the difference, candidate − comparison.
 """
 
 from __future__ import annotations
@@ -55,6 +57,44 @@ class Section:
     figures: list[tuple[str, Path]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The candidate's metrics beside other models' on the same eval sets.
+
+    Attributes:
+        candidate: ``<eval set>.<metric>`` → the candidate's value.
+        others: Comparison model name → its ``<eval set>.<metric>`` values, in column order.
+    """
+
+    candidate: dict[str, float]
+    others: dict[str, dict[str, float]]
+
+    def table(self) -> Table:
+        """One row per metric; columns: candidate, each comparison, then candidate − each comparison.
+
+        A metric one model lacks shows ``—`` (and no difference).
+        """
+        names = list(self.others)
+        keys = list(self.candidate)
+        keys += [key for values in self.others.values() for key in values if key not in self.candidate]
+        keys = list(dict.fromkeys(keys))
+        header = ["metric", "candidate", *names, *(f"candidate − {name}" for name in names)]
+        rows: list[list[str | Path]] = []
+        for key in keys:
+            mine = self.candidate.get(key)
+            theirs = [self.others[name].get(key) for name in names]
+            rows.append([key, _maybe(mine), *(_maybe(value) for value in theirs),
+                         *(_maybe(None if mine is None or value is None else mine - value, signed=True)
+                           for value in theirs)])
+        return Table("Candidate beside the comparison models (same eval sets, same code)", header, rows)
+
+
+def _maybe(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.4g}" if signed else _number(value)
 
 
 def rgb_band_indices(band_names: Sequence[str] | None, bands: int) -> list[int]:
@@ -208,9 +248,29 @@ def _embedded(path: Path, alt: str, width: int | None = None) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"{size}>'
 
 
-def markdown_report(title: str, sections: Sequence[Section], out_dir: Path) -> str:
-    """Render the Markdown report (pictures linked relative to ``out_dir``)."""
+def _md_table(table: Table, out_dir: Path, level: str) -> list[str]:
+    lines = [f"{level} {table.title}", "", "| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]
+    lines += ["| " + " | ".join(_md_cell(cell, out_dir) for cell in row) + " |" for row in table.rows]
+    return lines + [""]
+
+
+def _html_table(table: Table, level: str) -> str:
+    parts = [f"<{level}>{html.escape(table.title)}</{level}><table><tr>"
+             + "".join(f"<th>{html.escape(h)}</th>" for h in table.header) + "</tr>"]
+    for row in table.rows:
+        cells = [_embedded(c, c.stem, 128) if isinstance(c, Path) else html.escape(str(c)).replace("\n", "<br>")
+                 for c in row]
+        parts.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    parts.append("</table>")
+    return "".join(parts)
+
+
+def markdown_report(title: str, sections: Sequence[Section], out_dir: Path,
+                    comparison: Comparison | None = None) -> str:
+    """Render the Markdown report (pictures linked relative to ``out_dir``), the comparison table first."""
     lines = [f"# {title}", ""]
+    if comparison is not None:
+        lines += _md_table(comparison.table(), out_dir, "##")
     for section in sections:
         lines += [f"## {section.title}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {key} | {_number(value)} |" for key, value in section.metrics.items()]
@@ -221,20 +281,19 @@ def markdown_report(title: str, sections: Sequence[Section], out_dir: Path) -> s
         for caption, path in section.figures:
             lines += [f"### {caption}", "", f"![{caption}]({_relative(path, out_dir)})", ""]
         for table in section.tables:
-            lines += [f"### {table.title}", "", "| " + " | ".join(table.header) + " |",
-                      "|" + "---|" * len(table.header)]
-            lines += ["| " + " | ".join(_md_cell(cell, out_dir) for cell in row) + " |" for row in table.rows]
-            lines.append("")
+            lines += _md_table(table, out_dir, "###")
     return "\n".join(lines)
 
 
-def html_report(title: str, sections: Sequence[Section]) -> str:
-    """Render the standalone HTML report (pictures embedded as base64 PNG)."""
+def html_report(title: str, sections: Sequence[Section], comparison: Comparison | None = None) -> str:
+    """Render the standalone HTML report (pictures embedded as base64 PNG), the comparison table first."""
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
              "img{max-width:100%}.na{color:#a40}")
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if comparison is not None:
+        parts.append(_html_table(comparison.table(), "h2"))
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2><table><tr><th>metric</th><th>value</th></tr>")
         parts += [f"<tr><td>{html.escape(k)}</td><td>{_number(v)}</td></tr>" for k, v in section.metrics.items()]
@@ -245,25 +304,20 @@ def html_report(title: str, sections: Sequence[Section]) -> str:
             parts.append("<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in section.notes) + "</ul>")
         for caption, path in section.figures:
             parts.append(f"<h3>{html.escape(caption)}</h3><p>{_embedded(path, caption)}</p>")
-        for table in section.tables:
-            parts.append(f"<h3>{html.escape(table.title)}</h3><table><tr>"
-                         + "".join(f"<th>{html.escape(h)}</th>" for h in table.header) + "</tr>")
-            for row in table.rows:
-                cells = [_embedded(c, c.stem, 128) if isinstance(c, Path) else html.escape(str(c)).replace("\n", "<br>")
-                         for c in row]
-                parts.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-            parts.append("</table>")
+        parts += [_html_table(table, "h3") for table in section.tables]
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_reports(title: str, sections: Sequence[Section], out_dir: str | Path) -> tuple[Path, Path]:
+def write_reports(title: str, sections: Sequence[Section], out_dir: str | Path,
+                  comparison: Comparison | None = None) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``out_dir``.
 
     Args:
         title: Report title.
         sections: One per eval set.
         out_dir: Folder that holds (or will hold) the pictures.
+        comparison: Other models' metrics to show beside the candidate's, first in the report.
 
     Returns:
         ``(markdown path, html path)``.
@@ -271,6 +325,6 @@ def write_reports(title: str, sections: Sequence[Section], out_dir: str | Path) 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown, page = out / "report.md", out / "report.html"
-    markdown.write_text(markdown_report(title, sections, out), encoding="utf-8")
-    page.write_text(html_report(title, sections), encoding="utf-8")
+    markdown.write_text(markdown_report(title, sections, out, comparison), encoding="utf-8")
+    page.write_text(html_report(title, sections, comparison), encoding="utf-8")
     return markdown, page

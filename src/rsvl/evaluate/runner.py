@@ -16,7 +16,9 @@ Metric keys are ``<eval set>.<metric>``: ``optical_test.mR``, ``optical_test.i2t
 ``rsscn7.zs_top1``, ``rsscn7.zs_mean_class``, ``rsscn7.zs_class.parking_lot``,
 ``s1s2_test.ndcg_at_1000``, ``sar_test.CIDEr``. Metrics that could not be computed appear under the
 same key in ``unavailable`` with the reason, never as 0. Images are embedded once per eval set and
-shared by its tasks.
+shared by its tasks. Metrics of other models scored on the same sets (``compared``) are shown in a
+table beside the candidate's at the top of the report. Single-band SAR chips reach a three-band
+(RGB) tower with the band repeated (the model's preprocessing does it).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +43,7 @@ from rsvl.evaluate.config import EvalSet
 from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts
 from rsvl.evaluate.ndcg import label_queries, ndcg_at_k
 from rsvl.evaluate.report import (
+    Comparison,
     RetrievedImages,
     Section,
     Table,
@@ -307,6 +310,7 @@ def evaluate_model(
     num_workers: int = 0,
     java_metrics: bool = True,
     title: str = "rsvl evaluation",
+    compared: Mapping[str, Mapping[str, float]] | None = None,
 ) -> EvalResult:
     """Score a model on every eval set and write the pictures, the reports and a details JSON.
 
@@ -327,6 +331,9 @@ def evaluate_model(
         java_metrics: Use the Java caption tools (PTB tokenizer, METEOR, SPICE) where they run;
             False skips the JVM (quick runs): Python tokenisation, METEOR/SPICE reported unavailable.
         title: Report title.
+        compared: Other models' ``<eval set>.<metric>`` values on the same sets, by model name
+            (an ablation, the untuned base model): shown beside this model's metrics, with the
+            difference, at the top of the report, and kept in the details JSON.
 
     Returns:
         The metrics, the unavailable metrics with reasons, and the paths of pictures and reports.
@@ -386,9 +393,11 @@ def evaluate_model(
             details[eval_set.name] = set_details
     finally:
         net.train(was_training)
-    report_md, report_html = write_reports(title, sections, out)
+    others = {name: dict(values) for name, values in (compared or {}).items()}
+    comparison = Comparison(result_metrics, others) if others else None
+    report_md, report_html = write_reports(title, sections, out, comparison)
     details_path = out / DETAILS_FILE
-    payload = {"metrics": result_metrics, "unavailable": unavailable, "eval_sets": details}
+    payload = {"metrics": result_metrics, "unavailable": unavailable, "eval_sets": details, "compared": others}
     details_path.write_text(json.dumps(_json_safe(payload), indent=2), encoding="utf-8")
     return EvalResult(metrics=result_metrics, unavailable=unavailable, pictures=pictures,
                       report_md=report_md, report_html=report_html, details=details_path)

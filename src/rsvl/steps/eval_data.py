@@ -7,21 +7,38 @@ nothing. Each eval set's data version is the DVC md5 of the ``.dvc`` file coveri
 its manifest and file table. An eval set with ``dvc_version`` refuses any other version. A set
 with a ``source`` is ingested into ``evaluate.cache_dir/<name>`` on first use; an ``optional``
 set whose source is absent is skipped with the reason (recorded, never silent).
+
+A ``narrate`` set is scored on a copy captioned by SAR-Narrator (the run's ``caption`` section,
+every row re-captioned, as the training data is), kept in
+``evaluate.cache_dir/<name>-narrated-<digest>`` where the digest covers the source data version and
+the caption config, so a changed source or caption config makes a new copy and an unchanged one is
+reused. The pin still applies to the source data; the set's recorded version is
+``<source version>:narrated-<16 hex of the copy's content fingerprint>`` (``:``, as ``+`` joins
+the sets in :meth:`EvalData.version`), so lineage names both the benchmark data and the captions
+it was scored against. Sets scored for ``retrieval`` or
+``captioning`` must have captions on every row they score (HRSID's chips have none until narrated).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsvl.config import RunConfig
-from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE
+from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE, read_manifest
 from rsvl.data.versioning import data_version, workspace_matches
 from rsvl.errors import DataError
 from rsvl.evaluate.config import EvalSet
 
 FINGERPRINT_PREFIX = "sha256-"
+NARRATED = "narrated"
+CAPTIONED_TASKS = ("retrieval", "captioning")
+DIGEST_CHARS = 12
+NARRATED_VERSION_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -30,7 +47,8 @@ class EvalData:
 
     Attributes:
         sets: The sets to score, each with an absolute ``dataset`` path.
-        versions: Eval set name → its data version.
+        versions: Eval set name → its data version (a narrated set:
+            ``<source version>:narrated-<content hex>``, see the module docstring).
         skipped: Eval set name → why it was not scored (optional sets whose source is absent).
     """
 
@@ -96,8 +114,67 @@ def _materialise(eval_set: EvalSet, data_root: Path, cache_dir: Path) -> Path | 
     return path.resolve()
 
 
+def narrated_copy(eval_set: EvalSet, place: Path, source_version: str, cfg: RunConfig) -> tuple[Path, str]:
+    """Caption every row of an eval set's dataset with SAR-Narrator into the eval cache, or reuse that copy.
+
+    Args:
+        eval_set: The set (its name names the copy).
+        place: The source dataset directory.
+        source_version: The source's data version (part of the copy's digest).
+        cfg: The run config (``caption`` section, ``evaluate.cache_dir``).
+
+    Returns:
+        ``(copy directory, recorded version)``, the version as the module docstring describes.
+    """
+    from rsvl.caption import caption_dataset
+
+    caption_cfg = cfg.caption.model_copy(update={"recaption": True})
+    key = json.dumps({"source": source_version, "caption": caption_cfg.model_dump(mode="json")}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:DIGEST_CHARS]
+    cache_dir = Path(cfg.evaluate.cache_dir)
+    copy = cache_dir / f"{eval_set.name}-{NARRATED}-{digest}"
+    if not (copy / META_FILE).is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=cache_dir))
+        try:
+            caption_dataset(place, scratch / "data", caption_cfg)
+            if not (copy / META_FILE).is_file():
+                shutil.rmtree(copy, ignore_errors=True)
+                try:
+                    (scratch / "data").rename(copy)
+                except OSError:
+                    if not (copy / META_FILE).is_file():  # not a concurrent writer that got there first
+                        raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    content = fingerprint(copy).removeprefix(FINGERPRINT_PREFIX)[:NARRATED_VERSION_CHARS]
+    return copy.resolve(), f"{source_version}:{NARRATED}-{content}"
+
+
+def _require_captions(eval_set: EvalSet, place: Path) -> None:
+    """Refuse a set whose scored rows lack the captions its retrieval or captioning task needs."""
+    tasks = [task for task in eval_set.tasks if task in CAPTIONED_TASKS]
+    if not tasks:
+        return
+    rows = read_manifest(place)
+    if eval_set.split is not None:
+        rows = rows[rows["split"] == eval_set.split]
+    bare = [str(row.sample_id) for row in rows.itertuples() if not row.captions]
+    if bare:
+        hint = ("SAR-Narrator left them uncaptioned (see caption_rejected.parquet there)" if eval_set.narrate
+                else "set `narrate: true` on the set to caption them with SAR-Narrator, or drop those tasks")
+        raise DataError(
+            f"eval set {eval_set.name!r}: {len(bare)} of {len(rows)} rows of {place} "
+            f"[{eval_set.split or 'all'}] have no captions, needed by {' and '.join(tasks)} "
+            f"(e.g. {bare[:3]}); {hint}"
+        )
+
+
 def prepare_eval_data(cfg: RunConfig, data_root: str | Path | None = None) -> EvalData:
     """Make every eval set of ``cfg.evaluate`` ready, version it and check its pin.
+
+    A ``narrate`` set is checked against its pin first, then captioned (or its cached narrated copy
+    reused) and scored on that copy.
 
     Args:
         cfg: The run config.
@@ -108,7 +185,8 @@ def prepare_eval_data(cfg: RunConfig, data_root: str | Path | None = None) -> Ev
 
     Raises:
         DataError: No eval sets, a dataset missing without a source, a non-optional source
-            absent, modified DVC data, or a version other than the set's ``dvc_version`` pin.
+            absent, modified DVC data, a version other than the set's ``dvc_version`` pin, or rows
+            without the captions a retrieval or captioning task needs.
     """
     if not cfg.evaluate.sets:
         raise DataError(f"config of {cfg.paper!r} ({cfg.profile}) names no evaluate.sets; nothing to score")
@@ -127,6 +205,9 @@ def prepare_eval_data(cfg: RunConfig, data_root: str | Path | None = None) -> Ev
                 f"{eval_set.dvc_version}; check out the pinned data (git checkout of the .dvc file, then "
                 "`dvc checkout`) or update evaluate.sets[].dvc_version deliberately"
             )
+        if eval_set.narrate:
+            place, version = narrated_copy(eval_set, place, version, cfg)
+        _require_captions(eval_set, place)
         versions[eval_set.name] = version
         ready.append(eval_set.model_copy(update={"dataset": str(place)}))
     if not ready:

@@ -1,0 +1,174 @@
+"""Comparison models scored beside the candidate: ablations of a train output, the untuned base model.
+
+Every comparison is scored by the same code on the same prepared sets, keyed
+``<name>.<eval set>.<metric>``, logged into the candidate's MLflow run and put side by side with the
+candidate's metrics at the top of the report. The gate scores none of them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from rsvl.cli import app
+from rsvl.config import RunConfig, write_config_file
+from rsvl.data.dataset import ManifestDataset
+from rsvl.data.generate import write_optical_scenes
+from rsvl.errors import ConfigError, ModelError
+from rsvl.evaluate import evaluate_model
+from rsvl.mlflow_store import experiment_id
+from rsvl.models import build_model, load_model, save_model
+from rsvl.steps.eval_data import prepare_eval_data
+from rsvl.steps.evaluation import BASE, base_model, comparison_models, run_evaluation
+from rsvl.steps.promotion import run_gate
+from rsvl.steps.registration import lineage_of, run_register
+from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
+
+RETRIEVAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mR")
+
+
+def settings(root, **evaluate) -> dict:
+    return {
+        "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+        "data": {"root": str(root)},
+        "evaluate": {"sets": [{"name": "opt", "dataset": "optical", "split": None, "tasks": ["retrieval"]}],
+                     "cache_dir": str(root / "cache"), **evaluate},
+        "gate": {"minimums": {"opt.mR": 0.0}},
+        "registry": {"model_name": "compare_test"},
+        "mlflow": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "experiment": "test-compare"},
+    }
+
+
+def save_tiny(seed: int, out) -> None:
+    torch.manual_seed(seed)
+    save_model(build_model("rsvl-tiny")[0], out)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Optical scenes and a train output: ``model/`` (seed 0) and ``ablations/sar_only/model`` (seed 2)."""
+    root = tmp_path_factory.mktemp("compare")
+    write_optical_scenes(root / "optical", per_class=4)
+    save_tiny(0, root / "train" / MODEL_DIR)
+    save_tiny(2, root / "train" / ABLATIONS_DIR / "sar_only" / MODEL_DIR)
+    return root
+
+
+@pytest.fixture(scope="module")
+def compared(root):
+    """The candidate evaluated beside its ablation, logged into a fresh MLflow run."""
+    cfg = RunConfig.model_validate(settings(root))
+    client = MlflowClient(cfg.mlflow.tracking_uri)
+    run = client.create_run(experiment_id(client, cfg.mlflow.tracking_uri, cfg.mlflow.experiment))
+    evaluation = run_evaluation(cfg, root / "train" / MODEL_DIR, root / "eval", mlflow_run_id=run.info.run_id,
+                                compare=comparison_models(root / "train"))
+    return cfg, evaluation, client.get_run(run.info.run_id)
+
+
+def test_comparison_models_are_the_ablations_of_a_train_output(root, tmp_path):
+    assert comparison_models(root / "train") == {"sar_only": root / "train" / ABLATIONS_DIR / "sar_only" / MODEL_DIR}
+    assert comparison_models(tmp_path) == {}
+    (tmp_path / ABLATIONS_DIR / "broken").mkdir(parents=True)
+    with pytest.raises(ModelError, match="ablation 'broken': .* holds no saved model"):
+        comparison_models(tmp_path)
+
+
+def test_an_ablation_is_scored_on_the_same_sets_under_its_own_prefix(compared, root):
+    _, evaluation, _ = compared
+    assert set(evaluation.compared) == {"sar_only"}
+    assert set(evaluation.metrics) == {f"opt.{key}" for key in RETRIEVAL_KEYS}
+    assert set(evaluation.comparison_metrics) == {f"sar_only.opt.{key}" for key in RETRIEVAL_KEYS}
+    assert evaluation.comparison_metrics["sar_only.opt.mR"] != evaluation.metrics["opt.mR"]
+    alone = evaluate_model(root / "train" / ABLATIONS_DIR / "sar_only" / MODEL_DIR, evaluation.data.sets,
+                           root / "alone")
+    assert {f"sar_only.{k}": v for k, v in alone.metrics.items()} == pytest.approx(evaluation.comparison_metrics)
+
+
+def test_the_report_opens_with_the_side_by_side_table(compared):
+    _, evaluation, _ = compared
+    candidate, ablation = evaluation.metrics["opt.mR"], evaluation.comparison_metrics["sar_only.opt.mR"]
+    markdown = evaluation.result.report_md.read_text(encoding="utf-8")
+    header = "| metric | candidate | sar_only | candidate − sar_only |"
+    row = f"| opt.mR | {candidate:.4g} | {ablation:.4g} | {candidate - ablation:+.4g} |"
+    assert header in markdown and row in markdown
+    assert markdown.index(header) < markdown.index("## opt:")
+    page = evaluation.result.report_html.read_text(encoding="utf-8")
+    assert "<th>candidate − sar_only</th>" in page and page.index("candidate − sar_only") < page.index("<h2>opt:")
+    assert (evaluation.result.report_md.parent / "compare.sar_only" / "report.md").is_file()
+
+
+def test_comparison_metrics_are_logged_beside_the_candidates(compared):
+    _, evaluation, run = compared
+    logged = run.data.metrics
+    assert logged["opt.mR"] == pytest.approx(evaluation.metrics["opt.mR"])
+    assert logged["sar_only.opt.mR"] == pytest.approx(evaluation.comparison_metrics["sar_only.opt.mR"])
+    assert {key for key in logged if key.startswith("sar_only.")} == set(evaluation.comparison_metrics)
+
+
+def test_comparison_names_must_make_unambiguous_metric_keys(root):
+    cfg = RunConfig.model_validate(settings(root))
+    model = root / "train" / MODEL_DIR
+    for name in ("candidate", "champion", "opt", "a.b", "two words"):
+        with pytest.raises(ConfigError, match=re.escape(repr(name))):
+            run_evaluation(cfg, model, root / "bad", compare={name: model})
+    with pytest.raises(ConfigError, match="compare_base adds another 'base'"):
+        run_evaluation(cfg, model, root / "bad", compare={BASE: model}, compare_base=True)
+
+
+def test_the_cli_takes_comparisons_as_name_equals_path(root, tmp_path):
+    config = write_config_file(RunConfig.model_validate(settings(root)), tmp_path / "config.yaml")
+    ablation = root / "train" / ABLATIONS_DIR / "sar_only" / MODEL_DIR
+    base = ["evaluate", "--config", str(config), "--model", str(root / "train" / MODEL_DIR), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*base, "--compare", f"sar_only={ablation}"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^sar_only\.opt\.mR: \d+\.\d{4}$", result.output, re.M)
+    assert re.search(r"^opt\.mR: \d+\.\d{4}$", result.output, re.M)
+    result = CliRunner().invoke(app, [*base, "--compare", str(ablation)])
+    assert result.exit_code == 1 and "--compare takes name=model_dir" in result.output
+
+
+def test_the_untuned_base_model_is_deterministic():
+    cfg = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny-coca"},
+                                    "train": {"seed": 3}})
+    first, second = base_model(cfg)[0].state_dict(), base_model(cfg)[0].state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    torch.manual_seed(3)
+    trained_from = build_model("rsvl-tiny-coca")[0].state_dict()
+    assert all(torch.equal(first[k], trained_from[k]) for k in first)
+
+
+def test_the_gate_scores_no_comparisons(root):
+    cfg = RunConfig.model_validate(settings(root, compare_base=True))
+    lineage = lineage_of(cfg, root / "optical", prepare_eval_data(cfg), "pipeline-compare")
+    registration = run_register(cfg, root / "train" / MODEL_DIR, lineage)
+    outcome = run_gate(cfg, registration.version, root / "gate")
+    metrics = MlflowClient(cfg.mlflow.tracking_uri).get_run(outcome.mlflow_run_id).data.metrics
+    assert set(metrics) == {f"candidate.opt.{key}" for key in RETRIEVAL_KEYS}
+
+
+@pytest.mark.slow
+def test_compare_base_scores_the_untuned_coca_captioner_on_narrated_single_band_sar(repo_root, tmp_path):
+    """The captioner track's evaluation: a 3-band tiny CoCa captions 1-band SAR chips, beside the base CoCa."""
+    cfg = RunConfig.model_validate({
+        "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny-coca", "pretrained": None},
+        "data": {"root": str(repo_root / "data")},
+        "evaluate": {"sets": [{"name": "sar_test", "dataset": "default/sar", "split": "test",
+                               "tasks": ["captioning"], "narrate": True, "limit": 3}],
+                     "cache_dir": str(tmp_path / "cache"), "java_metrics": False, "compare_base": True},
+    })
+    torch.manual_seed(7)
+    save_model(build_model("rsvl-tiny-coca")[0], tmp_path / "coca")
+    evaluation = run_evaluation(cfg, tmp_path / "coca", tmp_path / "eval", compare_base=cfg.evaluate.compare_base)
+
+    chips = ManifestDataset(evaluation.data.sets[0].dataset, split="test")
+    assert chips[0]["image"].shape[0] == 1 and load_model(tmp_path / "coca")[0].rsvl_spec["in_bands"] == 3
+    assert {"sar_test.CIDEr", "sar_test.BLEU_4"} <= set(evaluation.metrics)
+    assert {"base.sar_test.CIDEr", "base.sar_test.BLEU_4"} <= set(evaluation.comparison_metrics)
+    generated = evaluation.compared[BASE].details.read_text(encoding="utf-8")
+    assert '"generated"' in generated
+    markdown = evaluation.result.report_md.read_text(encoding="utf-8")
+    assert "| metric | candidate | base | candidate − base |" in markdown and "| sar_test.CIDEr |" in markdown
