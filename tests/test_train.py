@@ -261,6 +261,7 @@ def test_train_command_fits_the_local_default_far_above_untrained(ray_session, w
         "train", "--config", str(repo_root / "pipelines/sar_text/config.yaml"), "--data", str(optical),
         "--run-name", name, "--out", str(workdir / "local-default"),
         "--set", f"train.storage_path={workdir / 'ray'}", "--set", f"mlflow.tracking_uri={tracking_uri(workdir)}",
+        "--set", "train.stages=[]", "--set", "train.ablations=[]",  # one fit (tests/test_train_progressive.py: stages)
     ])
     assert result.exit_code == 0, result.output
     assert re.search(r"test_mR: \d+\.\d\d -> \d+\.\d\d", result.output), result.output

@@ -14,14 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fake_kube import ExecutingKube, serving
 from rsvl.cluster.schema import load_rayjob_schema
-from rsvl.config import RunConfig
-from rsvl.data.generate import write_optical_scenes
+from rsvl.config import RunConfig, deep_merge
+from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.errors import TrainError
 from rsvl.models import load_model
-from rsvl.steps.training import RUNS_DIR, run_train
+from rsvl.steps.training import RUNS_DIR, run_train, summary_metrics
 
 SCHEMA = Path(__file__).resolve().parents[1] / "k8s" / "schemas" / "ray.io_rayjobs.json"
 
@@ -73,6 +74,35 @@ def test_kuberay_backend_trains_in_the_rayjob_and_returns_its_model(tmp_path, cl
     shared_run = tmp_path / "shared" / RUNS_DIR / "sar_text-kuberay"
     assert (shared_run / "dataset" / "dataset.json").is_file() and (shared_run / "config.yaml").is_file()
     assert entry[0] == "POST"
+
+
+@pytest.mark.slow
+def test_kuberay_runs_the_progressive_plan_with_its_stage_data_on_the_volume(tmp_path, cluster):
+    api_client, fake = cluster
+    write_optical_scenes(tmp_path / "laptop-data" / "default" / "optical", seed=0, per_class=12)
+    write_sar_chips(tmp_path / "sar", seed=0, count=60)
+    stages = {"stages": [{"name": "optical", "dataset": "default/optical", "max_steps": 4},
+                         {"name": "sar", "max_steps": 2}],
+              "ablations": [{"name": "sar_only", "stages": ["sar"]}]}
+    cfg = RunConfig.model_validate(deep_merge(kuberay_config(tmp_path, **stages).model_dump(mode="json"),
+                                              {"data": {"root": str(tmp_path / "laptop-data")}}))
+    result = run_train(cfg, tmp_path / "sar", tmp_path / "out", run_name="sar_text-plan", api_client=api_client)
+
+    job = next(iter(fake.processes))
+    assert fake.processes[job].returncode == 0, (tmp_path / f"{job}.log").read_text()[-3000:]
+    shared_run = tmp_path / "shared" / RUNS_DIR / "sar_text-plan"
+    assert (shared_run / "data" / "default" / "optical" / "manifest.parquet").is_file()
+    sent = yaml.safe_load((shared_run / "config.yaml").read_text())
+    assert sent["defaults"]["data"]["root"] == str(shared_run / "data")
+    assert list(result.stages) == ["optical", "sar"] and result.run_name == "sar_text-plan-sar"
+    assert [fitted.steps for fitted in result.stages.values()] == [4, 2]
+    assert result.ablations["sar_only"].run_name == "sar_text-plan-sar_only-sar"
+    assert result.ablations["sar_only"].steps == 6
+    for model in ("model", "stages/optical/model", "ablations/sar_only/model"):
+        assert load_model(tmp_path / "out" / model)[0].rsvl_spec["in_bands"] == 3, model
+    shown = summary_metrics(result)
+    assert shown["stage.optical.test_mR"] > 0 and "stage.sar.untrained_test_mR" in shown
+    assert shown["ablation.sar_only.steps"] == 6 and shown["ablation.sar_only.fit_seconds"] > 0
 
 
 def test_a_failing_rayjob_is_deleted_and_the_error_says_how_to_resume(tmp_path, cluster):

@@ -208,24 +208,43 @@ def train(
         Optional[Path], typer.Option("--out", help="output folder (default: build/train/<run name>)")
     ] = None,
 ) -> None:
-    """Fit the configured model with Ray Train, tracked in MLflow; resumable by run name."""
+    """Fit the configured model with Ray Train, tracked in MLflow; resumable by run name.
+
+    With ``train.stages`` the stages train in order (progressive transfer), then the ablations;
+    a re-run with the same name reuses the stages that finished.
+    """
     from rsvl.config import load_config
     from rsvl.logs import show_progress
-    from rsvl.train import fit, new_run_name
+    from rsvl.train import new_run_name, train_plan
 
     show_progress()
     try:
         cfg = load_config(config, profile, set_, track)
         dataset = data or Path(cfg.data.root) / cfg.train.dataset
         name = run_name or new_run_name(cfg.paper)
-        result = fit(cfg, dataset, out or Path("build") / "train" / name, run_name=name)
+        result = train_plan(cfg, dataset, out or Path("build") / "train" / name, run_name=name)
     except RsvlError as err:
         _fail(err)
-    typer.echo(f"run {result.run_name}: {result.steps} steps in {result.seconds:.0f} s; model in {result.model_dir}")
     key = f"{cfg.train.eval_split}_mR"
+    for stage, fitted in result.stages.items():
+        typer.echo(f"stage {stage}: {_fit_line(fitted, key)}")
+    for ablation, fitted in result.ablations.items():
+        steps = sum(part.steps for part in fitted.stages.values())
+        typer.echo(f"ablation {ablation} ({steps} steps): {_fit_line(fitted, key)}")
+    typer.echo(f"run {result.run_name}: {result.steps} steps in {result.seconds:.0f} s; model in {result.model_dir}")
     if key in result.metrics:
         before = f"{result.baseline[key]:.2f} -> " if key in result.baseline else ""
         typer.echo(f"{key}: {before}{result.metrics[key]:.2f} (MLflow run {result.mlflow_run_id})")
+
+
+def _fit_line(result, key: str) -> str:
+    """One fit in a line: run, steps, held-out mean recall before -> after, whether it was reused."""
+    scores = ""
+    if key in result.metrics:
+        before = f"{result.baseline[key]:.2f} -> " if key in result.baseline else ""
+        scores = f", {key} {before}{result.metrics[key]:.2f}"
+    reused = " (finished before, reused)" if result.reused else ""
+    return f"run {result.run_name}, {result.steps} steps{scores}{reused}"
 
 
 ConfigPathOpt = Annotated[Path, typer.Option("--config", help="pipelines/<paper>/config.yaml")]

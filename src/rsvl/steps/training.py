@@ -1,39 +1,68 @@
-"""The ``train`` step: a fit on this machine (``train.backend: local``) or as a KubeRay RayJob (``kuberay``).
+"""The ``train`` step: the train plan on this machine (``train.backend: local``) or as a KubeRay RayJob (``kuberay``).
 
-On ``kuberay`` the step copies the dataset and the resolved config to the shared volume
-(``train.kuberay.shared_mount_path/pipeline-runs/<run name>``), submits a RayJob whose head runs
-the same ``rsvl train`` there (:mod:`rsvl.cluster`), follows it to the end, copies the model back
-into the step's output folder and reads the fit's numbers from its MLflow run. A RayJob that fails
-is deleted and the error says how to resume (same run name: the checkpoints are on the volume).
+The plan is one fit, or with ``train.stages`` a progressive transfer and its ablations
+(:func:`rsvl.train.progressive.train_plan`). On ``kuberay`` the step copies the dataset and the
+resolved config to the shared volume (``train.kuberay.shared_mount_path/pipeline-runs/<run
+name>``), and the stage datasets and ``train.init_from`` too when the pods cannot read them where
+they are (under ``data/`` and ``init_from/`` there), submits a RayJob whose head runs the same
+``rsvl train`` there (:mod:`rsvl.cluster`), follows it to the end, copies its output folder back
+into the step's and reads every fit's numbers from its MLflow run. A RayJob that fails is deleted
+and the error says how to resume (same run name: the checkpoints are on the volume).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
-from rsvl.config import RunConfig, write_config_file
-from rsvl.errors import TrainError
+from rsvl.config import RunConfig, deep_merge, write_config_file
+from rsvl.errors import ConfigError, TrainError
 from rsvl.mlflow_store import resolve_tracking_uri
-from rsvl.train.checkpoint import MODEL_DIR
-from rsvl.train.fit import CONFIG_ARTIFACT, FitResult, fit, new_run_name
+from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
+from rsvl.train.fit import FitResult, new_run_name
+from rsvl.train.progressive import ablation_stages, stage_dataset, stage_out_dir, stage_run_name, train_plan
 from rsvl.train.tracking import RUN_NAME_TAG
 
 RUNS_DIR = "pipeline-runs"
 log = logging.getLogger("rsvl.steps.train")
 
 
-def summary_metrics(result: FitResult) -> dict[str, float]:
-    """The numbers a run's UI shows for a fit: held-out retrieval before/after, steps, seconds."""
+def _fit_numbers(result: FitResult) -> dict[str, float]:
     shown = {f"untrained_{k}": v for k, v in result.baseline.items()}
     shown.update({k: v for k, v in result.metrics.items() if k not in ("step", "epoch")})
     shown.update(steps=float(result.steps), fit_seconds=result.seconds)
     return shown
 
 
-def fit_result_from_mlflow(cfg: RunConfig, run_name: str, model_dir: Path, seconds: float) -> FitResult:
+def summary_metrics(result: FitResult) -> dict[str, float]:
+    """The numbers a run's UI shows for a train step: held-out retrieval before/after, steps, seconds.
+
+    The last fit's numbers are shown unprefixed; a progressive plan adds each stage's as
+    ``stage.<stage>.<key>`` (e.g. ``stage.optical.test_mR``, ``stage.sar.untrained_test_mR``) and
+    each ablation's last fit as ``ablation.<name>.<key>`` (e.g. ``ablation.sar_only.test_mR``), with
+    ``ablation.<name>.steps`` the steps of all its stages: the budget it shared with the progression.
+    """
+    shown = _fit_numbers(result)
+    for stage, fitted in result.stages.items():
+        shown.update({f"stage.{stage}.{key}": value for key, value in _fit_numbers(fitted).items()})
+    for name, fitted in result.ablations.items():
+        numbers = _fit_numbers(fitted)
+        numbers["steps"] = float(sum(part.steps for part in fitted.stages.values()) or fitted.steps)
+        shown.update({f"ablation.{name}.{key}": value for key, value in numbers.items()})
+    return shown
+
+
+def fit_result_from_mlflow(cfg: RunConfig, run_name: str, model_dir: Path, seconds: float | None = None) -> FitResult:
     """Rebuild a fit's :class:`FitResult` from its MLflow run (a fit that ran elsewhere, e.g. in a RayJob).
+
+    Args:
+        cfg: The config of the fit (its ``mlflow`` section and ``train.eval_split``).
+        run_name: The fit's run name.
+        model_dir: Where its model now lies.
+        seconds: The fit's wall time; ``None`` reads the run's ``fit_seconds``.
 
     Raises:
         TrainError: No MLflow run carries ``run_name``.
@@ -55,8 +84,80 @@ def fit_result_from_mlflow(cfg: RunConfig, run_name: str, model_dir: Path, secon
         if first.step == 0:
             baseline[key] = first.value
     steps = max((m.step for m in client.get_metric_history(run.info.run_id, "loss")), default=0)
+    if seconds is None:
+        seconds = float(run.data.metrics.get("fit_seconds", 0.0))
     return FitResult(run_name=run_name, mlflow_run_id=run.info.run_id, model_dir=model_dir, steps=int(steps),
                      metrics=metrics, baseline=baseline, seconds=seconds)
+
+
+def plan_result_from_mlflow(cfg: RunConfig, run_name: str, out_dir: Path, seconds: float) -> FitResult:
+    """Rebuild what :func:`rsvl.train.progressive.train_plan` returned from the MLflow runs of its fits.
+
+    Args:
+        cfg: The plan's config.
+        run_name: The plan's run name.
+        out_dir: The plan's output folder (here).
+        seconds: Wall time of a plain fit (a progression's fits read theirs from MLflow).
+
+    Raises:
+        TrainError: A fit of the plan left no MLflow run.
+    """
+    if not cfg.train.stages:
+        return fit_result_from_mlflow(cfg, run_name, out_dir / MODEL_DIR, seconds)
+
+    def chain(stages, folder: Path, ablation: str | None = None) -> dict[str, FitResult]:
+        fits = {}
+        for index, stage in enumerate(stages):
+            model_dir = stage_out_dir(folder, stages, index) / MODEL_DIR
+            fitted = fit_result_from_mlflow(cfg, stage_run_name(run_name, stage.name, ablation), model_dir)
+            fits[stage.name] = replace(fitted, stage=stage.name)
+        return fits
+
+    progression = chain(cfg.train.stages, out_dir)
+    ablations = {}
+    for ablation in cfg.train.ablations:
+        fits = chain(ablation_stages(cfg, ablation.name), out_dir / ABLATIONS_DIR / ablation.name, ablation.name)
+        ablations[ablation.name] = replace(list(fits.values())[-1], stages=fits)
+    return replace(list(progression.values())[-1], stages=progression, ablations=ablations)
+
+
+def _readable_by_pods(path: Path, cfg: RunConfig) -> bool:
+    kuberay = cfg.train.kuberay
+    mounts = [kuberay.shared_mount_path] + ([kuberay.data_mount_path] if kuberay.data_volume_claim else [])
+    where = os.path.abspath(path)
+    return any(where == mount or where.startswith(mount.rstrip("/") + "/") for mount in mounts)
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+
+
+def _inputs_for_pods(cfg: RunConfig, dataset_dir: Path, shared: Path) -> RunConfig:
+    """``cfg`` with its stage datasets and ``train.init_from`` where the RayJob's pods can read them.
+
+    Paths already on the shared or data volume stay; others are copied into the run's shared folder
+    (``data/<stage dataset>``, ``init_from/``) and the config points there.
+
+    Raises:
+        DataError: A stage names a dataset that does not exist.
+        ConfigError: ``train.init_from`` holds no saved model.
+    """
+    update: dict = {}
+    named = [stage for stage in cfg.train.stages if stage.dataset is not None]
+    sources = {stage.dataset: stage_dataset(cfg, stage, dataset_dir) for stage in named}
+    if sources and not _readable_by_pods(Path(cfg.data.root), cfg):
+        for name, source in sources.items():
+            _copy_tree(source, shared / "data" / name)
+        update["data"] = {"root": str(shared / "data")}
+    init_from = cfg.train.init_from
+    if init_from and not _readable_by_pods(Path(init_from), cfg):
+        if not Path(init_from).is_dir():
+            raise ConfigError(f"train.init_from {init_from!r}: no such model folder")
+        _copy_tree(Path(init_from), shared / "init_from")
+        update["train"] = {"init_from": str(shared / "init_from")}
+    return RunConfig.model_validate(deep_merge(cfg.model_dump(mode="json"), update)) if update else cfg
 
 
 def _train_on_kuberay(cfg: RunConfig, dataset_dir: Path, out_dir: Path, run_name: str, api_client=None) -> FitResult:
@@ -65,36 +166,36 @@ def _train_on_kuberay(cfg: RunConfig, dataset_dir: Path, out_dir: Path, run_name
 
     kuberay = cfg.train.kuberay
     shared = Path(kuberay.shared_mount_path) / RUNS_DIR / run_name
-    dataset = shared / "dataset"
-    if dataset.exists():
-        shutil.rmtree(dataset)
-    shutil.copytree(dataset_dir, dataset)
-    config_file = write_config_file(cfg, shared / "config.yaml")
-    manifest = build_rayjob(cfg, kuberay, run_name=run_name, config_path=str(config_file), dataset=str(dataset),
-                            out_dir=str(shared / "out"), image=resolve_image(kuberay))
+    _copy_tree(dataset_dir, shared / "dataset")
+    on_pods = _inputs_for_pods(cfg, dataset_dir, shared)
+    config_file = write_config_file(on_pods, shared / "config.yaml")
+    manifest = build_rayjob(on_pods, kuberay, run_name=run_name, config_path=str(config_file),
+                            dataset=str(shared / "dataset"), out_dir=str(shared / "out"), image=resolve_image(kuberay))
     outcome = submit_rayjob(manifest, kuberay, api_client=api_client, on_status=log.info)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (MODEL_DIR, CONFIG_ARTIFACT):
-        source, target = Path(outcome.out_dir) / name, out_dir / name
+    for source in Path(outcome.out_dir).iterdir():
+        target = out_dir / source.name
         if target.is_dir():
             shutil.rmtree(target)
         (shutil.copytree if source.is_dir() else shutil.copyfile)(source, target)
-    return fit_result_from_mlflow(cfg, run_name, out_dir / MODEL_DIR, outcome.seconds)
+    return plan_result_from_mlflow(on_pods, run_name, out_dir, outcome.seconds)
 
 
 def run_train(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: str | None = None,
               *, api_client=None) -> FitResult:
-    """Fit ``cfg.model`` on ``dataset_dir``; the model lands in ``out_dir/model``.
+    """Train ``cfg``'s plan (one fit, or its stages and ablations); the final model lands in ``out_dir/model``.
 
     Args:
         cfg: The run config (``train.backend`` says where the fit runs).
-        dataset_dir: The filtered training dataset.
-        out_dir: Receives ``model/`` and ``config.json``.
-        run_name: Resume or name the run (default: a new unique name).
+        dataset_dir: The filtered training dataset (the stages without a dataset of their own train on it).
+        out_dir: Receives ``model/`` and ``config.json`` (and ``stages/``, ``ablations/<name>/model``).
+        run_name: Resume or name the run (default: a new unique name); a re-run reuses finished stages.
         api_client: ``kuberay`` only: a ``kubernetes.client.ApiClient`` (default: in-cluster or kubeconfig).
 
     Returns:
-        The :class:`rsvl.train.FitResult`.
+        The :class:`rsvl.train.FitResult` of the last fit (its ``mlflow_run_id`` is the run evaluate
+        and register log into), with a progression's stage and ablation fits in ``stages`` and
+        ``ablations``.
 
     Raises:
         TrainError: The fit (or its RayJob) failed; the message says how to resume.
@@ -103,4 +204,4 @@ def run_train(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_
     run_name = run_name or new_run_name(cfg.paper)
     if cfg.train.backend == "kuberay":
         return _train_on_kuberay(cfg, Path(dataset_dir), Path(out_dir), run_name, api_client)
-    return fit(cfg, dataset_dir, out_dir, run_name=run_name)
+    return train_plan(cfg, dataset_dir, out_dir, run_name=run_name)

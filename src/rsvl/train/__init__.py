@@ -1,6 +1,8 @@
-"""Training on Ray Train: pluggable objectives, trainable subsets, resumable checkpoints, MLflow."""
+"""Training on Ray Train: pluggable objectives, trainable subsets, resumable checkpoints, MLflow, progressive stages."""
 
 from rsvl.train.fit import FitResult, fit, new_run_name
 from rsvl.train.objectives import Objective, build_objective, objective_names, register_objective
+from rsvl.train.progressive import train_plan
 
-__all__ = ["FitResult", "Objective", "build_objective", "fit", "new_run_name", "objective_names", "register_objective"]
+__all__ = ["FitResult", "Objective", "build_objective", "fit", "new_run_name", "objective_names", "register_objective",
+           "train_plan"]

@@ -13,6 +13,8 @@ Batch entries an objective can ask for (:data:`BATCH_FIELDS`): ``image`` (N, ban
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -20,7 +22,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from rsvl.data.dataset import ManifestDataset
-from rsvl.errors import DataError
+from rsvl.errors import DataError, ModelError
+from rsvl.models.io import CONFIG_NAME
 
 BATCH_FIELDS = ("image", "text", "long_text", "location")
 SEED_BITS = 62
@@ -31,11 +34,8 @@ def sample_seed(*keys: int) -> int:
     return int(np.random.default_rng([int(k) for k in keys]).integers(2**SEED_BITS))
 
 
-def image_inputs(dataset: ManifestDataset, column: str = "image") -> tuple[int, dict[str, Any] | None]:
-    """Return ``(in_bands, band_stats)`` a model needs for ``column`` of ``dataset``.
-
-    Three-band inputs use the model's own RGB normalisation (``band_stats`` is ``None``); other band
-    counts take the dataset's recorded statistics for the column when it has them.
+def data_bands(dataset: ManifestDataset, column: str = "image") -> int:
+    """Bands of ``column`` in ``dataset``: from its recorded statistics, else from its first sample.
 
     Raises:
         DataError: The dataset is empty or its first sample has no ``column``.
@@ -44,13 +44,63 @@ def image_inputs(dataset: ManifestDataset, column: str = "image") -> tuple[int, 
         raise DataError(f"{dataset.root}: no samples to train on")
     stats = dataset.band_stats.get(column)
     if stats and "bands" in stats:
-        in_bands = len(stats["bands"])
-    else:
-        first = dataset[0]
-        if column not in first:
-            raise DataError(f"{dataset.root}: sample {first['sample_id']!r} has no {column!r} media")
-        in_bands = int(first[column].shape[0])
-    return in_bands, (stats if in_bands != 3 and stats else None)
+        return len(stats["bands"])
+    first = dataset[0]
+    if column not in first:
+        raise DataError(f"{dataset.root}: sample {first['sample_id']!r} has no {column!r} media")
+    return int(first[column].shape[0])
+
+
+def image_inputs(dataset: ManifestDataset, column: str = "image") -> tuple[int, dict[str, Any] | None]:
+    """Return ``(in_bands, band_stats)`` a freshly built model needs for ``column`` of ``dataset``.
+
+    Three-band inputs use the model's own RGB normalisation (``band_stats`` is ``None``), and so
+    does a single band without recorded statistics (an 8-bit grey image such as a SAR chip PNG): the
+    RGB tower keeps its pretrained first convolution and the preprocessing repeats the band
+    (:func:`rsvl.models.preprocess.fit_bands`). Other band counts widen the first convolution and
+    take the dataset's recorded statistics for the column.
+
+    Raises:
+        DataError: The dataset is empty or its first sample has no ``column``.
+    """
+    bands = data_bands(dataset, column)
+    stats = dataset.band_stats.get(column)
+    if bands == 3 or (bands == 1 and not stats):
+        return 3, None
+    return bands, stats or None
+
+
+def saved_in_bands(model_dir: str | Path) -> int:
+    """Bands the image tower of a saved model folder takes (three for a plain open_clip folder).
+
+    Raises:
+        ModelError: The folder holds no readable model config.
+    """
+    config_path = Path(model_dir) / CONFIG_NAME
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelError(f"{config_path}: not a saved model's config ({err}); train.init_from needs a folder "
+                         "written by rsvl.models.save_model") from err
+    return int((config.get("rsvl") or {}).get("in_bands", 3))
+
+
+def check_bands_fit(bands: int, in_bands: int, where: str) -> None:
+    """Refuse data whose bands the model's image tower cannot take (equal, or one grey band for RGB).
+
+    Args:
+        bands: Bands of the data.
+        in_bands: Bands of the model.
+        where: The dataset (and stage) for the message.
+
+    Raises:
+        DataError: The counts fit neither directly nor by repeating a single band.
+    """
+    if bands != in_bands and not (bands == 1 and in_bands == 3):
+        raise DataError(
+            f"{where}: the images have {bands} band(s) but the model's image tower takes {in_bands}; every "
+            "stage trains one tower, so its data must have the first stage's bands (or one grey band for RGB)"
+        )
 
 
 class CaptionPairs(Dataset):

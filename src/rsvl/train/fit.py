@@ -19,6 +19,13 @@ its checkpoints by name), so at most one checkpoint interval is lost. A name bel
 resolved config: the first launch records it in the run folder and a re-launch that would train
 something else is refused; only how the run is carried out (:data:`RELAUNCH_MAY_CHANGE`: retries,
 checkpoint and logging intervals, loader workers) may change.
+
+``train.init_from`` (a saved model folder) replaces the fresh ``cfg.model``: a run starts from
+those weights, and its identity holds their SHA-256 rather than the folder's path, so a re-launch
+from another output folder with the same weights resumes. A finished run leaves
+:data:`RESULT_FILE` in its run folder; launching it again trains nothing and returns the recorded
+result (the model is copied out of its last checkpoint again). That is how a progressive plan
+(:mod:`rsvl.train.progressive`) re-run by name reuses its finished stages.
 """
 
 from __future__ import annotations
@@ -31,15 +38,18 @@ import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from rsvl.config import RunConfig
 from rsvl.data.dataset import ManifestDataset
+from rsvl.data.store import sha256_file
 from rsvl.errors import ConfigError, DataError, TrainError
+from rsvl.models.io import WEIGHTS_NAME
 from rsvl.train.checkpoint import MODEL_DIR
+from rsvl.train.data import check_bands_fit, data_bands, image_inputs, saved_in_bands
 from rsvl.train.loop import KILL_AT_STEP_ENV, RAISE_AT_STEP_ENV, train_loop_per_worker
 from rsvl.train.objectives import build_objective
 from rsvl.train.trainable import check_adapter
@@ -53,6 +63,7 @@ from rsvl.train.tracking import (
 )
 
 RUN_CONFIG_FILE = "rsvl_run_config.json"
+RESULT_FILE = "rsvl_run_result.json"
 CONFIG_ARTIFACT = "config.json"
 RAY_TRAIN_LOG_LEVEL = "WARNING"
 RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -74,8 +85,14 @@ class FitResult:
         steps: Optimizer steps done in total.
         metrics: Last reported metrics: ``loss`` and the held-out retrieval numbers.
         baseline: Held-out retrieval of the untrained model (empty when skipped).
-        seconds: Wall time of this launch.
-        checkpoint: Path or URI of the last checkpoint.
+        seconds: Wall time of the launch that trained it.
+        checkpoint: Path of the last checkpoint (on the storage's file system).
+        reused: The run had finished before; this launch trained nothing.
+        stage: The progressive stage this fit trained (``None`` for a plain fit).
+        stages: A progressive plan's fits, by stage, in order (the last one is this fit); empty
+            for a plain fit.
+        ablations: A progressive plan's control runs, by ablation name: each is its last fit,
+            with its own ``stages``.
     """
 
     run_name: str
@@ -86,6 +103,10 @@ class FitResult:
     baseline: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     checkpoint: str = ""
+    reused: bool = False
+    stage: str | None = None
+    stages: dict[str, "FitResult"] = field(default_factory=dict)
+    ablations: dict[str, "FitResult"] = field(default_factory=dict)
 
 
 def new_run_name(paper: str) -> str:
@@ -101,21 +122,46 @@ def storage_uri(storage_path: str) -> str:
     return str(Path(storage_path).expanduser().resolve())
 
 
+def init_weights(init_from: str | Path) -> Path:
+    """The weights file of a ``train.init_from`` folder.
+
+    Raises:
+        ConfigError: The folder holds no saved model.
+    """
+    weights = Path(init_from) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ConfigError(f"train.init_from {str(init_from)!r}: no saved model there ({WEIGHTS_NAME} is missing); "
+                          "point it at a folder written by rsvl.models.save_model (a train step's model/)")
+    return weights
+
+
 def identity_digest(cfg: RunConfig) -> str:
-    """SHA-256 of the config without the fields a re-launch may change (:data:`RELAUNCH_MAY_CHANGE`)."""
+    """SHA-256 of the config without the fields a re-launch may change (:data:`RELAUNCH_MAY_CHANGE`).
+
+    ``train.init_from`` counts by the SHA-256 of its weights, not by where the folder lies.
+    """
     payload = cfg.model_dump(mode="json")
     for dotted in RELAUNCH_MAY_CHANGE:
         section, _, key = dotted.partition(".")
         payload[section].pop(key)
+    if cfg.train.init_from:
+        payload["train"]["init_from"] = f"sha256:{sha256_file(init_weights(cfg.train.init_from))}"
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _run_dir(storage: str, run_name: str) -> tuple[Any, str]:
+    """The run folder on the storage's file system: ``(filesystem, path)``."""
+    import pyarrow.fs
+
+    filesystem, base = pyarrow.fs.FileSystem.from_uri(storage)
+    return filesystem, f"{base.rstrip('/')}/{run_name}"
 
 
 def _claim_run(storage: str, run_name: str, cfg: RunConfig) -> None:
     """Record the identity digest of a new run, or check a re-launch trains the same thing."""
     import pyarrow.fs
 
-    filesystem, base = pyarrow.fs.FileSystem.from_uri(storage)
-    run_dir = f"{base.rstrip('/')}/{run_name}"
+    filesystem, run_dir = _run_dir(storage, run_name)
     record_path = f"{run_dir}/{RUN_CONFIG_FILE}"
     if filesystem.get_file_info(record_path).type == pyarrow.fs.FileType.File:
         with filesystem.open_input_stream(record_path) as stream:
@@ -132,12 +178,47 @@ def _claim_run(storage: str, run_name: str, cfg: RunConfig) -> None:
         stream.write(json.dumps(record, indent=2).encode("utf-8"))
 
 
-def _check_inputs(cfg: RunConfig, dataset_dir: Path) -> None:
-    build_objective(cfg.train.objective)
-    check_adapter(cfg.train.trainable)
-    for split in ("train", cfg.train.eval_split):
+def _write_result(storage: str, result: FitResult) -> None:
+    """Record a finished run's result in its run folder (a re-launch returns it instead of training)."""
+    filesystem, run_dir = _run_dir(storage, result.run_name)
+    record = {key: value for key, value in asdict(result).items()
+              if key not in ("run_name", "model_dir", "reused", "stage", "stages", "ablations")}
+    with filesystem.open_output_stream(f"{run_dir}/{RESULT_FILE}") as stream:
+        stream.write(json.dumps(record, indent=2).encode("utf-8"))
+
+
+def _finished(storage: str, run_name: str) -> tuple[dict[str, Any], Any] | None:
+    """The recorded result and last checkpoint of a finished run, or ``None`` (not finished, or checkpoint gone)."""
+    import pyarrow.fs
+    from ray.train import Checkpoint
+
+    filesystem, run_dir = _run_dir(storage, run_name)
+    record_path = f"{run_dir}/{RESULT_FILE}"
+    if filesystem.get_file_info(record_path).type != pyarrow.fs.FileType.File:
+        return None
+    with filesystem.open_input_stream(record_path) as stream:
+        record = json.loads(stream.read().decode("utf-8"))
+    if filesystem.get_file_info(record["checkpoint"]).type != pyarrow.fs.FileType.Directory:
+        logging.getLogger("rsvl.train").warning("run %s: finished, but its last checkpoint %s is gone; training it "
+                                                "again", run_name, record["checkpoint"])
+        return None
+    return record, Checkpoint(record["checkpoint"], filesystem=filesystem)
+
+
+def _check_inputs(cfg: RunConfig, dataset_dir: Path, inputs_dir: Path) -> None:
+    train = cfg.train
+    build_objective(train.objective)
+    check_adapter(train.trainable)
+    for split in ("train", train.eval_split):
         if split is not None and len(ManifestDataset(dataset_dir, split=split, load_media=False)) == 0:
             raise DataError(f"{dataset_dir}: split {split!r} is empty; train needs 'train' and train.eval_split rows")
+    if train.init_from:
+        init_weights(train.init_from)
+        in_bands = saved_in_bands(train.init_from)
+    else:
+        in_bands = image_inputs(ManifestDataset(inputs_dir, split="train"), train.image_column)[0]
+    bands = data_bands(ManifestDataset(dataset_dir, split="train"), train.image_column)
+    check_bands_fit(bands, in_bands, f"{dataset_dir} ({train.image_column!r})")
 
 
 def _start_ray(cfg: RunConfig) -> bool:
@@ -192,7 +273,7 @@ def _trainer(cfg: RunConfig, loop_config: dict[str, Any], storage: str, run_name
     )
 
 
-def _provenance(cfg: RunConfig, dataset_dir: Path) -> dict[str, str]:
+def _provenance(cfg: RunConfig, dataset_dir: Path, tags: Mapping[str, str]) -> dict[str, str]:
     commit, dirty = git_commit()
     return {
         "data_version": data_version_tag(dataset_dir),
@@ -201,6 +282,7 @@ def _provenance(cfg: RunConfig, dataset_dir: Path) -> dict[str, str]:
         "dataset_dir": str(dataset_dir),
         "paper": cfg.paper,
         "profile": cfg.profile,
+        **tags,
     }
 
 
@@ -216,31 +298,36 @@ def _write_outputs(checkpoint: Any, cfg: RunConfig, out_dir: Path) -> tuple[Path
     return model_dir, config_file
 
 
-def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: str | None = None) -> FitResult:
-    """Train ``cfg.model`` on ``dataset_dir`` with Ray Train; track it in MLflow; write the model.
+def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: str | None = None, *,
+        inputs_from: str | Path | None = None, tags: Mapping[str, str] | None = None) -> FitResult:
+    """Train ``cfg.model`` (or ``train.init_from``) on ``dataset_dir`` with Ray Train; track it in MLflow.
 
     Args:
         cfg: The resolved run config.
         dataset_dir: A canonical dataset with ``train`` rows (and ``train.eval_split`` rows).
         out_dir: Receives ``model/`` (the final model) and ``config.json`` (the resolved config).
         run_name: Resume or name this run; ``None`` starts a new uniquely named run.
+        inputs_from: The dataset whose bands decide a fresh model's image input (a progression's
+            first stage); default ``dataset_dir``. Unused with ``train.init_from``.
+        tags: More MLflow tags for the run (a progression's stage and plan).
 
     Returns:
         The :class:`FitResult`.
 
     Raises:
-        DataError: The dataset is missing or a needed split is empty.
-        ConfigError: Unknown objective or adapter, a malformed run name, or a run name that belongs
-            to another config.
+        DataError: The dataset is missing, a needed split is empty, or its bands do not fit the model.
+        ConfigError: Unknown objective or adapter, a malformed run name, a run name that belongs
+            to another config, or a ``train.init_from`` holding no saved model.
         TrainError: Training failed beyond ``train.max_failures``; the message says how to resume.
     """
     launched = time.perf_counter()
     dataset_dir = Path(dataset_dir).resolve()
+    inputs_dir = Path(inputs_from).resolve() if inputs_from is not None else dataset_dir
     out_dir = Path(out_dir).resolve()
     run_name = run_name or new_run_name(cfg.paper)
     if not RUN_NAME_PATTERN.fullmatch(run_name):
         raise ConfigError(f"run name {run_name!r}: use 1-128 letters, digits, '.', '_' or '-', starting alphanumeric")
-    _check_inputs(cfg, dataset_dir)
+    _check_inputs(cfg, dataset_dir, inputs_dir)
     storage = storage_uri(cfg.train.storage_path)
     if cfg.train.num_workers == 0 and "://" in storage:
         raise ConfigError(
@@ -248,11 +335,19 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
             f"train.storage_path, not {storage!r}; use num_workers >= 1 for remote storage"
         )
     _claim_run(storage, run_name, cfg)
+    finished = _finished(storage, run_name)
+    if finished is not None:
+        record, checkpoint = finished
+        model_dir, _ = _write_outputs(checkpoint, cfg, out_dir)
+        logging.getLogger("rsvl.train").info("run %s finished before (MLflow run %s); reusing its model", run_name,
+                                             record["mlflow_run_id"])
+        return FitResult(run_name=run_name, model_dir=model_dir, reused=True, **record)
     tracking_uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
-    run_id, _ = open_run(tracking_uri, cfg, run_name, _provenance(cfg, dataset_dir))
+    run_id, _ = open_run(tracking_uri, cfg, run_name, _provenance(cfg, dataset_dir, tags or {}))
     loop_config = {
         "config": cfg.model_dump(mode="json"),
         "dataset_dir": str(dataset_dir),
+        "inputs_dir": str(inputs_dir),
         "tracking_uri": tracking_uri,
         "run_id": run_id,
         "run_dir": None if "://" in storage else str(Path(storage) / run_name),
@@ -288,7 +383,7 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     baseline = {k.removeprefix("baseline_"): v for k, v in metrics.items() if k.startswith("baseline_")}
     final = {k: v for k, v in metrics.items() if not k.startswith("baseline_")}
-    return FitResult(
+    fitted = FitResult(
         run_name=run_name,
         mlflow_run_id=run_id,
         model_dir=model_dir,
@@ -298,3 +393,5 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
         seconds=seconds,
         checkpoint=result.checkpoint.path,
     )
+    _write_result(storage, fitted)
+    return fitted

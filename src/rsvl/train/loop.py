@@ -1,6 +1,7 @@
 """The per-worker train function Ray Train runs: one fit, resumable at any checkpoint.
 
-Every worker builds the model, applies the trainable subset and the objective, wraps the model
+Every worker builds the model (or loads ``train.init_from``, a saved model folder: the previous
+stage of a progressive transfer), applies the trainable subset and the objective, wraps the model
 in DDP (``ray.train.torch.prepare_model``) and its loader (``prepare_data_loader``), and trains
 for ``train.max_steps`` or ``train.epochs`` epochs: AMP (bfloat16, or float16 with a grad
 scaler) and TF32 when on CUDA, gradient clipping, warmup + cosine. Rank 0 logs interval metrics
@@ -43,7 +44,7 @@ import torch
 from rsvl.config import RunConfig, TrainConfig
 from rsvl.data.dataset import ManifestDataset
 from rsvl.evaluate.retrieval import evaluate_retrieval
-from rsvl.models import build_model
+from rsvl.models import build_model, load_model
 from rsvl.train.checkpoint import latest_checkpoint, persist_checkpoint, read_checkpoint, write_checkpoint
 from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, image_inputs, sample_seed
 from rsvl.train.objectives import Objective, ObjectiveContext, build_objective
@@ -152,6 +153,7 @@ class _Worker:
         self.cfg = RunConfig.model_validate(loop_config["config"])
         self.train: TrainConfig = self.cfg.train
         self.dataset_dir = loop_config["dataset_dir"]
+        self.inputs_dir = loop_config.get("inputs_dir")
         self.run_dir = loop_config.get("run_dir")
         self.local = bool(loop_config.get("local_mode"))
         context = ray.train.get_context()
@@ -175,13 +177,10 @@ class _Worker:
     def _setup(self) -> _Fit:
         import ray.train.torch
 
-        train, model_cfg = self.train, self.cfg.model
+        train = self.train
         samples = ManifestDataset(self.dataset_dir, split="train")
-        in_bands, band_stats = image_inputs(samples, train.image_column)
         torch.manual_seed(train.seed)
-        model, preprocess_train, preprocess_val, tokenizer = build_model(
-            model_cfg.name, model_cfg.pretrained, in_bands, band_stats, image_size=model_cfg.image_size
-        )
+        model, preprocess_train, preprocess_val, tokenizer = self._start_model(samples)
         context = ObjectiveContext(self.rank, self.world, _pad_id(tokenizer))
         objective = build_objective(train.objective, context)
         sizes = apply_trainable(model, train.trainable)
@@ -204,6 +203,21 @@ class _Worker:
             sampler=sampler, pairs=pairs, loader=ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False),
             preprocess_val=preprocess_val, tokenizer=tokenizer, sizes=sizes, steps_per_epoch=len(sampler), total=total,
         )
+
+    def _start_model(self, samples: ManifestDataset) -> Any:
+        """The weights training starts from: ``train.init_from`` when set, else a fresh ``cfg.model``.
+
+        A fresh model's image input is decided by ``inputs_dir`` (the first stage's dataset of a
+        progression, so every stage trains the same tower) or else by this fit's own data.
+        """
+        if self.train.init_from:
+            return load_model(self.train.init_from)
+        model_cfg = self.cfg.model
+        decider = samples
+        if self.inputs_dir not in (None, self.dataset_dir):
+            decider = ManifestDataset(self.inputs_dir, split="train")
+        in_bands, band_stats = image_inputs(decider, self.train.image_column)
+        return build_model(model_cfg.name, model_cfg.pretrained, in_bands, band_stats, image_size=model_cfg.image_size)
 
     def _evaluate(self, fit: _Fit, step: int) -> dict[str, float]:
         split = self.train.eval_split
@@ -276,7 +290,7 @@ class _Worker:
         progress = self._restore_or_start(fit)
         step = start = int(progress["step"])
         if step >= fit.total:
-            ray.train.report({"step": step, **progress["final"]})
+            ray.train.report(self._reported(progress))
             return
         set_train_mode(fit.model, self.train.trainable)
         interval, started, last_loss = _Interval(), time.perf_counter(), float("nan")
@@ -320,13 +334,19 @@ class _Worker:
             )
         return means["loss"]
 
+    @staticmethod
+    def _reported(progress: dict[str, Any]) -> dict[str, Any]:
+        """The numbers a checkpoint reports to Ray: step, loss, held-out scores (``baseline_`` before training)."""
+        return {
+            "step": progress["step"], "epoch": progress["epoch"], "loss": progress.get("loss", float("nan")),
+            **progress["final"], **{f"baseline_{key}": value for key, value in progress["baseline"].items()},
+        }
+
     def _checkpoint(self, fit: _Fit, progress: dict[str, Any], loss: float) -> None:
         import ray.train
 
-        metrics = {
-            "step": progress["step"], "epoch": progress["epoch"], "loss": loss, **progress["final"],
-            **{f"baseline_{key}": value for key, value in progress["baseline"].items()},
-        }
+        progress["loss"] = loss
+        metrics = self._reported(progress)
         with tempfile.TemporaryDirectory(prefix="rsvl-ckpt-") as scratch:
             checkpoint = None
             if self.rank == 0:
@@ -348,7 +368,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         loop_config: ``config`` (the resolved RunConfig as JSON-ready dict), ``dataset_dir``,
             ``tracking_uri`` and ``run_id`` (MLflow; ``None`` logs nothing) and ``run_dir`` (the
             run's local storage folder: the test hook's marker, and local mode's checkpoints; may be
-            ``None`` for remote storage) and ``local_mode`` (Ray Train local mode: keep checkpoints in
-            ``run_dir``).
+            ``None`` for remote storage), ``local_mode`` (Ray Train local mode: keep checkpoints in
+            ``run_dir``) and ``inputs_dir`` (optional: the dataset whose bands decide a fresh
+            model's image input; default ``dataset_dir``).
     """
     _Worker(loop_config).run()

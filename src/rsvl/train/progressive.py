@@ -1,0 +1,189 @@
+"""Progressive transfer (``train.stages``) and its control runs (``train.ablations``), one fit per stage.
+
+SAR-RS-CLIP (PAPERS.md §1) trains one CLIP first on optical remote-sensing pairs, then on SAR
+pairs. :func:`train_plan` runs the stages in order, each a :func:`rsvl.train.fit` of its own: the
+stage's dataset (``stage.dataset`` under ``data.root``, or the run's dataset), its
+``epochs``/``max_steps``/``lr`` in place of ``train``'s, held-out retrieval on its dataset's
+``train.eval_split``, starting from the previous stage's model (the first stage from
+``cfg.model`` or ``train.init_from``). Every stage trains the same image tower: the first stage's
+data decides its bands (optical: three), and a later single-band stage (SAR chips) repeats its
+band (:func:`rsvl.models.preprocess.fit_bands`).
+
+Each ablation then trains only its named stages, from the first stage's start, with the whole
+progression's step budget (the sum of the steps its stages actually did) shared among its stages
+in proportion to the steps they did in the progression, so "SAR only" gets exactly the updates
+"optical then SAR" got.
+
+MLflow: one run per fit, named ``<run name>-<stage>`` (``<run name>-<ablation>-<stage>`` in an
+ablation), tagged :data:`STAGE_TAG` with the stage, :data:`PROGRESSION_TAG` with the plan's run
+name (linking all runs of one plan) and :data:`ABLATION_TAG` with the ablation. A fit that finished
+before is reused (see :func:`rsvl.train.fit`), so a plan re-run by name trains only what is left.
+
+Output folder (``out_dir``): ``model/`` (the last stage's model) and ``config.json`` (the run's
+resolved config), ``stages/<stage>/`` (the earlier stages' fits) and
+``ablations/<name>/model`` (each ablation's last fit, its earlier ones under
+``ablations/<name>/stages/``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from rsvl.config import RunConfig, StageConfig, deep_merge
+from rsvl.data.dataset import ManifestDataset
+from rsvl.errors import DataError
+from rsvl.train.checkpoint import ABLATIONS_DIR
+from rsvl.train.data import check_bands_fit, data_bands, image_inputs, saved_in_bands
+from rsvl.train.fit import CONFIG_ARTIFACT, FitResult, fit, init_weights, new_run_name
+
+STAGES_DIR = "stages"
+STAGE_TAG = "rsvl.stage"
+PROGRESSION_TAG = "rsvl.progression"
+ABLATION_TAG = "rsvl.ablation"
+
+
+def stage_run_name(run_name: str, stage: str, ablation: str | None = None) -> str:
+    """The run name of one stage's fit: ``<run>-<stage>``, or ``<run>-<ablation>-<stage>`` in an ablation."""
+    return f"{run_name}-{ablation}-{stage}" if ablation else f"{run_name}-{stage}"
+
+
+def stage_dataset(cfg: RunConfig, stage: StageConfig, dataset_dir: str | Path) -> Path:
+    """The dataset a stage trains and is scored on: ``data.root/stage.dataset``, or the run's own.
+
+    Raises:
+        DataError: The stage names a dataset folder that does not exist.
+    """
+    if stage.dataset is None:
+        return Path(dataset_dir)
+    path = Path(cfg.data.root) / stage.dataset
+    if not path.is_dir():
+        raise DataError(f"train.stages {stage.name!r}: its dataset {path} does not exist (stage dataset "
+                        f"{stage.dataset!r} under data.root {cfg.data.root!r})")
+    return path
+
+
+def stage_out_dir(folder: Path, stages: Sequence[StageConfig], index: int) -> Path:
+    """Where fit ``index`` of a chain of stages writes: the last into ``folder``, earlier ones under ``stages/``."""
+    return folder if index == len(stages) - 1 else folder / STAGES_DIR / stages[index].name
+
+
+def ablation_stages(cfg: RunConfig, name: str) -> list[StageConfig]:
+    """The stages of ablation ``name``, in the order the ablation lists them."""
+    ablation = next(item for item in cfg.train.ablations if item.name == name)
+    by_name = {stage.name: stage for stage in cfg.train.stages}
+    return [by_name[stage] for stage in ablation.stages]
+
+
+def ablation_budget(steps: Mapping[str, int], total: int) -> dict[str, int]:
+    """Share ``total`` steps among stages in proportion to ``steps``, summing to ``total`` exactly.
+
+    Each stage gets its floor share; the steps left over go to the largest remainders (ties to
+    the earlier stage).
+
+    Args:
+        steps: Steps each stage did in the progression, in the ablation's order.
+        total: The progression's total steps.
+    """
+    weight = sum(steps.values())
+    shares = {name: total * count // weight for name, count in steps.items()}
+    left = total - sum(shares.values())
+    by_remainder = sorted(steps, key=lambda name: -(total * steps[name] % weight))
+    for name in by_remainder[:left]:
+        shares[name] += 1
+    return shares
+
+
+def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | None,
+                 max_steps: int | None = None) -> RunConfig:
+    """The config of one stage's fit: a plain fit (no stages) with the stage's dataset, length and rate.
+
+    Args:
+        cfg: The plan's resolved config.
+        stage: The stage.
+        init_from: The model folder it starts from (``None``: a fresh ``cfg.model``).
+        max_steps: An ablation's share of the budget, replacing the stage's own length.
+    """
+    train = cfg.train
+    if max_steps is not None:
+        epochs, steps = train.epochs, max_steps
+    elif stage.epochs is not None or stage.max_steps is not None:
+        epochs, steps = stage.epochs or train.epochs, stage.max_steps
+    else:
+        epochs, steps = train.epochs, train.max_steps
+    update = {
+        "epochs": epochs, "max_steps": steps, "lr": stage.lr or train.lr, "dataset": stage.dataset or train.dataset,
+        "init_from": str(init_from) if init_from is not None else None, "stages": [], "ablations": [],
+    }
+    return RunConfig.model_validate(deep_merge(cfg.model_dump(mode="json"), {"train": update}))
+
+
+def _check_bands(cfg: RunConfig, datasets: Mapping[str, Path]) -> None:
+    """Every stage's data must fit the image tower the first stage (or ``train.init_from``) decides."""
+    column = cfg.train.image_column
+    if cfg.train.init_from:
+        init_weights(cfg.train.init_from)
+        in_bands = saved_in_bands(cfg.train.init_from)
+    else:
+        in_bands = image_inputs(ManifestDataset(next(iter(datasets.values())), split="train"), column)[0]
+    for name, path in datasets.items():
+        check_bands_fit(data_bands(ManifestDataset(path, split="train"), column), in_bands,
+                        f"train.stages {name!r} ({path}, {column!r})")
+
+
+def _chain(cfg: RunConfig, stages: Sequence[StageConfig], datasets: Mapping[str, Path], folder: Path,
+           run_name: str, tags: Mapping[str, str], budget: Mapping[str, int] | None = None,
+           ablation: str | None = None) -> dict[str, FitResult]:
+    """Fit ``stages`` in order, each from the previous one's model; return the fits by stage."""
+    first = datasets[cfg.train.stages[0].name]
+    init_from: str | Path | None = cfg.train.init_from
+    fits: dict[str, FitResult] = {}
+    for index, stage in enumerate(stages):
+        stage_cfg = stage_config(cfg, stage, init_from, budget[stage.name] if budget else None)
+        result = fit(stage_cfg, datasets[stage.name], stage_out_dir(folder, stages, index),
+                     run_name=stage_run_name(run_name, stage.name, ablation), inputs_from=first,
+                     tags={**tags, STAGE_TAG: stage.name})
+        fits[stage.name] = replace(result, stage=stage.name)
+        init_from = result.model_dir
+    return fits
+
+
+def train_plan(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: str | None = None) -> FitResult:
+    """Train ``cfg``: one fit, or with ``train.stages`` the progression and then its ablations.
+
+    Args:
+        cfg: The resolved run config.
+        dataset_dir: The run's dataset (a stage without ``dataset`` trains on it).
+        out_dir: Receives ``model/`` and ``config.json`` (and ``stages/``, ``ablations/``).
+        run_name: Resume or name the plan (default: a new unique name); re-running a name reuses
+            the fits that finished.
+
+    Returns:
+        Without stages, the fit's :class:`FitResult`; with stages, the last stage's, carrying
+        every stage's fit in ``stages`` and every ablation's last fit in ``ablations``.
+
+    Raises:
+        DataError: A stage's dataset is missing or its bands do not fit the first stage's tower.
+        ConfigError, TrainError: As :func:`rsvl.train.fit` raises them.
+    """
+    if not cfg.train.stages:
+        return fit(cfg, dataset_dir, out_dir, run_name=run_name)
+    run_name = run_name or new_run_name(cfg.paper)
+    out_dir = Path(out_dir).resolve()
+    stages = cfg.train.stages
+    datasets = {stage.name: stage_dataset(cfg, stage, dataset_dir).resolve() for stage in stages}
+    _check_bands(cfg, datasets)
+    tags = {PROGRESSION_TAG: run_name}
+    progression = _chain(cfg, stages, datasets, out_dir, run_name, tags)
+    (out_dir / CONFIG_ARTIFACT).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), encoding="utf-8")
+    total = sum(result.steps for result in progression.values())
+    ablations: dict[str, FitResult] = {}
+    for ablation in cfg.train.ablations:
+        chosen = ablation_stages(cfg, ablation.name)
+        budget = ablation_budget({stage.name: progression[stage.name].steps for stage in chosen}, total)
+        fits = _chain(cfg, chosen, datasets, out_dir / ABLATIONS_DIR / ablation.name, run_name,
+                      {**tags, ABLATION_TAG: ablation.name}, budget, ablation.name)
+        ablations[ablation.name] = replace(list(fits.values())[-1], stages=fits)
+    return replace(list(progression.values())[-1], stages=progression, ablations=ablations)
