@@ -1,4 +1,4 @@
-"""Adapters for SAR boxes (HRSID), COCO, BigEarthNet S1/S2 and CrisisLandMark: real data and bad input."""
+"""Adapters for SAR boxes (HRSID, tiled too), COCO, BigEarthNet S1/S2 and CrisisLandMark: real data and bad input."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from rsvl.data.adapters import ingest
 from rsvl.data.adapters.class_folder import hash_split
 from rsvl.data.media import load_raster
 from rsvl.data.store import read_files, read_manifest, read_meta, read_quarantine, relative_to_dataset
+from rsvl.data.tiling import tile_grid
+from rsvl.vqa import vqa_from_dataset
 
 
 def _rules(dataset: Path) -> list[str]:
@@ -105,6 +107,165 @@ def test_hrsid_quarantines_bad_boxes_mixed_channels_and_missing_chips(tmp_path):
     assert set(quarantine.loc[quarantine["rule"] == "box_bounds", "where"]) == {
         "ship_boxes.json:good.png[1]", "ship_boxes.json:good.png[2]"}
     assert report.quarantined == 6
+
+
+# --- HRSID tiles ---------------------------------------------------------------------------------
+
+
+def _hrsid_box(x_min: int, y_min: int, x_max: int, y_max: int) -> dict:
+    """A ship_boxes.json entry for the pixel-edge box (x_min, y_min, x_max, y_max)."""
+    return {"x_min": x_min, "y_min": y_min, "x_max": x_max - 1, "y_max": y_max - 1, "area_px": 1, "label": "ship"}
+
+
+def test_tile_grid_keeps_whole_tiles_only():
+    assert [(t.row, t.col, t.x, t.y) for t in tile_grid(800, 800, 200)][:5] == [
+        (0, 0, 0, 0), (0, 1, 200, 0), (0, 2, 400, 0), (0, 3, 600, 0), (1, 0, 0, 200)]
+    assert len(tile_grid(800, 800, 200)) == 16
+    assert len(tile_grid(650, 420, 200)) == 6
+    assert tile_grid(199, 800, 200) == []
+
+
+def test_hrsid_tiles_assign_boxes_by_half_area_clip_them_and_report_what_is_left_out(tmp_path):
+    source = tmp_path / "src"
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 255, (420, 650))
+    colours = rng.integers(0, 255, (420, 650, 3))
+    _png(source / "images" / "sea.png", np.stack([grey] * 3, axis=-1))
+    _png(source / "masks" / "sea_instance_id_RGB.png", colours)
+    _png(source / "images" / "tiny.png", np.zeros((150, 150, 3)))
+    _png(source / "images" / "colour.png", np.stack([grey, grey, 255 - grey], axis=-1))
+    boxes = [
+        _hrsid_box(10, 10, 30, 20),      # 0: inside tile r0c0
+        _hrsid_box(170, 50, 220, 60),    # 1: 60% in r0c0, 40% in r0c1
+        _hrsid_box(190, 250, 210, 260),  # 2: exactly half in r1c0 and in r1c1: both keep it
+        _hrsid_box(190, 190, 210, 210),  # 3: a quarter in each of four tiles: lost
+        _hrsid_box(100, 390, 110, 410),  # 4: half in r1c0, half in the dropped bottom margin
+        _hrsid_box(300, 405, 310, 415),  # 5: all in the bottom margin: lost
+        _hrsid_box(640, 10, 660, 20),    # 6: outside the chip: box_bounds, as hrsid-boxes
+    ]
+    (source / "ship_boxes.json").write_text(json.dumps({"sea.png": boxes, "tiny.png": [], "colour.png": []}))
+    out = tmp_path / "ds"
+
+    report = ingest("hrsid-tiles", source, out)
+
+    manifest = read_manifest(out)
+    rows = {row["sample_id"]: row for row in manifest.to_dict("records")}
+    assert list(rows) == ["sea_r0_c0", "sea_r0_c1", "sea_r0_c2", "sea_r1_c0", "sea_r1_c1", "sea_r1_c2"]
+    edges = {sid: [(b["x_min"], b["y_min"], b["x_max"], b["y_max"]) for b in row["boxes"]] for sid, row in rows.items()}
+    assert edges == {
+        "sea_r0_c0": [(10, 10, 30, 20), (170, 50, 200, 60)],
+        "sea_r0_c1": [],
+        "sea_r0_c2": [],
+        "sea_r1_c0": [(190, 50, 200, 60), (100, 190, 110, 200)],
+        "sea_r1_c1": [(0, 50, 10, 60)],
+        "sea_r1_c2": [],
+    }
+    tiling = read_meta(out)["tiling"]
+    assert tiling["left_out"] == {"sea_r0_c0": [3], "sea_r0_c1": [1, 3], "sea_r1_c0": [3], "sea_r1_c1": [3]}
+    assert {key: tiling[key] for key in ("tile_px", "chips", "tiles", "tiles_without_ships", "boxes_in_chips",
+                                         "boxes_in_tiles", "box_parts_left_out", "boxes_in_no_tile")} == {
+        "tile_px": 200, "chips": 1, "tiles": 6, "tiles_without_ships": 3, "boxes_in_chips": 6,
+        "boxes_in_tiles": 5, "box_parts_left_out": 5, "boxes_in_no_tile": 2}
+    assert tiling["margins"] == {"sea.png": {"right_px": 50, "bottom_px": 20}}
+    quarantine = read_quarantine(out).set_index("where")
+    assert quarantine["rule"].to_dict() == {
+        "ship_boxes.json:colour.png": "sar_single_channel",
+        "ship_boxes.json:sea.png[6]": "box_bounds",
+        "ship_boxes.json:sea.png[3]": "tile_box_lost",
+        "ship_boxes.json:sea.png[5]": "tile_box_lost",
+        "ship_boxes.json:tiny.png": "tile_size",
+    }
+    assert report.quarantined == 5 and report.by_rule["tile_box_lost"] == 2
+    files = read_files(out).set_index("path")
+    for sample_id, row in rows.items():
+        r, c = int(sample_id[5]), int(sample_id[8])
+        window = np.s_[200 * r:200 * r + 200, 200 * c:200 * c + 200]
+        assert row["source"] == f"ship_boxes.json:sea.png#x={200 * c},y={200 * r},size=200"
+        assert (row["split"], row["modality"], row["bands"], row["width"], row["height"]) == (
+            hash_split("sea.png"), "sar", 1, 200, 200)
+        np.testing.assert_array_equal(load_raster(relative_to_dataset(out, row["image"]))[0], grey[window])
+        np.testing.assert_array_equal(np.moveaxis(load_raster(relative_to_dataset(out, row["mask"])), 0, -1),
+                                      colours[window])
+        assert files.loc[row["image"], "source_path"] == str(source / "images" / "sea.png")
+
+
+@pytest.fixture(scope="module")
+def hrsid_tiles(shared_data, tmp_path_factory):
+    source = shared_data / "hrsid_samples"
+    out = tmp_path_factory.mktemp("hrsid_tiles") / "ds"
+    report = ingest("hrsid-tiles", source, out)
+    return source, out, report
+
+
+def _expected_tiles(listing: dict) -> dict[str, list[tuple]]:
+    """Tile boxes computed straight from ship_boxes.json: at least half the area inside, clipped."""
+    expected = {}
+    for name, entries in listing.items():
+        for r in range(4):
+            for c in range(4):
+                x0, y0, kept = 200 * c, 200 * r, []
+                for e in entries:
+                    x_min, y_min, x_max, y_max = e["x_min"], e["y_min"], e["x_max"] + 1, e["y_max"] + 1
+                    w = min(x_max, x0 + 200) - max(x_min, x0)
+                    h = min(y_max, y0 + 200) - max(y_min, y0)
+                    if w > 0 and h > 0 and 2 * w * h >= (x_max - x_min) * (y_max - y_min):
+                        kept.append((max(x_min, x0) - x0, max(y_min, y0) - y0,
+                                     min(x_max, x0 + 200) - x0, min(y_max, y0 + 200) - y0))
+                expected[f"{Path(name).stem}_r{r}_c{c}"] = kept
+    return expected
+
+
+@pytest.mark.real_data
+def test_hrsid_tiles_cut_each_real_chip_into_16_tiles_with_the_half_area_boxes(hrsid_tiles):
+    source, out, report = hrsid_tiles
+    listing = json.loads((source / "ship_boxes.json").read_text())
+    manifest = read_manifest(out)
+    assert report.rows == len(manifest) == 16 * len(listing) == 48
+    got = {row["sample_id"]: [(b["x_min"], b["y_min"], b["x_max"], b["y_max"]) for b in row["boxes"]]
+           for row in manifest.to_dict("records")}
+    assert got == _expected_tiles(listing)
+    tiling = read_meta(out)["tiling"]
+    assert tiling["boxes_in_tiles"] == sum(len(boxes) for boxes in got.values())
+    assert tiling["boxes_in_chips"] == 140 and tiling["tiles_without_ships"] == sum(not b for b in got.values()) > 0
+    lost = read_quarantine(out)
+    assert set(lost["rule"]) <= {"tile_box_lost"} and len(lost) == tiling["boxes_in_no_tile"] == report.quarantined
+    for row in manifest.to_dict("records")[::5]:
+        chip, r, c = row["sample_id"].rsplit("_", 2)
+        window = np.s_[:, 200 * int(r[1:]):200 * int(r[1:]) + 200, 200 * int(c[1:]):200 * int(c[1:]) + 200]
+        np.testing.assert_array_equal(load_raster(relative_to_dataset(out, row["image"])),
+                                      load_raster(source / "images" / f"{chip}.png")[window][:1])
+        np.testing.assert_array_equal(load_raster(relative_to_dataset(out, row["mask"])),
+                                      load_raster(source / "masks" / f"{chip}_instance_id_RGB.png")[window])
+
+
+@pytest.mark.real_data
+def test_hrsid_tiles_of_one_chip_share_its_split_so_train_and_test_never_share_a_chip(hrsid, hrsid_tiles):
+    _, chips_out, _ = hrsid
+    _, tiles_out, _ = hrsid_tiles
+    chip_split = dict(zip(read_manifest(chips_out)["sample_id"], read_manifest(chips_out)["split"]))
+    tiles = read_manifest(tiles_out)
+    splits_of_chip: dict[str, set] = {}
+    for row in tiles.to_dict("records"):
+        chip = row["sample_id"].rsplit("_", 2)[0]
+        assert row["source"].startswith(f"ship_boxes.json:{chip}.png#x=")
+        splits_of_chip.setdefault(chip, set()).add(row["split"])
+    assert splits_of_chip == {chip: {split} for chip, split in chip_split.items()}
+    assert read_meta(tiles_out)["counts"]["splits"] == {"train": 32, "test": 16}
+
+
+@pytest.mark.real_data
+def test_hrsid_tiles_give_vqa_questions_on_train_and_test_with_counts_from_the_tile_boxes(hrsid_tiles):
+    _, out, _ = hrsid_tiles
+    boxes = dict(zip(read_manifest(out)["sample_id"], read_manifest(out)["boxes"]))
+    for split, tiles in (("train", 32), ("test", 16)):
+        records = vqa_from_dataset(out, split)
+        assert len(records) == tiles
+        for record in records:
+            turns = record["conversations"]
+            answers = {turns[i]["value"].replace("<image>\n", ""): turns[i + 1]["value"]
+                       for i in range(0, len(turns), 2)}
+            assert answers["How many ships are there in the image?"] == str(len(boxes[record["id"]]))
+            assert answers["Is there a ship in the image?"] == ("yes" if boxes[record["id"]] else "no")
 
 
 # --- COCO ----------------------------------------------------------------------------------------

@@ -147,3 +147,24 @@ def test_hrsid_captions_state_the_right_count_and_regions(shared_data, tmp_path)
             for phrase, cell in _REGIONS.items():
                 if re.search(rf"\b{phrase}\b", caption):
                     assert cell in cells, (caption, phrase)
+
+
+@pytest.mark.real_data
+def test_hrsid_tile_captions_state_the_tile_box_count_and_regions(shared_data, tmp_path):
+    source = shared_data / "hrsid_samples"
+    if not source.is_dir():
+        pytest.skip(f"{source} is absent")
+    ingest("hrsid-tiles", source, tmp_path / "tiles")
+    report = caption_dataset(tmp_path / "tiles", tmp_path / "captioned")
+    rows = read_manifest(tmp_path / "captioned").to_dict("records")
+    assert report.captioned == len(rows) == 48 and report.uncaptioned == 0
+    assert any(not row["boxes"] for row in rows) and any(len(row["boxes"]) > 10 for row in rows)
+    for row in rows:
+        boxes = [(b["x_min"], b["y_min"], b["x_max"], b["y_max"]) for b in row["boxes"]]
+        cells = regions_with_centres(boxes, row["width"], row["height"])
+        assert len(row["captions"]) >= 3, row["sample_id"]
+        for caption in row["captions"]:
+            assert stated_count(caption) == len(boxes), (row["sample_id"], caption)
+            for phrase, cell in _REGIONS.items():
+                if re.search(rf"\b{phrase}\b", caption):
+                    assert cell in cells, (row["sample_id"], caption, phrase)

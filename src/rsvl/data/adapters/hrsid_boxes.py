@@ -20,6 +20,9 @@ channel is identical. Quarantine rules:
 - ``box_bounds``: a box is empty, inverted or outside the chip (that box only; the chip keeps
   its other boxes).
 
+The same parsing and rules feed ``hrsid-tiles`` (:mod:`rsvl.data.adapters.hrsid_tiles`), which
+cuts each accepted chip into 200 px tiles; :func:`hrsid_chips` is the shared entry point.
+
 Split (ours, deterministic): :func:`rsvl.data.adapters.class_folder.hash_split` of the chip's file
 name (70/10/20 by SHA-256), since HRSID's own split files are not part of this layout.
 """
@@ -28,6 +31,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +67,7 @@ def single_band_png(chip: np.ndarray) -> bytes:
 
 
 def parse_boxes(entries: list, where: str, writer: DatasetWriter, sample_id: str,
-                width: int, height: int) -> list[dict]:
+                width: int, height: int) -> list[tuple[int, dict]]:
     """Turn HRSID box entries (inclusive maxima) into valid manifest boxes, quarantining bad ones.
 
     Args:
@@ -74,7 +79,8 @@ def parse_boxes(entries: list, where: str, writer: DatasetWriter, sample_id: str
         height: Chip height in pixels.
 
     Returns:
-        The accepted boxes in pixel-edge coordinates.
+        ``(index in entries, box)`` for every accepted box, in pixel-edge coordinates; the index
+        lets later stages name the source entry (``ship_boxes.json:<chip>[index]``).
     """
     boxes = []
     for index, entry in enumerate(entries):
@@ -91,21 +97,51 @@ def parse_boxes(entries: list, where: str, writer: DatasetWriter, sample_id: str
             writer.quarantine(where=box_where, rule="box_bounds", reason=f"{box_where}: {problem}",
                               sample_id=sample_id)
             continue
-        boxes.append(box)
+        boxes.append((index, box))
     return boxes
 
 
-@register("hrsid-boxes")
-def ingest_hrsid_boxes(source: Path, out: Path, *, name: str | None = None) -> IngestReport:
-    """Ingest HRSID chips and their ship boxes as a SAR detection dataset.
+@dataclass(frozen=True)
+class HrsidChip:
+    """One HRSID chip that passed the shared checks, ready to become rows.
+
+    Attributes:
+        name: File name in ``images/`` (the key in ``ship_boxes.json``).
+        where: Source location of its box list (``ship_boxes.json:<chip>``).
+        path: The chip file.
+        chip: Band 0 as a (height, width) array.
+        mask_path: The instance mask when present (its size already matches the chip).
+        boxes: The accepted boxes in pixel-edge coordinates of the chip.
+        box_entries: For each accepted box, its index in the chip's ``ship_boxes.json`` list.
+    """
+
+    name: str
+    where: str
+    path: Path
+    chip: np.ndarray
+    mask_path: Path | None
+    boxes: list[dict]
+    box_entries: list[int]
+
+    @property
+    def sample_id(self) -> str:
+        """The chip's file stem, used as its sample id (and as the stem of its tiles' ids)."""
+        return Path(self.name).stem
+
+    @property
+    def split(self) -> str:
+        """The split of the chip and of every row cut from it (hash of the file name)."""
+        return hash_split(self.name)
+
+
+def read_listing(source: Path) -> dict[str, list]:
+    """Read ``ship_boxes.json``, the index of chips and their boxes.
 
     Args:
         source: Directory with ``images/``, ``masks/`` and ``ship_boxes.json``.
-        out: Destination dataset directory.
-        name: Dataset name (default: the source folder name).
 
     Returns:
-        The ingest report.
+        Chip file name -> list of box entries.
 
     Raises:
         DataError: ``ship_boxes.json`` is missing or is not a JSON object of lists.
@@ -119,52 +155,100 @@ def ingest_hrsid_boxes(source: Path, out: Path, *, name: str | None = None) -> I
         raise DataError(f"{boxes_path}: not valid UTF-8 JSON ({err})") from err
     if not isinstance(listing, dict) or not all(isinstance(v, list) for v in listing.values()):
         raise DataError(f"{boxes_path}: must be an object mapping image names to lists of boxes")
+    return listing
+
+
+def _load_chip(source: Path, chip_name: str, entries: list, writer: DatasetWriter) -> HrsidChip | None:
+    where = f"{BOXES_FILE}:{chip_name}"
+    sample_id = Path(chip_name).stem
+    path = source / "images" / chip_name
+    if not path.is_file():
+        writer.quarantine(where=where, rule="file_exists", reason=f"{path} does not exist", sample_id=sample_id)
+        return None
+    try:
+        bands = load_raster(path)
+    except DataError as err:
+        writer.quarantine(where=where, rule="image_decode", reason=str(err), sample_id=sample_id)
+        return None
+    if np.any(bands != bands[:1]):
+        writer.quarantine(where=where, rule="sar_single_channel", sample_id=sample_id,
+                          reason=f"{path}: its {bands.shape[0]} channels differ, so it is not "
+                                 "a single-band SAR chip")
+        return None
+    chip = bands[0]
+    height, width = chip.shape
+    mask_path: Path | None = source / "masks" / f"{sample_id}{MASK_SUFFIX}"
+    if mask_path.is_file():
+        try:
+            mask_size = image_header(mask_path)[:2]
+        except DataError as err:
+            writer.quarantine(where=where, rule="image_decode", reason=str(err), sample_id=sample_id)
+            return None
+        if mask_size != (width, height):
+            writer.quarantine(where=where, rule="mask_size", sample_id=sample_id,
+                              reason=f"{mask_path} is {mask_size}, the chip is {(width, height)}")
+            return None
+    else:
+        mask_path = None
+    accepted = parse_boxes(entries, where, writer, sample_id, width, height)
+    return HrsidChip(chip_name, where, path, chip, mask_path, [box for _, box in accepted],
+                     [index for index, _ in accepted])
+
+
+def hrsid_chips(source: Path, listing: dict[str, list], writer: DatasetWriter) -> Iterator[HrsidChip]:
+    """Yield the chips of ``listing`` that pass the quarantine rules, in file-name order.
+
+    Both HRSID formats (whole chips and tiles) go through here, so they accept and reject
+    exactly the same chips and boxes.
+
+    Args:
+        source: Directory with ``images/`` and ``masks/``.
+        listing: What :func:`read_listing` returned.
+        writer: Receives a quarantine record for every rejected chip or box.
+
+    Yields:
+        The accepted chips with their valid boxes.
+    """
+    for chip_name, entries in sorted(listing.items()):
+        chip = _load_chip(source, chip_name, entries, writer)
+        if chip is not None:
+            yield chip
+
+
+@register("hrsid-boxes")
+def ingest_hrsid_boxes(source: Path, out: Path, *, name: str | None = None) -> IngestReport:
+    """Ingest HRSID chips and their ship boxes as a SAR detection dataset, one row per chip.
+
+    Args:
+        source: Directory with ``images/``, ``masks/`` and ``ship_boxes.json``.
+        out: Destination dataset directory.
+        name: Dataset name (default: the source folder name).
+
+    Returns:
+        The ingest report.
+
+    Raises:
+        DataError: ``ship_boxes.json`` is missing or is not a JSON object of lists.
+    """
+    listing = read_listing(source)
     with DatasetWriter(out, name=name or source.name, kind="detection", adapter="hrsid-boxes",
                        source=str(source)) as writer:
-        for chip_name, entries in sorted(listing.items()):
-            where = f"{BOXES_FILE}:{chip_name}"
-            sample_id = Path(chip_name).stem
-            path = source / "images" / chip_name
-            if not path.is_file():
-                writer.quarantine(where=where, rule="file_exists", reason=f"{path} does not exist",
-                                  sample_id=sample_id)
-                continue
-            try:
-                bands = load_raster(path)
-            except DataError as err:
-                writer.quarantine(where=where, rule="image_decode", reason=str(err), sample_id=sample_id)
-                continue
-            if np.any(bands != bands[:1]):
-                writer.quarantine(where=where, rule="sar_single_channel", sample_id=sample_id,
-                                  reason=f"{path}: its {bands.shape[0]} channels differ, so it is not "
-                                         "a single-band SAR chip")
-                continue
-            chip = bands[0]
-            height, width = chip.shape
+        for chip in hrsid_chips(source, listing, writer):
             mask = None
-            mask_path = source / "masks" / f"{sample_id}{MASK_SUFFIX}"
-            if mask_path.is_file():
-                try:
-                    mask_size = image_header(mask_path)[:2]
-                except DataError as err:
-                    writer.quarantine(where=where, rule="image_decode", reason=str(err), sample_id=sample_id)
-                    continue
-                if mask_size != (width, height):
-                    writer.quarantine(where=where, rule="mask_size", sample_id=sample_id,
-                                      reason=f"{mask_path} is {mask_size}, the chip is {(width, height)}")
-                    continue
-                mask = writer.copy_media(mask_path, f"masks/{mask_path.name}")
-            boxes = parse_boxes(entries, where, writer, sample_id, width, height)
+            if chip.mask_path is not None:
+                mask = writer.copy_media(chip.mask_path, f"masks/{chip.mask_path.name}")
+            height, width = chip.chip.shape
             writer.add_row(
-                sample_id=sample_id,
-                split=hash_split(chip_name),
+                sample_id=chip.sample_id,
+                split=chip.split,
                 modality="sar",
-                image=writer.write_bytes(single_band_png(chip), f"images/{sample_id}.png", str(path)),
+                image=writer.write_bytes(single_band_png(chip.chip), f"images/{chip.sample_id}.png",
+                                         str(chip.path)),
                 mask=mask,
                 bands=1,
                 width=width,
                 height=height,
-                boxes=boxes,
-                source=where,
+                boxes=chip.boxes,
+                source=chip.where,
             )
     return writer.report
