@@ -115,10 +115,12 @@ def test_every_committed_paper_config_loads_in_both_profiles(repo_root):
 
 TRACKED = deep_merge(BASE, {
     "defaults": {"data": {"seed": 5}, "registry": {"model_name": "clip"},
+                 "gate": {"minimums": {"test.mR": 20.0}, "max_regression": {"test.i2t_r1": 5.0}},
                  "train": {"stages": [{"name": "optical", "dataset": "default/optical"}, {"name": "sar", "epochs": 4}],
                            "ablations": [{"name": "sar_only", "stages": ["sar"]}]}},
     "tracks": {"captioner": {
-        "defaults": {"registry": {"model_name": "coca"}, "train": {"stages": [], "ablations": [], "epochs": 9}},
+        "defaults": {"registry": {"model_name": "coca"}, "train": {"stages": [], "ablations": [], "epochs": 9},
+                     "gate": {"minimums": {"test.BLEU_4": 0.05}}},
         "profiles": {"local": {"model": {"name": "tiny-coca"}}},
     }},
 })
@@ -133,6 +135,8 @@ def test_a_track_lays_its_sections_over_the_papers_and_shares_data(tmp_path):
     assert (captioner.registry.model_name, captioner.model.name, captioner.train.epochs) == ("coca", "tiny-coca", 9)
     assert captioner.train.stages == [] and captioner.train.lr == main.train.lr == 1.0e-4
     assert captioner.data == main.data and captioner.data.seed == 5
+    assert main.gate.minimums == {"test.mR": 20.0} and main.gate.max_regression == {"test.i2t_r1": 5.0}
+    assert captioner.gate.minimums == {"test.BLEU_4": 0.05} and captioner.gate.max_regression == {}
     cluster = load_tracks(write(tmp_path, TRACKED), "cluster")["captioner"]
     assert cluster.model.name == "ViT-L-14"  # the track has no cluster layer: the paper's cluster model
 

@@ -428,7 +428,9 @@ def load_config(
 
     A file may define more models trained on the same data as ``tracks`` (SAR-TEXT's captioner
     beside its CLIP): each track lays its own ``defaults`` and profile over the paper's resolved
-    sections, except the ``data`` and ``caption`` sections, which all tracks share.
+    sections, except the ``data`` and ``caption`` sections, which all tracks share. A ``gate`` in
+    a track's ``defaults`` replaces the paper's instead of merging with it: promotion rules are
+    about one model's metrics.
 
     Args:
         path: ``pipelines/<paper>/config.yaml``.
@@ -452,7 +454,9 @@ def load_config(
         raise ConfigError(f"{path}: no profile {profile!r}; the file defines {sorted(profiles)}")
     merged = deep_merge(raw.get("defaults") or {}, profiles[profile] or {})
     if track != MAIN_TRACK:
-        for layer in _track_layers(path, raw, track, profile):
+        for index, layer in enumerate(_track_layers(path, raw, track, profile)):
+            if index == 0 and "gate" in layer:
+                merged.pop("gate", None)  # promotion rules belong to one model: a track's gate replaces the paper's
             merged = deep_merge(merged, layer)
     chosen = track_overrides(overrides, track, [MAIN_TRACK, *(raw.get("tracks") or {})])
     merged = deep_merge(merged, parse_overrides(chosen))

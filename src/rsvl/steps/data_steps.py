@@ -66,13 +66,19 @@ def write_default_data(cfg: RunConfig) -> Path:
     return root
 
 
+def _default_written(cfg: RunConfig) -> bool:
+    default = Path(cfg.data.root) / "default"
+    return all((default / name / META_FILE).is_file() for name in ("optical", "sar", "s1s2"))
+
+
 def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") -> DataOutcome:
     """Produce the run's training dataset in ``out_dir``.
 
     ``data.source: generate`` uses the embedded default data under ``data.root`` (written by
     :func:`write_default_data` when missing, byte for byte the DVC-tracked version) and copies
     ``train.dataset`` out of it; ``ingest`` converts ``data.format`` at
-    ``data.path`` into the canonical format.
+    ``data.path`` into the canonical format (and writes the default data too when it is missing,
+    since progressive stages and pinned eval sets may read it).
 
     Args:
         cfg: The run config.
@@ -99,6 +105,8 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
         _copy(source, out)
         origin = f"`{source}` (embedded default data)"
     else:
+        if not _default_written(cfg):
+            write_default_data(cfg)  # progressive stages and pinned eval sets still read the default data
         if out.exists():
             shutil.rmtree(out)
         ingest(cfg.data.format, cfg.data.path, out, name=Path(cfg.data.path).name)
