@@ -8,6 +8,7 @@ cache: the second run trains nothing and registers nothing new.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -116,6 +117,11 @@ def test_a_failed_step_is_named_with_its_input_and_cause(tmp_path, repo_root, mo
         "['main:train.lr=-1.0']: 1 invalid field(s); train.lr: Input should be greater than 0 [got -1.0]")
 
 
+def _trainings(client: MlflowClient) -> list:
+    experiment = client.get_experiment_by_name("sar_text")
+    return client.search_runs([experiment.experiment_id], filter_string="tags.`rsvl.run_name` LIKE 'sar_text-%'")
+
+
 @pytest.mark.slow
 def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_root, monkeypatch, capsys):
     monkeypatch.chdir(repo_root)
@@ -124,18 +130,57 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
                  f"evaluate.cache_dir={tmp_path / 'eval_data'}"]
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     first = capsys.readouterr().out
-    assert "registered: sar_rs_clip v1 (aliases: candidate, champion)" in first, first[-3000:]
+    for name in ("sar_rs_clip", "sar_rs_coca"):
+        assert f"registered: {name} v1 (aliases: candidate, champion)" in first, first[-4000:]
     client = MlflowClient(tracking)
-    version = client.get_model_version("sar_rs_clip", "1")
-    assert version.tags[DECISION_TAG] == PROMOTED
-    run = client.get_run(version.run_id)
-    assert run.data.metrics["optical_test.mR"] > 40 > run.data.metrics["test_mR"] - 20
-    assert {"pipeline_run_id", "git_commit", "train_data_md5", "eval_data_md5", "config_hash"} <= set(version.tags)
+    clip = client.get_model_version("sar_rs_clip", "1")
+    assert clip.tags[DECISION_TAG] == PROMOTED
+    assert {"pipeline_run_id", "git_commit", "train_data_md5", "eval_data_md5", "config_hash"} <= set(clip.tags)
+    metrics = client.get_run(clip.run_id).data.metrics
+    assert metrics["sar_test.mR"] > 20 and "sar_only.sar_test.mR" in metrics and "optical_test.mR" in metrics
+    assert {"vqa.presence", "vqa.count", "vqa.position", "vqa.land", "vqa.majority.overall"} <= set(metrics)
+    assert metrics["vqa.overall"] > metrics["vqa.random.overall"]
+
+    runs = {run.data.tags["rsvl.run_name"]: run for run in _trainings(client)}
+    stages = {run.data.tags.get("rsvl.stage"): run for run in runs.values()
+              if run.data.tags.get("rsvl.stage") and not run.data.tags.get("rsvl.ablation")}
+    assert set(stages) == {"optical", "sar"} and stages["sar"].info.run_id == clip.run_id
+    ablation = [run for run in runs.values() if run.data.tags.get("rsvl.ablation") == "sar_only"]
+    assert len(ablation) == 1
+    assert ablation[0].data.metrics["step"] == stages["optical"].data.metrics["step"] + stages["sar"].data.metrics["step"]
+
+    coca = client.get_model_version("sar_rs_coca", "1")
+    assert coca.tags[DECISION_TAG] == PROMOTED
+    captions = client.get_run(coca.run_id).data.metrics
+    assert captions["sar_test.CIDEr"] > captions["base.sar_test.CIDEr"]
+    assert captions["sar_test.BLEU_4"] > captions["base.sar_test.BLEU_4"]
 
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     second = capsys.readouterr().out
-    assert "gate: promoted" in second and "champion: v1; candidate: v1" in second, second[-3000:]
-    assert [int(v.version) for v in client.search_model_versions("name = 'sar_rs_clip'")] == [1]
-    trainings = client.search_runs([client.get_experiment_by_name("sar_text").experiment_id],
-                                   filter_string="tags.`rsvl.run_name` LIKE 'sar_text-%'")
-    assert len(trainings) == 1, "the second run trained again instead of reusing the cached train step"
+    assert "champion: v1; candidate: v1" in second and second.count("gate: promoted") == 2, second[-4000:]
+    for name in ("sar_rs_clip", "sar_rs_coca"):
+        assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
+    assert len(_trainings(client)) == len(runs) == 4, "the second run trained again instead of reusing the cached train steps"
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_sar_text_pipeline_runs_on_the_real_hrsid_chips(tmp_path, repo_root, monkeypatch, capsys, shared_data):
+    monkeypatch.chdir(repo_root)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [f"mlflow.tracking_uri={tracking}", f"train.storage_path={tmp_path / 'ray'}",
+                 f"evaluate.cache_dir={tmp_path / 'eval_data'}", "data.source=ingest", "data.format=hrsid-tiles",
+                 f"data.path={shared_data / 'hrsid_samples'}", "captioner:train.epochs=4",
+                 "main:train.stages=[{name: optical, dataset: default/optical, max_steps: 4}, {name: sar, epochs: 2}]"]
+    run_local("sar_text", overrides, {}, cache=False, local_root=tmp_path / "kfp")
+    out = capsys.readouterr().out
+    assert "registered: sar_rs_coca v1" in out, out[-4000:]
+    [ingested] = (tmp_path / "kfp").glob("*/ingest/dataset/dataset.json")
+    assert json.loads(ingested.read_text())["counts"]["rows"] == 48  # 3 chips x 16 tiles of 200 px
+    client = MlflowClient(tracking)
+    clip = client.get_model_version("sar_rs_clip", "1")
+    assert clip.tags["train_data_md5"].startswith("sha256-")  # the ingested HRSID tiles, outside DVC
+    metrics = client.get_run(clip.run_id).data.metrics
+    assert {"hrsid.mR", "sar_test.mR", "sar_only.hrsid.mR", "vqa.count", "vqa.presence"} <= set(metrics)
+    coca = client.get_model_version("sar_rs_coca", "1")
+    assert "hrsid.CIDEr" in client.get_run(coca.run_id).data.metrics
