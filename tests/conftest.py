@@ -40,3 +40,13 @@ def dvc_project(tmp_path) -> Path:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     init_repo(root, remote_url=str(tmp_path / "remote"))
     return root
+
+
+@pytest.fixture(scope="session")
+def default_data(repo_root) -> Path:
+    """``data/default`` as ``make data`` writes it (generated at its DVC version in a fresh clone)."""
+    from rsvl.config import load_config
+    from rsvl.steps.data_steps import ensure_default_data
+
+    cfg = load_config(repo_root / "pipelines" / "sar_text" / "config.yaml", "local", [f"data.root={repo_root / 'data'}"])
+    return ensure_default_data(cfg)

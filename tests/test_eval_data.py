@@ -123,7 +123,7 @@ def test_a_config_without_eval_sets_or_with_only_skipped_sets_cannot_evaluate(tm
         prepare_eval_data(config([absent], tmp_path))
 
 
-def test_a_narrated_set_is_scored_on_a_cached_sar_narrator_copy_of_its_pinned_source(repo_root, tmp_path):
+def test_a_narrated_set_is_scored_on_a_cached_sar_narrator_copy_of_its_pinned_source(repo_root, default_data, tmp_path):
     sar_test = sar_text_set(repo_root, "sar_test")
     cache = tmp_path / "cache"
     data = prepare_eval_data(config([sar_test], repo_root / "data", cache))
@@ -157,7 +157,7 @@ def test_a_narrated_set_is_scored_on_a_cached_sar_narrator_copy_of_its_pinned_so
     assert Path(reseeded.sets[0].dataset) != copy and len(list(cache.iterdir())) == 2
 
 
-def test_the_sar_text_config_prepares_its_eval_sets(repo_root, tmp_path, monkeypatch):
+def test_the_sar_text_config_prepares_its_eval_sets(repo_root, default_data, tmp_path, monkeypatch):
     monkeypatch.chdir(repo_root)  # the hrsid source is ../shared/data/hrsid_samples, relative to the checkout
     cfg = load_config(SAR_TEXT_CONFIG, "local", [f"evaluate.cache_dir={tmp_path}"])
     data = prepare_eval_data(cfg)

@@ -151,7 +151,7 @@ def test_the_gate_scores_no_comparisons(root):
 
 
 @pytest.mark.slow
-def test_compare_base_scores_the_untuned_coca_captioner_on_narrated_single_band_sar(repo_root, tmp_path):
+def test_compare_base_scores_the_untuned_coca_captioner_on_narrated_single_band_sar(repo_root, default_data, tmp_path):
     """The captioner track's evaluation: a 3-band tiny CoCa captions 1-band SAR chips, beside the base CoCa."""
     cfg = RunConfig.model_validate({
         "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny-coca", "pretrained": None},

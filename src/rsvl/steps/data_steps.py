@@ -66,9 +66,15 @@ def write_default_data(cfg: RunConfig) -> Path:
     return root
 
 
-def _default_written(cfg: RunConfig) -> bool:
+def ensure_default_data(cfg: RunConfig) -> Path:
+    """The embedded default data under ``data.root/default``, written (:func:`write_default_data`) when any set is missing.
+
+    Progressive stages and pinned eval sets read it whatever the run's own data is.
+    """
     default = Path(cfg.data.root) / "default"
-    return all((default / name / META_FILE).is_file() for name in ("optical", "sar", "s1s2"))
+    if not all((default / name / META_FILE).is_file() for name in ("optical", "sar", "s1s2")):
+        write_default_data(cfg)
+    return default
 
 
 def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") -> DataOutcome:
@@ -105,8 +111,7 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
         _copy(source, out)
         origin = f"`{source}` (embedded default data)"
     else:
-        if not _default_written(cfg):
-            write_default_data(cfg)  # progressive stages and pinned eval sets still read the default data
+        ensure_default_data(cfg)
         if out.exists():
             shutil.rmtree(out)
         ingest(cfg.data.format, cfg.data.path, out, name=Path(cfg.data.path).name)
