@@ -22,7 +22,7 @@ QUIET_PIP := { grep -v "^WARNING: Location 'file://" || true; }
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==26.3" 2>&1 | $(QUIET_PIP)
-	$(PY) -m pip install --quiet -r requirements.lock 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install --quiet --no-cache-dir -r requirements.lock 2>&1 | $(QUIET_PIP)
 	$(PY) -m pip install --quiet --no-deps -e . 2>&1 | $(QUIET_PIP)
 	touch $@
 

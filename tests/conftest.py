@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,29 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RSVL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def pytest_report_header(config) -> str:
+    """Free disk where the tests write: the suite needs a few GB at its peak (one pipeline run)."""
+    base = config._tmp_path_factory.getbasetemp()
+    return f"rsvl: {shutil.disk_usage(base).free / 2**30:.1f} GiB free at {base}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_tmp_cleanup(request, tmp_path_factory):
+    """Remove the folders a module's fixtures made with ``tmp_path_factory`` once the module passed.
+
+    ``tmp_path_retention_policy = "failed"`` removes a passed test's own ``tmp_path``, but not the
+    module-scoped folders (trained models, Ray checkpoints, MLflow stores) that would otherwise pile
+    up until the session ends; a module with a failure keeps them for inspection.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        for folder in set(base.iterdir()) - before:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
