@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parameters = _run_parameters(args.param)
     if args.target == "local":
         try:

@@ -287,7 +287,12 @@ def test_entrypoint_round_trips_through_the_shell():
 def test_results_locations_are_recorded_in_annotations():
     cfg = cluster_config()
     annotations = build(cfg)["metadata"]["annotations"]
-    assert annotations["rsvl/checkpoint-dir"] == f"{cfg.train.storage_path}/{RUN}"
+    storage = cfg.train.storage_path
+    assert [stage.name for stage in cfg.train.stages] == ["optical", "sar"]
+    assert annotations["rsvl/checkpoint-dirs"].split(",") == [
+        f"{storage}/{RUN}-optical", f"{storage}/{RUN}-sar", f"{storage}/{RUN}-sar_only-sar"]
+    single = cluster_config("train.stages=[]", "train.ablations=[]")
+    assert build(single)["metadata"]["annotations"]["rsvl/checkpoint-dirs"] == f"{storage}/{RUN}"
     assert annotations["rsvl/out-dir"] == OUT
     assert annotations["rsvl/config-digest"] == cfg.digest()
 
@@ -342,7 +347,7 @@ def test_success_streams_each_status_change_once_and_keeps_the_job(kube):
     ]
     assert (outcome.job_status, outcome.deployment_status) == ("SUCCEEDED", "Complete")
     assert outcome.ray_cluster_name == f"{name}-x1y2z"
-    assert outcome.checkpoint_dir == manifest["metadata"]["annotations"]["rsvl/checkpoint-dir"]
+    assert ",".join(outcome.checkpoint_dirs) == manifest["metadata"]["annotations"]["rsvl/checkpoint-dirs"]
     assert outcome.out_dir == OUT and outcome.run_name == RUN
     assert fake.calls("DELETE") == []
     post = [(path, query) for method, path, query in fake.requests if method == "POST"]
@@ -360,6 +365,7 @@ def test_failure_deletes_the_job_and_raises_with_its_message(kube):
         submit_rayjob(manifest, FAST, api_client=api_client, timeout=30, on_status=lambda _: None)
     text = str(caught.value)
     assert name in text and why in text and "FAILED" in text and RUN in text
+    assert f"checkpoints stay in {', '.join(manifest['metadata']['annotations']['rsvl/checkpoint-dirs'].split(','))};" in text
     assert fake.calls("DELETE") == [f"/apis/ray.io/v1/namespaces/rsvl/rayjobs/{name}"]
     assert ("rsvl", name) not in fake.objects
 

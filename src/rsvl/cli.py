@@ -13,7 +13,6 @@ import typer
 from rsvl.errors import RsvlError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 app = typer.Typer(help="Remote-sensing vision-language workflows.", no_args_is_help=True)
 data_app = typer.Typer(help="Ingest, generate, validate and version datasets.", no_args_is_help=True)

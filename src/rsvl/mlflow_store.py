@@ -7,10 +7,14 @@ in), and a relative database path means the same file to every process that read
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 SQLITE_PREFIX = "sqlite:///"
+
+# MLflow draws a progress bar per artifact upload/download: thousands of lines in step and CI logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_tracking_uri(uri: str) -> str:

@@ -327,7 +327,7 @@ def build_rayjob(
         cfg: The resolved run config (``train`` sizes the cluster).
         kuberay: Namespace, image, volume, credentials and time limits.
         run_name: The run's name: the RayJob's name derives from it, and checkpoints go to
-            ``train.storage_path/<run_name>``.
+            ``train.storage_path/<fit>`` for each fit of the plan (see :func:`rsvl.train.plan_names.fit_run_names`).
         config_path: The config file's path inside the image.
         dataset: The dataset directory, on the shared volume.
         out_dir: The output folder, on the shared volume.
@@ -336,12 +336,14 @@ def build_rayjob(
             the driver resolves the same config.
 
     Returns:
-        The manifest as a JSON-ready dict; annotations ``rsvl/run-name``, ``rsvl/checkpoint-dir``
-        and ``rsvl/out-dir`` tell :func:`rsvl.cluster.submit.submit_rayjob` where results land.
+        The manifest as a JSON-ready dict; annotations ``rsvl/run-name``, ``rsvl/checkpoint-dirs``
+        (comma-separated, one per fit) and ``rsvl/out-dir`` tell :func:`rsvl.cluster.submit.submit_rayjob` where results land.
 
     Raises:
         ConfigError: A check above fails; the message names the value and the rule.
     """
+    from rsvl.train.plan_names import fit_run_names  # rsvl.train loads torch and Ray; only a build needs it
+
     train = cfg.train
     mount = kuberay.shared_mount_path
     require_pinned_image(image)
@@ -366,7 +368,9 @@ def build_rayjob(
     }
     annotations = {
         f"{ANNOTATION_PREFIX}run-name": run_name,
-        f"{ANNOTATION_PREFIX}checkpoint-dir": posixpath.join(storage, run_name),
+        f"{ANNOTATION_PREFIX}checkpoint-dirs": ",".join(
+            posixpath.join(storage, fit_name) for fit_name in fit_run_names(cfg, run_name)
+        ),
         f"{ANNOTATION_PREFIX}out-dir": out_dir,
         f"{ANNOTATION_PREFIX}config-digest": cfg.digest(),
     }

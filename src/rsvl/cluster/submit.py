@@ -42,7 +42,7 @@ class RayJobOutcome:
         deployment_status: KubeRay's deployment status (``Complete``, ``Running``, ...).
         message: KubeRay's status message, if any.
         run_name: The training run's name (resume key).
-        checkpoint_dir: ``train.storage_path/<run_name>`` on the shared volume.
+        checkpoint_dirs: ``train.storage_path/<fit>`` on the shared volume, one per fit of the run.
         out_dir: The run's output folder on the shared volume (model, metrics).
         seconds: Time from creation to the end.
         ray_cluster_name: The Ray cluster KubeRay made for the job, if it reported one.
@@ -55,7 +55,7 @@ class RayJobOutcome:
     deployment_status: str
     message: str
     run_name: str
-    checkpoint_dir: str
+    checkpoint_dirs: tuple[str, ...]
     out_dir: str
     seconds: float
     ray_cluster_name: str | None = None
@@ -187,7 +187,7 @@ def submit_rayjob(
     namespace = meta.get("namespace") or kuberay.namespace
     annotations = meta.get("annotations") or {}
     run_name = annotations.get(f"{ANNOTATION_PREFIX}run-name", name)
-    checkpoint_dir = annotations.get(f"{ANNOTATION_PREFIX}checkpoint-dir", "")
+    checkpoint_dirs = tuple(filter(None, annotations.get(f"{ANNOTATION_PREFIX}checkpoint-dirs", "").split(",")))
     out_dir = annotations.get(f"{ANNOTATION_PREFIX}out-dir", "")
     limit = timeout if timeout is not None else kuberay.active_deadline_seconds + kuberay.timeout_grace_seconds
     api = client.CustomObjectsApi(api_client if api_client is not None else default_api_client())
@@ -200,7 +200,7 @@ def submit_rayjob(
         raise RayJobError(f"could not create RayJob {namespace}/{name}: {_reason(err)}{hint}") from err
     on_status(f"RayJob {namespace}/{name} created (run {run_name})")
 
-    resume = f"checkpoints stay in {checkpoint_dir}; run again with run name {run_name!r} to resume"
+    resume = f"checkpoints stay in {', '.join(checkpoint_dirs)}; run again with run name {run_name!r} to resume"
     try:
         status = _follow(
             api, name, namespace, deadline=started + limit, poll=kuberay.poll_seconds, on_status=on_status
@@ -223,7 +223,7 @@ def submit_rayjob(
         deployment_status=status.get("jobDeploymentStatus", ""),
         message=status.get("message", ""),
         run_name=run_name,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dirs=checkpoint_dirs,
         out_dir=out_dir,
         seconds=time.monotonic() - started,
         ray_cluster_name=status.get("rayClusterName"),

@@ -10,7 +10,6 @@ it calls :func:`run_evaluation` without them.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ RESERVED_NAMES = ("candidate", "champion")
 """Metric prefixes of the gate's run; a comparison model named so would be mistaken for one of its models."""
 COMPARE_DIR = "compare.{name}"
 """A comparison model's report folder inside the candidate's (the dot keeps it apart from eval-set folders)."""
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @dataclass(frozen=True)

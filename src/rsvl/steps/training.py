@@ -23,7 +23,8 @@ from rsvl.errors import ConfigError, TrainError
 from rsvl.mlflow_store import resolve_tracking_uri
 from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
 from rsvl.train.fit import FitResult, new_run_name
-from rsvl.train.progressive import ablation_stages, stage_dataset, stage_out_dir, stage_run_name, train_plan
+from rsvl.train.plan_names import ablation_stages, stage_run_name
+from rsvl.train.progressive import stage_dataset, stage_out_dir, train_plan
 from rsvl.train.tracking import RUN_NAME_TAG
 
 RUNS_DIR = "pipeline-runs"

@@ -38,16 +38,12 @@ from rsvl.errors import DataError
 from rsvl.train.checkpoint import ABLATIONS_DIR
 from rsvl.train.data import check_bands_fit, data_bands, image_inputs, saved_in_bands
 from rsvl.train.fit import CONFIG_ARTIFACT, FitResult, fit, init_weights, new_run_name
+from rsvl.train.plan_names import ablation_stages, stage_run_name
 
 STAGES_DIR = "stages"
 STAGE_TAG = "rsvl.stage"
 PROGRESSION_TAG = "rsvl.progression"
 ABLATION_TAG = "rsvl.ablation"
-
-
-def stage_run_name(run_name: str, stage: str, ablation: str | None = None) -> str:
-    """The run name of one stage's fit: ``<run>-<stage>``, or ``<run>-<ablation>-<stage>`` in an ablation."""
-    return f"{run_name}-{ablation}-{stage}" if ablation else f"{run_name}-{stage}"
 
 
 def stage_dataset(cfg: RunConfig, stage: StageConfig, dataset_dir: str | Path) -> Path:
@@ -68,13 +64,6 @@ def stage_dataset(cfg: RunConfig, stage: StageConfig, dataset_dir: str | Path) -
 def stage_out_dir(folder: Path, stages: Sequence[StageConfig], index: int) -> Path:
     """Where fit ``index`` of a chain of stages writes: the last into ``folder``, earlier ones under ``stages/``."""
     return folder if index == len(stages) - 1 else folder / STAGES_DIR / stages[index].name
-
-
-def ablation_stages(cfg: RunConfig, name: str) -> list[StageConfig]:
-    """The stages of ablation ``name``, in the order the ablation lists them."""
-    ablation = next(item for item in cfg.train.ablations if item.name == name)
-    by_name = {stage.name: stage for stage in cfg.train.stages}
-    return [by_name[stage] for stage in ablation.stages]
 
 
 def ablation_budget(steps: Mapping[str, int], total: int) -> dict[str, int]:

@@ -1,0 +1,35 @@
+"""The names of the fits a training plan makes: light enough for the RayJob builder to import.
+
+A plan without ``train.stages`` is one fit named after the run; with stages, each stage is a fit
+``<run>-<stage>`` and each ablation's stage ``<run>-<ablation>-<stage>`` (see
+:mod:`rsvl.train.progressive`). Ray Train checkpoints each fit to ``train.storage_path/<fit name>``.
+"""
+
+from __future__ import annotations
+
+from rsvl.config import RunConfig, StageConfig
+
+
+def stage_run_name(run_name: str, stage: str, ablation: str | None = None) -> str:
+    """The run name of one stage's fit: ``<run>-<stage>``, or ``<run>-<ablation>-<stage>`` in an ablation."""
+    return f"{run_name}-{ablation}-{stage}" if ablation else f"{run_name}-{stage}"
+
+
+def ablation_stages(cfg: RunConfig, name: str) -> list[StageConfig]:
+    """The stages of ablation ``name``, in the order the ablation lists them."""
+    ablation = next(item for item in cfg.train.ablations if item.name == name)
+    by_name = {stage.name: stage for stage in cfg.train.stages}
+    return [by_name[stage] for stage in ablation.stages]
+
+
+def fit_run_names(cfg: RunConfig, run_name: str) -> list[str]:
+    """Every fit :func:`rsvl.train.progressive.train_plan` makes under ``run_name`` (each checkpoints to ``storage_path/<name>``).
+
+    The run itself without ``train.stages``; else its stages in order, then each ablation's stages.
+    """
+    if not cfg.train.stages:
+        return [run_name]
+    names = [stage_run_name(run_name, stage.name) for stage in cfg.train.stages]
+    for ablation in cfg.train.ablations:
+        names += [stage_run_name(run_name, stage.name, ablation.name) for stage in ablation_stages(cfg, ablation.name)]
+    return names
