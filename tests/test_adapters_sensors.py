@@ -109,6 +109,30 @@ def test_hrsid_quarantines_bad_boxes_mixed_channels_and_missing_chips(tmp_path):
     assert report.quarantined == 6
 
 
+@pytest.mark.parametrize("fmt", ["hrsid-boxes", "hrsid-tiles"])
+def test_hrsid_quarantines_unlisted_chips_and_a_second_chip_with_the_same_stem(tmp_path, fmt):
+    source = tmp_path / "src"
+    grey = np.stack([np.random.default_rng(2).integers(0, 255, (200, 200))] * 3, axis=-1)
+    for name in ("a.png", "a.jpg", "b.png", "c.png"):
+        _png(source / "images" / name, grey)
+    _png(source / "masks" / "a_instance_id_RGB.png", np.zeros((200, 200, 3)))
+    box = {"x_min": 2, "y_min": 3, "x_max": 9, "y_max": 31, "area_px": 10, "label": "ship"}
+    (source / "ship_boxes.json").write_text(json.dumps({"a.png": [box], "a.jpg": [], "c.png": []}))
+    out = tmp_path / "ds"
+
+    report = ingest(fmt, source, out)
+
+    ids = {"hrsid-boxes": ["a", "c"], "hrsid-tiles": ["a_r0_c0", "c_r0_c0"]}[fmt]
+    assert list(read_manifest(out)["sample_id"]) == ids
+    assert read_manifest(out)["boxes"][0] == []  # a.jpg (first in name order) keeps the stem
+    quarantine = read_quarantine(out).set_index("where")
+    assert quarantine["rule"].to_dict() == {"images/b.png": "not_listed", "ship_boxes.json:a.png": "unique_id"}
+    assert quarantine.loc["images/b.png", "reason"].startswith(f"{source / 'images' / 'b.png'} has no entry in "
+                                                                f"{source / 'ship_boxes.json'}")
+    assert "'a' (the file stem) is already used by a.jpg" in quarantine.loc["ship_boxes.json:a.png", "reason"]
+    assert report.quarantined == 2 and report.by_rule == {"not_listed": 1, "unique_id": 1}
+
+
 # --- HRSID tiles ---------------------------------------------------------------------------------
 
 

@@ -19,6 +19,11 @@ channel is identical. Quarantine rules:
 - ``box_fields``: a box entry lacks a coordinate or has a non-numeric one (that box only).
 - ``box_bounds``: a box is empty, inverted or outside the chip (that box only; the chip keeps
   its other boxes).
+- ``not_listed``: a file in ``images/`` has no entry in the box file, so its boxes are unknown
+  (a chip without ships is listed with ``[]``).
+- ``unique_id``: a chip's stem (its sample id, and the stem of its tiles' ids) is already used by
+  a chip of another extension that passed these checks (``a.png`` after ``a.jpg``); the first in
+  file-name order keeps it, and the second is set aside before any of its files is written.
 
 The same parsing and rules feed ``hrsid-tiles`` (:mod:`rsvl.data.adapters.hrsid_tiles`), which
 cuts each accepted chip into 200 px tiles; :func:`hrsid_chips` is the shared entry point.
@@ -195,11 +200,24 @@ def _load_chip(source: Path, chip_name: str, entries: list, writer: DatasetWrite
                      [index for index, _ in accepted])
 
 
+def _quarantine_unlisted(source: Path, listing: dict[str, list], writer: DatasetWriter) -> None:
+    images = source / "images"
+    if not images.is_dir():
+        return
+    for path in sorted(images.iterdir()):
+        if path.is_file() and path.name not in listing:
+            writer.quarantine(where=f"images/{path.name}", rule="not_listed", sample_id=path.stem,
+                              reason=f"{path} has no entry in {source / BOXES_FILE}, so its boxes are unknown "
+                                     "(not_listed: every chip needs an entry, [] when it has no ships)")
+
+
 def hrsid_chips(source: Path, listing: dict[str, list], writer: DatasetWriter) -> Iterator[HrsidChip]:
     """Yield the chips of ``listing`` that pass the quarantine rules, in file-name order.
 
-    Both HRSID formats (whole chips and tiles) go through here, so they accept and reject
-    exactly the same chips and boxes.
+    Both HRSID formats (whole chips and tiles) go through here, so the shared checks (listing,
+    decoding, channels, mask size, boxes, unique stems) are the same for both; ``hrsid-tiles``
+    then applies its own (``tile_size``, ``tile_box_lost``, a mask that cannot be cut).
+    Files in ``images/`` missing from the listing are quarantined (``not_listed``) first.
 
     Args:
         source: Directory with ``images/`` and ``masks/``.
@@ -209,9 +227,19 @@ def hrsid_chips(source: Path, listing: dict[str, list], writer: DatasetWriter) -
     Yields:
         The accepted chips with their valid boxes.
     """
+    _quarantine_unlisted(source, listing, writer)
+    taken: dict[str, str] = {}
     for chip_name, entries in sorted(listing.items()):
+        sample_id = Path(chip_name).stem
+        if sample_id in taken:
+            where = f"{BOXES_FILE}:{chip_name}"
+            writer.quarantine(where=where, rule="unique_id", sample_id=sample_id,
+                              reason=f"{where}: sample_id {sample_id!r} (the file stem) is already used by "
+                                     f"{taken[sample_id]}")
+            continue
         chip = _load_chip(source, chip_name, entries, writer)
         if chip is not None:
+            taken[sample_id] = chip_name
             yield chip
 
 

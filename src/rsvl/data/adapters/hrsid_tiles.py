@@ -1,8 +1,8 @@
 """HRSID SAR ship chips cut into 200 px tiles, so ships stay visible at the model's input size.
 
-Same source layout, parsing and quarantine rules as ``hrsid-boxes``
-(:mod:`rsvl.data.adapters.hrsid_boxes`); each accepted chip then becomes tiles by the rules of
-:mod:`rsvl.data.tiling`:
+Same source layout, parsing and shared quarantine rules as ``hrsid-boxes``
+(:mod:`rsvl.data.adapters.hrsid_boxes`, including ``not_listed`` and ``unique_id``); each accepted
+chip then becomes tiles by the rules of :mod:`rsvl.data.tiling`, with these rules of its own:
 
 - Tiles are non-overlapping 200 px squares from the top-left corner, so an 800×800 chip gives
   4×4 = 16 tiles; a chip whose side is not a multiple of 200 keeps only its whole tiles (the
