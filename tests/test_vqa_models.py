@@ -13,6 +13,7 @@ from rsvl.models import build_model, load_model, save_model
 from rsvl.vqa import (
     QUESTION_TYPES,
     ClipAnswerRanker,
+    ClipLinearHead,
     MajorityAnswer,
     VqaModel,
     answer_statement,
@@ -22,9 +23,12 @@ from rsvl.vqa import (
     format_report,
     load_images,
     make_record,
+    qa_pairs,
     random_baseline,
     vqa_from_dataset,
 )
+from rsvl.vqa.evaluate import RecordImages
+from rsvl.vqa.models import ClipImageEncoder
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +97,38 @@ def test_linear_head_on_frozen_embeddings_beats_the_majority_answer(tiny_dir, sa
     # Open sea vs coast is visible (land is bright) even to an untrained tower's features.
     assert learned.per_type["land"] > majority.per_type["land"] + 0.1
     assert learned.overall > majority.overall
+
+
+def test_record_images_read_only_the_slice_asked_for(sar_dir, splits, monkeypatch):
+    train, _ = splits
+    lazy = RecordImages(train, sar_dir)
+    assert len(lazy) == len(train)
+    read = []
+    monkeypatch.setattr("rsvl.vqa.evaluate.load_raster", lambda path: read.append(path) or torch.zeros(1, 8, 8))
+    assert len(lazy[5:8]) == 3 and len(read) == 3
+    assert lazy[-1].shape == (1, 8, 8) and read[-1] == sar_dir / train[-1]["image"]
+
+
+def test_embedding_and_fitting_in_slices_of_one_match_one_batch(tiny_dir, sar_dir, splits):
+    """The step embeds a train split slice by slice; the slice size changes neither embeddings nor answers."""
+    train, test = splits
+    train = train[:40]
+    model, _, preprocess, _ = load_model(tiny_dir)
+    whole, single = ClipImageEncoder(model, preprocess), ClipImageEncoder(model, preprocess, batch_size=1)
+    images = load_images(train, sar_dir)
+    reference = whole.embed(images)
+    by_one = single.embed_sequence(RecordImages(train, sar_dir))
+    assert by_one.shape == reference.shape
+    assert torch.allclose(by_one, reference, atol=1e-5)
+    assert torch.allclose(whole.embed_sequence(RecordImages(train, sar_dir)), reference, atol=1e-6)
+
+    fitted = ClipLinearHead.fit(model, preprocess, train, RecordImages(train, sar_dir))
+    sliced = ClipLinearHead.from_embeddings(single, train, by_one)
+    assert set(fitted.heads) == set(sliced.heads)
+    for question, (classes, head) in fitted.heads.items():
+        other_classes, other = sliced.heads[question]
+        assert classes == other_classes and (head is None) == (other is None)
+        if head is not None:
+            assert torch.allclose(head.weight, other.weight, atol=1e-3)
+    kept = [r for r in test if all(q in fitted.vocabulary for q, _ in qa_pairs(r))]
+    assert evaluate_vqa(fitted, kept, sar_dir).predictions == evaluate_vqa(sliced, kept, sar_dir).predictions

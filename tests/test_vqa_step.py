@@ -22,17 +22,19 @@ from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.data.store import sha256_file
 from rsvl.errors import ConfigError, DataError, ModelError
 from rsvl.mlflow_store import experiment_id
-from rsvl.models import build_model, save_model
+from rsvl.models import build_model, load_model, save_model
 from rsvl.models.io import WEIGHTS_NAME
 from rsvl.steps.vqa import LLAVA_TEST, LLAVA_TRAIN, MODEL_TAG, run_vqa
 from rsvl.vqa import (
     QUESTION_TYPES,
     ClipAnswerRanker,
     ClipLinearHead,
+    answer_vocabulary,
     evaluate_vqa,
     load_vqa_model,
     read_llava,
     read_vqa_config,
+    save_vqa_model,
     vqa_from_dataset,
 )
 from rsvl.vqa.persist import VQA_CONFIG_NAME, VQA_WEIGHTS_NAME
@@ -119,7 +121,6 @@ def test_saved_linear_head_loads_back_and_gives_the_same_answers(outcome, sar_di
     saved = read_vqa_config(outcome.model_dir)
     assert saved.kind == "linear_head"
     assert saved.clip.weights_sha256 == sha256_file(clip_dir / WEIGHTS_NAME) == outcome.clip_weights_sha256
-    assert set(saved.question_types.values()) == set(QUESTION_TYPES)
     loaded = load_vqa_model(outcome.model_dir, clip_dir)
     assert isinstance(loaded, ClipLinearHead)
     test = read_llava(outcome.llava_test)
@@ -154,9 +155,39 @@ def test_a_saved_model_refuses_another_clip_and_tampered_files(outcome, workdir,
     (tampered / VQA_CONFIG_NAME).write_text(json.dumps(saved), encoding="utf-8")
     with pytest.raises(ModelError, match="a head is stored exactly for questions with more than one"):
         load_vqa_model(tampered, clip_dir)
+    saved = json.loads((outcome.model_dir / VQA_CONFIG_NAME).read_text(encoding="utf-8"))
+    saved["heads"]["What colour is the sea?"] = "heads.99"
+    (tampered / VQA_CONFIG_NAME).write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"'heads' names questions \['What colour is the sea\?'\] that are not in"):
+        read_vqa_config(tampered)
+    saved = json.loads((outcome.model_dir / VQA_CONFIG_NAME).read_text(encoding="utf-8"))
+    saved["question_types"] = {question: "presence" for question in saved["vocabulary"]}
+    (tampered / VQA_CONFIG_NAME).write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(ModelError, match="question_types"):
+        read_vqa_config(tampered)
     (tampered / VQA_CONFIG_NAME).write_text("{not json", encoding="utf-8")
     with pytest.raises(ModelError, match="not a valid VQA model description"):
         read_vqa_config(tampered)
+
+
+def test_a_heads_file_with_extra_tensors_is_refused(outcome, workdir, clip_dir):
+    padded = workdir / "padded"
+    shutil.copytree(outcome.model_dir, padded)
+    tensors = load_file(str(padded / VQA_WEIGHTS_NAME))
+    tensors["heads.99.weight"] = torch.zeros(2, 64)
+    save_file(tensors, str(padded / VQA_WEIGHTS_NAME))
+    with pytest.raises(ModelError, match=r"tensors \['heads.99.weight'\] belong to no head"):
+        load_vqa_model(padded, clip_dir)
+
+
+def test_an_answer_ranker_saved_over_a_linear_head_leaves_no_heads_file(outcome, workdir, sar_dir, clip_dir):
+    folder = workdir / "reused"
+    shutil.copytree(outcome.model_dir, folder)
+    model, _, preprocess, tokenizer = load_model(clip_dir)
+    ranker = ClipAnswerRanker(model, preprocess, tokenizer, answer_vocabulary(read_llava(outcome.llava_train)))
+    save_vqa_model(ranker, folder, clip_dir)
+    assert sorted(path.name for path in folder.iterdir()) == [VQA_CONFIG_NAME]
+    assert isinstance(load_vqa_model(folder, clip_dir), ClipAnswerRanker)
 
 
 def test_mlflow_training_run_holds_the_vqa_metrics_and_files(outcome, workdir, training_run):

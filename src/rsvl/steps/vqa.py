@@ -40,7 +40,6 @@ from rsvl.vqa import (
     VqaScores,
     answer_vocabulary,
     evaluate_vqa,
-    load_images,
     qa_pairs,
     question_type,
     random_baseline,
@@ -48,6 +47,7 @@ from rsvl.vqa import (
     vqa_from_dataset,
     write_llava,
 )
+from rsvl.vqa.evaluate import RecordImages
 from rsvl.vqa.persist import clip_reference
 
 ARTIFACT_DIR = "vqa"
@@ -62,7 +62,7 @@ Builder = Callable[[BuiltModel, Sequence[dict[str, Any]], Path, str], VqaModel]
 
 def _linear_head(clip: BuiltModel, train: Sequence[dict[str, Any]], dataset_dir: Path, device: str) -> VqaModel:
     model, _, preprocess, _ = clip
-    return ClipLinearHead.fit(model, preprocess, train, load_images(train, dataset_dir), device)
+    return ClipLinearHead.fit(model, preprocess, train, RecordImages(train, dataset_dir), device)
 
 
 def _answer_ranker(clip: BuiltModel, train: Sequence[dict[str, Any]], dataset_dir: Path, device: str) -> VqaModel:

@@ -8,9 +8,10 @@ random from each question's closed answer set, computed exactly rather than samp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, overload
 
 import numpy as np
 
@@ -60,6 +61,36 @@ def load_images(records: Sequence[dict[str, Any]], image_root: str | Path) -> li
         except DataError as err:
             raise DataError(f"record {record['id']!r}: {err}") from err
     return images
+
+
+class RecordImages(Sequence):
+    """The records' images, read from disk only when indexed: a slice reads just its own images.
+
+    Embedding a whole train split (tens of thousands of tiles) through
+    :meth:`rsvl.vqa.models.ClipImageEncoder.embed_sequence` so holds one batch of float32
+    images at a time instead of all of them.
+
+    Args:
+        records: LLaVA records.
+        image_root: Folder their ``image`` paths are relative to (the dataset directory).
+    """
+
+    def __init__(self, records: Sequence[dict[str, Any]], image_root: str | Path) -> None:
+        self.records, self.image_root = records, Path(image_root)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return load_images(self.records[index], self.image_root)
+        return load_images([self.records[index]], self.image_root)[0]
 
 
 def _scores(hits: list[tuple[str, float]], predictions: list[tuple[str, str, str, str]]) -> VqaScores:

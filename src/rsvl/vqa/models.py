@@ -76,29 +76,65 @@ def _check_pairs(images: Sequence[Any], questions: Sequence[str], known: dict[st
 class ClipImageEncoder:
     """A frozen open_clip image tower with its validation preprocessing.
 
+    Images are preprocessed and encoded ``batch_size`` at a time, so memory holds one batch of
+    pixels however many images are embedded.
+
     Args:
         model: An rsvl open_clip model (put in eval mode here).
         preprocess: Its validation preprocessing.
         device: Where the model lives.
+        batch_size: Images preprocessed and encoded together; the embeddings do not depend on it.
     """
 
-    def __init__(self, model: nn.Module, preprocess: Any, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: nn.Module, preprocess: Any, device: str | torch.device = "cpu",
+                 batch_size: int = EMBED_BATCH) -> None:
+        if batch_size < 1:
+            raise ModelError(f"batch_size must be positive, got {batch_size}")
         self.model = model.eval()
         self.preprocess = preprocess
         self.device = device
+        self.batch_size = batch_size
         self.in_bands = int(getattr(model, "rsvl_spec", {}).get("in_bands", 3))
+
+    def _encode(self, images: Sequence[Any]) -> torch.Tensor:
+        batch = torch.stack([self.preprocess(fit_bands(image, self.in_bands)) for image in images])
+        return self.model.encode_image(batch.to(self.device)).float().cpu()
 
     @torch.no_grad()
     def embed(self, images: Sequence[Any]) -> torch.Tensor:
-        """L2-normalised embeddings (images, dim) on the CPU; a repeated image object is embedded once."""
+        """L2-normalised embeddings (images, dim) on the CPU; a repeated image object is embedded once.
+
+        Args:
+            images: Images in memory (one per question: the same object repeats for each question
+                about it).
+        """
         unique: dict[int, int] = {}
         order = [unique.setdefault(id(image), len(unique)) for image in images]
-        firsts = {slot: image for image, slot in zip(images, order)}
-        batch = [self.preprocess(fit_bands(firsts[slot], self.in_bands)) for slot in range(len(unique))]
-        parts = [self.model.encode_image(torch.stack(batch[i:i + EMBED_BATCH]).to(self.device)).float().cpu()
-                 for i in range(0, len(batch), EMBED_BATCH)]
+        firsts = list({slot: image for image, slot in zip(images, order)}.values())
+        parts = [self._encode(firsts[start:start + self.batch_size])
+                 for start in range(0, len(firsts), self.batch_size)]
         embeddings = nn.functional.normalize(torch.cat(parts), dim=-1)
         return embeddings[torch.tensor(order, dtype=torch.long)]
+
+    @torch.no_grad()
+    def embed_sequence(self, images: Sequence[Any]) -> torch.Tensor:
+        """L2-normalised embeddings of a long, possibly lazy sequence, read one slice at a time.
+
+        Slices ``images[i:i + batch_size]`` in order, so a lazy sequence such as
+        :class:`rsvl.vqa.evaluate.RecordImages` holds one batch of images in memory: a train
+        split of tens of thousands of tiles is never loaded whole.
+
+        Args:
+            images: Any sequence supporting ``len`` and slicing (no de-duplication).
+
+        Returns:
+            (len(images), dim) on the CPU, equal to :meth:`embed` of the same images.
+        """
+        parts = [self._encode(images[start:start + self.batch_size])
+                 for start in range(0, len(images), self.batch_size)]
+        if not parts:
+            raise DataError("no images to embed")
+        return nn.functional.normalize(torch.cat(parts), dim=-1)
 
 
 def answer_statement(question: str, answer: str) -> str:
@@ -232,23 +268,22 @@ class ClipLinearHead:
         self.encoder, self.mean, self.std, self.heads = encoder, mean, std, heads
 
     @classmethod
-    @torch.no_grad()
     def fit(cls, model: nn.Module, preprocess: Any, records: Sequence[dict[str, Any]],
             images: Sequence[Any], device: str | torch.device = "cpu",
             weight_decay: float = 1e-3) -> "ClipLinearHead":
-        """Train the heads on the training records.
+        """Embed the training images slice by slice, then train the heads on the embeddings.
 
         Args:
             model: An rsvl open_clip model (frozen; only the heads learn).
             preprocess: Its validation preprocessing.
             records: Training LLaVA records.
-            images: The image of each record, in the same order.
+            images: The image of each record, in the same order; pass a lazy
+                :class:`rsvl.vqa.evaluate.RecordImages` so only one batch is in memory at a time.
             device: Where the model lives.
             weight_decay: L2 penalty of each head.
 
         Returns:
-            The fitted model. A question with one training answer gets no head (it always
-            answers that).
+            The fitted model (see :meth:`from_embeddings`).
 
         Raises:
             DataError: ``records`` is empty or its length differs from ``images``.
@@ -257,7 +292,30 @@ class ClipLinearHead:
             raise DataError(f"need one image per training record and at least one record "
                             f"({len(records)} records, {len(images)} images)")
         encoder = ClipImageEncoder(model, preprocess, device)
-        embeddings = encoder.embed(images)
+        return cls.from_embeddings(encoder, records, encoder.embed_sequence(images), weight_decay)
+
+    @classmethod
+    @torch.no_grad()
+    def from_embeddings(cls, encoder: ClipImageEncoder, records: Sequence[dict[str, Any]],
+                        embeddings: torch.Tensor, weight_decay: float = 1e-3) -> "ClipLinearHead":
+        """Train the heads on the training images' embeddings (no image is touched here).
+
+        Args:
+            encoder: The encoder that made ``embeddings`` (the fitted model answers with it).
+            records: Training LLaVA records.
+            embeddings: (records, dim) L2-normalised embeddings, row i of ``records[i]``'s image.
+            weight_decay: L2 penalty of each head.
+
+        Returns:
+            The fitted model. A question with one training answer gets no head (it always
+            answers that).
+
+        Raises:
+            DataError: ``records`` is empty or its length differs from the embeddings'.
+        """
+        if not records or len(records) != len(embeddings):
+            raise DataError(f"need one embedding per training record and at least one record "
+                            f"({len(records)} records, {len(embeddings)} embeddings)")
         mean, std = embeddings.mean(dim=0), embeddings.std(dim=0).clamp_min(1e-6)
         features = (embeddings - mean) / std
         rows: dict[str, list[tuple[int, str]]] = {}

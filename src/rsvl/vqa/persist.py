@@ -6,14 +6,15 @@ cannot silently be paired with another CLIP. The folder holds:
 
 * ``vqa_model.json``: format and version, ``kind`` (``linear_head`` or ``answer_ranker``), the
   ``clip`` it sits on (weights SHA-256 and architecture), the closed ``vocabulary`` (sorted answers
-  per question), each question's type, and for the linear head its feature ``normalisation`` and
-  the tensor name of each question's ``heads`` entry.
+  per question), and for the linear head its feature ``normalisation`` and the tensor name of each
+  question's ``heads`` entry. A question's type is not stored: scoring derives it from the question
+  (:func:`rsvl.vqa.questions.question_type`).
 * ``vqa_heads.safetensors`` (linear head only): the standardisation mean and standard deviation and
   each head's ``weight``/``bias``.
 
 The folder may come from elsewhere (a pipeline artifact, a registry download), so loading reads
-tensors with safetensors only, validates the JSON strictly and checks every tensor's shape against
-the vocabulary before building the model.
+tensors with safetensors only, validates the JSON strictly and checks that the tensors are exactly
+the ones the vocabulary calls for, each of its shape, before building the model.
 """
 
 from __future__ import annotations
@@ -33,14 +34,12 @@ from rsvl.models import load_model
 from rsvl.models.io import WEIGHTS_NAME
 from rsvl.strict import StrictModel
 from rsvl.vqa.models import ClipAnswerRanker, ClipImageEncoder, ClipLinearHead
-from rsvl.vqa.questions import question_type
 
 VQA_CONFIG_NAME = "vqa_model.json"
 VQA_WEIGHTS_NAME = "vqa_heads.safetensors"
 FORMAT = "rsvl-closed-set-vqa"
 FORMAT_VERSION = 1
 MEAN_KEY, STD_KEY = "feature_mean", "feature_std"
-OTHER_TYPE = "other"
 
 ClosedSetModel = ClipLinearHead | ClipAnswerRanker
 
@@ -69,7 +68,6 @@ class SavedVqa(StrictModel):
     kind: Literal["linear_head", "answer_ranker"]
     clip: ClipReference
     vocabulary: dict[str, list[str]]
-    question_types: dict[str, str]
     normalisation: Normalisation | None = None
     heads: dict[str, str] = {}
 
@@ -91,7 +89,8 @@ def save_vqa_model(model: ClosedSetModel, out_dir: str | Path, clip_dir: str | P
 
     Args:
         model: A fitted :class:`ClipLinearHead` or a :class:`ClipAnswerRanker`.
-        out_dir: Destination folder; created if needed, its two files overwritten.
+        out_dir: Destination folder; created if needed, its files overwritten (an answer ranker
+            saved over a linear head removes the heads file it has no use for).
         clip_dir: The saved CLIP the model runs on (recorded by its weights' SHA-256).
 
     Returns:
@@ -110,7 +109,6 @@ def save_vqa_model(model: ClosedSetModel, out_dir: str | Path, clip_dir: str | P
         "kind": "linear_head" if isinstance(model, ClipLinearHead) else "answer_ranker",
         "clip": clip_reference(clip_dir, architecture),
         "vocabulary": vocabulary,
-        "question_types": {question: question_type(question) or OTHER_TYPE for question in vocabulary},
     }
     directory = Path(out_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -125,12 +123,14 @@ def save_vqa_model(model: ClosedSetModel, out_dir: str | Path, clip_dir: str | P
         saved.update(normalisation=Normalisation(), heads=heads)
         save_file({key: value.detach().cpu().float().contiguous() for key, value in tensors.items()},
                   str(directory / VQA_WEIGHTS_NAME), metadata={"format": FORMAT})
+    else:
+        (directory / VQA_WEIGHTS_NAME).unlink(missing_ok=True)
     (directory / VQA_CONFIG_NAME).write_text(SavedVqa(**saved).model_dump_json(indent=1) + "\n", encoding="utf-8")
     return directory
 
 
 def read_vqa_config(vqa_dir: str | Path) -> SavedVqa:
-    """Read and check ``vqa_model.json`` (types, format version, one type per question, closed answer sets).
+    """Read and check ``vqa_model.json`` (types, format version, closed answer sets, one head per open question).
 
     Raises:
         ModelError: The file is missing, not JSON, or breaks a rule (the file and rule are named).
@@ -142,8 +142,6 @@ def read_vqa_config(vqa_dir: str | Path) -> SavedVqa:
         saved = SavedVqa.model_validate_json(path.read_text(encoding="utf-8"))
     except (ValidationError, UnicodeDecodeError) as err:
         raise ModelError(f"{path}: not a valid VQA model description ({err})") from err
-    if set(saved.question_types) != set(saved.vocabulary):
-        raise ModelError(f"{path}: 'question_types' and 'vocabulary' must name the same questions")
     for question, answers in saved.vocabulary.items():
         if not answers or len(set(answers)) != len(answers):
             raise ModelError(f"{path}: the answers of {question!r} must be a non-empty list without repeats")
@@ -154,6 +152,11 @@ def read_vqa_config(vqa_dir: str | Path) -> SavedVqa:
             if (len(answers) > 1) != (question in saved.heads):
                 raise ModelError(f"{path}: question {question!r} has {len(answers)} answers; a head is stored "
                                  "exactly for questions with more than one")
+        unknown = sorted(set(saved.heads) - set(saved.vocabulary))
+        if unknown:
+            raise ModelError(f"{path}: 'heads' names questions {unknown} that are not in 'vocabulary'")
+        if len(set(saved.heads.values())) != len(saved.heads):
+            raise ModelError(f"{path}: two questions in 'heads' share one tensor name; each head has its own")
     elif saved.heads or saved.normalisation is not None:
         raise ModelError(f"{path}: an answer_ranker has no heads or normalisation")
     return saved
@@ -186,6 +189,11 @@ def _linear_head(saved: SavedVqa, vqa_dir: Path, encoder: ClipImageEncoder) -> C
     dim = int(encoder.model.rsvl_spec["model_cfg"]["embed_dim"])
     mean = _tensor(tensors, MEAN_KEY, (dim,), path)
     std = _tensor(tensors, STD_KEY, (dim,), path)
+    expected = {MEAN_KEY, STD_KEY} | {f"{name}.{part}" for name in saved.heads.values() for part in ("weight", "bias")}
+    extra = sorted(set(tensors) - expected)
+    if extra:
+        raise ModelError(f"{path}: tensors {extra} belong to no head of {vqa_dir / VQA_CONFIG_NAME}; "
+                         "the file must hold exactly the normalisation and the listed heads")
     heads: dict[str, tuple[list[str], nn.Linear | None]] = {}
     for question, answers in saved.vocabulary.items():
         name = saved.heads.get(question)
