@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from rsvl.cli import app
 from rsvl.config import RunConfig, write_config_file
 from rsvl.data.dataset import ManifestDataset
-from rsvl.data.generate import write_optical_scenes
+from rsvl.data.generate import write_optical_scenes, write_s1s2_patches
 from rsvl.errors import ConfigError, ModelError
 from rsvl.evaluate import evaluate_model
 from rsvl.mlflow_store import experiment_id
@@ -27,14 +27,19 @@ from rsvl.steps.evaluation import BASE, base_model, comparison_models, run_evalu
 from rsvl.steps.promotion import run_gate
 from rsvl.steps.registration import lineage_of, run_register
 from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
+from rsvl.train.data import image_inputs
 
 RETRIEVAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mR")
 
 
-def settings(root, **evaluate) -> dict:
+ABLATED = {"stages": [{"name": "optical"}, {"name": "sar"}], "ablations": [{"name": "sar_only", "stages": ["sar"]}]}
+"""A progression whose train step writes ``ablations/sar_only/model``."""
+
+
+def settings(root, train: dict | None = None, **evaluate) -> dict:
     return {
         "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
-        "data": {"root": str(root)},
+        "data": {"root": str(root)}, "train": train or {},
         "evaluate": {"sets": [{"name": "opt", "dataset": "optical", "split": None, "tasks": ["retrieval"]}],
                      "cache_dir": str(root / "cache"), **evaluate},
         "gate": {"minimums": {"opt.mR": 0.0}},
@@ -61,20 +66,29 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def compared(root):
     """The candidate evaluated beside its ablation, logged into a fresh MLflow run."""
-    cfg = RunConfig.model_validate(settings(root))
+    cfg = RunConfig.model_validate(settings(root, ABLATED))
     client = MlflowClient(cfg.mlflow.tracking_uri)
     run = client.create_run(experiment_id(client, cfg.mlflow.tracking_uri, cfg.mlflow.experiment))
     evaluation = run_evaluation(cfg, root / "train" / MODEL_DIR, root / "eval", mlflow_run_id=run.info.run_id,
-                                compare=comparison_models(root / "train"))
+                                compare=comparison_models(cfg, root / "train"))
     return cfg, evaluation, client.get_run(run.info.run_id)
 
 
-def test_comparison_models_are_the_ablations_of_a_train_output(root, tmp_path):
-    assert comparison_models(root / "train") == {"sar_only": root / "train" / ABLATIONS_DIR / "sar_only" / MODEL_DIR}
-    assert comparison_models(tmp_path) == {}
-    (tmp_path / ABLATIONS_DIR / "broken").mkdir(parents=True)
-    with pytest.raises(ModelError, match="ablation 'broken': .* holds no saved model"):
-        comparison_models(tmp_path)
+def test_comparison_models_are_the_configured_ablations_of_a_train_output(root, tmp_path):
+    ablated, plain = RunConfig.model_validate(settings(root, ABLATED)), RunConfig.model_validate(settings(root))
+    assert comparison_models(ablated, root / "train") == \
+        {"sar_only": root / "train" / ABLATIONS_DIR / "sar_only" / MODEL_DIR}
+    assert comparison_models(plain, tmp_path) == {}
+    with pytest.raises(ModelError, match=r"\['sar_only'\] are no ablations of this config \(train.ablations: \[\]\)"):
+        comparison_models(plain, root / "train")
+    with pytest.raises(ModelError, match="ablation 'sar_only' of train.ablations: .* holds no saved model"):
+        comparison_models(ablated, tmp_path)
+    (tmp_path / ABLATIONS_DIR / "sar_only").mkdir(parents=True)
+    with pytest.raises(ModelError, match="ablation 'sar_only' of train.ablations: .* holds no saved model"):
+        comparison_models(ablated, tmp_path)
+    (tmp_path / ABLATIONS_DIR / "old_run").mkdir()
+    with pytest.raises(ModelError, match=r"\['old_run'\] are no ablations"):
+        comparison_models(ablated, tmp_path)
 
 
 def test_an_ablation_is_scored_on_the_same_sets_under_its_own_prefix(compared, root):
@@ -131,14 +145,48 @@ def test_the_cli_takes_comparisons_as_name_equals_path(root, tmp_path):
     assert result.exit_code == 1 and "--compare takes name=model_dir" in result.output
 
 
+def same_weights(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_the_untuned_base_model_is_deterministic():
     cfg = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny-coca"},
                                     "train": {"seed": 3}})
-    first, second = base_model(cfg)[0].state_dict(), base_model(cfg)[0].state_dict()
-    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    candidate = build_model("rsvl-tiny-coca")
+    first, second = base_model(cfg, candidate)[0].state_dict(), base_model(cfg, candidate)[0].state_dict()
+    assert same_weights(first, second)
     torch.manual_seed(3)
-    trained_from = build_model("rsvl-tiny-coca")[0].state_dict()
-    assert all(torch.equal(first[k], trained_from[k]) for k in first)
+    assert same_weights(first, build_model("rsvl-tiny-coca")[0].state_dict())
+
+
+def test_the_base_model_takes_the_image_input_training_took_from_its_data(tmp_path):
+    """Two SAR bands with their statistics: the base widens its first convolution as the start model did."""
+    write_s1s2_patches(tmp_path / "s1s2", count=12)
+    cfg = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+                                    "train": {"seed": 5, "image_column": "s1"}})
+    in_bands, band_stats = image_inputs(ManifestDataset(tmp_path / "s1s2", split="train"), "s1")
+    torch.manual_seed(5)
+    start = build_model("rsvl-tiny", None, in_bands, band_stats)[0]
+    candidate = save_model(start, tmp_path / "candidate")
+    base = base_model(cfg, candidate)[0]
+    assert in_bands == 2 and base.rsvl_spec["in_bands"] == 2
+    assert {k: base.rsvl_spec[k] for k in ("bands", "normalisation")} == \
+        {k: start.rsvl_spec[k] for k in ("bands", "normalisation")}
+    assert same_weights(base.state_dict(), start.state_dict())
+    with pytest.raises(ConfigError, match="is a 'rsvl-tiny' model, not a fine-tuned model.name 'rsvl-tiny-coca'"):
+        base_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": "rsvl-tiny-coca"})}),
+                   candidate)
+
+
+def test_the_base_model_is_train_init_from_when_set(tmp_path):
+    torch.manual_seed(11)
+    init = save_model(build_model("rsvl-tiny")[0], tmp_path / "init")
+    cfg = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+                                    "train": {"init_from": str(init)}})
+    assert same_weights(base_model(cfg, tmp_path / "anything")[0].state_dict(), load_model(init)[0].state_dict())
+    missing = cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": str(tmp_path / "gone")})})
+    with pytest.raises(ConfigError, match="train.init_from .*gone.*: no saved model there"):
+        base_model(missing, tmp_path / "anything")
 
 
 def test_the_gate_scores_no_comparisons(root):

@@ -10,6 +10,7 @@ it calls :func:`run_evaluation` without them.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,53 +58,97 @@ class Evaluation:
                 for name, result in self.compared.items() for key, value in result.metrics.items()}
 
 
-def comparison_models(train_out_dir: str | Path) -> dict[str, Path]:
-    """The ablation models a train step saved, to score beside its model: ``ablations/<name>/model``.
+def comparison_models(cfg: RunConfig, train_out_dir: str | Path) -> dict[str, Path]:
+    """The models the train step saved for ``cfg.train.ablations``, to score beside its model.
+
+    The train step writes exactly the configured ablations (``ablations/<name>/model``), so a
+    configured one without a model (an interrupted train step) and an entry of ``ablations/`` no
+    configured ablation names (an output of another config) are both refused, not skipped.
 
     Args:
+        cfg: The run config whose train step wrote ``train_out_dir``.
         train_out_dir: The train step's output folder (``model/`` and ``ablations/`` inside).
 
     Returns:
-        Ablation name → its saved model folder, by name; empty when the run had no ablations.
+        Ablation name → its saved model folder, in config order; empty when the config has none.
 
     Raises:
-        ModelError: An ablation folder holds no saved model (an interrupted train step).
+        ModelError: A configured ablation has no saved model, or ``ablations/`` holds an entry that
+            is not a configured ablation (each is named).
     """
     from rsvl.models.io import CONFIG_NAME
     from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
 
     root = Path(train_out_dir) / ABLATIONS_DIR
-    if not root.is_dir():
-        return {}
+    configured = [ablation.name for ablation in cfg.train.ablations]
+    strays = sorted(path.name for path in root.iterdir() if path.name not in configured) if root.is_dir() else []
+    if strays:
+        raise ModelError(f"{root}: {strays} are no ablations of this config (train.ablations: {configured}); "
+                         "the train output was written for another config")
     found = {}
-    for folder in sorted(path for path in root.iterdir() if path.is_dir()):
-        model = folder / MODEL_DIR
+    for name in configured:
+        model = root / name / MODEL_DIR
         if not (model / CONFIG_NAME).is_file():
-            raise ModelError(f"ablation {folder.name!r}: {model} holds no saved model ({CONFIG_NAME} missing)")
-        found[folder.name] = model
+            raise ModelError(f"ablation {name!r} of train.ablations: {model} holds no saved model ({CONFIG_NAME} "
+                             "missing); the train step did not finish it")
+        found[name] = model
     return found
 
 
-def base_model(cfg: RunConfig) -> Any:
-    """The untuned model of ``cfg.model``: the weights fine-tuning starts from.
+def _recorded_spec(model: ModelInput) -> dict[str, Any]:
+    """The ``rsvl`` spec of a saved model folder (read from its config, weights untouched) or a built tuple."""
+    if not isinstance(model, (str, Path)):
+        return getattr(getattr(model[0], "module", model[0]), "rsvl_spec", {})
+    from rsvl.models.io import CONFIG_NAME
 
-    Torch is seeded with ``cfg.train.seed`` first, as training does before it builds the model, so
-    a model without pretrained weights (``rsvl-tiny-coca`` locally) is the same random init the
-    candidate was trained from.
+    path = Path(model) / CONFIG_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("rsvl") or {}
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        raise ModelError(f"{path}: not a saved model's config ({err})") from err
+
+
+def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
+    """The model the candidate's fine-tuning started from, which ``base`` scores beside it.
+
+    Built as training builds its start model (``rsvl.train.loop``): ``train.init_from`` loaded
+    when set; else a fresh ``cfg.model``, built after seeding torch with ``train.seed`` (so a model
+    without pretrained weights is the same random init), with the image input training took from
+    its data (:func:`rsvl.train.data.image_inputs`: bands and band statistics). Fine-tuning keeps
+    that input, so it is read from the candidate, as the evaluate step is not given the data.
+
+    Args:
+        cfg: The run config the candidate was trained with.
+        candidate: The fine-tuned model (saved folder or built tuple).
 
     Returns:
-        The 4-tuple of :func:`rsvl.models.build_model` (three input bands; single-band SAR
-        chips reach it with the band repeated).
+        The 4-tuple of :func:`rsvl.models.build_model` / :func:`rsvl.models.load_model`.
+
+    Raises:
+        ConfigError: ``train.init_from`` holds no saved model, or the candidate is not a
+            fine-tuned ``cfg.model``.
+        ModelError: The candidate's config cannot be read.
     """
     import torch
 
-    from rsvl.models import build_model
+    from rsvl.models import build_model, load_model
+    from rsvl.train.fit import init_weights
 
+    if cfg.train.init_from:
+        init_weights(cfg.train.init_from)
+        return load_model(cfg.train.init_from)
+    spec = _recorded_spec(candidate)
+    if spec.get("architecture") != cfg.model.name:
+        raise ConfigError(f"compare_base: the candidate is a {spec.get('architecture')!r} model, not a fine-tuned "
+                          f"model.name {cfg.model.name!r}; its base cannot be rebuilt from this config")
+    in_bands, bands = int(spec["in_bands"]), spec.get("bands")
+    band_stats = None if bands is None else {"bands": bands, **spec["normalisation"]}
     torch.manual_seed(cfg.train.seed)
-    return build_model(cfg.model.name, cfg.model.pretrained, image_size=cfg.model.image_size)
+    return build_model(cfg.model.name, cfg.model.pretrained, in_bands, band_stats, image_size=cfg.model.image_size)
 
 
-def _comparisons(cfg: RunConfig, compare: Mapping[str, ModelInput] | None, compare_base: bool) -> dict[str, Any]:
+def _comparisons(cfg: RunConfig, candidate: ModelInput, compare: Mapping[str, ModelInput] | None,
+                 compare_base: bool) -> dict[str, Any]:
     models: dict[str, Any] = dict(compare or {})
     sets = {eval_set.name for eval_set in cfg.evaluate.sets}
     for name in models:
@@ -113,7 +158,7 @@ def _comparisons(cfg: RunConfig, compare: Mapping[str, ModelInput] | None, compa
     if compare_base:
         if BASE in models:
             raise ConfigError(f"comparison model {BASE!r} is given and compare_base adds another {BASE!r}; rename it")
-        models[BASE] = base_model(cfg)
+        models[BASE] = base_model(cfg, candidate)
     return models
 
 
@@ -170,7 +215,7 @@ def run_evaluation(
         eval_data: Eval sets already prepared (the gate scores two models on the same ones).
         compare: Other models to score on the same sets, name → saved model folder (or built
             tuple); e.g. :func:`comparison_models` of the train step's output.
-        compare_base: Also score :func:`base_model` as ``base`` (the evaluate step passes
+        compare_base: Also score :func:`base_model` of ``model`` as ``base`` (the evaluate step passes
             ``cfg.evaluate.compare_base``; the gate never does).
 
     Returns:
@@ -182,7 +227,7 @@ def run_evaluation(
         ConfigError: A comparison name that cannot prefix metric keys.
     """
     data = eval_data or prepare_eval_data(cfg, data_root)
-    others = _comparisons(cfg, compare, compare_base)
+    others = _comparisons(cfg, model, compare, compare_base)
     heading = title or f"{cfg.paper} evaluation"
     out = Path(out_dir)
     settings = dict(data_root=data_root or cfg.data.root, batch_size=cfg.evaluate.batch_size,
