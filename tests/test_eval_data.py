@@ -6,7 +6,9 @@ caption config; the pin still guards the source.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +19,20 @@ from PIL import Image
 from rsvl.caption import read_provenance
 from rsvl.config import RunConfig, load_config
 from rsvl.data.dataset import ManifestDataset
-from rsvl.data.store import DatasetWriter, read_meta
+from rsvl.data.store import DatasetWriter, read_manifest, read_meta
 from rsvl.data.versioning import track
 from rsvl.errors import DataError
 from rsvl.evaluate import evaluate_model
 from rsvl.models import build_model
-from rsvl.steps.eval_data import FINGERPRINT_PREFIX, dataset_version, fingerprint, prepare_eval_data
+from rsvl.steps.eval_data import (
+    FINGERPRINT_PREFIX,
+    cached_dataset,
+    code_version,
+    dataset_version,
+    fingerprint,
+    narration_record,
+    prepare_eval_data,
+)
 
 SAR_TEXT_CONFIG = Path("pipelines") / "sar_text" / "config.yaml"
 
@@ -105,13 +115,91 @@ def test_a_source_is_ingested_once_and_an_absent_optional_source_is_skipped_with
     assert [s.name for s in data.sets] == ["folders"] and data.sets[0].dataset == str(cached.resolve())
     assert data.skipped == {"elsewhere": f"source {tmp_path / 'absent'} is absent"}
     assert data.versions["folders"] == fingerprint(cached)
+    record = read_meta(cached)["eval_cache"]
+    assert (record["format"], record["source"]) == ("class-folder", str(source.resolve()))
     stamp = (cached / "manifest.parquet").stat().st_mtime_ns
     prepare_eval_data(config(sets, tmp_path))
     assert (cached / "manifest.parquet").stat().st_mtime_ns == stamp
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["folders"]
+
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(source / "forest" / "forest_9.png")
+    grown = prepare_eval_data(config(sets, tmp_path))
+    assert len(read_manifest(cached)) == 7 and grown.versions["folders"] != data.versions["folders"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["folders"]
 
     required = [{**sets[1], "optional": False}]
     with pytest.raises(DataError, match="'elsewhere': source .* is absent \\(mark the set optional"):
         prepare_eval_data(config(required, tmp_path))
+
+
+def test_a_stale_cached_set_is_ingested_again_and_a_failed_ingest_leaves_no_half_written_set(tmp_path):
+    source = tmp_path / "folders" / "forest"
+    source.mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(source / "forest_0.png")
+    write_scenes(tmp_path / "cache" / "folders", seed=0)  # an earlier ingest, made from something else
+    folders = {"name": "folders", "source": {"format": "class-folder", "path": str(tmp_path / "folders")},
+               "split": None, "tasks": ["zero_shot"]}
+    prepare_eval_data(config([folders], tmp_path))
+    assert list(read_manifest(tmp_path / "cache" / "folders")["sample_id"]) != ["s0", "s1", "s2", "s3"]
+    assert read_meta(tmp_path / "cache" / "folders")["adapter"] == "class-folder"
+
+    hrsid = {"name": "hrsid", "source": {"format": "hrsid-boxes", "path": str(tmp_path / "folders")},
+             "split": None, "tasks": ["zero_shot"]}
+    with pytest.raises(DataError, match="ship_boxes.json is missing"):
+        prepare_eval_data(config([hrsid], tmp_path))
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["folders"]
+
+
+def test_writers_racing_for_one_cached_set_both_get_the_complete_dataset(tmp_path):
+    place, record = tmp_path / "cache" / "scenes", {"seed": 0}
+    both_built = threading.Barrier(2)
+
+    def build(out):
+        write_scenes(out, seed=0)
+        both_built.wait(timeout=30)
+
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(cached_dataset(place, record, build)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [place.resolve()] * 2
+    assert read_meta(place)["eval_cache"] == record and len(read_manifest(place)) == 4
+    assert [p.name for p in place.parent.iterdir()] == ["scenes"]
+
+    cached_dataset(place, {"seed": 1}, lambda out: write_scenes(out, seed=1))
+    assert read_meta(place)["eval_cache"] == {"seed": 1} and [p.name for p in place.parent.iterdir()] == ["scenes"]
+
+
+def test_code_version_follows_every_file_of_the_package(tmp_path, monkeypatch):
+    package = tmp_path / "narrator_pkg"
+    (package / "prompts").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "prompts" / "rewrite.md").write_text("Rewrite for SAR.")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_version("narrator_pkg")
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "x.pyc").write_bytes(b"compiled")
+    code_version.cache_clear()
+    assert code_version("narrator_pkg") == before
+    (package / "prompts" / "rewrite.md").write_text("Rewrite for SAR, briefly.")
+    code_version.cache_clear()
+    assert code_version("narrator_pkg") != before
+
+
+def test_the_narration_record_covers_the_narrator_code_and_the_optical_captions_content(tmp_path):
+    optical = tmp_path / "optical.json"
+    optical.write_text('{"s0": ["a harbour with two ships"]}')
+    cfg = config([{"name": "x", "dataset": "x", "tasks": ["zero_shot"]}], tmp_path,
+                 caption={"optical_captions": str(optical)})
+    first = narration_record(cfg, "md5")
+    assert first["narrator"] == code_version("rsvl.caption")
+    assert first["optical_captions"] == hashlib.sha256(optical.read_bytes()).hexdigest()
+    optical.write_text('{"s0": ["a harbour with three ships"]}')
+    assert narration_record(cfg, "md5")["optical_captions"] != first["optical_captions"]
+    assert narration_record(config([], tmp_path), "md5")["optical_captions"] is None
 
 
 def test_a_config_without_eval_sets_or_with_only_skipped_sets_cannot_evaluate(tmp_path):

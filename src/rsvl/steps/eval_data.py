@@ -5,31 +5,41 @@ nothing. Each eval set's data version is the DVC md5 of the ``.dvc`` file coveri
 (with the workspace checked against it: modified data is refused), or, for a dataset outside DVC
 (a real set ingested from ``../shared/data`` into the evaluation cache), a SHA-256 fingerprint of
 its manifest and file table. An eval set with ``dvc_version`` refuses any other version. A set
-with a ``source`` is ingested into ``evaluate.cache_dir/<name>`` on first use; an ``optional``
-set whose source is absent is skipped with the reason (recorded, never silent).
+with a ``source`` is ingested into ``evaluate.cache_dir/<name>``; an ``optional`` set whose source
+is absent is skipped with the reason (recorded, never silent). The cached set records what it was
+ingested from (format, resolved source path, the source files' names, sizes and mtimes, and the
+code of :mod:`rsvl.data`) and is ingested again when any of them changed.
 
 A ``narrate`` set is scored on a copy captioned by SAR-Narrator (the run's ``caption`` section,
 every row re-captioned, as the training data is), kept in
-``evaluate.cache_dir/<name>-narrated-<digest>`` where the digest covers the source data version and
-the caption config, so a changed source or caption config makes a new copy and an unchanged one is
-reused. The pin still applies to the source data; the set's recorded version is
+``evaluate.cache_dir/<name>-narrated-<digest>`` where the digest covers the source data version,
+the caption config, the code of :mod:`rsvl.caption` (templates, filter, rewriter prompt) and the
+SHA-256 of ``caption.optical_captions``, so a change to any of them makes a new copy and an
+unchanged one is reused. The pin still applies to the source data; the set's recorded version is
 ``<source version>:narrated-<16 hex of the copy's content fingerprint>`` (``:``, as ``+`` joins
 the sets in :meth:`EvalData.version`), so lineage names both the benchmark data and the captions
 it was scored against. Sets scored for ``retrieval`` or
 ``captioning`` must have captions on every row they score (HRSID's chips have none until narrated).
+
+The cache may be shared by runs evaluating at once: every cached dataset is written into a scratch
+folder beside its place and renamed into it, so a reader sees a complete dataset or none, and a
+writer that loses the race uses the winner's copy once its record matches.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from rsvl.config import RunConfig
-from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE, read_manifest
+from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE, read_manifest, sha256_file
 from rsvl.data.versioning import data_version, workspace_matches
 from rsvl.errors import DataError
 from rsvl.evaluate.config import EvalSet
@@ -39,6 +49,7 @@ NARRATED = "narrated"
 CAPTIONED_TASKS = ("retrieval", "captioning")
 DIGEST_CHARS = 12
 NARRATED_VERSION_CHARS = 16
+CACHE_RECORD = "eval_cache"
 
 
 @dataclass(frozen=True)
@@ -91,17 +102,111 @@ def dataset_version(dataset_dir: str | Path) -> str:
     return version.md5
 
 
+@lru_cache(maxsize=None)
+def code_version(package: str) -> str:
+    """SHA-256 over every source file of an installed package (``.py`` and data such as prompts).
+
+    The package version does not change with edits, so cached outputs of the package's code are
+    keyed by its files instead.
+
+    Args:
+        package: Importable package name (``rsvl.caption``).
+    """
+    root = Path(importlib.util.find_spec(package).origin).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def source_fingerprint(source: Path) -> str:
+    """SHA-256 over the names, sizes and mtimes of a source's files: cheap, and changes when any file does.
+
+    Args:
+        source: A source folder or archive.
+    """
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        name = path.name if path == source else path.relative_to(source).as_posix()
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _record_of(place: Path) -> dict | None:
+    try:
+        return json.loads((place / META_FILE).read_text(encoding="utf-8")).get(CACHE_RECORD)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def cached_dataset(place: Path, record: dict, build: Callable[[Path], object]) -> Path:
+    """The cached dataset at ``place`` when it was made from ``record``; else built and renamed into place.
+
+    ``build`` writes a dataset into a scratch folder beside ``place``; ``record`` is added to its
+    ``dataset.json`` (under ``eval_cache``) and the folder is renamed into ``place``, so other
+    processes never see it half-written. A stale dataset at ``place`` is moved aside first (after
+    checking again that it is still stale). When another process renames its copy in first, that
+    copy is used if its record matches.
+
+    Args:
+        place: The dataset's place in the cache.
+        record: JSON-serialisable description of what the dataset is made from.
+        build: Writes the dataset into the folder it is given (which does not exist yet).
+
+    Returns:
+        ``place``, resolved.
+
+    Raises:
+        DataError: Another process put a dataset with a different record at ``place`` meanwhile.
+    """
+    if _record_of(place) == record:
+        return place.resolve()
+    place.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{place.name}-", dir=place.parent))
+    try:
+        built = scratch / "data"
+        build(built)
+        meta = json.loads((built / META_FILE).read_text(encoding="utf-8"))
+        meta[CACHE_RECORD] = record
+        (built / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if _record_of(place) == record:  # another process finished first
+            return place.resolve()
+        if place.exists():
+            try:
+                place.rename(scratch / "stale")
+            except FileNotFoundError:
+                pass
+        try:
+            built.rename(place)
+        except OSError as err:
+            if _record_of(place) != record:
+                raise DataError(f"{place}: another process put a dataset made from {_record_of(place)} "
+                                f"there while this one wrote {record}; remove it and run again") from err
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return place.resolve()
+
+
 def _materialise(eval_set: EvalSet, data_root: Path, cache_dir: Path) -> Path | str:
-    """The set's dataset directory (ingested from ``source`` when missing), or a skip reason."""
+    """The set's dataset directory, or a skip reason.
+
+    A named ``dataset`` that exists is used as it is (it may be DVC data); otherwise the set's
+    ``source`` is ingested there, or into the cache when no dataset is named, where it is ingested
+    again whenever its record (format, source, source files, adapter code) changed.
+    """
     from rsvl.data.adapters import ingest
 
     if eval_set.dataset is not None:
         path = Path(eval_set.dataset)
         path = path if path.is_absolute() else data_root / path
+        if (path / META_FILE).is_file():
+            return path.resolve()
     else:
         path = cache_dir / eval_set.name
-    if (path / META_FILE).is_file():
-        return path.resolve()
     if eval_set.source is None:
         raise DataError(f"eval set {eval_set.name!r}: dataset {path} does not exist and the set has no source")
     source = Path(eval_set.source.path)
@@ -110,8 +215,26 @@ def _materialise(eval_set: EvalSet, data_root: Path, cache_dir: Path) -> Path | 
         if eval_set.optional:
             return reason
         raise DataError(f"eval set {eval_set.name!r}: {reason} (mark the set optional to skip it)")
-    ingest(eval_set.source.format, source, path, name=eval_set.name)
-    return path.resolve()
+    record = {"format": eval_set.source.format, "source": str(source.resolve()),
+              "source_files": source_fingerprint(source), "adapters": code_version("rsvl.data")}
+    return cached_dataset(path, record, lambda out: ingest(eval_set.source.format, source, out, name=eval_set.name))
+
+
+def narration_record(cfg: RunConfig, source_version: str) -> dict:
+    """What a narrated copy is made from: source version, caption config, narrator code, optical captions.
+
+    Args:
+        cfg: The run config (``caption`` section).
+        source_version: The source's data version.
+    """
+    caption_cfg = cfg.caption.model_copy(update={"recaption": True})
+    optical = caption_cfg.optical_captions
+    return {
+        "source": source_version,
+        "caption": caption_cfg.model_dump(mode="json"),
+        "narrator": code_version("rsvl.caption"),
+        "optical_captions": sha256_file(optical) if optical is not None and Path(optical).is_file() else None,
+    }
 
 
 def narrated_copy(eval_set: EvalSet, place: Path, source_version: str, cfg: RunConfig) -> tuple[Path, str]:
@@ -129,26 +252,12 @@ def narrated_copy(eval_set: EvalSet, place: Path, source_version: str, cfg: RunC
     from rsvl.caption import caption_dataset
 
     caption_cfg = cfg.caption.model_copy(update={"recaption": True})
-    key = json.dumps({"source": source_version, "caption": caption_cfg.model_dump(mode="json")}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:DIGEST_CHARS]
-    cache_dir = Path(cfg.evaluate.cache_dir)
-    copy = cache_dir / f"{eval_set.name}-{NARRATED}-{digest}"
-    if not (copy / META_FILE).is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=cache_dir))
-        try:
-            caption_dataset(place, scratch / "data", caption_cfg)
-            if not (copy / META_FILE).is_file():
-                shutil.rmtree(copy, ignore_errors=True)
-                try:
-                    (scratch / "data").rename(copy)
-                except OSError:
-                    if not (copy / META_FILE).is_file():  # not a concurrent writer that got there first
-                        raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    record = narration_record(cfg, source_version)
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:DIGEST_CHARS]
+    copy = cached_dataset(Path(cfg.evaluate.cache_dir) / f"{eval_set.name}-{NARRATED}-{digest}", record,
+                          lambda out: caption_dataset(place, out, caption_cfg))
     content = fingerprint(copy).removeprefix(FINGERPRINT_PREFIX)[:NARRATED_VERSION_CHARS]
-    return copy.resolve(), f"{source_version}:{NARRATED}-{content}"
+    return copy, f"{source_version}:{NARRATED}-{content}"
 
 
 def _require_captions(eval_set: EvalSet, place: Path) -> None:
