@@ -5,17 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rsvl.data.generate import generate_default, write_sar_chips
+from rsvl.config import RunConfig
+from rsvl.data.generate import DEFAULT_SETS, generate_default, write_sar_chips
 from rsvl.data.labels import DYNAMIC_WORLD_CLASSES
 from rsvl.data.media import load_raster
 from rsvl.data.schema import MEDIA_COLUMNS, SPLITS
 from rsvl.data.store import read_files, read_manifest, read_meta, relative_to_dataset, sha256_file
+from rsvl.steps.data_steps import run_ingest
 
 NUMBERS = {w: i for i, w in enumerate(
     ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"])}
@@ -41,7 +44,7 @@ def _sentences(text: str) -> int:
 def test_counts_kinds_and_time(default):
     out, reports, seconds = default
     assert [(r.rows, r.files, r.quarantined) for r in reports] == [(400, 400, 0), (150, 300, 0), (200, 400, 0)]
-    kinds = {name: read_meta(out / name)["kind"] for name in ("optical", "sar", "s1s2")}
+    kinds = {name: read_meta(out / name)["kind"] for name in DEFAULT_SETS}
     assert kinds == {"optical": "captioning", "sar": "detection", "s1s2": "multisensor"}
     assert seconds < 30, f"generate_default took {seconds:.1f} s at scale=1"
 
@@ -49,7 +52,7 @@ def test_counts_kinds_and_time(default):
 def test_same_seed_gives_identical_files_and_manifests(default, tmp_path):
     out, _, _ = default
     generate_default(tmp_path, seed=0)
-    for name in ("optical", "sar", "s1s2"):
+    for name in DEFAULT_SETS:
         assert read_files(out / name).equals(read_files(tmp_path / name))
         first, second = read_manifest(out / name), read_manifest(tmp_path / name)
         assert first.to_json() == second.to_json()
@@ -65,6 +68,30 @@ def test_other_seed_differs_and_samples_do_not_depend_on_count(default, tmp_path
     other = read_files(tmp_path / "seed1").set_index("path")["sha256"]
     assert small.to_dict() == full.loc[small.index].to_dict()
     assert (small != other.loc[small.index]).all()
+
+
+def test_the_ingest_step_writes_only_the_missing_default_sets_and_leaves_present_ones_alone(default, tmp_path):
+    out, _, _ = default
+    root = tmp_path / "data"
+    cfg = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+                                    "data": {"root": str(root)}, "train": {"dataset": "default/optical"}})
+    run_ingest(cfg, tmp_path / "run1")
+    assert sorted(p.name for p in root.iterdir()) == ["default"]
+    for name in DEFAULT_SETS:
+        written = root / "default" / name
+        assert (written / "manifest.parquet").read_bytes() == (out / name / "manifest.parquet").read_bytes()
+        assert (written / "validation.json").is_file()
+    assert (tmp_path / "run1" / "files.parquet").read_bytes() == (out / "optical" / "files.parquet").read_bytes()
+
+    shutil.rmtree(root / "default" / "sar")
+    (root / "default" / "sar").mkdir()
+    (root / "default" / "sar" / "half-written.png").write_bytes(b"")
+    kept = {name: (root / "default" / name / "manifest.parquet").stat().st_mtime_ns for name in ("optical", "s1s2")}
+    run_ingest(cfg, tmp_path / "run2")
+    assert {name: (root / "default" / name / "manifest.parquet").stat().st_mtime_ns for name in kept} == kept
+    assert (root / "default" / "sar" / "files.parquet").read_bytes() == (out / "sar" / "files.parquet").read_bytes()
+    assert not (root / "default" / "sar" / "half-written.png").exists()
+    assert sorted(p.name for p in root.iterdir()) == ["default"]
 
 
 def test_rejects_bad_scale_and_seed(tmp_path):

@@ -30,6 +30,7 @@ from rsvl.data.synthetic import assign_splits, png_bytes, sample_rng
 from rsvl.data.synthetic import optical_captions, optical_scenes, s1s2_patches, sar_chips
 
 ADAPTER = "generate-default"
+DEFAULT_SETS = ("optical", "sar", "s1s2")  # the folders generate_default writes, in its order
 OPTICAL_PER_CLASS = 50
 SAR_CHIPS = 150
 S1S2_PATCHES = 200

@@ -7,11 +7,13 @@ step never edits its input and every artifact can be inspected on its own.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from rsvl.config import RunConfig
 from rsvl.data.dataset import ManifestDataset
+from rsvl.data.generate import DEFAULT_SETS
 from rsvl.data.store import META_FILE
 from rsvl.errors import DataError
 from rsvl.steps.eval_data import dataset_version
@@ -45,14 +47,22 @@ def _rows(dataset_dir: Path) -> int:
     return len(ManifestDataset(dataset_dir, load_media=False))
 
 
-def write_default_data(cfg: RunConfig) -> Path:
-    """Write the embedded default data under ``data.root/default`` exactly as ``make data`` does.
+def ensure_default_data(cfg: RunConfig) -> Path:
+    """The embedded default data under ``data.root/default``, with any missing set written as ``make data`` does.
 
-    Generation and validation (whose reports and quarantine tables are part of the tracked data)
-    are both deterministic, so the result is byte for byte the version ``data.dvc`` records.
+    Progressive stages and pinned eval sets read it whatever the run's own data is. Generation and
+    validation (whose reports and quarantine tables are part of the tracked data) are both
+    deterministic, so a written set is byte for byte the version ``data.dvc`` records.
+
+    Sets already there are never touched (the folder may be a volume other runs read).
+    :func:`~rsvl.data.generate.generate_default` has no per-set option, so all three sets are
+    generated and validated in a scratch folder beside ``default`` and only the missing ones are
+    renamed into place: other processes see a complete set or none, and when two race for one set
+    the first rename wins. A set folder without ``dataset.json`` (debris of an interrupted write)
+    is moved aside and replaced.
 
     Args:
-        cfg: The run config (``data.seed``, ``data.generate_scale``, the caption rules).
+        cfg: The run config (``data.root``, ``data.seed``, ``data.generate_scale``, the caption rules).
 
     Returns:
         The ``default`` folder.
@@ -60,31 +70,37 @@ def write_default_data(cfg: RunConfig) -> Path:
     from rsvl.data.generate import generate_default
     from rsvl.data.validate import validate_tree
 
-    root = Path(cfg.data.root) / "default"
-    generate_default(root, seed=cfg.data.seed, scale=cfg.data.generate_scale)
-    validate_tree(root, rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction)
-    return root
-
-
-def ensure_default_data(cfg: RunConfig) -> Path:
-    """The embedded default data under ``data.root/default``, written (:func:`write_default_data`) when any set is missing.
-
-    Progressive stages and pinned eval sets read it whatever the run's own data is.
-    """
-    default = Path(cfg.data.root) / "default"
-    if not all((default / name / META_FILE).is_file() for name in ("optical", "sar", "s1s2")):
-        write_default_data(cfg)
+    root = Path(cfg.data.root)
+    default = root / "default"
+    missing = [name for name in DEFAULT_SETS if not (default / name / META_FILE).is_file()]
+    if not missing:
+        return default
+    default.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".default-", dir=root))
+    try:
+        generate_default(scratch / "sets", seed=cfg.data.seed, scale=cfg.data.generate_scale)
+        validate_tree(scratch / "sets", rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction)
+        for name in missing:
+            target = default / name
+            if target.exists() and not (target / META_FILE).is_file():
+                target.rename(scratch / f"incomplete-{name}")
+            try:
+                (scratch / "sets" / name).rename(target)
+            except OSError:
+                if not (target / META_FILE).is_file():  # not another process's complete set
+                    raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return default
 
 
 def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") -> DataOutcome:
     """Produce the run's training dataset in ``out_dir``.
 
-    ``data.source: generate`` uses the embedded default data under ``data.root`` (written by
-    :func:`write_default_data` when missing, byte for byte the DVC-tracked version) and copies
-    ``train.dataset`` out of it; ``ingest`` converts ``data.format`` at
-    ``data.path`` into the canonical format (and writes the default data too when it is missing,
-    since progressive stages and pinned eval sets may read it).
+    Either way the embedded default data under ``data.root`` is made complete first
+    (:func:`ensure_default_data`, byte for byte the DVC-tracked version), since progressive stages
+    and pinned eval sets read it. ``data.source: generate`` then copies ``train.dataset`` out of
+    ``data.root``; ``ingest`` converts ``data.format`` at ``data.path`` into the canonical format.
 
     Args:
         cfg: The run config.
@@ -101,17 +117,17 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
     from rsvl.data.adapters import ingest
 
     out = Path(out_dir)
+    ensure_default_data(cfg)
     if cfg.data.source == "generate":
         source = Path(cfg.data.root) / cfg.train.dataset
         if not (source / META_FILE).is_file():
-            write_default_data(cfg)
-        if not (source / META_FILE).is_file():
-            raise DataError(f"{source}: train.dataset is not one of the generated default datasets")
+            generated = ", ".join(f"default/{name}" for name in DEFAULT_SETS)
+            raise DataError(f"{source}: train.dataset is not a dataset under data.root (the generated default "
+                            f"datasets are {generated})")
         version = dataset_version(source)
         _copy(source, out)
         origin = f"`{source}` (embedded default data)"
     else:
-        ensure_default_data(cfg)
         if out.exists():
             shutil.rmtree(out)
         ingest(cfg.data.format, cfg.data.path, out, name=Path(cfg.data.path).name)
