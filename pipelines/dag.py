@@ -8,14 +8,17 @@ Every paper's pipeline is this DAG over the shared components, with the paper's 
 for one profile compiled in as the default of the ``config_json`` parameter (``{track: config}``).
 The run parameters the Kubeflow UI shows are the data version, the main track's epochs and
 learning rate, the train backend and free ``dotted.key=value`` overrides (``<track>:key=value``
-for one track); each track's ``configure`` applies them and validates the result before any work
-starts. ``register``, ``gate`` and ``promote`` never come from the cache: they read and move
-registry state. With a ``local`` train backend and ``train.use_gpu`` a train task requests
-``train.num_workers`` GPUs (at least one); a ``kuberay`` train task only submits a RayJob, which
-carries the GPU requests itself. In the cluster profile every step's pod mounts the shared volume
-(``rsvl-shared``: checkpoints, the RayJob hand-over, the eval cache) and the data volume
-(``rsvl-data``); pipelines are submitted to run as the ``rsvl-pipeline-runner`` service account,
-which may create RayJobs.
+for one track); each track's ``configure`` applies them and validates the result, and ``ingest``
+waits for every track's ``configure``, so a bad override for any track fails before any work
+starts. Which steps exist (the tracks, ``vqa``) is decided here, when the pipeline is compiled,
+from the compiled-in configs: a run-time override cannot add or remove a step. ``register``,
+``gate`` and ``promote`` never come from the cache: they read and move registry state. With a
+``local`` train backend and ``train.use_gpu`` a train task requests ``train.num_workers`` GPUs
+(at least one); a ``kuberay`` train task only submits a RayJob, which carries the GPU requests
+itself. In the cluster profile every step's pod mounts the shared volume (``rsvl-shared``:
+checkpoints, the RayJob hand-over, the eval cache) and the data volume (``rsvl-data``) its
+track's ``train.kuberay`` names (the data steps: the main track's); pipelines are submitted to
+run as the ``rsvl-pipeline-runner`` service account, which may create RayJobs.
 """
 
 
@@ -55,11 +58,16 @@ def paper_tracks(paper: str, profile: str, overrides: "list[str] | tuple[str, ..
 
 
 def _cluster_volumes(tasks: list, cfg: RunConfig) -> None:
-    """Mount the shared (checkpoints, RayJob hand-over, eval cache) and data volumes into every step's pod."""
+    """Mount ``cfg``'s shared (checkpoints, RayJob hand-over, eval cache) and data volumes into the tasks' pods.
+
+    Each track's steps get their own track's claims: a track may name other volumes than the main track.
+    Without ``data_volume_claim`` only the shared volume is mounted.
+    """
     kuberay = cfg.train.kuberay
     for task in tasks:
         kubernetes.mount_pvc(task, pvc_name=kuberay.shared_volume_claim, mount_path=kuberay.shared_mount_path)
-        kubernetes.mount_pvc(task, pvc_name=kuberay.data_volume_claim, mount_path=kuberay.data_mount_path)
+        if kuberay.data_volume_claim:
+            kubernetes.mount_pvc(task, pvc_name=kuberay.data_volume_claim, mount_path=kuberay.data_mount_path)
 
 
 def _train_resources(task: Any, cfg: RunConfig) -> None:
@@ -132,16 +140,19 @@ def build_pipeline(tracks: dict[str, RunConfig]) -> Callable[..., Any]:
             configured = configure(config_json=config_json, track=name, epochs=epochs, lr=lr, backend=backend,
                                    overrides=overrides)
             configured.set_display_name(_label("configure", name))
-            configs[name] = configured.output
-        run_config = configs[MAIN_TRACK]
+            configs[name] = configured
+        run_config = configs[MAIN_TRACK].output
         ingested = ingest(config_json=run_config, data_version=data_version)
+        for configured in configs.values():
+            ingested.after(configured)  # every track's overrides are checked before any work starts
         captioned = caption(config_json=run_config, dataset=ingested.outputs["dataset"])
         filtered = filter_rows(config_json=run_config, dataset=captioned.outputs["captioned"])
         filtered.set_display_name("filter")
-        tasks = [ingested, captioned, filtered]
+        steps = {MAIN_TRACK: [ingested, captioned, filtered]}
         for name, cfg in tracks.items():
-            tasks += _track_steps(cfg, configs[name], filtered)
+            steps[name] = steps.get(name, []) + _track_steps(cfg, configs[name].output, filtered)
         if main.profile == "cluster":
-            _cluster_volumes(tasks, main)
+            for name, tasks in steps.items():
+                _cluster_volumes(tasks, tracks[name])
 
     return pipeline

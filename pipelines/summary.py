@@ -35,6 +35,8 @@ def _print_track(cfg: RunConfig, client) -> None:
 def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float) -> None:
     """Print, per track, the metrics, the gate decision, the registered version and its aliases; then where things are.
 
+    Each track is read from its own tracking store (``mlflow.tracking_uri`` may differ per track).
+
     Args:
         tracks: The run's config of each track (``main`` first).
         local_root: The KFP local pipeline root (task outputs).
@@ -44,10 +46,10 @@ def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float
     from rsvl.registry import registry_client
 
     first = next(iter(tracks.values()))
-    uri = resolve_tracking_uri(first.mlflow.tracking_uri)
-    client = registry_client(uri)
     print(f"\n=== {first.paper} pipeline finished in {seconds / 60:.1f} min ===")
-    for cfg in tracks.values():
-        _print_track(cfg, client)
+    uris = {name: resolve_tracking_uri(cfg.mlflow.tracking_uri) for name, cfg in tracks.items()}
+    for name, cfg in tracks.items():
+        _print_track(cfg, registry_client(uris[name]))
     print(f"\ntask outputs: {local_root.resolve()}")
-    print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {uri}")
+    for uri in dict.fromkeys(uris.values()):
+        print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {uri}")

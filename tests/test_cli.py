@@ -73,3 +73,26 @@ def test_models_list_names_the_committed_architectures(repo_root):
     assert result.exit_code == 0, result.output
     committed = {p.stem for p in (repo_root / "models").glob("*.json")}
     assert set(result.output.split()) == committed
+
+
+def test_train_names_the_plan_with_steps_and_time_over_all_its_fits(tmp_path):
+    from rsvl.cli import _plan_line
+    from rsvl.train.fit import FitResult
+
+    def fit(name: str, steps: int, seconds: float, **parts) -> FitResult:
+        return FitResult(run_name=name, mlflow_run_id="x", model_dir=tmp_path / name, steps=steps, seconds=seconds,
+                         **parts)
+
+    optical, sar = fit("my-run-optical", 6, 10.0), fit("my-run-sar", 3, 5.0)
+    control = fit("my-run-sar_only-sar", 9, 12.0)
+    plan = fit("my-run-sar", 3, 5.0, stages={"optical": optical, "sar": sar},
+               ablations={"sar_only": fit("my-run-sar_only-sar", 9, 12.0, stages={"sar": control})})
+    assert _plan_line("my-run", plan) == f"run my-run: 18 steps in 27 s over 3 fits; model in {tmp_path / 'my-run-sar'}"
+    assert _plan_line("plain", fit("plain", 16, 25.0)) == f"run plain: 16 steps in 25 s; model in {tmp_path / 'plain'}"
+
+
+def test_evaluate_refuses_a_comparison_name_given_twice(repo_root, tmp_path):
+    result = runner.invoke(app, ["evaluate", "--config", str(repo_root / "pipelines/sar_text/config.yaml"),
+                                 "--model", str(tmp_path), "--compare", f"a={tmp_path}", "--compare", f"a={tmp_path}/y"])
+    assert result.exit_code == 1
+    assert "--compare names ['a'] more than once" in result.output

@@ -11,6 +11,7 @@ import yaml
 from rsvl.config import (
     PAPERS,
     RunConfig,
+    apply_overrides,
     configure_track,
     deep_merge,
     load_config,
@@ -156,7 +157,7 @@ def test_track_overrides_apply_to_their_track_only(tmp_path):
 
 def test_a_track_may_not_set_shared_sections_or_be_unknown(tmp_path):
     bad = deep_merge(TRACKED, {"tracks": {"captioner": {"defaults": {"data": {"seed": 1}}}}})
-    with pytest.raises(ConfigError, match=r"tracks.captioner: sets \['data'\], which every track shares"):
+    with pytest.raises(ConfigError, match=r"tracks.captioner.defaults: sets \['data'\], which every track shares"):
         load_config(write(tmp_path, bad), "local", track="captioner")
     with pytest.raises(ConfigError, match="no track 'vqa'; the file defines \\['main', 'captioner'\\]"):
         load_config(write(tmp_path, TRACKED), "local", track="vqa")
@@ -188,3 +189,132 @@ def test_a_written_track_config_loads_back_equal(tmp_path):
     captioner = load_tracks(write(tmp_path, TRACKED), "cluster")["captioner"]
     path = write_config_file(captioner, tmp_path / "out" / "config.yaml")
     assert load_config(path, "cluster", track="captioner") == captioner
+
+
+def test_two_tracks_may_not_share_a_registry_entry(tmp_path):
+    inherits = deep_merge(TRACKED, {"tracks": {"captioner": {"defaults": {"registry": {"model_name": "clip"}}}}})
+    with pytest.raises(ConfigError, match="tracks 'main' and 'captioner' both register as registry.model_name 'clip'"):
+        load_tracks(write(tmp_path, inherits), "local")
+
+
+@pytest.mark.parametrize(("tracks", "message"), [
+    ({"main": {"defaults": {"train": {"epochs": 1}}}}, "tracks.main: 'main' is the paper's own sections"),
+    ("captioner", "tracks: must be a mapping, got str 'captioner'"),
+    ({"captioner": {"profiles": ["local"]}}, r"tracks.captioner.profiles: must be a mapping, got list \['local'\]"),
+    ({"captioner": {"defaults": "x"}}, "tracks.captioner.defaults: must be a mapping, got str"),
+    ({"captioner": {"profiles": {"local": 3}}}, "tracks.captioner.profiles.local: must be a mapping, got int"),
+    ({"captioner": {"profiles": {"clustr": {}}}}, r"tracks.captioner.profiles: unknown profiles \['clustr'\]"),
+    ({"captioner": {"gate": {}}}, "tracks.captioner: a track holds only 'defaults' and 'profiles'"),
+])
+def test_a_malformed_tracks_section_names_file_and_key(tmp_path, tracks, message):
+    path = write(tmp_path, {**BASE, "tracks": tracks})
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path, "local")  # checked whichever track is loaded
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("layer", [{"defaults": {"train": {"dataset": "default/optical"}}},
+                                   {"profiles": {"cluster": {"train": {"image_column": "s1"}}}}])
+def test_a_track_may_not_train_on_other_data_than_the_pipeline_gives_it(tmp_path, layer):
+    bad = deep_merge(TRACKED, {"tracks": {"captioner": layer}})
+    with pytest.raises(ConfigError, match=r"tracks.captioner.(defaults|profiles.cluster): sets \['train.(dataset"
+                                          r"|image_column)'\], which every track shares"):
+        load_config(write(tmp_path, bad), "local")
+    with pytest.raises(ConfigError, match="shared by every track"):
+        load_config(write(tmp_path, TRACKED), "local", ["captioner:train.image_column=s1"])
+    assert load_config(write(tmp_path, TRACKED), "local", ["train.image_column=s1"], "captioner").train.image_column == "s1"
+
+
+def test_a_gate_in_any_track_layer_replaces_the_papers(tmp_path):
+    in_profile = deep_merge(BASE, {
+        "defaults": {"gate": {"minimums": {"test.mR": 20.0}, "max_regression": {"test.i2t_r1": 5.0}}},
+        "tracks": {"captioner": {"defaults": {"registry": {"model_name": "coca"}},
+                                 "profiles": {"local": {"gate": {"minimums": {"test.BLEU_4": 0.05}}}}}},
+    })
+    local = load_config(write(tmp_path, in_profile), "local", track="captioner")
+    assert local.gate.minimums == {"test.BLEU_4": 0.05} and local.gate.max_regression == {}
+    cluster = load_config(write(tmp_path, in_profile), "cluster", track="captioner")
+    assert cluster.gate.minimums == {"test.mR": 20.0}  # no gate in the track's cluster layer: the paper's
+    both = deep_merge(in_profile, {"tracks": {"captioner": {"defaults": {"gate": {"max_regression": {"x": 1.0}}}}}})
+    merged = load_config(write(tmp_path, both), "local", track="captioner").gate  # the track's layers merge
+    assert merged.minimums == {"test.BLEU_4": 0.05} and merged.max_regression == {"x": 1.0}
+
+
+def test_a_track_naming_a_model_replaces_the_papers_model_section(tmp_path):
+    sized = deep_merge(TRACKED, {"profiles": {"local": {"model": {"pretrained": "packaged", "image_size": 96}}},
+                                 "tracks": {"captioner": {"profiles": {"cluster": {"model": {"image_size": 64}}}}}})
+    local = load_config(write(tmp_path, sized), "local", track="captioner")
+    assert (local.model.name, local.model.pretrained, local.model.image_size) == ("tiny-coca", None, None)
+    cluster = load_config(write(tmp_path, sized), "cluster", track="captioner")  # no model.name: merged
+    assert (cluster.model.name, cluster.model.pretrained, cluster.model.image_size) == ("ViT-L-14", "openai", 64)
+
+
+def test_the_sar_text_captioner_resolves_its_own_model(repo_root):
+    path = repo_root / "pipelines" / "sar_text" / "config.yaml"
+    local = load_tracks(path, "local")
+    assert local["main"].model.image_size == 96
+    assert local["captioner"].model.model_dump() == {"name": "rsvl-tiny-coca", "pretrained": None, "image_size": None}
+    cluster = load_tracks(path, "cluster")["captioner"].model
+    assert (cluster.name, cluster.pretrained, cluster.image_size) == (
+        "coca_ViT-L-14", "mscoco_finetuned_laion2b_s13b_b90k", None)
+
+
+def test_run_time_overrides_must_name_a_track_of_the_paper(tmp_path):
+    tracks = load_tracks(write(tmp_path, TRACKED), "local")
+    with pytest.raises(ConfigError, match="names track 'cpationer'"):
+        apply_overrides(tracks["main"], ["cpationer:train.epochs=3"], list(tracks))
+    with pytest.raises(ConfigError, match="names track 'cpationer'"):
+        configure_track(tracks_json(tracks), "main", ["cpationer:train.epochs=3"])
+    with pytest.raises(TypeError):
+        apply_overrides(tracks["main"], ["cpationer:train.epochs=3"])  # type: ignore[call-arg]
+
+
+STAGED = {"stages": [{"name": "optical", "dataset": "default/optical"}, {"name": "sar"}]}
+
+
+@pytest.mark.parametrize(("ablation", "evaluate", "message"), [
+    ("sar_test", {}, "may be neither an eval set name \\['sar_test'\\]"),
+    ("candidate", {}, "'candidate' prefixes its metric keys"),
+    ("champion", {}, "'champion' prefixes its metric keys"),
+    ("base", {"compare_base": True}, "'base' prefixes its metric keys"),
+])
+def test_an_ablation_may_not_take_a_comparison_name_in_use(tmp_path, ablation, evaluate, message):
+    sets = {"sets": [{"name": "sar_test", "dataset": "default/sar", "tasks": ["retrieval"]}], **evaluate}
+    bad = deep_merge(BASE, {"defaults": {"train": {**STAGED, "ablations": [{"name": ablation, "stages": ["sar"]}]},
+                                         "evaluate": sets}})
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, bad), "local")
+    if ablation == "base":
+        plain = deep_merge(bad, {"defaults": {"evaluate": {"compare_base": False}}})
+        assert load_config(write(tmp_path, plain), "local").train.ablations[0].name == "base"
+
+
+@pytest.mark.parametrize(("train", "message"), [
+    ({"stages": [{"name": "sar-a"}]}, "train.stages.0.name: String should match pattern"),
+    ({**STAGED, "ablations": [{"name": "sar-only", "stages": ["sar"]}]}, "train.ablations.0.name: String should match"),
+    ({**STAGED, "ablations": [{"name": "twice", "stages": ["sar", "sar"]}]}, "ablation 'twice' repeats stages"),
+    ({"stages": [{"name": "x", "dataset": "/data/default/optical"}]}, "must be a relative path under data.root"),
+    ({"stages": [{"name": "x", "dataset": "default/../../etc"}]}, "must be a relative path under data.root"),
+])
+def test_stage_and_ablation_names_and_datasets_are_refused_before_any_work(tmp_path, train, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, deep_merge(BASE, {"defaults": {"train": train}})), "local")
+
+
+def test_vqa_is_scored_on_a_split_it_was_not_fitted_on(tmp_path):
+    same = deep_merge(BASE, {"defaults": {"vqa": {"train_split": "test", "test_split": "test"}}})
+    with pytest.raises(ConfigError, match="vqa.train_split and vqa.test_split are both 'test'"):
+        load_config(write(tmp_path, same), "local")
+    apart = deep_merge(BASE, {"defaults": {"vqa": {"train_split": "val", "test_split": "test"}}})
+    assert load_config(write(tmp_path, apart), "local").vqa.train_split == "val"
+
+
+def test_a_run_time_override_may_not_change_the_compiled_steps(tmp_path):
+    with_vqa = load_tracks(write(tmp_path, deep_merge(TRACKED, {"defaults": {"vqa": {"model": "linear_head"}}})),
+                           "local")
+    bundle = tracks_json(with_vqa)
+    assert configure_track(bundle, "main", ["vqa.model=answer_ranker"]).vqa.model == "answer_ranker"
+    with pytest.raises(ConfigError, match="remove the vqa section, but the pipeline's steps were fixed"):
+        configure_track(bundle, "main", ["vqa=null"])
+    with pytest.raises(ConfigError, match="add the vqa section"):
+        configure_track(tracks_json(load_tracks(write(tmp_path, TRACKED), "local")), "main", ["vqa={}"])

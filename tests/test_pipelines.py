@@ -92,6 +92,35 @@ def test_cluster_steps_mount_the_shared_and_data_volumes(tmp_path):
     assert "platforms" not in local
 
 
+def test_each_track_mounts_its_own_volumes_and_ingest_waits_for_every_configure(tmp_path):
+    overrides = ["captioner:train.kuberay.shared_volume_claim=coca-shared", "captioner:train.kuberay.data_volume_claim=null"]
+    spec = compiled(compile_pipeline("sar_text", "cluster", overrides, tmp_path))
+    tasks = spec["root"]["dag"]["tasks"]
+    configures = {name for name, task in tasks.items() if task["taskInfo"]["name"].startswith("configure")}
+    assert len(configures) == 2 and set(tasks["ingest"]["dependentTasks"]) == configures
+    by_label = {task["taskInfo"]["name"]: task["componentRef"]["name"].replace("comp-", "exec-")
+                for task in tasks.values() if "componentRef" in task}
+    executors = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounts = {label: {(m["constant"], m["mountPath"]) for m in executors[executor]["pvcMount"]}
+              for label, executor in by_label.items() if executor in executors}
+    main = {("rsvl-shared", "/mnt/rsvl-shared"), ("rsvl-data", "/data")}
+    assert mounts["ingest"] == mounts["filter"] == mounts["train"] == mounts["evaluate"] == main
+    assert mounts["train-captioner"] == mounts["evaluate-captioner"] == {("coca-shared", "/mnt/rsvl-shared")}
+
+
+def test_the_summary_reads_each_track_from_its_own_tracking_store(tmp_path, capsys):
+    from pipelines.summary import print_summary
+
+    stores = {track: f"sqlite:///{tmp_path / track / 'mlflow.db'}" for track in ("main", "captioner")}
+    tracks = {track: cfg.model_copy(update={"mlflow": cfg.mlflow.model_copy(update={"tracking_uri": stores[track]})})
+              for track, cfg in paper_tracks("sar_text", "local").items()}
+    print_summary(tracks, tmp_path, 60.0)
+    shown = capsys.readouterr().out
+    assert "--- track captioner: sar_rs_coca ---\nnothing registered under 'sar_rs_coca'" in shown
+    assert all((tmp_path / track / "mlflow.db").is_file() for track in stores)  # each store was queried
+    assert all(f"--backend-store-uri {uri}" in shown for uri in stores.values())
+
+
 def test_the_rayjob_of_the_cluster_profile_validates_against_the_kuberay_schema(repo_root):
     from rsvl.cluster.rayjob import build_rayjob
     from rsvl.cluster.schema import load_rayjob_schema, validate_rayjob

@@ -12,7 +12,10 @@ def configure(config_json: str, track: str, epochs: int, lr: float, backend: str
     Args:
         config_json: The paper's resolved configs for the profile, ``{track: config}``, as compiled.
         track: Which track's config to resolve (``main``, or one under the paper's ``tracks``).
-        epochs: ``train.epochs`` of the ``main`` track; 0 keeps the config's value.
+        epochs: ``train.epochs`` of the ``main`` track; 0 keeps the config's value. A progressive
+            stage that sets its own ``epochs`` or ``max_steps`` keeps its length: it replaces
+            both ``train.epochs`` and ``train.max_steps`` (see ``rsvl.config.StageConfig``);
+            override ``main:train.stages`` to change it.
         lr: ``train.lr`` of the ``main`` track; 0 keeps the config's value.
         backend: ``train.backend`` (``local`` or ``kuberay``) of every track; empty keeps the config's value.
         overrides: More ``dotted.key=value`` overrides for every track (``<track>:key=value`` for one),

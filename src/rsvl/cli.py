@@ -230,10 +230,25 @@ def train(
     for ablation, fitted in result.ablations.items():
         steps = sum(part.steps for part in fitted.stages.values())
         typer.echo(f"ablation {ablation} ({steps} steps): {_fit_line(fitted, key)}")
-    typer.echo(f"run {result.run_name}: {result.steps} steps in {result.seconds:.0f} s; model in {result.model_dir}")
+    typer.echo(_plan_line(name, result))
     if key in result.metrics:
         before = f"{result.baseline[key]:.2f} -> " if key in result.baseline else ""
         typer.echo(f"{key}: {before}{result.metrics[key]:.2f} (MLflow run {result.mlflow_run_id})")
+
+
+def _plan_line(run_name: str, result) -> str:
+    """The plan in a line: the name to re-launch it with, its steps and time over every fit, where its model is.
+
+    A staged plan's result is its last stage's fit (named ``<run>-<stage>``); re-launching with
+    that name would start a new plan, so the plan's own name is shown, with the totals of its
+    stages and ablations.
+    """
+    fits = [*result.stages.values(),
+            *(part for ablation in result.ablations.values() for part in ablation.stages.values())] or [result]
+    steps = sum(fit.steps for fit in fits)
+    seconds = sum(fit.seconds for fit in fits)
+    over = f" over {len(fits)} fits" if result.stages else ""
+    return f"run {run_name}: {steps} steps in {seconds:.0f} s{over}; model in {result.model_dir}"
 
 
 def _fit_line(result, key: str) -> str:
@@ -278,6 +293,10 @@ def evaluate(
         pairs = [item.split("=", 1) for item in compare]
         if any(len(pair) != 2 or not pair[0] or not pair[1] for pair in pairs):
             raise ConfigError(f"--compare takes name=model_dir, got {compare}")
+        names = [pair[0] for pair in pairs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ConfigError(f"--compare names {repeated} more than once; give each comparison model its own name")
         cfg = load_config(config, profile, set_, track)
         evaluation = run_evaluation(cfg, model, out, mlflow_run_id=run_id, compare={n: Path(p) for n, p in pairs},
                                     compare_base=cfg.evaluate.compare_base)

@@ -4,7 +4,8 @@ A config file holds shared ``defaults`` and one partial override per ``profiles`
 (``local``: laptop, no cluster; ``cluster``: Kubeflow + KubeRay on GPUs). The chosen profile is
 deep-merged over the defaults, dotted ``--set`` overrides are applied last, and the result is
 validated by strict, frozen pydantic models so a bad value fails before any work starts, with
-the file, the profile, the field path and the rule in the message.
+the file, the profile, the field path and the rule in the message. ``tracks`` are more models
+trained on the same data, each laid over the paper's sections (see :func:`load_config`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import copy
 import hashlib
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rsvl.caption.config import CaptionConfig
 from rsvl.cluster.config import KubeRayConfig
@@ -43,9 +44,19 @@ def _load_yaml(text: str):
 
 PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
 MAIN_TRACK = "main"
-SHARED_SECTIONS = ("data", "caption")
-"""Config sections every track of a paper shares: the tracks train on the same filtered data."""
+SHARED_KEYS = ("data", "caption", "train.dataset", "train.image_column")
+"""Config keys every track of a paper shares: the pipeline trains every track on the main track's filtered data."""
+TRACK_REPLACES = {"gate": None, "model": "name"}
+"""Sections a track replaces instead of merging into the paper's, and the key that makes it (``None``: any value).
+
+Promotion rules and a model's settings belong to one model: a track's ``gate`` replaces the
+paper's gate, and a track's ``model`` that names an architecture replaces the paper's model
+(a CoCa does not inherit the CLIP's ``image_size``)."""
 PROFILES = ("local", "cluster")
+BASE = "base"
+"""The comparison name of the untuned model (``evaluate.compare_base``)."""
+RESERVED_NAMES = ("candidate", "champion")
+"""Metric prefixes of the gate's run; a comparison model named so would be mistaken for one of its models."""
 
 
 class CaptionRules(StrictModel):
@@ -120,21 +131,41 @@ class TrainableConfig(StrictModel):
 
 
 NAME = r"^[A-Za-z0-9_-]{1,64}$"
+PLAN_NAME = r"^[A-Za-z0-9_]{1,64}$"
+"""Stage and ablation names: no ``-``, because fit names join them with it (``<run>-<stage>``,
+``<run>-<ablation>-<stage>``) and ``a-b`` would make two plans' fits share a name."""
 
 
 class StageConfig(StrictModel):
     """One stage of progressive transfer (``train.stages``): a fit that starts from the previous stage's weights.
 
-    ``dataset`` is a dataset directory under ``data.root`` (the optical pairs of SAR-RS-CLIP's
-    stage 1); ``None`` is the run's own dataset (the pipeline's filtered data). ``epochs``,
-    ``max_steps`` and ``lr`` replace the ``train`` values for this stage only.
+    ``dataset`` is a dataset directory relative to ``data.root`` (the optical pairs of
+    SAR-RS-CLIP's stage 1; no leading ``/`` and no ``..``, since the cluster's train step copies
+    it); ``None`` is the run's own dataset (the pipeline's filtered data).
+
+    A stage's length: with neither ``epochs`` nor ``max_steps`` set it runs as ``train`` says
+    (``train.max_steps`` when set, else ``train.epochs``). Setting either replaces *both* train
+    values for this stage: ``epochs`` alone runs that many epochs (``train.max_steps`` does not
+    cap it), ``max_steps`` runs that many steps. So a run-wide ``train.epochs`` or
+    ``train.max_steps`` (the pipeline's ``epochs`` run parameter, ``--set``) does not reach a
+    stage that sets its own length: override ``train.stages`` instead. In an ablation the
+    stage's share of the step budget replaces its length. ``lr`` replaces ``train.lr`` for this
+    stage only.
     """
 
-    name: str = Field(pattern=NAME)
+    name: str = Field(pattern=PLAN_NAME)
     dataset: str | None = Field(None, min_length=1)
     epochs: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
     lr: float | None = Field(None, gt=0.0)
+
+    @field_validator("dataset")
+    @classmethod
+    def _under_data_root(cls, dataset: str | None) -> str | None:
+        if dataset is not None and (dataset.startswith(("/", "\\")) or ".." in PurePosixPath(dataset).parts):
+            raise ValueError(f"stage dataset {dataset!r} must be a relative path under data.root "
+                             "(no leading '/', no '..' component)")
+        return dataset
 
 
 class AblationConfig(StrictModel):
@@ -145,7 +176,7 @@ class AblationConfig(StrictModel):
     same eval sets as the candidate and reported beside it.
     """
 
-    name: str = Field(pattern=NAME)
+    name: str = Field(pattern=PLAN_NAME)
     stages: list[str] = Field(min_length=1)
 
 
@@ -206,6 +237,8 @@ class TrainConfig(StrictModel):
             unknown = [name for name in ablation.stages if name not in names]
             if unknown:
                 raise ValueError(f"ablation {ablation.name!r} names stages {unknown} that train.stages does not define")
+            if len(set(ablation.stages)) != len(ablation.stages):
+                raise ValueError(f"ablation {ablation.name!r} repeats stages {ablation.stages}: each stage is one fit")
         return self
 
 
@@ -286,6 +319,16 @@ class RunConfig(StrictModel):
     mlflow: MlflowConfig = MlflowConfig()
     vqa: VqaConfig | None = None
 
+    @model_validator(mode="after")
+    def _ablations_name_comparisons(self) -> "RunConfig":
+        sets = {eval_set.name for eval_set in self.evaluate.sets}
+        reserved = {*RESERVED_NAMES, *((BASE,) if self.evaluate.compare_base else ())}
+        for ablation in self.train.ablations:
+            if ablation.name in sets or ablation.name in reserved:
+                raise ValueError(f"train.ablations {ablation.name!r} prefixes its metric keys as a comparison model: "
+                                 f"it may be neither an eval set name {sorted(sets)} nor one of {sorted(reserved)}")
+        return self
+
     def digest(self) -> str:
         """Return a stable SHA-256 of the resolved config (a lineage tag for registered models)."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
@@ -345,21 +388,37 @@ def _format_errors(err: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
-def track_overrides(items: list[str] | tuple[str, ...], track: str,
-                    tracks: list[str] | tuple[str, ...] | None = None) -> list[str]:
+_MISSING = object()
+
+
+def _shared_keys(layer: dict[str, Any]) -> list[str]:
+    """The :data:`SHARED_KEYS` a partial config sets (a section, or a key inside ``train``)."""
+    found = []
+    for key in SHARED_KEYS:
+        node: Any = layer
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) and part in node else _MISSING
+        if node is not _MISSING:
+            found.append(key)
+    return found
+
+
+
+def track_overrides(items: list[str] | tuple[str, ...], track: str, tracks: list[str] | tuple[str, ...]) -> list[str]:
     """The overrides that apply to ``track``: plain ``key=value`` ones and ``<track>:key=value`` ones.
 
     Args:
         items: Overrides as given (``train.lr=1e-4``, ``captioner:train.epochs=3``).
         track: The track being configured.
-        tracks: The paper's track names; when given, a prefix naming another track is refused.
+        tracks: The paper's track names: a prefix naming none of them is refused (a typo such as
+            ``cpationer:`` would otherwise change nothing, silently).
 
     Returns:
         The overrides for ``track``, prefixes removed.
 
     Raises:
-        ConfigError: A prefix names no track of the paper, or a prefixed override touches a
-            section all tracks share (``data``, ``caption``).
+        ConfigError: A prefix names no track of the paper, or a prefixed override touches a key
+            all tracks share (:data:`SHARED_KEYS`).
     """
     chosen = []
     for item in items:
@@ -368,10 +427,10 @@ def track_overrides(items: list[str] | tuple[str, ...], track: str,
             chosen.append(item)
             continue
         prefix, _, dotted = key.partition(":")
-        if tracks is not None and prefix not in tracks:
+        if prefix not in tracks:
             raise ConfigError(f"override {item!r} names track {prefix!r}; the paper's tracks are {list(tracks)}")
-        if dotted.split(".")[0].strip() in SHARED_SECTIONS:
-            raise ConfigError(f"override {item!r}: {', '.join(SHARED_SECTIONS)} are shared by every track; "
+        if _shared_keys(parse_overrides([f"{dotted}{sep}{value}"])):
+            raise ConfigError(f"override {item!r}: {', '.join(SHARED_KEYS)} are shared by every track; "
                               "override them without a track prefix")
         if prefix == track:
             chosen.append(f"{dotted}{sep}{value}")
@@ -392,30 +451,77 @@ def _read_document(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: unknown top-level keys {sorted(unknown)}; allowed: paper, defaults, profiles, tracks"
         )
+    raw["tracks"] = _read_tracks(path, raw.get("tracks"))
     return raw
 
 
-def _track_layers(path: Path, raw: dict[str, Any], track: str, profile: str) -> list[dict[str, Any]]:
-    """The partial configs a non-main track lays over the paper's: its ``defaults``, then its profile's."""
-    tracks = raw.get("tracks") or {}
-    if track not in tracks:
-        raise ConfigError(f"{path}: no track {track!r}; the file defines {[MAIN_TRACK, *tracks]}")
-    entry = tracks[track] or {}
-    where = f"{path}: tracks.{track}"
-    if not isinstance(entry, dict) or set(entry) - {"defaults", "profiles"}:
-        raise ConfigError(f"{where}: a track holds only 'defaults' and 'profiles'")
-    layers = [entry.get("defaults") or {}, (entry.get("profiles") or {}).get(profile) or {}]
-    for layer in layers:
-        shared = [section for section in SHARED_SECTIONS if section in layer]
-        if shared:
-            raise ConfigError(f"{where}: sets {shared}, which every track shares; set them in the paper's sections")
-    return layers
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """``value`` as a mapping (``None``: empty); anything else is refused naming ``where``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _read_tracks(path: Path, section: Any) -> dict[str, dict[str, Any]]:
+    """Check the ``tracks`` section: ``{track: {defaults, profiles: {local, cluster}}}``, all mappings.
+
+    Returns:
+        Track name → ``{"defaults": layer, "profiles": {profile: layer}}``, in file order.
+
+    Raises:
+        ConfigError: Naming the file and key: a value is not a mapping, a track is named
+            ``main`` or breaks the name pattern, an entry holds other keys than ``defaults`` and
+            ``profiles``, a profile is not one of :data:`PROFILES`, or a layer sets a key every
+            track shares (:data:`SHARED_KEYS`).
+    """
+    tracks = {}
+    for name, entry in _mapping(section, f"{path}: tracks").items():
+        where = f"{path}: tracks.{name}"
+        if name == MAIN_TRACK:
+            raise ConfigError(f"{where}: {MAIN_TRACK!r} is the paper's own sections; name the track otherwise")
+        if not isinstance(name, str) or not re.fullmatch(NAME, name):
+            raise ConfigError(f"{where}: a track name is 1-64 letters, digits, '_' or '-'")
+        entry = _mapping(entry, where)
+        if set(entry) - {"defaults", "profiles"}:
+            raise ConfigError(f"{where}: a track holds only 'defaults' and 'profiles', got {sorted(entry)}")
+        profiles = _mapping(entry.get("profiles"), f"{where}.profiles")
+        unknown = [profile for profile in profiles if profile not in PROFILES]
+        if unknown:
+            raise ConfigError(f"{where}.profiles: unknown profiles {unknown}; allowed: {list(PROFILES)}")
+        layers = {"defaults": _mapping(entry.get("defaults"), f"{where}.defaults")}
+        layers.update({f"profiles.{profile}": _mapping(layer, f"{where}.profiles.{profile}")
+                       for profile, layer in profiles.items()})
+        for key, layer in layers.items():
+            shared = _shared_keys(layer)
+            if shared:
+                raise ConfigError(f"{where}.{key}: sets {shared}, which every track shares (the pipeline trains "
+                                  "every track on the same filtered data); set them in the paper's sections")
+        tracks[name] = {"defaults": layers["defaults"],
+                        "profiles": {profile: layers[f"profiles.{profile}"] for profile in profiles}}
+    return tracks
+
+
+def _lay_track(paper: dict[str, Any], entry: dict[str, Any], profile: str) -> dict[str, Any]:
+    """A track's config: its ``defaults`` with its profile merged over them, laid over the paper's resolved sections.
+
+    The track's ``gate``, and its ``model`` when it names one, replace the paper's
+    (:data:`TRACK_REPLACES`); every other section merges over the paper's.
+    """
+    own = deep_merge(entry["defaults"], entry["profiles"].get(profile, {}))
+    merged = copy.deepcopy(paper)
+    for section, key in TRACK_REPLACES.items():
+        value = own.get(section, _MISSING)
+        if value is not _MISSING and (key is None or (isinstance(value, dict) and key in value)):
+            merged.pop(section, None)
+    return deep_merge(merged, own)
 
 
 def track_names(path: str | Path) -> list[str]:
     """The tracks a paper config defines: ``main`` (the paper's own sections) then ``tracks`` in file order."""
     raw = _read_document(Path(path))
-    return [MAIN_TRACK, *(raw.get("tracks") or {})]
+    return [MAIN_TRACK, *raw["tracks"]]
 
 
 def load_config(
@@ -427,39 +533,44 @@ def load_config(
     """Load, merge and validate a paper config.
 
     A file may define more models trained on the same data as ``tracks`` (SAR-TEXT's captioner
-    beside its CLIP): each track lays its own ``defaults`` and profile over the paper's resolved
-    sections, except the ``data`` and ``caption`` sections, which all tracks share. A ``gate`` in
-    a track's ``defaults`` replaces the paper's instead of merging with it: promotion rules are
-    about one model's metrics.
+    beside its CLIP). A track's own config is its ``defaults`` with its profile merged over them;
+    it is laid over the paper's resolved sections, where its ``gate`` (in any of its layers)
+    replaces the paper's gate and its ``model``, when it sets ``model.name``, replaces the
+    paper's model section: promotion rules and model settings belong to one model. Every other
+    section merges. The keys every track shares (``data``, ``caption``, ``train.dataset``,
+    ``train.image_column``: the pipeline trains all tracks on the main track's filtered data)
+    are refused in a track. The whole ``tracks`` section is checked whichever track is loaded.
 
     Args:
         path: ``pipelines/<paper>/config.yaml``.
         profile: ``local`` or ``cluster``.
-        overrides: Dotted ``key=value`` overrides applied last (``<track>:key=value`` for one track).
+        overrides: Dotted ``key=value`` overrides applied last (``<track>:key=value`` for one track;
+            these merge like any override, replacing nothing whole).
         track: ``main`` or a name under ``tracks``.
 
     Returns:
         The validated, frozen :class:`RunConfig`.
 
     Raises:
-        ConfigError: The file is missing or not YAML, the profile or track is unknown, or a field
-            breaks a rule; the message names the file, profile, field path and rule.
+        ConfigError: The file is missing or not YAML, the profile or track is unknown, the
+            ``tracks`` section is malformed, or a field breaks a rule; the message names the
+            file, profile, field path and rule.
     """
     path = Path(path)
     raw = _read_document(path)
-    profiles = raw.get("profiles") or {}
+    profiles = _mapping(raw.get("profiles"), f"{path}: profiles")
     if profile not in PROFILES:
         raise ConfigError(f"{path}: profile {profile!r} is not one of {PROFILES}")
     if profile not in profiles:
         raise ConfigError(f"{path}: no profile {profile!r}; the file defines {sorted(profiles)}")
-    merged = deep_merge(raw.get("defaults") or {}, profiles[profile] or {})
+    merged = deep_merge(_mapping(raw.get("defaults"), f"{path}: defaults"),
+                        _mapping(profiles[profile], f"{path}: profiles.{profile}"))
+    names = [MAIN_TRACK, *raw["tracks"]]
+    if track not in names:
+        raise ConfigError(f"{path}: no track {track!r}; the file defines {names}")
     if track != MAIN_TRACK:
-        for index, layer in enumerate(_track_layers(path, raw, track, profile)):
-            if index == 0 and "gate" in layer:
-                merged.pop("gate", None)  # promotion rules belong to one model: a track's gate replaces the paper's
-            merged = deep_merge(merged, layer)
-    chosen = track_overrides(overrides, track, [MAIN_TRACK, *(raw.get("tracks") or {})])
-    merged = deep_merge(merged, parse_overrides(chosen))
+        merged = _lay_track(merged, raw["tracks"][track], profile)
+    merged = deep_merge(merged, parse_overrides(track_overrides(overrides, track, names)))
     merged.update(paper=raw.get("paper"), profile=profile, track=track)
     try:
         return RunConfig.model_validate(merged)
@@ -471,24 +582,39 @@ def load_config(
 def load_tracks(
     path: str | Path, profile: str = "local", overrides: list[str] | tuple[str, ...] = ()
 ) -> dict[str, RunConfig]:
-    """Every track of a paper config, resolved (``main`` first); see :func:`load_config`."""
-    return {track: load_config(path, profile, overrides, track) for track in track_names(path)}
+    """Every track of a paper config, resolved (``main`` first); see :func:`load_config`.
+
+    Raises:
+        ConfigError: As :func:`load_config`, or two tracks register under the same
+            ``registry.model_name`` (they would share one registry entry and its aliases).
+    """
+    tracks = {track: load_config(path, profile, overrides, track) for track in track_names(path)}
+    owners: dict[str, str] = {}
+    for track, cfg in tracks.items():
+        name = cfg.registry.model_name
+        if name in owners:
+            raise ConfigError(f"{path} (profile {profile}): tracks {owners[name]!r} and {track!r} both register as "
+                              f"registry.model_name {name!r}; give each track its own (they would share one "
+                              "registry entry, its champion and candidate)")
+        owners[name] = track
+    return tracks
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...],
-                    tracks: list[str] | tuple[str, ...] | None = None) -> RunConfig:
+                    tracks: list[str] | tuple[str, ...]) -> RunConfig:
     """Apply ``dotted.key=value`` overrides to a resolved config (a pipeline run's UI parameters).
 
     Args:
         cfg: The resolved config.
         overrides: Overrides as for :func:`load_config`; ``<track>:`` ones apply to that track only.
-        tracks: The paper's track names (to refuse a prefix naming none of them).
+        tracks: The paper's track names; a prefix naming none of them is refused.
 
     Returns:
         A new validated config.
 
     Raises:
-        ConfigError: An override is malformed or breaks a rule (the message names the field).
+        ConfigError: An override is malformed, names an unknown track or breaks a rule (the
+            message names the field).
     """
     chosen = track_overrides(overrides, cfg.track, tracks)
     merged = deep_merge(cfg.model_dump(mode="json"), parse_overrides(chosen))
@@ -516,7 +642,8 @@ def configure_track(config_json: str, track: str, overrides: list[str] | tuple[s
         The track's validated config.
 
     Raises:
-        ConfigError: Not such a JSON object, no such track, or an override breaks a rule.
+        ConfigError: Not such a JSON object, no such track, an override breaks a rule, or it
+            adds or removes the ``vqa`` section (the compiled DAG's steps cannot change at run time).
     """
     try:
         tracks = json.loads(config_json)
@@ -529,7 +656,12 @@ def configure_track(config_json: str, track: str, overrides: list[str] | tuple[s
         cfg = RunConfig.model_validate_json(json.dumps(tracks[track]))
     except ValidationError as err:
         raise ConfigError(_format_errors(err, f"config_json track {track!r}")) from err
-    return apply_overrides(cfg, overrides, list(tracks))
+    resolved = apply_overrides(cfg, overrides, list(tracks))
+    if (resolved.vqa is None) != (cfg.vqa is None):
+        raise ConfigError(f"track {track!r}: overrides {list(overrides)} {'remove' if cfg.vqa else 'add'} the vqa "
+                          "section, but the pipeline's steps were fixed when it was compiled; recompile with "
+                          "the change (python -m pipelines.run --set ...) instead")
+    return resolved
 
 
 def write_config_file(cfg: RunConfig, path: str | Path) -> Path:

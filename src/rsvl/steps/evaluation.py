@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from rsvl.config import RunConfig
+from rsvl.config import BASE, RESERVED_NAMES, RunConfig
 from rsvl.errors import ConfigError, ModelError
 from rsvl.evaluate.config import NAME_PATTERN
 from rsvl.evaluate.runner import EvalResult, ModelInput, evaluate_model
@@ -25,9 +25,6 @@ from rsvl.steps.eval_data import EvalData, prepare_eval_data
 
 EVAL_DATA_TAG = "eval_data_version"
 ARTIFACT_DIR = "evaluation"
-BASE = "base"
-RESERVED_NAMES = ("candidate", "champion")
-"""Metric prefixes of the gate's run; a comparison model named so would be mistaken for one of its models."""
 COMPARE_DIR = "compare.{name}"
 """A comparison model's report folder inside the candidate's (the dot keeps it apart from eval-set folders)."""
 
