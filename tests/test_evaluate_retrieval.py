@@ -18,23 +18,34 @@ from rsvl.evaluate.retrieval import (
 BLOCK_SIZES = [1, 3, 7, 64, 100_000]
 
 
-def dense_reference_ranks(images, texts, owner, tolerance):
-    """Ranks from the whole float64 score matrix, one query at a time (the protocol read literally)."""
+def dense_reference_ranks(images, texts, owner, tolerance, keys=None):
+    """Ranks from the whole float64 score matrix, one query at a time (the protocol read literally).
+
+    With ``keys``, text ``t`` is right for image ``i`` when ``i`` owns a text with ``t``'s key.
+    """
     images = np.asarray(images, dtype=np.float64)
     texts = np.asarray(texts, dtype=np.float64)
     images /= np.linalg.norm(images, axis=1, keepdims=True)
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
     scores = texts @ images.T
-    owner = np.asarray(owner)
+    keys = list(range(len(owner))) if keys is None else keys
+    owned = [{keys[t] for t in range(len(texts)) if owner[t] == i} for i in range(len(images))]
+    right = np.array([[keys[t] in owned[i] for i in range(len(images))] for t in range(len(texts))])
     t2i = []
     for t in range(len(texts)):
-        own = scores[t, owner[t]]
-        t2i.append(sum(scores[t, j] >= own - tolerance for j in range(len(images)) if j != owner[t]))
+        best = scores[t, right[t]].max()
+        t2i.append(sum(scores[t, j] >= best - tolerance for j in range(len(images)) if not right[t, j]))
     i2t = []
     for i in range(len(images)):
-        best = scores[owner == i, i].max()
-        i2t.append(sum(scores[t, i] >= best - tolerance for t in range(len(texts)) if owner[t] != i))
+        best = scores[right[:, i], i].max()
+        i2t.append(sum(scores[t, i] >= best - tolerance for t in range(len(texts)) if not right[t, i]))
     return np.array(i2t), np.array(t2i)
+
+
+def shared_captions(owner, seed=0):
+    """A caption per text where some captions recur across images (one in five is "same")."""
+    rng = np.random.default_rng(seed)
+    return ["same  Caption" if rng.random() < 0.2 else f"caption {t}" for t in range(len(owner))]
 
 
 def reference_recall(ranks, ks):
@@ -77,6 +88,46 @@ def test_blocked_ranks_equal_the_dense_reference(case, block_size):
     ranks = retrieval_ranks(images, texts, owner, block_size=block_size)
     assert ranks.i2t.tolist() == want_i2t.tolist()
     assert ranks.t2i.tolist() == want_t2i.tolist()
+
+
+@pytest.mark.parametrize("case", [quantised_case, continuous_case])
+@pytest.mark.parametrize("block_size", BLOCK_SIZES)
+def test_shared_captions_are_right_for_every_owner(case, block_size):
+    images, texts, owner = case()
+    captions = shared_captions(owner)
+    texts[[t for t, c in enumerate(captions) if c.startswith("same")]] = texts[0].clone()  # one text, one embedding
+    keys = [" ".join(c.split()).lower() for c in captions]
+    want_i2t, want_t2i = dense_reference_ranks(images, texts, owner, TIE_TOLERANCE, keys)
+    ranks = retrieval_ranks(images, texts, owner, text_keys=captions, block_size=block_size)
+    assert ranks.i2t.tolist() == want_i2t.tolist()
+    assert ranks.t2i.tolist() == want_t2i.tolist()
+    plain_i2t, _ = dense_reference_ranks(images, texts, owner, TIE_TOLERANCE)
+    assert (want_i2t < plain_i2t).any()  # the shared caption no longer counts against its other owners
+
+
+def test_unique_captions_rank_as_without_captions():
+    images, texts, owner = continuous_case()
+    plain = retrieval_ranks(images, texts, owner)
+    keyed = retrieval_ranks(images, texts, owner, text_keys=[f"caption {t % 7} of {o}" for t, o in enumerate(owner)])
+    assert keyed.i2t.tolist() == plain.i2t.tolist() and keyed.t2i.tolist() == plain.t2i.tolist()
+
+
+def test_empty_tiles_with_one_caption_do_not_cap_recall():
+    # Ten ship-less tiles narrated alike and six tiles with their own caption; the text tower maps
+    # every caption onto its images exactly (a perfect model).
+    images = torch.eye(16)
+    captions = ["There are no ships in this SAR image."] * 10 + [f"{n} ships" for n in range(6)]
+    texts = torch.cat([images[:10].mean(dim=0, keepdim=True).repeat(10, 1), images[10:]])
+    owner = list(range(16))
+    without = metrics_from_ranks(retrieval_ranks(images, texts, owner))
+    keyed = metrics_from_ranks(retrieval_ranks(images, texts, owner, text_keys=captions))
+    assert without["i2t_r1"] == pytest.approx(100 * 6 / 16)
+    assert keyed["i2t_r1"] == 100.0 and keyed["t2i_r1"] == 100.0
+
+
+def test_text_keys_must_match_the_texts():
+    with pytest.raises(DataError, match="text_keys"):
+        retrieval_ranks(torch.eye(2), torch.eye(2), [0, 1], text_keys=["a"])
 
 
 def test_quantised_case_really_has_ties():

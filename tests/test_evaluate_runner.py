@@ -59,8 +59,8 @@ def test_retrieval_numbers_equal_recall_metrics_on_the_same_embeddings(evaluated
     torch.manual_seed(0)
     model, _, preprocess, tokenizer = build_model("rsvl-tiny")  # the same weights as the `tiny` fixture
     model.eval()
-    images, texts, owner = embed_pairs(model, preprocess, tokenizer, ManifestDataset(data_root / "optical"))
-    direct = recall_metrics(images, texts, owner)
+    images, texts, owner, captions = embed_pairs(model, preprocess, tokenizer, ManifestDataset(data_root / "optical"))
+    direct = recall_metrics(images, texts, owner, text_keys=captions)
     assert {f"opt.{k}": v for k, v in direct.items()} == pytest.approx(
         {k: evaluated.metrics[k] for k in (f"opt.{key}" for key in RETRIEVAL_KEYS)})
 

@@ -32,7 +32,7 @@ def evaluate(config_json: str, model: dsl.Input[dsl.Model], mlflow_run_id: str, 
     cfg = RunConfig.model_validate_json(config_json)
     with tempfile.TemporaryDirectory(prefix="rsvl-evaluate-") as out:
         evaluation = run_evaluation(cfg, os.path.join(model.path, "model"), out, mlflow_run_id=mlflow_run_id,
-                                    compare=comparison_models(model.path), compare_base=cfg.evaluate.compare_base)
+                                    compare=comparison_models(cfg, model.path), compare_base=cfg.evaluate.compare_base)
         values = {**evaluation.metrics, **evaluation.comparison_metrics}
         for key, value in values.items():
             metrics.log_metric(key, value)

@@ -49,8 +49,9 @@ class EvalSet(StrictModel):
             that only some machines have).
         narrate: Caption every row with SAR-Narrator (the run's ``caption`` section, every row
             re-captioned) before scoring, as the paper's training data is. The copy is kept in
-            ``evaluate.cache_dir/<name>-narrated-<digest of source version and caption config>``
-            and reused; the pin applies to the source data, and the set's recorded version is
+            ``evaluate.cache_dir/<name>-narrated-<digest>`` and reused while its source version, caption
+            config, SAR-Narrator code and optical captions' SHA-256 are unchanged (a cached
+            ``source`` set is ingested again when its source files or the adapter code change); the pin applies to the source data, and the set's recorded version is
             ``<source version>:narrated-<content fingerprint of the copy>``. Needed for
             ``retrieval``/``captioning`` on data without captions (HRSID's boxes).
     """

@@ -7,6 +7,13 @@ Ties count against the query: a caption (or image) ranks behind every wrong cand
 scores at least as high, so a model that gives everything the same embedding scores zero, not
 a hundred.
 
+Captions with the same text (after :func:`caption_key`: case and spacing ignored) are one answer:
+"There are no ships in this SAR image." written for ten empty HRSID tiles is right for each of
+them. Counted as foreign, the nine copies would tie with the query's own caption and cap
+image→text recall for every model, however good; a text query whose words several images share
+is likewise answered by any of them. :func:`retrieval_ranks` applies this when given the captions
+as ``text_keys``; the evaluation runner and the training loop's held-out scoring always do.
+
 The score matrix is never held whole: texts and images are taken ``block_size`` at a time, and
 each block only adds to two rank counters (one per text, one per image), so 100k images × 500k
 captions need the embeddings plus one ``block_size²`` block (4096² floats = 64 MiB by default).
@@ -50,6 +57,11 @@ class RetrievalRanks:
     t2i: torch.Tensor
 
 
+def caption_key(caption: str) -> str:
+    """What makes two captions the same answer: their words, ignoring case and spacing."""
+    return " ".join(caption.split()).casefold()
+
+
 def _check_owner(n_images: int, n_texts: int, text_image: Sequence[int]) -> torch.Tensor:
     owner = torch.as_tensor(list(text_image), dtype=torch.long)
     if n_images == 0 or n_texts == 0:
@@ -66,6 +78,7 @@ def retrieval_ranks(
     text_embeddings: torch.Tensor,
     text_image: Sequence[int],
     *,
+    text_keys: Sequence[str] | None = None,
     block_size: int = BLOCK_SIZE,
     device: str | torch.device | None = None,
 ) -> RetrievalRanks:
@@ -75,6 +88,8 @@ def retrieval_ranks(
         image_embeddings: (images, dim), any scale (normalised here).
         text_embeddings: (texts, dim), any scale.
         text_image: For each text, the row of its image.
+        text_keys: For each text, its caption (see :func:`caption_key`): a text is then right for
+            every image that owns a text of the same key. ``None``: only for its own image.
         block_size: Texts and images per score block; memory is about ``block_size²`` floats.
         device: Where the blocks are scored (default: where the embeddings are).
 
@@ -92,21 +107,47 @@ def retrieval_ranks(
     owner = _check_owner(n_images, n_texts, text_image).to(device)
     images = nn.functional.normalize(image_embeddings.to(device, torch.float32), dim=-1)
     texts = nn.functional.normalize(text_embeddings.to(device, torch.float32), dim=-1)
-    true_score = torch.cat([(texts[t0:t0 + block_size] * images[owner[t0:t0 + block_size]]).sum(dim=-1)
-                            for t0 in range(0, n_texts, block_size)]) - TIE_TOLERANCE
-    best_own = torch.full((n_images,), -torch.inf, device=device).scatter_reduce(0, owner, true_score, reduce="amax")
+    right = _RightAnswers(owner, n_images, text_keys)
+    blocks = [(t0, min(t0 + block_size, n_texts), i0, min(i0 + block_size, n_images))
+              for t0 in range(0, n_texts, block_size) for i0 in range(0, n_images, block_size)]
+    best_text = torch.full((n_texts,), -torch.inf, device=device)
+    best_image = torch.full((n_images,), -torch.inf, device=device)
+    for t0, t1, i0, i1 in blocks:
+        scores = torch.where(right.mask(t0, t1, i0, i1), texts[t0:t1] @ images[i0:i1].T, -torch.inf)
+        best_text[t0:t1] = torch.maximum(best_text[t0:t1], scores.amax(dim=1))
+        best_image[i0:i1] = torch.maximum(best_image[i0:i1], scores.amax(dim=0))
+    best_text, best_image = best_text - TIE_TOLERANCE, best_image - TIE_TOLERANCE
     t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
     i2t = torch.zeros(n_images, dtype=torch.long, device=device)
-    for t0 in range(0, n_texts, block_size):
-        t1 = min(t0 + block_size, n_texts)
-        text_block, owner_block, true_block = texts[t0:t1], owner[t0:t1, None], true_score[t0:t1, None]
-        for i0 in range(0, n_images, block_size):
-            i1 = min(i0 + block_size, n_images)
-            scores = text_block @ images[i0:i1].T
-            foreign = owner_block != torch.arange(i0, i1, device=device)[None, :]
-            t2i[t0:t1] += ((scores >= true_block) & foreign).sum(dim=1)
-            i2t[i0:i1] += ((scores >= best_own[None, i0:i1]) & foreign).sum(dim=0)
+    for t0, t1, i0, i1 in blocks:
+        scores = texts[t0:t1] @ images[i0:i1].T
+        wrong = ~right.mask(t0, t1, i0, i1)
+        t2i[t0:t1] += ((scores >= best_text[t0:t1, None]) & wrong).sum(dim=1)
+        i2t[i0:i1] += ((scores >= best_image[None, i0:i1]) & wrong).sum(dim=0)
     return RetrievalRanks(i2t=i2t.cpu(), t2i=t2i.cpu())
+
+
+class _RightAnswers:
+    """Which (text, image) pairs are right: the text's own image, or any owner of its caption key."""
+
+    def __init__(self, owner: torch.Tensor, n_images: int, text_keys: Sequence[str] | None) -> None:
+        self.owner, self.n_images, self.pairs = owner, n_images, None
+        if text_keys is None:
+            return
+        if len(text_keys) != owner.numel():
+            raise DataError(f"text_keys must give a caption for each of the {owner.numel()} texts, got {len(text_keys)}")
+        ids: dict[str, int] = {}
+        self.key = torch.tensor([ids.setdefault(caption_key(k), len(ids)) for k in text_keys], device=owner.device)
+        pairs = torch.unique(self.key * n_images + owner)
+        if pairs.numel() > len(ids):  # some caption belongs to several images
+            self.pairs = pairs
+
+    def mask(self, t0: int, t1: int, i0: int, i1: int) -> torch.Tensor:
+        """(t1 - t0, i1 - i0) booleans: text ``t`` is a right answer for image ``i``."""
+        columns = torch.arange(i0, i1, device=self.owner.device)[None, :]
+        if self.pairs is None:
+            return self.owner[t0:t1, None] == columns
+        return torch.isin(self.key[t0:t1, None] * self.n_images + columns, self.pairs)
 
 
 def recall_at(ranks: torch.Tensor, k: int) -> float:
@@ -145,6 +186,7 @@ def recall_metrics(
     text_embeddings: torch.Tensor,
     text_image: Sequence[int],
     *,
+    text_keys: Sequence[str] | None = None,
     block_size: int = BLOCK_SIZE,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
@@ -154,6 +196,7 @@ def recall_metrics(
         image_embeddings: (images, dim), any scale (normalised here).
         text_embeddings: (texts, dim), any scale.
         text_image: For each text, the row of its image.
+        text_keys: For each text, its caption (see :func:`retrieval_ranks`).
         block_size: Texts and images per score block (see :func:`retrieval_ranks`).
         device: Where the blocks are scored (default: where the embeddings are).
 
@@ -163,7 +206,8 @@ def recall_metrics(
     Raises:
         DataError: Sizes disagree, an image has no text, or there is nothing to score.
     """
-    ranks = retrieval_ranks(image_embeddings, text_embeddings, text_image, block_size=block_size, device=device)
+    ranks = retrieval_ranks(image_embeddings, text_embeddings, text_image, text_keys=text_keys,
+                            block_size=block_size, device=device)
     return metrics_from_ranks(ranks)
 
 
@@ -175,7 +219,7 @@ def embed_pairs(
     media: str = "image",
     batch_size: int = EMBED_BATCH,
     device: str | torch.device = "cpu",
-) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+) -> tuple[torch.Tensor, torch.Tensor, list[int], list[str]]:
     """Embed every image of ``dataset`` and every one of its captions, one batch at a time.
 
     Args:
@@ -188,14 +232,14 @@ def embed_pairs(
         device: Where the model lives.
 
     Returns:
-        ``(image embeddings, text embeddings, image row of each text)`` on the CPU.
+        ``(image embeddings, text embeddings, image row of each text, the captions)``, tensors on the CPU.
 
     Raises:
         DataError: A sample has no captions or no ``media``.
     """
     captions, owner = captions_of(dataset, media)
     images = embed_images(model, preprocess, dataset, media, batch_size, device)
-    return images, embed_texts(model, tokenizer, captions, batch_size, device), owner
+    return images, embed_texts(model, tokenizer, captions, batch_size, device), owner, captions
 
 
 def evaluate_retrieval(
@@ -230,7 +274,7 @@ def evaluate_retrieval(
     was_training = model.training
     model.eval()
     try:
-        image_emb, text_emb, owner = embed_pairs(model, preprocess, tokenizer, dataset, media, device=device)
+        image_emb, text_emb, owner, captions = embed_pairs(model, preprocess, tokenizer, dataset, media, device=device)
     finally:
         model.train(was_training)
-    return recall_metrics(image_emb, text_emb, owner, device=device)
+    return recall_metrics(image_emb, text_emb, owner, text_keys=captions, device=device)

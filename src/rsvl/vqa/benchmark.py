@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsvl.models import load_model
-from rsvl.vqa.evaluate import VqaScores, evaluate_vqa, load_images, random_baseline
+from rsvl.vqa.evaluate import RecordImages, VqaScores, evaluate_vqa, load_images, random_baseline
 from rsvl.vqa.models import ClipAnswerRanker, ClipLinearHead, MajorityAnswer, answer_vocabulary
 from rsvl.vqa.questions import vqa_from_dataset
 
@@ -34,7 +34,7 @@ def benchmark_vqa(model_dir: str | Path, dataset_dir: str | Path, *, train_split
     test = vqa_from_dataset(dataset_dir, test_split)
     vocabulary = answer_vocabulary(train)
     ranker = ClipAnswerRanker(model, preprocess, tokenizer, vocabulary, device)
-    head = ClipLinearHead.fit(model, preprocess, train, load_images(train, dataset_dir), device)
+    head = ClipLinearHead.fit(model, preprocess, train, RecordImages(train, dataset_dir), device)
     return {
         "answer ranker": evaluate_vqa(ranker, test, dataset_dir),
         "linear head": evaluate_vqa(head, test, dataset_dir),
