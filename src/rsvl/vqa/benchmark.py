@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsvl.models import load_model
-from rsvl.vqa.evaluate import RecordImages, VqaScores, evaluate_vqa, load_images, random_baseline
+from rsvl.vqa.evaluate import RecordImages, VqaScores, evaluate_vqa, random_baseline
 from rsvl.vqa.models import ClipAnswerRanker, ClipLinearHead, MajorityAnswer, answer_vocabulary
 from rsvl.vqa.questions import vqa_from_dataset
 
