@@ -82,11 +82,36 @@ def test_dvc_tracked_set_is_versioned_by_its_md5_and_the_pin_is_enforced(project
         prepare_eval_data(config([{**pinned, "dvc_version": "0123"}], project / "data"))
 
 
-def test_modified_dvc_data_is_refused(project):
+def test_modified_dvc_data_is_refused_with_the_remedy_that_works_here(project, tmp_path):
     track(project, "data")
     write_scenes(project / "data" / "scenes", seed=1)
-    with pytest.raises(DataError, match="differs from .*data.dvc.*dvc checkout"):
+    remote = tmp_path / "remote"
+    assert not remote.exists()  # nothing was pushed: pulling cannot help
+    with pytest.raises(DataError, match="differs from .*data.dvc") as refused:
         dataset_version(project / "data" / "scenes")
+    assert f"cannot restore it: the DVC remote 'local' ({remote}) does not exist here" in str(refused.value)
+    assert "make data" not in str(refused.value)  # not the generated default
+
+    track(project, "data", push=True)
+    write_scenes(project / "data" / "scenes", seed=2)
+    with pytest.raises(DataError) as refused:
+        dataset_version(project / "data" / "scenes")
+    assert f"`rsvl data pull` restores it from the DVC remote 'local' ({remote})" in str(refused.value)
+
+
+def test_modified_generated_default_names_make_data(dvc_project):
+    from rsvl.data.generate import write_sar_chips
+
+    sar = dvc_project / "data" / "default" / "sar"
+    write_sar_chips(sar, seed=4, count=6)
+    track(dvc_project, "data")
+    (sar / "dataset.json").write_text((sar / "dataset.json").read_text().replace("synthetic-sar-ships", "edited"))
+    with pytest.raises(DataError) as refused:
+        dataset_version(sar)
+    message = str(refused.value)
+    default = dvc_project / "data" / "default"
+    assert f"{default} is the generated default data: `make data` rewrites it at the recorded version" in message
+    assert f"`rsvl data generate --out {default} --seed 4`" in message
 
 
 def test_untracked_set_gets_a_content_fingerprint(tmp_path):

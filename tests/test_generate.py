@@ -172,7 +172,10 @@ def test_sar_boxes_match_the_drawn_ships(default):
         sea = ~land & ~in_box
         for box in row.boxes:
             x0, y0, x1, y1 = (int(box[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
-            assert chip[y0:y1, x0:x1].mean() > 3 * chip[sea].mean(), f"{row.sample_id}: box not brighter than sea"
+            # A hull fills at least ~15% of its box (a thin one lying diagonally), so the box's
+            # brightest tenth is hull, whatever the angle.
+            hull = np.percentile(chip[y0:y1, x0:x1], 90)
+            assert hull > 3 * chip[sea].mean(), f"{row.sample_id}: box not brighter than sea"
         assert (chip[sea] < 150).all(), f"{row.sample_id}: a bright target at sea has no box"
         if land.any() and (~land).any():
             assert chip[land].mean() > 2 * chip[~land & ~in_box].mean()

@@ -2,10 +2,14 @@
 
 Arrays are merged with Chan et al.'s pairwise update (count, mean, sum of squared deviations in
 float64), so statistics over millions of patches never hold more than one patch in memory and do
-not lose precision the way a running sum of squares does.
+not lose precision the way a running sum of squares does. Each patch's sums are correctly rounded
+(:func:`math.fsum`), so the statistics written to ``dataset.json`` are the same on every CPU,
+whatever summation order NumPy's kernels would pick.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -33,12 +37,13 @@ class BandStats:
             raise ValueError(f"expected ({len(self.names)}, H, W), got {array.shape}")
         flat = array.reshape(array.shape[0], -1).astype(np.float64)
         n = flat.shape[1]
-        mean = flat.mean(axis=1)
-        m2 = ((flat - mean[:, None]) ** 2).sum(axis=1)
+        mean = np.array([math.fsum(band.tolist()) / n for band in flat])
+        deviation = flat - mean[:, None]
+        m2 = np.array([math.fsum(band.tolist()) for band in deviation * deviation])
         total = self.count + n
         delta = mean - self._mean
         self._mean = self._mean + delta * n / total
-        self._m2 = self._m2 + m2 + delta**2 * self.count * n / total
+        self._m2 = self._m2 + m2 + delta * delta * self.count * n / total
         self.count = total
 
     def to_dict(self) -> dict | None:

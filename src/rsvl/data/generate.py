@@ -1,9 +1,22 @@
 """The embedded default dataset: procedural optical, SAR and S1/S2 sets written in canonical form.
 
-``generate_default`` lets every pipeline run on a machine with no data. It needs only NumPy and
-Pillow, finishes in seconds at ``scale=1``, and is deterministic: the same seed writes
-byte-identical media and manifests (``dataset.json`` differs only in ``created_at``). The images
-are drawn so that classes, ships and land covers are learnable, not noise (see
+``generate_default`` lets every pipeline run on a machine with no data. It needs only NumPy,
+finishes in seconds at ``scale=1``, and is deterministic on any machine: the same seed writes the
+same bytes on every CPU (with or without AVX-512, x86 or ARM), so ``data.dvc`` names the default
+data version everywhere. That holds by construction, not by luck:
+
+* every random draw comes from an integer stream (PCG64; normals and speckle are built from
+  integer uniforms), never from NumPy's float samplers that call ``exp``/``log``;
+* everything that reaches a file is computed with IEEE ``+ - * /`` and ``sqrt`` (correctly
+  rounded, so SIMD and scalar kernels agree), fixed-order sums or ``math.fsum``, and polynomial
+  ``log``/``exp``/``sin``/``cos`` built from those (:mod:`rsvl.data.synthetic.exact`); shapes
+  are rasterised by pixel-centre tests (:mod:`rsvl.data.synthetic.raster`) instead of Pillow's
+  drawing and resampling code;
+* PNGs are written with stored (uncompressed) deflate blocks and Parquet tables uncompressed,
+  because compressors' output depends on the zlib/snappy build and its CPU-specific hashing.
+
+``tests/test_generate_any_cpu.py`` checks the md5 under three NumPy/torch dispatch levels. The
+images are drawn so that classes, ships and land covers are learnable, not noise (see
 :mod:`rsvl.data.synthetic`).
 
 Layout under ``out``:

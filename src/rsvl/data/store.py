@@ -261,9 +261,9 @@ class DatasetWriter:
             Counts and paths of what was written.
         """
         table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
-        pq.write_table(table, self.out_dir / MANIFEST_FILE)
+        write_parquet(table, self.out_dir / MANIFEST_FILE)
         files = pa.Table.from_pylist(sorted(self._files.values(), key=lambda f: f["path"]), schema=FILES_SCHEMA)
-        pq.write_table(files, self.out_dir / FILES_FILE)
+        write_parquet(files, self.out_dir / FILES_FILE)
         write_quarantine(self.out_dir, self._quarantine)
         by_rule: dict[str, int] = {}
         for record in self._quarantine:
@@ -278,6 +278,19 @@ class DatasetWriter:
         )
         (self.out_dir / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
         return IngestReport(self.out_dir, len(self._rows), len(self._quarantine), len(self._files), by_rule)
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write a dataset table uncompressed.
+
+    Compressors may pick different matches on different CPUs (hardware CRC hashing on ARM), and
+    the default data is pinned by the md5 of these bytes, so the tables are stored as they are.
+
+    Args:
+        table: The table.
+        path: Where to write it.
+    """
+    pq.write_table(table, path, compression="none")
 
 
 def _count(values) -> dict[str, int]:
@@ -303,7 +316,7 @@ def write_quarantine(out_dir: Path, records: list[QuarantineRecord], append: boo
     table = pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
     if append and path.exists():
         table = pa.concat_tables([pq.read_table(path, schema=QUARANTINE_SCHEMA), table])
-    pq.write_table(table, path)
+    write_parquet(table, path)
     return path
 
 

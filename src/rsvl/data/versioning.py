@@ -126,6 +126,62 @@ def workspace_matches(root: str | Path, dvc_file: str) -> bool:
         return all(out.get_hash().value == out.hash_info.value for out in outs)
 
 
+def restore_hint(root: str | Path, dvc_file: str, dataset_dir: str | Path) -> str:
+    """Say how to get back the data version ``dvc_file`` records, naming only remedies that work.
+
+    The generated default data is rewritten byte for byte by ``make data`` (its generator is
+    CPU-independent, see :mod:`rsvl.data.synthetic.exact`); ``rsvl data pull`` is offered only
+    when a DVC remote is configured, and for a local remote only when its folder exists (a fresh
+    clone has no cache, so ``dvc checkout`` alone never helps there).
+
+    Args:
+        root: DVC project directory.
+        dvc_file: The ``.dvc`` file, relative to ``root``.
+        dataset_dir: The dataset whose workspace differs.
+
+    Returns:
+        One or more sentences, each a remedy.
+    """
+    from rsvl.data.store import read_meta
+
+    hints = []
+    with contextlib.suppress(Exception):
+        meta = read_meta(dataset_dir)
+        if meta.get("adapter") == "generate-default":
+            default = Path(dataset_dir).parent
+            seed = meta.get("generator_seed", 0)
+            hints.append(
+                f"{default} is the generated default data: `make data` rewrites it at the recorded version "
+                f"(`rsvl data generate --out {default} --seed {seed}`, then `rsvl data validate {default} "
+                f"--config pipelines/<paper>/config.yaml`); any other folder under {Path(dvc_file).stem}/ "
+                f"is part of the version too"
+            )
+    remote = _default_remote(root)
+    if remote is None:
+        hints.append("no DVC remote is configured, so `rsvl data pull` cannot restore it")
+    else:
+        name, url = remote
+        if "://" not in url and not Path(url).is_dir():
+            hints.append(f"`rsvl data pull` cannot restore it: the DVC remote '{name}' ({url}) does not exist here")
+        else:
+            where = "" if "://" not in url else " where it is reachable"
+            hints.append(f"`rsvl data pull` restores it from the DVC remote '{name}' ({url}){where}")
+    return "; ".join(hints)
+
+
+def _default_remote(root: str | Path) -> tuple[str, str] | None:
+    """The default DVC remote's name and URL (local paths resolved), or ``None``."""
+    try:
+        with _repo(root) as repo:
+            name = repo.config["core"].get("remote")
+            remotes = repo.config.get("remote", {})
+            if not name or name not in remotes:
+                return None
+            return name, str(remotes[name]["url"])
+    except Exception:  # an unreadable config means no remote we can offer
+        return None
+
+
 def dvc_md5(dvc_file: str | Path) -> str:
     """Read the md5 of the single output recorded in a ``.dvc`` file.
 

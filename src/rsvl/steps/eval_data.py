@@ -40,7 +40,7 @@ from pathlib import Path
 
 from rsvl.config import RunConfig
 from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE, read_manifest, sha256_file
-from rsvl.data.versioning import data_version, workspace_matches
+from rsvl.data.versioning import data_version, restore_hint, workspace_matches
 from rsvl.errors import DataError
 from rsvl.evaluate.config import EvalSet
 
@@ -97,9 +97,21 @@ def dataset_version(dataset_dir: str | Path) -> str:
     if not workspace_matches(root, version.dvc_file):
         raise DataError(
             f"{dataset_dir}: the data in the workspace differs from {root / version.dvc_file} (md5 {version.md5}); "
-            f"run `dvc checkout {version.dvc_file}` (or `rsvl data pull`) to evaluate on the recorded version"
+            f"to evaluate on the recorded version: {restore_hint(root, version.dvc_file, dataset_dir)}"
         )
     return version.md5
+
+
+def _pin_remedy(place: Path, version: str) -> str:
+    """How to get the pinned version into ``place`` (see :func:`rsvl.data.versioning.restore_hint`)."""
+    if version.startswith(FINGERPRINT_PREFIX):
+        return f"put the pinned data at {place} (it is checked by its manifest and file table)"
+    found = data_version(place)
+    root = Path(place).resolve()
+    while not (root / found.dvc_file).is_file():
+        root = root.parent
+    return (f"check out the .dvc file that records the pinned version (git), then restore its data: "
+            f"{restore_hint(root, found.dvc_file, place)}")
 
 
 @lru_cache(maxsize=None)
@@ -311,8 +323,8 @@ def prepare_eval_data(cfg: RunConfig, data_root: str | Path | None = None) -> Ev
         if eval_set.dvc_version is not None and eval_set.dvc_version != version:
             raise DataError(
                 f"eval set {eval_set.name!r}: {place} is data version {version}, but the config pins "
-                f"{eval_set.dvc_version}; check out the pinned data (git checkout of the .dvc file, then "
-                "`dvc checkout`) or update evaluate.sets[].dvc_version deliberately"
+                f"{eval_set.dvc_version}; {_pin_remedy(place, version)}, or update evaluate.sets[].dvc_version "
+                "deliberately"
             )
         if eval_set.narrate:
             place, version = narrated_copy(eval_set, place, version, cfg)

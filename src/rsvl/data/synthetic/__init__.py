@@ -2,15 +2,15 @@
 
 Every sample draws from its own generator seeded by ``(seed, stream, index)``, so a sample does
 not change when another dataset or a larger ``scale`` adds samples, and two runs with the same
-seed write byte-identical media.
+seed write byte-identical media on any CPU (see :mod:`rsvl.data.synthetic.exact` for how).
 """
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 """Train/val/test shares; 70/15/15 keeps enough test samples per class at ``scale=1``."""
@@ -37,11 +37,42 @@ def sample_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, index])
 
 
+def _cubic_taps(size: int, cells: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Source indices (size, 4) and the four Keys-cubic weights (a = -0.5) of each output position."""
+    centre = (np.arange(size) + 0.5) * (cells / size) - 0.5  # output pixel centre in grid coordinates
+    base = np.floor(centre)
+    t = centre - base
+    t2 = t * t
+    t3 = t2 * t
+    weights = [
+        -0.5 * t3 + t2 - 0.5 * t,
+        1.5 * t3 - 2.5 * t2 + 1.0,
+        -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+        0.5 * t3 - 0.5 * t2,
+    ]
+    index = np.clip(base.astype(np.int64)[:, None] + np.arange(-1, 3)[None, :], 0, cells - 1)
+    return index, weights
+
+
+def _interpolate(grid: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Cubic interpolation of ``grid`` along ``axis`` to ``size`` samples, the four taps summed in order."""
+    index, weights = _cubic_taps(size, grid.shape[axis])
+    shape = [1, 1]
+    shape[axis] = size
+    total = None
+    for tap in range(4):
+        term = np.take(grid, index[:, tap], axis=axis) * weights[tap].reshape(shape)
+        total = term if total is None else total + term
+    return total
+
+
 def smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
     """Draw smooth noise in [0, 1] by bicubic upsampling of a coarse random grid.
 
     Coarse grids give large blobs (land-cover patches, coastlines), fine grids give texture; it is
-    much cheaper than filtering white noise and looks natural enough for learning.
+    much cheaper than filtering white noise and looks natural enough for learning. The
+    interpolation is written out tap by tap (see :mod:`rsvl.data.synthetic.exact`), so the field
+    is the same on every CPU.
 
     Args:
         rng: Generator to draw from.
@@ -50,10 +81,10 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) 
         cells: Grid cells along each side of the coarse grid (2 = one large blob).
 
     Returns:
-        A float32 array of shape (height, width), rescaled to span [0, 1].
+        A float64 array of shape (height, width), rescaled to span [0, 1].
     """
-    coarse = rng.random((cells, cells)).astype(np.float32)
-    field = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC))
+    coarse = rng.random((cells, cells))
+    field = _interpolate(_interpolate(coarse, width, axis=1), height, axis=0)
     low, high = float(field.min()), float(field.max())
     return (field - low) / max(high - low, 1e-6)
 
@@ -61,15 +92,37 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) 
 def png_bytes(pixels: np.ndarray) -> bytes:
     """Encode an 8-bit grey (H, W) or RGB (H, W, 3) array as PNG without metadata.
 
+    The image data is stored uncompressed (deflate "stored" blocks, filter 0 on every row), so
+    the bytes depend on the pixels alone, not on which zlib (zlib, zlib-ng, a SIMD build) the
+    machine has: compressed deflate streams differ between those.
+
     Args:
         pixels: uint8 array.
 
     Returns:
         The PNG file content; identical arrays always give identical bytes.
     """
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+    colour_type = 0 if pixels.ndim == 2 else 2
+    rows = np.concatenate([np.zeros((height, 1), dtype=np.uint8), pixels.reshape(height, -1)], axis=1)
+    raw = rows.tobytes()
+    blocks = []
+    for start in range(0, len(raw), _STORED_BLOCK):
+        chunk = raw[start:start + _STORED_BLOCK]
+        final = 1 if start + _STORED_BLOCK >= len(raw) else 0
+        blocks.append(struct.pack("<BHH", final, len(chunk), 0xFFFF ^ len(chunk)) + chunk)
+    stream = b"\x78\x01" + b"".join(blocks) + struct.pack(">I", zlib.adler32(raw))
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_STORED_BLOCK = 65535  # the largest deflate stored block
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def assign_splits(count: int, rng: np.random.Generator) -> list[str]:

@@ -16,9 +16,9 @@ from collections import Counter
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-from rsvl.data.synthetic import smooth_field, third_of
+from rsvl.data.synthetic import raster, smooth_field, third_of
+from rsvl.data.synthetic.exact import choose, normal, uniform
 
 SIZE = 96
 """Scene side in pixels: big enough for countable roofs and cars, small enough to draw fast."""
@@ -61,42 +61,75 @@ def textured_ground(rng: np.random.Generator, rgb: tuple[int, int, int], amplitu
     return np.asarray(rgb, dtype=np.float32)[None, None, :] * shade[:, :, None]
 
 
-def to_canvas(pixels: np.ndarray) -> tuple[Image.Image, ImageDraw.ImageDraw]:
-    """Wrap float pixels in a PIL image to draw shapes on."""
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return image, ImageDraw.Draw(image)
+class Canvas:
+    """An 8-bit RGB scene to paint shapes on (the subset of ``PIL.ImageDraw`` the drawers use).
+
+    Shapes are rasterised by :mod:`rsvl.data.synthetic.raster` with exact arithmetic, so a scene
+    is the same on every CPU.
+
+    Args:
+        pixels: Float (SIZE, SIZE, 3) ground, clipped to 0..255 and truncated to uint8.
+    """
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+
+    def paint(self, mask: np.ndarray, fill: tuple[int, int, int]) -> None:
+        """Set the pixels of ``mask`` to ``fill``."""
+        self.pixels[mask] = fill
+
+    def rectangle(self, xy: list[float], fill: tuple[int, int, int]) -> None:
+        """Fill ``[x0, y0, x1, y1]``, both corners included."""
+        self.paint(raster.rectangle(self.pixels.shape[:2], *xy), fill)
+
+    def ellipse(self, xy: list[float], fill: tuple[int, int, int]) -> None:
+        """Fill the ellipse inscribed in the box ``[x0, y0, x1, y1]``."""
+        x0, y0, x1, y1 = xy
+        self.paint(raster.ellipse(self.pixels.shape[:2], (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2,
+                                  (y1 - y0) / 2), fill)
+
+    def line(self, points: list[tuple[int, int]], fill: tuple[int, int, int], width: int = 1) -> None:
+        """Draw an axis-aligned segment ``[(x0, y0), (x1, y1)]`` ``width`` pixels wide."""
+        (x0, y0), (x1, y1) = points
+        low = -(width // 2)  # a wide line straddles its coordinate: rows/columns low .. low + width - 1
+        if x0 == x1:
+            self.rectangle([x0 + low, min(y0, y1), x0 + low + width - 1, max(y0, y1)], fill)
+        elif y0 == y1:
+            self.rectangle([min(x0, x1), y0 + low, max(x0, x1), y0 + low + width - 1], fill)
+        else:
+            raise ValueError(f"only axis-aligned lines are drawn, got {points}")
 
 
-def finish(image: Image.Image, rng: np.random.Generator, noise: float = 3.0) -> np.ndarray:
+def to_canvas(pixels: np.ndarray) -> tuple[Canvas, Canvas]:
+    """Wrap float pixels in a :class:`Canvas`; returned twice to read like ``image, draw``."""
+    canvas = Canvas(pixels)
+    return canvas, canvas
+
+
+def finish(image: Canvas | np.ndarray, rng: np.random.Generator, noise: float = 3.0) -> np.ndarray:
     """Add sensor-like pixel noise and return uint8 (SIZE, SIZE, 3)."""
-    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0.0, noise, (SIZE, SIZE, 3))
+    base = image.pixels if isinstance(image, Canvas) else image
+    pixels = base.astype(np.float64) + normal(rng, 0.0, noise, (SIZE, SIZE, 3))
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
-def rotated_rect(draw: ImageDraw.ImageDraw, cx: float, cy: float, length: float, width: float,
+def rotated_rect(draw: Canvas, cx: float, cy: float, length: float, width: float,
                  angle: float, fill: tuple[int, int, int]) -> None:
     """Draw a filled rectangle centred at (cx, cy), long side at ``angle`` radians."""
-    c, s = math.cos(angle), math.sin(angle)
-    corners = [(-length / 2, -width / 2), (length / 2, -width / 2), (length / 2, width / 2),
-               (-length / 2, width / 2)]
-    draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in corners], fill=fill)
+    draw.paint(raster.oriented_rectangle((SIZE, SIZE), cx, cy, length, width, angle), fill)
 
 
-def disc(draw: ImageDraw.ImageDraw, cx: float, cy: float, radius: float, fill: tuple[int, int, int]) -> None:
+def disc(draw: Canvas, cx: float, cy: float, radius: float, fill: tuple[int, int, int]) -> None:
     """Draw a filled circle (tree crown, bush, storage tank, rock)."""
-    draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=fill)
+    draw.paint(raster.ellipse((SIZE, SIZE), cx, cy, radius, radius), fill)
 
 
-def wavy_line(draw: ImageDraw.ImageDraw, rng: np.random.Generator, vertical: bool, width: int,
+def wavy_line(draw: Canvas, rng: np.random.Generator, vertical: bool, width: int,
               fill: tuple[int, int, int]) -> None:
     """Draw a gently curving line across the scene (dirt road, path, track)."""
-    offset = rng.uniform(0.2, 0.8) * SIZE
-    amp, phase = rng.uniform(2, 8), rng.uniform(0, 2 * math.pi)
-    points = []
-    for t in np.linspace(-4, SIZE + 4, 25):
-        across = offset + amp * math.sin(phase + t / SIZE * 2 * math.pi)
-        points.append((across, t) if vertical else (t, across))
-    draw.line(points, fill=fill, width=width)
+    offset = uniform(rng, 0.2, 0.8) * SIZE
+    amp, phase = uniform(rng, 2, 8), uniform(rng, 0, 2 * math.pi)
+    draw.paint(raster.wavy_band((SIZE, SIZE), offset, amp, phase, vertical, width), fill)
 
 
 def band_mask(rng: np.random.Generator, depth: float, amp: float, vertical: bool) -> np.ndarray:
@@ -125,12 +158,12 @@ def draw_forest(rng: np.random.Generator) -> Scene:
     trees = int(rng.integers(45, 140))
     for _ in range(trees):
         green = jitter(rng, (46, 96, 40), 20)
-        disc(draw, rng.uniform(0, SIZE), rng.uniform(0, SIZE), rng.uniform(3, 6.5), green)
+        disc(draw, uniform(rng, 0, SIZE), uniform(rng, 0, SIZE), uniform(rng, 3, 6.5), green)
     facts: Facts = {"trees": trees, "density": "dense" if trees >= 90 else "fairly open",
                     "clearing": None, "road": None}
     if rng.random() < 0.45:
-        cx, cy = rng.uniform(18, SIZE - 18, size=2)
-        radius = rng.uniform(9, 16)
+        cx, cy = uniform(rng, 18, SIZE - 18, size=2)
+        radius = uniform(rng, 9, 16)
         draw.ellipse([cx - radius, cy - radius * 0.8, cx + radius, cy + radius * 0.8],
                      fill=jitter(rng, (128, 150, 82)))
         facts["clearing"] = third_of(cx, cy, SIZE, SIZE)
@@ -154,13 +187,13 @@ def draw_water(rng: np.random.Generator) -> Scene:
     pixels = textured_ground(rng, land_colour, 0.2)
     vertical = bool(rng.random() < 0.5)
     if rng.random() < 0.5:
-        centre, half = rng.uniform(0.4, 0.6), rng.uniform(0.12, 0.22)
+        centre, half = uniform(rng, 0.4, 0.6), uniform(rng, 0.12, 0.22)
         water = band_mask(rng, centre + half, 6, vertical) & ~band_mask(rng, centre - half, 6, vertical)
         facts: Facts = {"kind": "river", "flow": "top to bottom" if vertical else "left to right",
                         "width": "wide" if half > 0.17 else "narrow"}
     else:
         land_first = bool(rng.random() < 0.5)
-        shore = band_mask(rng, rng.uniform(0.2, 0.4) if land_first else rng.uniform(0.6, 0.8), 10, vertical)
+        shore = band_mask(rng, uniform(rng, 0.2, 0.4) if land_first else uniform(rng, 0.6, 0.8), 10, vertical)
         water = ~shore if land_first else shore
         side = ("left" if land_first else "right") if vertical else ("top" if land_first else "bottom")
         facts = {"kind": "lake", "shore": side}
@@ -171,7 +204,7 @@ def draw_water(rng: np.random.Generator) -> Scene:
     for _ in range(int(rng.integers(0, 4))):
         pick = int(rng.integers(len(xs)))
         cx, cy = float(xs[pick]), float(ys[pick])
-        rotated_rect(draw, cx, cy, 6, 2.5, rng.uniform(0, math.pi), jitter(rng, (232, 232, 228), 8))
+        rotated_rect(draw, cx, cy, 6, 2.5, uniform(rng, 0, math.pi), jitter(rng, (232, 232, 228), 8))
         boats.append(third_of(cx, cy, SIZE, SIZE))
     facts["boats"] = boats
     facts["water_share"] = float(water.mean())
@@ -180,7 +213,7 @@ def draw_water(rng: np.random.Generator) -> Scene:
 
 def _stripes(shape: tuple[int, int], orientation: str, period: int) -> np.ndarray:
     ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
-    across = {"horizontal": ys, "vertical": xs, "diagonal": (xs + ys) // 1.4}[orientation]
+    across = {"horizontal": ys, "vertical": xs, "diagonal": (xs + ys) * 5 // 7}[orientation]
     return (across // max(period // 2, 1)) % 2 == 1
 
 
@@ -243,7 +276,7 @@ def draw_residential(rng: np.random.Generator) -> Scene:
             roofs[name] += 1
     trees = int(rng.integers(0, 9))
     for _ in range(trees):
-        disc(draw, rng.uniform(0, SIZE), rng.uniform(0, SIZE), rng.uniform(1.5, 2.5), jitter(rng, (40, 84, 36)))
+        disc(draw, uniform(rng, 0, SIZE), uniform(rng, 0, SIZE), uniform(rng, 1.5, 2.5), jitter(rng, (40, 84, 36)))
     facts: Facts = {"houses": houses, "roof": roofs.most_common(1)[0][0] if roofs else dominant,
                     "roads": len(across) + len(down), "trees": trees}
     return finish(image, rng), facts
@@ -297,8 +330,8 @@ def draw_grassland(rng: np.random.Generator) -> Scene:
     image, draw = to_canvas(pixels)
     bushes = []
     for _ in range(int(rng.integers(0, 9))):
-        cx, cy = rng.uniform(4, SIZE - 4, size=2)
-        disc(draw, cx, cy, rng.uniform(2, 4), jitter(rng, (52, 92, 44)))
+        cx, cy = uniform(rng, 4, SIZE - 4, size=2)
+        disc(draw, cx, cy, uniform(rng, 2, 4), jitter(rng, (52, 92, 44)))
         bushes.append(third_of(cx, cy, SIZE, SIZE))
     path = None
     if rng.random() < 0.4:
@@ -315,7 +348,7 @@ def draw_parking(rng: np.random.Generator) -> Scene:
     image, draw = to_canvas(pixels)
     rows = int(rng.integers(2, 5))
     pitch = SIZE // rows
-    occupancy = rng.uniform(0.3, 0.95)
+    occupancy = uniform(rng, 0.3, 0.95)
     line_colour = jitter(rng, (222, 222, 214), 6)
     cars: Counter = Counter()
     for row in range(rows):
@@ -323,10 +356,10 @@ def draw_parking(rng: np.random.Generator) -> Scene:
         for left in range(3, SIZE - 7, 7):
             draw.line([(left, top), (left, top + 13)], fill=line_colour, width=1)
             if rng.random() < occupancy:
-                name = str(rng.choice(list(CAR_COLOURS), p=[0.3, 0.2, 0.15, 0.15, 0.2]))
+                name = choose(rng, list(CAR_COLOURS), [0.3, 0.2, 0.15, 0.15, 0.2])
                 draw.rectangle([left + 2, top + 2, left + 5, top + 11], fill=jitter(rng, CAR_COLOURS[name], 8))
                 cars[name] += 1
-    pixels = np.asarray(image)
+    pixels = image.pixels
     transpose = bool(rng.random() < 0.5)
     if transpose:
         pixels = pixels.transpose(1, 0, 2)
@@ -334,7 +367,7 @@ def draw_parking(rng: np.random.Generator) -> Scene:
     facts: Facts = {"cars": total, "rows": rows, "orientation": "vertical" if transpose else "horizontal",
                     "colours": [name for name, _ in cars.most_common(2)],
                     "fill": "almost full" if occupancy > 0.75 else "half empty" if occupancy > 0.45 else "mostly empty"}
-    return finish(Image.fromarray(np.ascontiguousarray(pixels)), rng, noise=2.5), facts
+    return finish(np.ascontiguousarray(pixels), rng, noise=2.5), facts
 
 
 def draw_bare_land(rng: np.random.Generator) -> Scene:
@@ -348,7 +381,7 @@ def draw_bare_land(rng: np.random.Generator) -> Scene:
         wavy_line(draw, rng, bool(rng.random() < 0.5), 1, tuple(int(c * 0.7) for c in base))
     rocks = int(rng.integers(0, 13))
     for _ in range(rocks):
-        disc(draw, rng.uniform(0, SIZE), rng.uniform(0, SIZE), rng.uniform(0.8, 1.8), jitter(rng, (70, 62, 56)))
+        disc(draw, uniform(rng, 0, SIZE), uniform(rng, 0, SIZE), uniform(rng, 0.8, 1.8), jitter(rng, (70, 62, 56)))
     facts: Facts = {"tone": tone, "tracks": tracks, "rocks": rocks}
     return finish(image, rng, noise=5.0), facts
 

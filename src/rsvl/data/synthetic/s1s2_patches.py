@@ -10,8 +10,9 @@ their text, which is what CLOSP's text bridge needs.
   strong red-edge/NIR plateau; built-up flat and high in SWIR; bare soil rising towards SWIR.
   The 20 m and 60 m bands are block-averaged (2× and 4×) to mimic their coarser resolution.
 * S1: VV and VH backscatter in dB from per-class σ⁰ (calm water very low, built-up high through
-  double bounce, vegetation higher in VH through volume scattering) with Gamma speckle
-  (4.4 looks, like GRD) applied in linear power before the dB conversion.
+  double bounce, vegetation higher in VH through volume scattering) with multi-look speckle
+  (4 looks, about what GRD products have) applied in linear power: in dB the speckle adds
+  ``10 log10(speckle)`` to the class's σ⁰.
 * Location matters a little: the class prior depends on latitude (more trees and water in the
   north, more bare ground, shrub and crops in the south), so a location encoder (GeoCLOSP) has
   something real to learn. Latitude/longitude cover Europe.
@@ -20,10 +21,13 @@ their text, which is what CLOSP's text bridge needs.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 
 import numpy as np
 
 from rsvl.data.synthetic import join_words, sentence, smooth_field
+from rsvl.data.synthetic.exact import choose, choose_distinct, log10, normal, speckle, uniform
 
 SIZE = 32
 """Patch side in pixels (10 m pixels: a 320 m footprint)."""
@@ -69,7 +73,7 @@ LAT_RANGE = (36.0, 70.0)
 LON_RANGE = (-10.0, 30.0)
 _EPOCH = dt.datetime(2017, 1, 1, tzinfo=dt.timezone.utc)
 _DAYS = 5 * 365
-S1_LOOKS = 4.4
+S1_LOOKS = 4
 
 
 def class_prior(lat: float) -> np.ndarray:
@@ -83,7 +87,7 @@ def class_prior(lat: float) -> np.ndarray:
     """
     north = (lat - LAT_RANGE[0]) / (LAT_RANGE[1] - LAT_RANGE[0])
     weights = np.array([north * _NORTH_PRIOR[c] + (1 - north) * _SOUTH_PRIOR[c] for c in CLASSES])
-    return weights / weights.sum()
+    return weights / math.fsum(weights.tolist())
 
 
 def class_map(rng: np.random.Generator, classes: list[str], fractions: np.ndarray) -> np.ndarray:
@@ -103,14 +107,19 @@ def class_map(rng: np.random.Generator, classes: list[str], fractions: np.ndarra
     field = smooth_field(rng, SIZE, SIZE, int(rng.integers(2, 5))).ravel()
     ranks = np.empty(field.size, dtype=np.int64)
     ranks[np.argsort(field, kind="stable")] = np.arange(field.size)
-    cuts = np.rint(np.cumsum(fractions)[:-1] * field.size)
+    cuts = np.rint(np.array(list(itertools.accumulate(fractions.tolist()))[:-1]) * field.size)
     return np.searchsorted(cuts, ranks, side="right").reshape(SIZE, SIZE)
 
 
 def _block_average(band: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return band
-    coarse = band.reshape(SIZE // factor, factor, SIZE // factor, factor).mean(axis=(1, 3))
+    blocks = band.reshape(SIZE // factor, factor, SIZE // factor, factor)
+    total = None
+    for dy in range(factor):  # summed in a fixed order, not by a reduction kernel
+        for dx in range(factor):
+            total = blocks[:, dy, :, dx] if total is None else total + blocks[:, dy, :, dx]
+    coarse = total / (factor * factor)
     return np.repeat(np.repeat(coarse, factor, axis=0), factor, axis=1)
 
 
@@ -128,8 +137,8 @@ def render_s2(rng: np.random.Generator, classes: list[str], pixel_class: np.ndar
     signatures = np.array([S2_SIGNATURES[c] for c in classes], dtype=np.float32)
     reflectance = signatures[pixel_class].transpose(2, 0, 1)
     texture = 1 + 0.10 * (smooth_field(rng, SIZE, SIZE, 8) - 0.5) * 2
-    brightness = rng.normal(1.0, 0.05, size=(len(S2_BANDS), 1, 1))
-    reflectance = reflectance * texture[None] * brightness + rng.normal(0, 0.004, reflectance.shape)
+    brightness = normal(rng, 1.0, 0.05, size=(len(S2_BANDS), 1, 1))
+    reflectance = reflectance * texture[None] * brightness + normal(rng, 0.0, 0.004, reflectance.shape)
     bands = [_block_average(band, factor) for band, factor in zip(reflectance, S2_BLOCK)]
     return np.clip(np.stack(bands) * 10000.0, 0, None).astype(np.float32)
 
@@ -146,9 +155,8 @@ def render_s1(rng: np.random.Generator, classes: list[str], pixel_class: np.ndar
         float32 array (2, SIZE, SIZE) in dB.
     """
     sigma_db = np.array([S1_SIGMA0_DB[c] for c in classes], dtype=np.float32)[pixel_class].transpose(2, 0, 1)
-    sigma_db = sigma_db + rng.normal(0.0, 1.0)
-    power = 10 ** (sigma_db / 10) * rng.gamma(S1_LOOKS, 1 / S1_LOOKS, size=sigma_db.shape)
-    return (10 * np.log10(power)).astype(np.float32)
+    sigma_db = sigma_db + normal(rng, 0.0, 1.0)
+    return (sigma_db + 10.0 * log10(speckle(rng, S1_LOOKS, sigma_db.shape))).astype(np.float32)
 
 
 def draw_patch(rng: np.random.Generator) -> dict:
@@ -158,11 +166,14 @@ def draw_patch(rng: np.random.Generator) -> dict:
         A dict with ``s1`` (2, SIZE, SIZE), ``s2`` (12, SIZE, SIZE), ``labels`` (sorted), ``shares``
         (class to pixel fraction), ``lat``, ``lon`` and ``timestamp`` (ISO 8601, UTC).
     """
-    lat, lon = rng.uniform(*LAT_RANGE), rng.uniform(*LON_RANGE)
-    count = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
-    picked = rng.choice(len(CLASSES), size=count, replace=False, p=class_prior(lat))
+    lat, lon = uniform(rng, *LAT_RANGE), uniform(rng, *LON_RANGE)
+    count = choose(rng, [1, 2, 3], [0.3, 0.45, 0.25])
+    picked = choose_distinct(rng, count, class_prior(lat).tolist())
     classes = [CLASSES[i] for i in picked]
-    fractions = 0.1 + (1 - 0.1 * count) * rng.dirichlet(np.full(count, 1.5))
+    # Random shares that sum to one (a flat Dirichlet from sorted uniform cuts), each at least 10 %.
+    cuts = np.sort(rng.random(count - 1))
+    shares = np.diff(np.concatenate([[0.0], cuts, [1.0]]))
+    fractions = 0.1 + (1 - 0.1 * count) * shares
     pixel_class = class_map(rng, classes, fractions)
     shares = {c: float((pixel_class == i).mean()) for i, c in enumerate(classes)}
     when = _EPOCH + dt.timedelta(days=int(rng.integers(_DAYS)), seconds=int(rng.integers(9.5 * 3600, 11 * 3600)))

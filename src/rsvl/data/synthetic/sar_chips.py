@@ -4,7 +4,7 @@ Physics kept on purpose, because SAR models learn exactly these cues:
 
 * The scene is a *reflectivity* map first (sea ~0.03, land 0.2-0.6 with texture and bright
   built-up points, ships 3-10: a steel hull and its double bounce outshine everything else).
-* Speckle is multiplicative and Gamma distributed with ``L`` looks (mean 1, variance 1/L), applied
+* Speckle is multiplicative, the average of ``L`` looks (nearly Gamma: mean 1, variance 0.95/L), applied
   to intensity, which is how multi-looked SAR intensity behaves; it is why the sea looks grainy
   and why thresholds on single pixels fail.
 * The chip stores amplitude (square root of intensity) scaled to 8 bits, like HRSID's PNGs, so
@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rsvl.data.synthetic import join_words, number_word, plural, sentence, smooth_field, third_of
+from rsvl.data.synthetic import join_words, number_word, plural, raster, sentence, smooth_field, third_of
+from rsvl.data.synthetic.exact import choose, normal, uniform
+from rsvl.data.synthetic.exact import speckle as speckle_draws
 
 SIZE = 128
 """Chip side in pixels, the size of a typical detection crop around a few ships."""
@@ -33,7 +35,6 @@ AMPLITUDE_GAIN = 100.0
 """8-bit value per unit amplitude: sea (~0.17) maps near 17, ships saturate at 255."""
 
 LAND_SIDES = ("top", "bottom", "left", "right")
-_PIXEL_Y, _PIXEL_X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
 
 
 @dataclass
@@ -65,8 +66,8 @@ def land_mask(rng: np.random.Generator) -> tuple[np.ndarray, str | None]:
     if rng.random() < 0.3:
         return np.zeros((SIZE, SIZE), dtype=bool), None
     side = str(rng.choice(LAND_SIDES))
-    depth = rng.uniform(0.15, 0.45) * SIZE
-    coast = depth + (smooth_field(rng, 1, SIZE, 5)[0] - 0.5) * rng.uniform(6, 24)
+    depth = uniform(rng, 0.15, 0.45) * SIZE
+    coast = depth + (smooth_field(rng, 1, SIZE, 5)[0] - 0.5) * uniform(rng, 6, 24)
     along = np.arange(SIZE)
     if side == "top":
         mask = along[:, None] < coast[None, :]
@@ -92,8 +93,8 @@ def reflectivity(rng: np.random.Generator, land: np.ndarray) -> np.ndarray:
     Returns:
         float32 (SIZE, SIZE) mean intensity.
     """
-    sea = rng.uniform(0.02, 0.04) * (0.7 + 0.6 * smooth_field(rng, SIZE, SIZE, 3))
-    ground = rng.uniform(0.2, 0.45) * (0.4 + 1.2 * smooth_field(rng, SIZE, SIZE, 12))
+    sea = uniform(rng, 0.02, 0.04) * (0.7 + 0.6 * smooth_field(rng, SIZE, SIZE, 3))
+    ground = uniform(rng, 0.2, 0.45) * (0.4 + 1.2 * smooth_field(rng, SIZE, SIZE, 12))
     sigma = np.where(land, ground, sea).astype(np.float32)
     ys, xs = np.nonzero(land)
     for _ in range(int(len(xs) / 250)):
@@ -101,7 +102,7 @@ def reflectivity(rng: np.random.Generator, land: np.ndarray) -> np.ndarray:
         y, x = ys[pick], xs[pick]
         h, w = rng.integers(1, 4, size=2)
         block = sigma[y:y + h, x:x + w]
-        block[land[y:y + h, x:x + w]] = rng.uniform(1.5, 4.0)
+        block[land[y:y + h, x:x + w]] = uniform(rng, 1.5, 4.0)
     return sigma
 
 
@@ -118,10 +119,7 @@ def ship_mask(cx: float, cy: float, length: float, width: float, angle: float) -
     Returns:
         (SIZE, SIZE) bool.
     """
-    dx, dy = _PIXEL_X - cx, _PIXEL_Y - cy
-    c, s = math.cos(angle), math.sin(angle)
-    along, across = dx * c + dy * s, -dx * s + dy * c
-    return (along / (length / 2)) ** 2 + (across / (width / 2)) ** 2 <= 1.0
+    return raster.oriented_ellipse((SIZE, SIZE), cx, cy, length, width, angle)
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -135,7 +133,7 @@ def _coast_spot(rng: np.random.Generator, land: np.ndarray, side: str, half_widt
     line = land[:, t] if side in ("top", "bottom") else land[t, :]
     edge = int(line.sum())
     offset = edge + half_width + 1.5 if side in ("top", "left") else SIZE - edge - half_width - 1.5
-    angle = rng.normal(0, 0.12) + (0.0 if side in ("top", "bottom") else math.pi / 2)
+    angle = normal(rng, 0, 0.12) + (0.0 if side in ("top", "bottom") else math.pi / 2)
     return ((t + 0.5, offset) if side in ("top", "bottom") else (offset, t + 0.5)), angle
 
 
@@ -153,7 +151,7 @@ def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) ->
     Returns:
         The placed ships; fewer than drawn when the sea has no room left.
     """
-    wanted = int(rng.choice(np.arange(9), p=[0.08, 0.16, 0.16, 0.14, 0.12, 0.1, 0.09, 0.08, 0.07]))
+    wanted = choose(rng, range(9), [0.08, 0.16, 0.16, 0.14, 0.12, 0.1, 0.09, 0.08, 0.07])
     moored_wanted = int(rng.integers(0, wanted + 1)) if side else 0
     occupied = np.zeros((SIZE, SIZE), dtype=bool)
     open_water = ~_dilate(land, 10)
@@ -162,12 +160,12 @@ def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) ->
         if len(ships) == wanted:
             break
         moored = sum(s.moored for s in ships) < moored_wanted
-        length, width = rng.uniform(7, 22), rng.uniform(2.5, 5.0)
+        length, width = uniform(rng, 7, 22), uniform(rng, 2.5, 5.0)
         if moored:
             (cx, cy), angle = _coast_spot(rng, land, side, width / 2)
         else:
-            cx, cy = rng.uniform(length / 2 + 2, SIZE - length / 2 - 2, size=2)
-            angle = rng.uniform(0, math.pi)
+            cx, cy = uniform(rng, length / 2 + 2, SIZE - length / 2 - 2, size=2)
+            angle = uniform(rng, 0, math.pi)
         mask = ship_mask(cx, cy, length, width, angle)
         if not mask.any():
             continue
@@ -198,12 +196,13 @@ def speckle(rng: np.random.Generator, sigma: np.ndarray, looks: int) -> np.ndarr
     Args:
         rng: Generator.
         sigma: Mean intensity per pixel.
-        looks: Number of looks ``L``; speckle is Gamma(L, 1/L), mean 1, variance 1/L.
+        looks: Number of looks ``L``; speckle has mean 1 and variance 0.95/L (the average of ``L``
+            squared circular-Gaussian looks, :func:`rsvl.data.synthetic.exact.speckle`).
 
     Returns:
         uint8 (SIZE, SIZE): ``sqrt(intensity) * AMPLITUDE_GAIN``, clipped to 255.
     """
-    intensity = sigma * rng.gamma(looks, 1.0 / looks, size=sigma.shape)
+    intensity = sigma * speckle_draws(rng, looks, sigma.shape)
     return np.clip(np.rint(np.sqrt(intensity) * AMPLITUDE_GAIN), 0, 255).astype(np.uint8)
 
 
@@ -217,7 +216,7 @@ def render_chip(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[
     sigma = reflectivity(rng, land)
     ships = place_ships(rng, land, side)
     for ship in ships:
-        sigma[ship.mask] = rng.uniform(3.0, 10.0)
+        sigma[ship.mask] = uniform(rng, 3.0, 10.0)
     pixels = speckle(rng, sigma, int(rng.choice([2, 3, 4])))
     return pixels, land.astype(np.uint8), ships, side
 
