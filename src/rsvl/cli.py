@@ -102,17 +102,29 @@ def data_validate(
     max_bad_fraction: Annotated[
         Optional[float], typer.Option(help="fail when more than this share of rows is bad")
     ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="write a filtered copy here: the good rows only, the bad ones quarantined")
+    ] = None,
 ) -> None:
-    """Check datasets with great-expectations; quarantine bad rows; fail past the limit."""
+    """Check datasets with great-expectations; quarantine bad rows; fail past the limit.
+
+    In place, the manifest keeps listing the quarantined rows and readers skip them; with
+    ``--out`` the copy's manifest lists only the good rows and DIRECTORY is left unchanged.
+    """
     from rsvl.config import CaptionRules, load_config
+    from rsvl.data.filtering import filter_tree
     from rsvl.data.validate import validate_tree
 
     try:
         data_cfg = load_config(config, profile).data if config else None
         rules = data_cfg.captions if data_cfg else CaptionRules()
         limit = max_bad_fraction if max_bad_fraction is not None else (data_cfg.max_bad_fraction if data_cfg else 0.01)
-        for report in validate_tree(directory, rules=rules, max_bad_fraction=limit):
-            typer.echo(report.summary())
+        if out is None:
+            for report in validate_tree(directory, rules=rules, max_bad_fraction=limit):
+                typer.echo(report.summary())
+            return
+        for report, filtered in filter_tree(directory, out, rules=rules, max_bad_fraction=limit):
+            typer.echo(f"{report.summary()}; {filtered.summary()}")
     except RsvlError as err:
         _fail(err)
 

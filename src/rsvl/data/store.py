@@ -35,6 +35,7 @@ MANIFEST_FILE = "manifest.parquet"
 FILES_FILE = "files.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 MEDIA_DIR = "media"
+VALIDATE_STAGE = "validate"
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -351,18 +352,58 @@ def read_meta(dataset_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def read_manifest(dataset_dir: str | Path) -> pd.DataFrame:
-    """Read a dataset's manifest with the canonical column types.
+def read_manifest(dataset_dir: str | Path, *, include_quarantined: bool = False) -> pd.DataFrame:
+    """Read a dataset's manifest with the canonical column types, without its quarantined rows.
+
+    A row whose ``sample_id`` validation quarantined (:func:`quarantined_ids`) is left out even
+    when the manifest still lists it (a dataset validated in place), so no reader trains or
+    scores on a row that validation rejected.
 
     Args:
         dataset_dir: Dataset directory.
+        include_quarantined: Return every stored row (validation itself, which re-checks them).
 
     Returns:
         One row per sample; list columns hold Python lists, null scalars are ``None``.
     """
     read_meta(dataset_dir)
     table = pq.read_table(Path(dataset_dir) / MANIFEST_FILE, schema=MANIFEST_SCHEMA)
+    if not include_quarantined:
+        table = without_ids(table, quarantined_ids(dataset_dir))
     return table_to_frame(table)
+
+
+def quarantined_ids(dataset_dir: str | Path) -> set[str]:
+    """The sample ids of the rows validation quarantined (stage ``validate``) in a dataset.
+
+    Ingest records are not included: they name source records (a missing file, one bad question
+    of an image), which either never became a manifest row or left the rest of their row valid.
+
+    Args:
+        dataset_dir: Dataset directory.
+
+    Returns:
+        The ids (empty when the dataset has no quarantine table).
+    """
+    table = read_quarantine(dataset_dir)
+    rejected = table[(table["stage"] == VALIDATE_STAGE) & table["sample_id"].notna()]
+    return set(rejected["sample_id"])
+
+
+def without_ids(table: pa.Table, ids: set[str]) -> pa.Table:
+    """Drop the manifest rows whose ``sample_id`` is in ``ids`` (the table itself when none match).
+
+    Args:
+        table: A manifest table.
+        ids: Sample ids to leave out.
+
+    Returns:
+        The remaining rows, in their stored order.
+    """
+    if not ids:
+        return table
+    keep = [sample_id not in ids for sample_id in table.column("sample_id").to_pylist()]
+    return table if all(keep) else table.filter(pa.array(keep, type=pa.bool_()))
 
 
 def table_to_frame(table: pa.Table) -> pd.DataFrame:

@@ -3,7 +3,9 @@
 For each dataset: read the manifest, compute the per-row facts (:mod:`rsvl.data.facts`), run
 the suite of the dataset's kind (:mod:`rsvl.data.suites`) on them, and turn every unexpected row
 into a quarantine record (stage ``validate``) that names the manifest row, the rule and the
-offending value. Records of an earlier validation are replaced, ingest records are kept. The
+offending value. Records of an earlier validation are replaced for the rows the manifest still
+lists; records of rows a filter already removed (:mod:`rsvl.data.filtering`) and ingest records
+are kept. Validation reads every stored row, quarantined or not, so a fixed row is cleared. The
 report is written to ``validation.json`` beside the manifest; a dataset fails when its share of
 bad rows passes ``max_bad_fraction``.
 """
@@ -22,6 +24,7 @@ from rsvl.config import CaptionRules
 from rsvl.data.facts import compute_facts
 from rsvl.data.store import (
     MANIFEST_FILE,
+    VALIDATE_STAGE,
     QuarantineRecord,
     find_datasets,
     read_manifest,
@@ -31,7 +34,7 @@ from rsvl.data.store import (
 )
 from rsvl.errors import DataError, ValidationFailed
 
-STAGE = "validate"
+STAGE = VALIDATE_STAGE
 REPORT_FILE = "validation.json"
 
 
@@ -97,7 +100,7 @@ def _read(dataset_dir: Path):
     path = dataset_dir / MANIFEST_FILE
     try:
         stored = pq.read_schema(path).names
-        manifest = read_manifest(dataset_dir)
+        manifest = read_manifest(dataset_dir, include_quarantined=True)
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{path}: cannot read the manifest ({err})") from err
     return meta, manifest, stored
@@ -183,18 +186,22 @@ def check_rows(dataset_dir: Path, kind: str, manifest, facts, rules: CaptionRule
     return [record for _, record in sorted(records, key=lambda pair: (pair[0], pair[1].rule))]
 
 
-def replace_validation_records(dataset_dir: Path, records: list[QuarantineRecord]) -> Path:
-    """Swap the dataset's ``validate`` quarantine rows for ``records``, keeping other stages.
+def replace_validation_records(dataset_dir: Path, records: list[QuarantineRecord], listed: set[str]) -> Path:
+    """Swap the ``validate`` quarantine rows of the rows still listed for ``records``.
+
+    Other stages' records stay, and so do ``validate`` records of rows no longer in the manifest
+    (a filtered dataset keeps naming the rows its filter removed when it is validated again).
 
     Args:
         dataset_dir: Dataset directory.
         records: New validation records.
+        listed: The sample ids the manifest lists (every stored row).
 
     Returns:
         Path of the quarantine table.
     """
     kept = [QuarantineRecord(**row) for row in read_quarantine(dataset_dir).to_dict("records")
-            if row["stage"] != STAGE]
+            if row["stage"] != STAGE or (row["sample_id"] is not None and row["sample_id"] not in listed)]
     return write_quarantine(dataset_dir, kept + records)
 
 
@@ -226,7 +233,7 @@ def validate_dataset(
     meta, manifest, stored = _read(dataset_dir)
     facts = compute_facts(dataset_dir, manifest, stored, workers)
     records = check_rows(dataset_dir, meta["kind"], manifest, facts, rules)
-    path = replace_validation_records(dataset_dir, records)
+    path = replace_validation_records(dataset_dir, records, set(manifest["sample_id"]))
     by_rule: dict[str, int] = {}
     for record in records:
         by_rule[record.rule] = by_rule.get(record.rule, 0) + 1

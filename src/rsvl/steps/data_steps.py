@@ -26,14 +26,17 @@ class DataOutcome:
     Attributes:
         dataset_dir: The dataset the step wrote.
         version: Data version of the step's source (DVC md5 or content fingerprint).
-        rows: Rows in the written dataset.
+        rows: Rows in the written dataset (the rows its readers yield).
         summary: One Markdown paragraph for the run's UI.
+        rows_quarantined: Quarantined records of the written dataset, each source record or
+            manifest row once, over all stages (:func:`rsvl.data.filtering.row_counts`).
     """
 
     dataset_dir: Path
     version: str
     rows: int
     summary: str
+    rows_quarantined: int = 0
 
 
 def _copy(source: Path, out_dir: Path) -> Path:
@@ -167,22 +170,32 @@ def run_caption(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) ->
 
 
 def run_filter(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:
-    """Check every row with the great-expectations suites; quarantine bad ones; fail past the limit.
+    """Check every row with the great-expectations suites; keep the good ones; fail past the limit.
+
+    The output is a copy of ``dataset_dir`` whose manifest lists only the rows that passed; the
+    others stay in its ``quarantine.parquet`` (stage ``validate``, where, rule, reason), and
+    ``dataset_dir`` is left as it was (:func:`rsvl.data.filtering.filter_dataset`).
 
     Args:
         cfg: The run config (caption rules, ``data.max_bad_fraction``).
         dataset_dir: The captioned dataset.
-        out_dir: The filtered dataset folder (bad rows listed in its ``quarantine.parquet``).
+        out_dir: The filtered dataset folder.
 
     Returns:
-        The :class:`DataOutcome`; its summary gives the bad rows by rule.
+        The :class:`DataOutcome`: ``rows`` kept, ``rows_quarantined`` set aside (all stages), and a
+        summary with the bad rows by rule and the kept and quarantined counts.
 
     Raises:
-        ValidationFailed: More than ``data.max_bad_fraction`` of the rows are bad.
+        ValidationFailed: More than ``data.max_bad_fraction`` of the rows are bad; the message
+            names the rows, the rules and the quarantine table.
     """
-    from rsvl.data.validate import validate_dataset
+    from rsvl.data.filtering import filter_dataset, row_counts
 
-    out = _copy(Path(dataset_dir), Path(out_dir))
-    report = validate_dataset(out, rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction)
-    report.raise_if_failed()
-    return DataOutcome(out, dataset_version(out), _rows(out), report.summary())
+    report, filtered = filter_dataset(dataset_dir, out_dir, rules=cfg.data.captions,
+                                      max_bad_fraction=cfg.data.max_bad_fraction)
+    out = Path(out_dir)
+    counts = row_counts(out)
+    stages = ", ".join(f"{stage}: {n}" for stage, n in counts.by_stage.items()) or "none"
+    summary = (f"{report.summary()}\n\nFiltered: {filtered.summary()}. The filtered dataset has "
+               f"{counts.kept} rows; {counts.quarantined} records quarantined in all ({stages}).")
+    return DataOutcome(out, dataset_version(out), counts.kept, summary, counts.quarantined)
