@@ -35,6 +35,7 @@ from rsvl.data.store import (
     read_quarantine,
     relative_to_dataset,
     without_ids,
+    write_parquet,
 )
 from rsvl.data.validate import ValidationReport, validate_dataset
 from rsvl.errors import DataError, ValidationFailed
@@ -121,7 +122,7 @@ def _prune_files(dataset_dir: Path, unused: set[str]) -> int:
     files = pq.read_table(dataset_dir / FILES_FILE, schema=FILES_SCHEMA)
     listed = files.column("path").to_pylist()
     keep = [path not in unused for path in listed]
-    pq.write_table(files.filter(pa.array(keep, type=pa.bool_())), dataset_dir / FILES_FILE)
+    write_parquet(files.filter(pa.array(keep, type=pa.bool_())), dataset_dir / FILES_FILE)
     for rel in sorted(unused):
         relative_to_dataset(dataset_dir, rel).unlink(missing_ok=True)
     return keep.count(False)
@@ -167,7 +168,7 @@ def drop_quarantined(dataset_dir: str | Path) -> FilterReport:
     removed = set(table.column("sample_id").to_pylist()) & bad
     unused = set()
     if removed:
-        pq.write_table(kept, dataset_dir / MANIFEST_FILE)
+        write_parquet(kept, dataset_dir / MANIFEST_FILE)
         unused = _media(table) - _media(kept)
     report = FilterReport(dataset_dir, table.num_rows, kept.num_rows, _rules_of(dataset_dir, removed),
                           _prune_files(dataset_dir, unused) if unused else 0)
