@@ -20,7 +20,7 @@ from rsvl.models import build_model
 from rsvl.train import fit, new_run_name
 from rsvl.train.checkpoint import TRAIN_STATE, read_checkpoint, write_checkpoint
 from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, image_inputs
-from rsvl.train.fit import identity_digest
+from rsvl.train.identity import identity_config
 from rsvl.train.objectives import build_objective, objective_names
 from rsvl.train.schedule import WarmupCosine, warmup_cosine
 from rsvl.train.tracking import UNTRACKED, data_version_tag, flatten, git_commit, resolve_tracking_uri
@@ -279,7 +279,19 @@ def test_run_names_and_identity():
     cfg = RunConfig.model_validate(base)
     retried = RunConfig.model_validate({**base, "train": {"max_failures": 5, "log_every": 3}})
     other = RunConfig.model_validate({**base, "train": {"lr": 0.5}})
-    assert identity_digest(cfg) == identity_digest(retried) != identity_digest(other)
+    scored = RunConfig.model_validate({**base, "evaluate": {"batch_size": 3}, "registry": {"model_name": "x"},
+                                       "gate": {"minimums": {"test.mR": 1.0}}})
+    assert identity_config(cfg) == identity_config(retried) == identity_config(scored) != identity_config(other)
+
+
+def test_fit_refuses_stages_and_names_the_plan_runner(tmp_path, optical):
+    cfg = RunConfig.model_validate({
+        "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+        "train": {"storage_path": str(tmp_path / "ray"), "stages": [{"name": "optical"}, {"name": "sar"}]},
+    })
+    with pytest.raises(ConfigError, match=r"train.stages \['optical', 'sar'\]; call rsvl.train.train_plan"):
+        fit(cfg, optical, tmp_path / "out")
+    assert not (tmp_path / "ray").exists()
 
 
 def test_fit_checks_inputs_before_starting_ray(tmp_path, optical):
