@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -14,12 +15,13 @@ from typer.testing import CliRunner
 from rsvl.cli import app
 from rsvl.config import ObjectiveConfig, RunConfig, TrainableConfig
 from rsvl.data.dataset import ManifestDataset
-from rsvl.data.generate import write_optical_scenes
+from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.errors import ConfigError, DataError, ModelError
-from rsvl.models import build_model
+from rsvl.models import build_model, load_model, save_model
+from rsvl.models.bands import first_conv
 from rsvl.train import fit, new_run_name
 from rsvl.train.checkpoint import TRAIN_STATE, read_checkpoint, write_checkpoint
-from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, image_inputs
+from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, fit_model_to_data, image_inputs
 from rsvl.train.identity import identity_config
 from rsvl.train.objectives import build_objective, objective_names
 from rsvl.train.schedule import WarmupCosine, warmup_cosine
@@ -320,3 +322,25 @@ def test_train_command_fails_in_one_line_on_missing_data(tmp_path, repo_root):
                                       "--data", str(tmp_path / "nowhere"), "--set", f"train.storage_path={tmp_path}"])
     assert result.exit_code == 1
     assert "error:" in result.output and "nowhere is not an rsvl dataset" in result.output
+
+
+def test_one_band_with_band_stats_narrows_an_rgb_tower_and_a_grey_band_does_not(tmp_path):
+    write_sar_chips(tmp_path / "sar", seed=0, count=12)
+    torch.manual_seed(0)
+    built = build_model("rsvl-tiny")
+    rgb_filters = first_conv(built[0].visual)[1].weight.detach().clone()
+    assert fit_model_to_data(built, ManifestDataset(tmp_path / "sar", split="train")) is built
+    meta = json.loads((tmp_path / "sar" / "dataset.json").read_text())
+    meta["band_stats"] = {"split": "train", "image": {"bands": ["VV"], "mean": [-12.0], "std": [4.0]}}
+    (tmp_path / "sar" / "dataset.json").write_text(json.dumps(meta))
+    rng = torch.get_rng_state()
+    model, train, val, _ = fit_model_to_data(built, ManifestDataset(tmp_path / "sar", split="train"))
+    assert torch.equal(torch.get_rng_state(), rng)
+    conv = first_conv(model.visual)[1]
+    assert conv.in_channels == 1 and torch.allclose(conv.weight[:, 0], rgb_filters.sum(dim=1))
+    assert model.rsvl_spec["normalisation"] == {"mean": [-12.0], "std": [4.0]} and model.rsvl_spec["in_bands"] == 1
+    for preprocess in (train, val):
+        standardised = preprocess(torch.full((1, 80, 80), -12.0))
+        assert standardised.shape[0] == 1 and torch.allclose(standardised, torch.zeros_like(standardised), atol=1e-5)
+    reloaded = load_model(save_model(model, tmp_path / "model"))[0]
+    assert first_conv(reloaded.visual)[1].in_channels == 1 and reloaded.rsvl_spec["bands"] == ["VV"]
