@@ -149,8 +149,11 @@ def _chains(cfg: RunConfig) -> list[tuple[str | None, list[StageConfig]]]:
 
 
 def _check_bands(cfg: RunConfig, datasets: Mapping[str, Path]) -> None:
-    """Every chain's data must fit the image tower, as the first stage (or ``train.init_from``) decides it
-    and as each stage leaves it (an RGB tower narrowed to one band with band statistics stays narrowed)."""
+    """Every chain's data must fit the image tower as each stage leaves it.
+
+    The first stage's data (or ``train.init_from``) decides the tower; an RGB tower narrowed to one
+    band with band statistics stays narrowed for the stages after.
+    """
     column = cfg.train.image_column
     if cfg.train.init_from:
         init_weights(cfg.train.init_from)
@@ -201,10 +204,10 @@ def planned_fits(cfg: RunConfig, datasets: Mapping[str, Path], run_name: str) ->
 
 
 def check_plan(cfg: RunConfig, datasets: Mapping[str, Path], run_name: str) -> list[PlannedFit]:
-    """Check every fit of the plan before the first one trains: valid names that do not clash, usable data, and
-    each name either new or launched before with the same identity (so it resumes or is reused).
+    """Check every fit of the plan before the first one trains.
 
-    A later fit's start weights are not known yet; they are checked when it starts.
+    Each fit needs a valid name that no other fit of the plan has, usable data, and a name either
+    new or launched before with the same identity (so it resumes or is reused). A later fit's start weights are not known yet; they are checked when it starts.
 
     Raises:
         ConfigError: A fit name is malformed, two fits share a name, or a name was launched with
