@@ -28,7 +28,7 @@ from rsvl.cli import app
 from rsvl.config import RunConfig
 from rsvl.data.generate import write_optical_scenes
 from rsvl.errors import ConfigError, TrainError
-from rsvl.models import load_model
+from rsvl.models import build_model, load_model, save_model
 from rsvl.train import fit
 from rsvl.train.checkpoint import STEP_CHECKPOINT
 from rsvl.train.loop import KILL_AT_STEP_ENV, RAISE_AT_STEP_ENV
@@ -252,6 +252,15 @@ def test_a_new_name_starts_fresh_and_a_changed_config_cannot_resume(interrupted,
     assert history(workdir, result.mlflow_run_id, "loss")[0][0] == 1
     with pytest.raises(ConfigError, match="started with another config"):
         fit(tiny_config(workdir, lr=5e-4), optical, workdir / "other", run_name=result.run_name)
+
+
+def test_a_relative_init_from_reaches_the_ray_workers(ray_session, workdir, optical, monkeypatch):
+    torch.manual_seed(1)
+    save_model(build_model("rsvl-tiny")[0], workdir / "start-model")
+    monkeypatch.chdir(workdir)  # the Ray workers were started from another directory
+    cfg = tiny_config(workdir, max_steps=2, checkpoint_every=2, eval_split=None, init_from="start-model")
+    result = fit(cfg, optical, workdir / "relative-init")
+    assert result.steps == 2 and result.checkpoint
 
 
 @pytest.mark.slow

@@ -18,9 +18,10 @@ import yaml
 
 from fake_kube import ExecutingKube, serving
 from rsvl.cluster.schema import load_rayjob_schema
+from rsvl.cluster.volume import check_copy, copy_contents, copy_path
 from rsvl.config import RunConfig, deep_merge
 from rsvl.data.generate import write_optical_scenes, write_sar_chips
-from rsvl.errors import TrainError
+from rsvl.errors import DataError, TrainError
 from rsvl.models import load_model
 from rsvl.steps.training import RUNS_DIR, run_train, summary_metrics
 
@@ -112,3 +113,41 @@ def test_a_failing_rayjob_is_deleted_and_the_error_says_how_to_resume(tmp_path, 
     with pytest.raises(TrainError, match="resume"):
         run_train(cfg, tmp_path / "empty", tmp_path / "out", run_name="sar_text-broken", api_client=api_client)
     assert len(fake.calls("DELETE")) == 1
+
+
+def test_a_dataset_already_in_the_shared_run_folder_is_refused_not_deleted(tmp_path):
+    run = "sar_text-on-volume"
+    dataset = tmp_path / "shared" / RUNS_DIR / run / "dataset"
+    write_optical_scenes(dataset, seed=0, per_class=2)
+    files = sorted(path.relative_to(dataset) for path in dataset.rglob("*"))
+    with pytest.raises(DataError, match="refusing to copy .*dataset to .*dataset: one holds the other"):
+        run_train(kuberay_config(tmp_path), dataset, tmp_path / "out", run_name=run)
+    assert sorted(path.relative_to(dataset) for path in dataset.rglob("*")) == files
+    with pytest.raises(DataError, match="one holds the other"):
+        run_train(kuberay_config(tmp_path), tmp_path / "shared" / RUNS_DIR, tmp_path / "out", run_name=run)
+    assert (dataset / "manifest.parquet").is_file()
+
+
+def test_volume_copies_check_each_path(tmp_path):
+    source = tmp_path / "source"
+    (source / "nested").mkdir(parents=True)
+    (source / "nested" / "weights.bin").write_bytes(b"\0" * 1000)
+    (source / "config.json").write_text("{}")
+    with pytest.raises(DataError, match="nowhere .*the source does not exist"):
+        copy_path(tmp_path / "nowhere", tmp_path / "target")
+    with pytest.raises(DataError, match="one holds the other"):
+        copy_path(tmp_path, source / "inside")
+    (tmp_path / "out" / "nested").mkdir(parents=True)
+    (tmp_path / "out" / "config.json").mkdir()  # a folder where the copy puts a file
+    copied = copy_contents(source, tmp_path / "out")
+    assert [path.name for path in copied] == ["config.json", "nested"]
+    assert (tmp_path / "out" / "config.json").read_text() == "{}"
+    assert (tmp_path / "out" / "nested" / "weights.bin").stat().st_size == 1000
+    check_copy(source, tmp_path / "out")
+    (tmp_path / "out" / "nested" / "weights.bin").write_bytes(b"\0" * 10)
+    with pytest.raises(DataError, match=r"incomplete: 1 of 2 file\(s\) missing or of another size .*weights.bin"):
+        check_copy(source, tmp_path / "out")
+    with pytest.raises(DataError, match="empty"):
+        (tmp_path / "empty").mkdir()
+        copy_contents(tmp_path / "empty", tmp_path / "out")
+    assert not list(tmp_path.glob("**/.*copying*"))

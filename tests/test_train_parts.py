@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -14,13 +15,14 @@ from typer.testing import CliRunner
 from rsvl.cli import app
 from rsvl.config import ObjectiveConfig, RunConfig, TrainableConfig
 from rsvl.data.dataset import ManifestDataset
-from rsvl.data.generate import write_optical_scenes
+from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.errors import ConfigError, DataError, ModelError
-from rsvl.models import build_model
+from rsvl.models import build_model, load_model, save_model
+from rsvl.models.bands import first_conv
 from rsvl.train import fit, new_run_name
 from rsvl.train.checkpoint import TRAIN_STATE, read_checkpoint, write_checkpoint
-from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, image_inputs
-from rsvl.train.fit import identity_digest
+from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, fit_model_to_data, image_inputs
+from rsvl.train.identity import identity_config
 from rsvl.train.objectives import build_objective, objective_names
 from rsvl.train.schedule import WarmupCosine, warmup_cosine
 from rsvl.train.tracking import UNTRACKED, data_version_tag, flatten, git_commit, resolve_tracking_uri
@@ -279,7 +281,19 @@ def test_run_names_and_identity():
     cfg = RunConfig.model_validate(base)
     retried = RunConfig.model_validate({**base, "train": {"max_failures": 5, "log_every": 3}})
     other = RunConfig.model_validate({**base, "train": {"lr": 0.5}})
-    assert identity_digest(cfg) == identity_digest(retried) != identity_digest(other)
+    scored = RunConfig.model_validate({**base, "evaluate": {"batch_size": 3}, "registry": {"model_name": "x"},
+                                       "gate": {"minimums": {"test.mR": 1.0}}})
+    assert identity_config(cfg) == identity_config(retried) == identity_config(scored) != identity_config(other)
+
+
+def test_fit_refuses_stages_and_names_the_plan_runner(tmp_path, optical):
+    cfg = RunConfig.model_validate({
+        "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+        "train": {"storage_path": str(tmp_path / "ray"), "stages": [{"name": "optical"}, {"name": "sar"}]},
+    })
+    with pytest.raises(ConfigError, match=r"train.stages \['optical', 'sar'\]; call rsvl.train.train_plan"):
+        fit(cfg, optical, tmp_path / "out")
+    assert not (tmp_path / "ray").exists()
 
 
 def test_fit_checks_inputs_before_starting_ray(tmp_path, optical):
@@ -308,3 +322,25 @@ def test_train_command_fails_in_one_line_on_missing_data(tmp_path, repo_root):
                                       "--data", str(tmp_path / "nowhere"), "--set", f"train.storage_path={tmp_path}"])
     assert result.exit_code == 1
     assert "error:" in result.output and "nowhere is not an rsvl dataset" in result.output
+
+
+def test_one_band_with_band_stats_narrows_an_rgb_tower_and_a_grey_band_does_not(tmp_path):
+    write_sar_chips(tmp_path / "sar", seed=0, count=12)
+    torch.manual_seed(0)
+    built = build_model("rsvl-tiny")
+    rgb_filters = first_conv(built[0].visual)[1].weight.detach().clone()
+    assert fit_model_to_data(built, ManifestDataset(tmp_path / "sar", split="train")) is built
+    meta = json.loads((tmp_path / "sar" / "dataset.json").read_text())
+    meta["band_stats"] = {"split": "train", "image": {"bands": ["VV"], "mean": [-12.0], "std": [4.0]}}
+    (tmp_path / "sar" / "dataset.json").write_text(json.dumps(meta))
+    rng = torch.get_rng_state()
+    model, train, val, _ = fit_model_to_data(built, ManifestDataset(tmp_path / "sar", split="train"))
+    assert torch.equal(torch.get_rng_state(), rng)
+    conv = first_conv(model.visual)[1]
+    assert conv.in_channels == 1 and torch.allclose(conv.weight[:, 0], rgb_filters.sum(dim=1))
+    assert model.rsvl_spec["normalisation"] == {"mean": [-12.0], "std": [4.0]} and model.rsvl_spec["in_bands"] == 1
+    for preprocess in (train, val):
+        standardised = preprocess(torch.full((1, 80, 80), -12.0))
+        assert standardised.shape[0] == 1 and torch.allclose(standardised, torch.zeros_like(standardised), atol=1e-5)
+    reloaded = load_model(save_model(model, tmp_path / "model"))[0]
+    assert first_conv(reloaded.visual)[1].in_channels == 1 and reloaded.rsvl_spec["bands"] == ["VV"]

@@ -11,6 +11,7 @@ second launch under the same name must train nothing.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from rsvl.errors import ConfigError, DataError
 from rsvl.evaluate.retrieval import evaluate_retrieval
 from rsvl.evaluate.runner import evaluate_model
 from rsvl.models import build_model, load_model
+from rsvl.models.bands import first_conv
 from rsvl.models.io import WEIGHTS_NAME
 from rsvl.steps.training import summary_metrics
 from rsvl.train import fit, train_plan
@@ -202,3 +204,56 @@ def test_a_stage_replaces_the_length_and_rate_it_names(tmp_path):
     assert (inherited.train.epochs, inherited.train.max_steps, inherited.train.lr) == (3, 50, 1e-4)
     assert inherited.train.dataset == "x" and inherited.train.init_from == "/m" and inherited.train.stages == []
     assert stage_config(cfg, StageConfig(name="c", max_steps=7), None, max_steps=20).train.max_steps == 20
+
+
+def test_every_fit_name_is_checked_before_the_first_stage_trains(plan, workdir):
+    long_name = "p" * 118  # <run>-optical and <run>-sar fit in 128 characters, <run>-sar_only-sar does not
+    with pytest.raises(ConfigError, match=rf"run name '{long_name}-sar_only-sar': use 1-128"):
+        train_plan(plan_config(workdir), workdir / "sar", workdir / "long", run_name=long_name)
+    assert not (workdir / "ray" / f"{long_name}-optical").exists()
+    changed = plan_config(workdir, ablations=[],
+                          stages=[{"name": "optical2", "dataset": "default/optical", "max_steps": OPTICAL_STEPS},
+                                  {"name": "sar", "max_steps": SAR_STEPS + 1, "lr": 5e-4}])
+    with pytest.raises(ConfigError, match=rf"fit '{NAME}-sar' was started with another config or data .*"
+                                          rf"changed: config train.max_steps: {SAR_STEPS} -> {SAR_STEPS + 1}\."):
+        train_plan(changed, workdir / "sar", workdir / "changed", run_name=NAME)
+    assert not (workdir / "ray" / f"{NAME}-optical2").exists() and not (workdir / "changed").exists()
+
+
+def sar_with_band_stats(workdir: Path, folder: str) -> Path:
+    """A copy of the SAR chips whose dataset records band statistics for its one band (as dB data would)."""
+    copy = workdir / "data" / folder
+    if not copy.exists():
+        shutil.copytree(workdir / "sar", copy)
+        meta = json.loads((copy / "dataset.json").read_text())
+        meta["band_stats"] = {"split": "train", "image": {"bands": ["VV"], "mean": [96.0], "std": [40.0]}}
+        (copy / "dataset.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_one_band_with_band_stats_narrows_the_rgb_tower_instead_of_repeating(workdir):
+    sar_with_band_stats(workdir, "sar_db")
+    stages = [{"name": "optical", "dataset": "default/optical", "max_steps": 2},
+              {"name": "sar", "dataset": "sar_db", "max_steps": 1}]
+    cfg = plan_config(workdir, stages=stages, ablations=[{"name": "sar_only", "stages": ["sar"]}], eval_split=None)
+    result = train_plan(cfg, workdir / "sar", workdir / "narrowed", run_name="sar_text-narrowed")
+    optical, _, _, _ = load_model(workdir / "narrowed" / "stages" / "optical" / "model")
+    for folder in ("model", "ablations/sar_only/model"):
+        model, _, preprocess, _ = load_model(workdir / "narrowed" / folder)
+        spec = model.rsvl_spec
+        assert (spec["in_bands"], spec["bands"], spec["normalisation"]) == (1, ["VV"], {"mean": [96.0], "std": [40.0]})
+        assert first_conv(model.visual)[1].in_channels == 1, folder
+        standardised = preprocess(torch.full((1, 80, 80), 96.0))
+        assert standardised.shape[0] == 1, folder
+        assert torch.allclose(standardised, torch.zeros_like(standardised), atol=1e-5), folder
+    assert optical.rsvl_spec["in_bands"] == 3 and result.ablations["sar_only"].steps == 3
+
+
+def test_a_stage_after_a_narrowing_one_must_take_its_band(workdir):
+    sar_with_band_stats(workdir, "sar_db")
+    stages = [{"name": "optical", "dataset": "default/optical"}, {"name": "sar", "dataset": "sar_db"},
+              {"name": "again", "dataset": "default/optical"}]
+    with pytest.raises(DataError, match=r"train.stages 'again' .*3 band\(s\) but the model's image tower takes 1"):
+        train_plan(plan_config(workdir, stages=stages, ablations=[]), workdir / "sar", workdir / "bad",
+                   run_name="sar_text-again")
+    assert not (workdir / "ray" / "sar_text-again-optical").exists()

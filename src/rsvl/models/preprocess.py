@@ -6,7 +6,9 @@ as 0..255 RGB). Validation resizes the shorter side to the model's size and cent
 takes a random crop of 90-100% of the area (GeoRSCLIP's scale) and random horizontal and vertical
 flips (overhead imagery has no canonical orientation; CLOSP's flips). Then each band is
 standardised with :class:`rsvl.models.bands.BandNormalize`. A single grey band given to a
-three-band (RGB) model is repeated first (:func:`fit_bands`).
+three-band (RGB) model is repeated first (:func:`fit_bands`); training does not give an RGB model
+a single band that has band statistics (dB, reflectance): it narrows the model's first convolution
+to that band instead (:func:`rsvl.train.data.fit_model_to_data`).
 """
 
 from __future__ import annotations

@@ -7,17 +7,19 @@ name>``), and the stage datasets and ``train.init_from`` too when the pods canno
 they are (under ``data/`` and ``init_from/`` there), submits a RayJob whose head runs the same
 ``rsvl train`` there (:mod:`rsvl.cluster`), follows it to the end, copies its output folder back
 into the step's and reads every fit's numbers from its MLflow run. A RayJob that fails is deleted
-and the error says how to resume (same run name: the checkpoints are on the volume).
+and the error says how to resume (same run name: the checkpoints are on the volume). Every copy
+is checked per path (:mod:`rsvl.cluster.volume`): its source exists, it arrived complete, and a
+destination that is, holds or lies in its source is refused rather than replaced.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from rsvl.cluster.volume import copy_contents, copy_path
 from rsvl.config import RunConfig, deep_merge, write_config_file
 from rsvl.errors import ConfigError, TrainError
 from rsvl.mlflow_store import resolve_tracking_uri
@@ -129,17 +131,12 @@ def _readable_by_pods(path: Path, cfg: RunConfig) -> bool:
     return any(where == mount or where.startswith(mount.rstrip("/") + "/") for mount in mounts)
 
 
-def _copy_tree(source: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
-
-
 def _inputs_for_pods(cfg: RunConfig, dataset_dir: Path, shared: Path) -> RunConfig:
     """``cfg`` with its stage datasets and ``train.init_from`` where the RayJob's pods can read them.
 
-    Paths already on the shared or data volume stay; others are copied into the run's shared folder
-    (``data/<stage dataset>``, ``init_from/``) and the config points there.
+    Paths already on the shared or data volume stay (made absolute: the pods do not run in this
+    step's directory); others are copied into the run's shared folder (``data/<stage dataset>``,
+    ``init_from/``), each copy checked (:mod:`rsvl.cluster.volume`), and the config points there.
 
     Raises:
         DataError: A stage names a dataset that does not exist.
@@ -150,14 +147,18 @@ def _inputs_for_pods(cfg: RunConfig, dataset_dir: Path, shared: Path) -> RunConf
     sources = {stage.dataset: stage_dataset(cfg, stage, dataset_dir) for stage in named}
     if sources and not _readable_by_pods(Path(cfg.data.root), cfg):
         for name, source in sources.items():
-            _copy_tree(source, shared / "data" / name)
+            copy_path(source, shared / "data" / name)
         update["data"] = {"root": str(shared / "data")}
+    elif sources:
+        update["data"] = {"root": os.path.abspath(cfg.data.root)}
     init_from = cfg.train.init_from
     if init_from and not _readable_by_pods(Path(init_from), cfg):
         if not Path(init_from).is_dir():
             raise ConfigError(f"train.init_from {init_from!r}: no such model folder")
-        _copy_tree(Path(init_from), shared / "init_from")
+        copy_path(Path(init_from), shared / "init_from")
         update["train"] = {"init_from": str(shared / "init_from")}
+    elif init_from:
+        update["train"] = {"init_from": os.path.abspath(init_from)}
     return RunConfig.model_validate(deep_merge(cfg.model_dump(mode="json"), update)) if update else cfg
 
 
@@ -167,18 +168,13 @@ def _train_on_kuberay(cfg: RunConfig, dataset_dir: Path, out_dir: Path, run_name
 
     kuberay = cfg.train.kuberay
     shared = Path(kuberay.shared_mount_path) / RUNS_DIR / run_name
-    _copy_tree(dataset_dir, shared / "dataset")
+    copy_path(dataset_dir, shared / "dataset")
     on_pods = _inputs_for_pods(cfg, dataset_dir, shared)
     config_file = write_config_file(on_pods, shared / "config.yaml")
     manifest = build_rayjob(on_pods, kuberay, run_name=run_name, config_path=str(config_file),
                             dataset=str(shared / "dataset"), out_dir=str(shared / "out"), image=resolve_image(kuberay))
     outcome = submit_rayjob(manifest, kuberay, api_client=api_client, on_status=log.info)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for source in Path(outcome.out_dir).iterdir():
-        target = out_dir / source.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, target)
+    copy_contents(outcome.out_dir, out_dir)
     return plan_result_from_mlflow(on_pods, run_name, out_dir, outcome.seconds)
 
 

@@ -23,7 +23,10 @@ from torch.utils.data import Dataset, Sampler
 
 from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import DataError, ModelError
+from rsvl.models.bands import normalisation_from_stats, widen_first_conv
+from rsvl.models.factory import WIDENING_RULE, BuiltModel
 from rsvl.models.io import CONFIG_NAME
+from rsvl.models.preprocess import make_preprocess
 
 BATCH_FIELDS = ("image", "text", "long_text", "location")
 SEED_BITS = 62
@@ -57,8 +60,9 @@ def image_inputs(dataset: ManifestDataset, column: str = "image") -> tuple[int, 
     Three-band inputs use the model's own RGB normalisation (``band_stats`` is ``None``), and so
     does a single band without recorded statistics (an 8-bit grey image such as a SAR chip PNG): the
     RGB tower keeps its pretrained first convolution and the preprocessing repeats the band
-    (:func:`rsvl.models.preprocess.fit_bands`). Other band counts widen the first convolution and
-    take the dataset's recorded statistics for the column.
+    (:func:`rsvl.models.preprocess.fit_bands`). Other band counts, a single band with recorded
+    statistics included (SAR in dB, one multispectral band), widen the first convolution and take
+    the dataset's recorded statistics for the column: their units are not 8-bit RGB.
 
     Raises:
         DataError: The dataset is empty or its first sample has no ``column``.
@@ -85,8 +89,51 @@ def saved_in_bands(model_dir: str | Path) -> int:
     return int((config.get("rsvl") or {}).get("in_bands", 3))
 
 
+def fit_model_to_data(built: BuiltModel, dataset: ManifestDataset, column: str = "image") -> BuiltModel:
+    """The model a fit trains on ``dataset``: ``built`` itself, or its RGB tower narrowed to the data's band.
+
+    An RGB tower given one band *with* band statistics (``image_inputs`` says ``(1, stats)``) does
+    not see the band repeated three times under RGB normalisation (wrong units): its first
+    convolution takes the band by the widening rule (:mod:`rsvl.models.bands`; a band named
+    neither R, G nor B gets the sum of the RGB filters, which is what the repeated band got) and
+    the band is standardised with its statistics. Without statistics the band is repeated as before.
+
+    Args:
+        built: ``(model, preprocess_train, preprocess_val, tokenizer)`` (fresh or ``train.init_from``).
+        dataset: The fit's training data.
+        column: Its media column.
+
+    Returns:
+        ``built``, or the adapted 4-tuple (the model changed in place, its ``rsvl_spec`` updated).
+    """
+    model, _, _, tokenizer = built
+    spec = model.rsvl_spec
+    bands, stats = image_inputs(dataset, column)
+    if stats is None or bands == spec["in_bands"] or spec["in_bands"] != 3:
+        return built
+    mean, std, names = normalisation_from_stats(stats, bands)
+    with torch.random.fork_rng(devices=[]):  # the new convolution's random init is overwritten; keep the seed stream
+        widen_first_conv(model.visual, bands, names)
+    model.rsvl_spec = {**spec, "in_bands": bands, "bands": names, "widening": WIDENING_RULE,
+                       "normalisation": {"mean": mean, "std": std}}
+    train, val = make_preprocess(spec["image_size"], mean, std, spec["interpolation"])
+    return model, train, val, tokenizer
+
+
+def tower_bands_after(dataset: ManifestDataset, column: str, in_bands: int, where: str) -> int:
+    """Check ``dataset`` fits a tower taking ``in_bands`` and return the bands it takes after training on it.
+
+    Raises:
+        DataError: The bands do not fit (:func:`check_bands_fit`).
+    """
+    bands = data_bands(dataset, column)
+    check_bands_fit(bands, in_bands, where)
+    stats = image_inputs(dataset, column)[1]
+    return bands if stats is not None and in_bands == 3 else in_bands
+
+
 def check_bands_fit(bands: int, in_bands: int, where: str) -> None:
-    """Refuse data whose bands the model's image tower cannot take (equal, or one grey band for RGB).
+    """Refuse data whose bands the model's image tower cannot take (equal, or one band for RGB).
 
     Args:
         bands: Bands of the data.
@@ -99,7 +146,8 @@ def check_bands_fit(bands: int, in_bands: int, where: str) -> None:
     if bands != in_bands and not (bands == 1 and in_bands == 3):
         raise DataError(
             f"{where}: the images have {bands} band(s) but the model's image tower takes {in_bands}; every "
-            "stage trains one tower, so its data must have the first stage's bands (or one grey band for RGB)"
+            "stage trains one tower, so its data must have the bands the tower takes (or one band for an RGB "
+            "tower: repeated, or with band statistics taken by a narrowed first convolution)"
         )
 
 

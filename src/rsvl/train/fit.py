@@ -15,22 +15,28 @@ Local mode needs a local ``storage_path``.
 Runs are named ``{paper}-{UTC time}-{6 hex}`` unless a name is given. Checkpoints go to
 ``train.storage_path/<name>``; a worker that dies is restarted from the last checkpoint up to
 ``train.max_failures`` times, and launching again with the same name resumes that run (Ray finds
-its checkpoints by name), so at most one checkpoint interval is lost. A name belongs to one
-resolved config: the first launch records it in the run folder and a re-launch that would train
-something else is refused; only how the run is carried out (:data:`RELAUNCH_MAY_CHANGE`: retries,
-checkpoint and logging intervals, loader workers) may change.
+its checkpoints by name), so at most one checkpoint interval is lost. A name belongs to one fit
+identity (:mod:`rsvl.train.identity`: the paper, track, data, model and train sections, the
+training data by content and the start weights by SHA-256): the first launch records it in the
+run folder and a re-launch that would train something else is refused, naming what changed; only
+how the run is carried out (:data:`RELAUNCH_MAY_CHANGE`: retries, checkpoint and logging
+intervals, loader workers) may change.
 
 ``train.init_from`` (a saved model folder) replaces the fresh ``cfg.model``: a run starts from
 those weights, and its identity holds their SHA-256 rather than the folder's path, so a re-launch
-from another output folder with the same weights resumes. A finished run leaves
-:data:`RESULT_FILE` in its run folder; launching it again trains nothing and returns the recorded
+from another output folder with the same weights resumes. A relative ``init_from`` is made
+absolute before the workers start (Ray's workers do not run in the launcher's directory). A
+single band with band statistics is not repeated into an RGB tower: the tower's first convolution
+is narrowed to it (:func:`rsvl.train.data.fit_model_to_data`). ``fit`` trains a config without
+``train.stages``; a progression goes through :func:`rsvl.train.progressive.train_plan`.
+
+A finished run leaves :data:`RESULT_FILE` in its run folder; launching it again trains nothing and returns the recorded
 result (the model is copied out of its last checkpoint again). That is how a progressive plan
 (:mod:`rsvl.train.progressive`) re-run by name reuses its finished stages.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -45,11 +51,17 @@ from typing import Any, Mapping
 
 from rsvl.config import RunConfig
 from rsvl.data.dataset import ManifestDataset
-from rsvl.data.store import sha256_file
 from rsvl.errors import ConfigError, DataError, TrainError
-from rsvl.models.io import WEIGHTS_NAME
 from rsvl.train.checkpoint import MODEL_DIR
 from rsvl.train.data import check_bands_fit, data_bands, image_inputs, saved_in_bands
+from rsvl.train.identity import (  # noqa: F401  (init_weights, identity_digest, RUN_CONFIG_FILE: re-exported)
+    RELAUNCH_MAY_CHANGE,
+    RUN_CONFIG_FILE,
+    claim_run,
+    fit_identity,
+    identity_digest,
+    init_weights,
+)
 from rsvl.train.loop import KILL_AT_STEP_ENV, RAISE_AT_STEP_ENV, train_loop_per_worker
 from rsvl.train.objectives import build_objective
 from rsvl.train.trainable import check_adapter
@@ -62,14 +74,10 @@ from rsvl.train.tracking import (
     resolve_tracking_uri,
 )
 
-RUN_CONFIG_FILE = "rsvl_run_config.json"
 RESULT_FILE = "rsvl_run_result.json"
 CONFIG_ARTIFACT = "config.json"
 RAY_TRAIN_LOG_LEVEL = "WARNING"
 RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-RELAUNCH_MAY_CHANGE = (
-    "train.max_failures", "train.keep_checkpoints", "train.log_every", "train.checkpoint_every", "train.loader_workers"
-)
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RSVL_MODELS_DIR", "RSVL_GIT_COMMIT", KILL_AT_STEP_ENV,
                  RAISE_AT_STEP_ENV)
 
@@ -122,34 +130,18 @@ def storage_uri(storage_path: str) -> str:
     return str(Path(storage_path).expanduser().resolve())
 
 
-def init_weights(init_from: str | Path) -> Path:
-    """The weights file of a ``train.init_from`` folder.
+def absolute_init_from(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with a relative ``train.init_from`` made absolute (from this process's working directory).
 
-    Raises:
-        ConfigError: The folder holds no saved model.
+    Ray Train's workers run in their own session folders, so a relative path would name another folder there.
     """
-    weights = Path(init_from) / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ConfigError(f"train.init_from {str(init_from)!r}: no saved model there ({WEIGHTS_NAME} is missing); "
-                          "point it at a folder written by rsvl.models.save_model (a train step's model/)")
-    return weights
+    init_from = cfg.train.init_from
+    if not init_from or Path(init_from).is_absolute():
+        return cfg
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": str(Path(init_from).resolve())})})
 
 
-def identity_digest(cfg: RunConfig) -> str:
-    """SHA-256 of the config without the fields a re-launch may change (:data:`RELAUNCH_MAY_CHANGE`).
-
-    ``train.init_from`` counts by the SHA-256 of its weights, not by where the folder lies.
-    """
-    payload = cfg.model_dump(mode="json")
-    for dotted in RELAUNCH_MAY_CHANGE:
-        section, _, key = dotted.partition(".")
-        payload[section].pop(key)
-    if cfg.train.init_from:
-        payload["train"]["init_from"] = f"sha256:{sha256_file(init_weights(cfg.train.init_from))}"
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _run_dir(storage: str, run_name: str) -> tuple[Any, str]:
+def run_folder(storage: str, run_name: str) -> tuple[Any, str]:
     """The run folder on the storage's file system: ``(filesystem, path)``."""
     import pyarrow.fs
 
@@ -157,30 +149,15 @@ def _run_dir(storage: str, run_name: str) -> tuple[Any, str]:
     return filesystem, f"{base.rstrip('/')}/{run_name}"
 
 
-def _claim_run(storage: str, run_name: str, cfg: RunConfig) -> None:
-    """Record the identity digest of a new run, or check a re-launch trains the same thing."""
-    import pyarrow.fs
-
-    filesystem, run_dir = _run_dir(storage, run_name)
-    record_path = f"{run_dir}/{RUN_CONFIG_FILE}"
-    if filesystem.get_file_info(record_path).type == pyarrow.fs.FileType.File:
-        with filesystem.open_input_stream(record_path) as stream:
-            recorded = json.loads(stream.read().decode("utf-8"))
-        if recorded.get("identity") != identity_digest(cfg):
-            raise ConfigError(
-                f"run {run_name!r} in {storage} was started with another config (see {record_path}); re-launch "
-                f"it with that config (only {', '.join(RELAUNCH_MAY_CHANGE)} may change) or choose a new run name"
-            )
-        return
-    filesystem.create_dir(run_dir, recursive=True)
-    record = {"identity": identity_digest(cfg), "config": cfg.model_dump(mode="json")}
-    with filesystem.open_output_stream(record_path) as stream:
-        stream.write(json.dumps(record, indent=2).encode("utf-8"))
+def _claim_run(storage: str, run_name: str, cfg: RunConfig, dataset_dir: Path, inputs_dir: Path) -> None:
+    """Record the identity of a new run, or check a re-launch trains the same thing (:mod:`rsvl.train.identity`)."""
+    filesystem, run_dir = run_folder(storage, run_name)
+    claim_run(filesystem, run_dir, run_name, cfg, fit_identity(cfg, dataset_dir, inputs_dir))
 
 
 def _write_result(storage: str, result: FitResult) -> None:
     """Record a finished run's result in its run folder (a re-launch returns it instead of training)."""
-    filesystem, run_dir = _run_dir(storage, result.run_name)
+    filesystem, run_dir = run_folder(storage, result.run_name)
     record = {key: value for key, value in asdict(result).items()
               if key not in ("run_name", "model_dir", "reused", "stage", "stages", "ablations")}
     with filesystem.open_output_stream(f"{run_dir}/{RESULT_FILE}") as stream:
@@ -192,7 +169,7 @@ def _finished(storage: str, run_name: str) -> tuple[dict[str, Any], Any] | None:
     import pyarrow.fs
     from ray.train import Checkpoint
 
-    filesystem, run_dir = _run_dir(storage, run_name)
+    filesystem, run_dir = run_folder(storage, run_name)
     record_path = f"{run_dir}/{RESULT_FILE}"
     if filesystem.get_file_info(record_path).type != pyarrow.fs.FileType.File:
         return None
@@ -205,13 +182,34 @@ def _finished(storage: str, run_name: str) -> tuple[dict[str, Any], Any] | None:
     return record, Checkpoint(record["checkpoint"], filesystem=filesystem)
 
 
-def _check_inputs(cfg: RunConfig, dataset_dir: Path, inputs_dir: Path) -> None:
+def check_run_name(run_name: str) -> None:
+    """Refuse a run (fit) name that cannot name a run folder and an MLflow run.
+
+    Raises:
+        ConfigError: The name breaks :data:`RUN_NAME_PATTERN`.
+    """
+    if not RUN_NAME_PATTERN.fullmatch(run_name):
+        raise ConfigError(f"run name {run_name!r}: use 1-128 letters, digits, '.', '_' or '-', starting alphanumeric")
+
+
+def check_fit_setup(cfg: RunConfig, dataset_dir: Path) -> None:
+    """Check what a fit needs besides its start model: a known objective and adapter, rows in its splits.
+
+    Raises:
+        ConfigError: Unknown objective or adapter.
+        DataError: The dataset is missing, or its ``train`` or ``train.eval_split`` split is empty.
+    """
     train = cfg.train
     build_objective(train.objective)
     check_adapter(train.trainable)
     for split in ("train", train.eval_split):
         if split is not None and len(ManifestDataset(dataset_dir, split=split, load_media=False)) == 0:
             raise DataError(f"{dataset_dir}: split {split!r} is empty; train needs 'train' and train.eval_split rows")
+
+
+def _check_inputs(cfg: RunConfig, dataset_dir: Path, inputs_dir: Path) -> None:
+    train = cfg.train
+    check_fit_setup(cfg, dataset_dir)
     if train.init_from:
         init_weights(train.init_from)
         in_bands = saved_in_bands(train.init_from)
@@ -316,17 +314,24 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
 
     Raises:
         DataError: The dataset is missing, a needed split is empty, or its bands do not fit the model.
-        ConfigError: Unknown objective or adapter, a malformed run name, a run name that belongs
-            to another config, or a ``train.init_from`` holding no saved model.
+        ConfigError: ``train.stages`` set (use :func:`rsvl.train.train_plan`), unknown objective or
+            adapter, a malformed run name, a run name that belongs to another fit identity (config
+            sections, data or start weights), or a ``train.init_from`` holding no saved model.
         TrainError: Training failed beyond ``train.max_failures``; the message says how to resume.
     """
     launched = time.perf_counter()
+    if cfg.train.stages:
+        raise ConfigError(
+            f"fit trains one model, but this config has train.stages {[stage.name for stage in cfg.train.stages]}; "
+            "call rsvl.train.train_plan (or rsvl.steps.training.run_train, `rsvl train`), which trains the stages "
+            "in order and then train.ablations"
+        )
+    cfg = absolute_init_from(cfg)
     dataset_dir = Path(dataset_dir).resolve()
     inputs_dir = Path(inputs_from).resolve() if inputs_from is not None else dataset_dir
     out_dir = Path(out_dir).resolve()
     run_name = run_name or new_run_name(cfg.paper)
-    if not RUN_NAME_PATTERN.fullmatch(run_name):
-        raise ConfigError(f"run name {run_name!r}: use 1-128 letters, digits, '.', '_' or '-', starting alphanumeric")
+    check_run_name(run_name)
     _check_inputs(cfg, dataset_dir, inputs_dir)
     storage = storage_uri(cfg.train.storage_path)
     if cfg.train.num_workers == 0 and "://" in storage:
@@ -334,7 +339,7 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
             f"train.num_workers 0 (Ray Train local mode) keeps checkpoints itself and needs a local "
             f"train.storage_path, not {storage!r}; use num_workers >= 1 for remote storage"
         )
-    _claim_run(storage, run_name, cfg)
+    _claim_run(storage, run_name, cfg, dataset_dir, inputs_dir)
     finished = _finished(storage, run_name)
     if finished is not None:
         record, checkpoint = finished

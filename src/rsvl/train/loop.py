@@ -46,7 +46,14 @@ from rsvl.data.dataset import ManifestDataset
 from rsvl.evaluate.retrieval import evaluate_retrieval
 from rsvl.models import build_model, load_model
 from rsvl.train.checkpoint import latest_checkpoint, persist_checkpoint, read_checkpoint, write_checkpoint
-from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, image_inputs, sample_seed
+from rsvl.train.data import (
+    CaptionPairs,
+    EpochBatchSampler,
+    TextImageCollate,
+    fit_model_to_data,
+    image_inputs,
+    sample_seed,
+)
 from rsvl.train.objectives import Objective, ObjectiveContext, build_objective
 from rsvl.train.schedule import warmup_cosine
 from rsvl.train.tracking import MetricLogger
@@ -208,16 +215,19 @@ class _Worker:
         """The weights training starts from: ``train.init_from`` when set, else a fresh ``cfg.model``.
 
         A fresh model's image input is decided by ``inputs_dir`` (the first stage's dataset of a
-        progression, so every stage trains the same tower) or else by this fit's own data.
+        progression, so every stage trains the same tower) or else by this fit's own data. An RGB
+        tower given one band with band statistics is narrowed to it (:func:`fit_model_to_data`).
         """
+        column = self.train.image_column
         if self.train.init_from:
-            return load_model(self.train.init_from)
+            return fit_model_to_data(load_model(self.train.init_from), samples, column)
         model_cfg = self.cfg.model
         decider = samples
         if self.inputs_dir not in (None, self.dataset_dir):
             decider = ManifestDataset(self.inputs_dir, split="train")
-        in_bands, band_stats = image_inputs(decider, self.train.image_column)
-        return build_model(model_cfg.name, model_cfg.pretrained, in_bands, band_stats, image_size=model_cfg.image_size)
+        in_bands, band_stats = image_inputs(decider, column)
+        built = build_model(model_cfg.name, model_cfg.pretrained, in_bands, band_stats, image_size=model_cfg.image_size)
+        return fit_model_to_data(built, samples, column)
 
     def _evaluate(self, fit: _Fit, step: int) -> dict[str, float]:
         split = self.train.eval_split

@@ -7,7 +7,8 @@ stage's dataset (``stage.dataset`` under ``data.root``, or the run's dataset), i
 ``train.eval_split``, starting from the previous stage's model (the first stage from
 ``cfg.model`` or ``train.init_from``). Every stage trains the same image tower: the first stage's
 data decides its bands (optical: three), and a later single-band stage (SAR chips) repeats its
-band (:func:`rsvl.models.preprocess.fit_bands`).
+band (:func:`rsvl.models.preprocess.fit_bands`), or, when that band has band statistics, narrows
+the tower's first convolution to it (:func:`rsvl.train.data.fit_model_to_data`).
 
 Each ablation then trains only its named stages, from the first stage's start, with the whole
 progression's step budget (the sum of the steps its stages actually did) shared among its stages
@@ -18,6 +19,8 @@ MLflow: one run per fit, named ``<run name>-<stage>`` (``<run name>-<ablation>-<
 ablation), tagged :data:`STAGE_TAG` with the stage, :data:`PROGRESSION_TAG` with the plan's run
 name (linking all runs of one plan) and :data:`ABLATION_TAG` with the ablation. A fit that finished
 before is reused (see :func:`rsvl.train.fit`), so a plan re-run by name trains only what is left.
+Every fit's name and identity is checked before the first stage trains (:func:`check_plan`), so a
+bad later name does not fail after the earlier stages trained.
 
 Output folder (``out_dir``): ``model/`` (the last stage's model) and ``config.json`` (the run's
 resolved config), ``stages/<stage>/`` (the earlier stages' fits) and
@@ -28,22 +31,52 @@ resolved config), ``stages/<stage>/`` (the earlier stages' fits) and
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from rsvl.config import RunConfig, StageConfig, deep_merge
 from rsvl.data.dataset import ManifestDataset
-from rsvl.errors import DataError
+from rsvl.errors import ConfigError, DataError
 from rsvl.train.checkpoint import ABLATIONS_DIR
-from rsvl.train.data import check_bands_fit, data_bands, image_inputs, saved_in_bands
-from rsvl.train.fit import CONFIG_ARTIFACT, FitResult, fit, init_weights, new_run_name
+from rsvl.train.data import image_inputs, saved_in_bands, tower_bands_after
+from rsvl.train.fit import (
+    CONFIG_ARTIFACT,
+    FitResult,
+    absolute_init_from,
+    check_fit_setup,
+    check_run_name,
+    fit,
+    new_run_name,
+    run_folder,
+    storage_uri,
+)
+from rsvl.train.identity import check_relaunch, fit_identity, init_weights
 from rsvl.train.plan_names import ablation_stages, stage_run_name
 
 STAGES_DIR = "stages"
 STAGE_TAG = "rsvl.stage"
 PROGRESSION_TAG = "rsvl.progression"
 ABLATION_TAG = "rsvl.ablation"
+PENDING_START = "<previous stage's model>"
+"""``train.init_from`` of a later stage's config checked before its previous stage trained (never read)."""
+
+
+@dataclass(frozen=True)
+class PlannedFit:
+    """One fit of a plan, as known before any fit trains.
+
+    Attributes:
+        name: Its run name (``<run>-<stage>`` or ``<run>-<ablation>-<stage>``).
+        cfg: Its config (:func:`stage_config`).
+        dataset: Its training data.
+        start_known: Whether its start weights are known yet (a chain's first fit).
+    """
+
+    name: str
+    cfg: RunConfig
+    dataset: Path
+    start_known: bool
 
 
 def stage_dataset(cfg: RunConfig, stage: StageConfig, dataset_dir: str | Path) -> Path:
@@ -109,17 +142,93 @@ def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | Non
     return RunConfig.model_validate(deep_merge(cfg.model_dump(mode="json"), {"train": update}))
 
 
+def _chains(cfg: RunConfig) -> list[tuple[str | None, list[StageConfig]]]:
+    """The plan's chains of stages: the progression (``None``), then each ablation by name."""
+    return [(None, list(cfg.train.stages))] + [(item.name, ablation_stages(cfg, item.name))
+                                              for item in cfg.train.ablations]
+
+
 def _check_bands(cfg: RunConfig, datasets: Mapping[str, Path]) -> None:
-    """Every stage's data must fit the image tower the first stage (or ``train.init_from``) decides."""
+    """Every chain's data must fit the image tower as each stage leaves it.
+
+    The first stage's data (or ``train.init_from``) decides the tower; an RGB tower narrowed to one
+    band with band statistics stays narrowed for the stages after.
+    """
     column = cfg.train.image_column
     if cfg.train.init_from:
         init_weights(cfg.train.init_from)
-        in_bands = saved_in_bands(cfg.train.init_from)
+        start = saved_in_bands(cfg.train.init_from)
     else:
-        in_bands = image_inputs(ManifestDataset(next(iter(datasets.values())), split="train"), column)[0]
-    for name, path in datasets.items():
-        check_bands_fit(data_bands(ManifestDataset(path, split="train"), column), in_bands,
-                        f"train.stages {name!r} ({path}, {column!r})")
+        start = image_inputs(ManifestDataset(next(iter(datasets.values())), split="train"), column)[0]
+    for _, stages in _chains(cfg):
+        in_bands = start
+        for stage in stages:
+            path = datasets[stage.name]
+            in_bands = tower_bands_after(ManifestDataset(path, split="train"), column, in_bands,
+                                         f"train.stages {stage.name!r} ({path}, {column!r})")
+
+
+def planned_steps(cfg: RunConfig, dataset_dir: Path) -> int:
+    """The optimizer steps a fit of ``cfg`` on ``dataset_dir`` does (``rsvl.train.loop``'s rule).
+
+    Raises:
+        DataError: The data holds fewer training samples than one global batch.
+    """
+    train = cfg.train
+    rows = len(ManifestDataset(dataset_dir, split="train", load_media=False))
+    global_batch = train.batch_size * max(train.num_workers, 1)
+    if rows < global_batch:
+        raise DataError(f"{dataset_dir}: {rows} training samples are fewer than one global batch ({global_batch}); "
+                        "lower train.batch_size")
+    return train.max_steps or train.epochs * (rows // global_batch)
+
+
+def planned_fits(cfg: RunConfig, datasets: Mapping[str, Path], run_name: str) -> list[PlannedFit]:
+    """Every fit of the plan, in training order, with its config as far as it is known before training.
+
+    An ablation's step budget is computed from the progression's planned steps (what it will do);
+    a chain's later fits start from a model not written yet (:data:`PENDING_START`).
+    """
+    steps = {stage.name: planned_steps(stage_config(cfg, stage, None), datasets[stage.name])
+             for stage in cfg.train.stages}
+    fits: list[PlannedFit] = []
+    for ablation, stages in _chains(cfg):
+        budget = ablation_budget({stage.name: steps[stage.name] for stage in stages}, sum(steps.values())) \
+            if ablation else None
+        for index, stage in enumerate(stages):
+            start = cfg.train.init_from if index == 0 else PENDING_START
+            stage_cfg = stage_config(cfg, stage, start, budget[stage.name] if budget else None)
+            fits.append(PlannedFit(stage_run_name(run_name, stage.name, ablation), stage_cfg, datasets[stage.name],
+                                   index == 0))
+    return fits
+
+
+def check_plan(cfg: RunConfig, datasets: Mapping[str, Path], run_name: str) -> list[PlannedFit]:
+    """Check every fit of the plan before the first one trains.
+
+    Each fit needs a valid name that no other fit of the plan has, usable data, and a name either
+    new or launched before with the same identity (so it resumes or is reused). A later fit's start weights are not known yet; they are checked when it starts.
+
+    Raises:
+        ConfigError: A fit name is malformed, two fits share a name, or a name was launched with
+            another config or data (the message names the fit and what changed).
+        DataError: A fit's data has an empty split or fewer samples than one batch.
+    """
+    fits = planned_fits(cfg, datasets, run_name)
+    storage = storage_uri(cfg.train.storage_path)
+    first = datasets[cfg.train.stages[0].name]
+    seen: set[str] = set()
+    for planned in fits:
+        check_run_name(planned.name)
+        if planned.name in seen:
+            raise ConfigError(f"plan {run_name!r}: two of its fits are named {planned.name!r}; rename a stage or "
+                              "an ablation")
+        seen.add(planned.name)
+        check_fit_setup(planned.cfg, planned.dataset)
+    for planned in fits:
+        identity = fit_identity(planned.cfg, planned.dataset, first, start_known=planned.start_known)
+        check_relaunch(*run_folder(storage, planned.name), planned.name, planned.cfg, identity)
+    return fits
 
 
 def _chain(cfg: RunConfig, stages: Sequence[StageConfig], datasets: Mapping[str, Path], folder: Path,
@@ -153,17 +262,23 @@ def train_plan(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run
         Without stages, the fit's :class:`FitResult`; with stages, the last stage's, carrying
         every stage's fit in ``stages`` and every ablation's last fit in ``ablations``.
 
+    Every fit of the plan is checked before the first one trains (:func:`check_plan`).
+
     Raises:
-        DataError: A stage's dataset is missing or its bands do not fit the first stage's tower.
-        ConfigError, TrainError: As :func:`rsvl.train.fit` raises them.
+        DataError: A stage's dataset is missing, has an empty split, or its bands do not fit the tower.
+        ConfigError: A fit name is malformed, clashes, or was launched with another config or data;
+            else as :func:`rsvl.train.fit` raises it.
+        TrainError: As :func:`rsvl.train.fit` raises it.
     """
     if not cfg.train.stages:
         return fit(cfg, dataset_dir, out_dir, run_name=run_name)
     run_name = run_name or new_run_name(cfg.paper)
+    cfg = absolute_init_from(cfg)
     out_dir = Path(out_dir).resolve()
     stages = cfg.train.stages
     datasets = {stage.name: stage_dataset(cfg, stage, dataset_dir).resolve() for stage in stages}
     _check_bands(cfg, datasets)
+    check_plan(cfg, datasets, run_name)
     tags = {PROGRESSION_TAG: run_name}
     progression = _chain(cfg, stages, datasets, out_dir, run_name, tags)
     (out_dir / CONFIG_ARTIFACT).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), encoding="utf-8")
