@@ -34,8 +34,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RSVL_ERROR = re.compile(r"rsvl\.errors\.\w+: (.*)$")
 ANY_ERROR = re.compile(r"^\s*((?:\w+\.)*\w*(?:Error|Exception|Interrupt)(?:: .*)?)$")
 PIPELINE_LOG = "pipeline.log"
-QUIET_SECONDS = 90.0
-"""Without a terminal, a progress line is printed only after this long without any console line."""
+QUIET_SECONDS = 60.0
+"""Without a terminal, a step's progress line is printed once, after this long without any console line."""
 
 OK, CACHED, FAILED = "ok", "cached", "FAILED"
 
@@ -124,6 +124,7 @@ class _StepLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.handle, self.pending, self.ran = path, open(path, "w", encoding="utf-8"), "", False
+        self.progress_lines = 0
         self.errors = _ErrorWatch()
 
     def write(self, text: str) -> list[str]:
@@ -203,7 +204,7 @@ class StepConsole:
                 for line in lines:
                     shown = format_progress(label, line)
                     if shown:
-                        self._show_progress(shown)
+                        self._show_progress(shown, step)
 
     def flush(self) -> None:
         """Flush the console."""
@@ -219,11 +220,13 @@ class StepConsole:
             self._tty = bool(getattr(self.console, "isatty", lambda: False)())
         return self._tty
 
-    def _show_progress(self, text: str) -> None:
+    def _show_progress(self, text: str, step: _StepLog) -> None:
+        """On a terminal, rewrite the progress line; otherwise print one line a step, after a quiet minute."""
         if self._tty_console():
             self._console_write("\r\x1b[K" + text[:160])
             self._progress_shown = True
-        elif time.monotonic() - self._last_line >= QUIET_SECONDS:
+        elif not step.progress_lines and time.monotonic() - self._last_line >= QUIET_SECONDS:
+            step.progress_lines += 1
             self.say(text)
 
     def say(self, line: str) -> None:
