@@ -10,7 +10,7 @@ KFP's local runner has no per-task hook, so the console wraps
 ``requirements.lock``), the one function both of its orchestrators call for every task: the
 wrapper knows the task's display name, the thread it runs in (tasks may run in threads), its
 status, its outputs and its time. On the console it prints one line per finished step (with the
-fact that matters, from :func:`pipelines.facts.step_fact`), a progress line while a step
+fact that matters, from :class:`pipelines.facts.StepFacts`), a progress line while a step
 reports progress (training's ``step N/M`` lines, :class:`rsvl.console.Progress` lines) and, with
 ``verbose``, everything as well.
 """
@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import io
 import re
+import shutil
 import sys
 import threading
 import time
@@ -171,7 +172,7 @@ class StepConsole:
     Args:
         log_dir: Where the step logs go (created).
         tracks: The run's track names (to split ``<step>-<track>`` labels).
-        describe: The fact that matters of a finished step (:func:`pipelines.facts.step_fact`);
+        describe: The fact that matters of a finished step (:class:`pipelines.facts.StepFacts`);
             its errors are shown in place of the fact, never raised.
         console: Where the lines go (default: ``sys.stdout`` when :meth:`capture` starts).
         verbose: Also pass everything through to the console.
@@ -223,7 +224,8 @@ class StepConsole:
     def _show_progress(self, text: str, step: _StepLog) -> None:
         """On a terminal, rewrite the progress line; otherwise print one line a step, after a quiet minute."""
         if self._tty_console():
-            self._console_write("\r\x1b[K" + text[:160])
+            width = shutil.get_terminal_size((100, 24)).columns - 1  # a wrapped line could not be rewritten
+            self._console_write("\r\x1b[K" + text[:width])
             self._progress_shown = True
         elif not step.progress_lines and time.monotonic() - self._last_line >= QUIET_SECONDS:
             step.progress_lines += 1

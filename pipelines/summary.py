@@ -116,7 +116,8 @@ def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]
     champion_version = aliases.get("champion")
     champion = (client.get_model_version(name, str(champion_version)) if champion_version else None)
     tags = candidate.tags
-    lines.append(f"registered: {name} v{candidate.version} (aliases: {', '.join(sorted(candidate.aliases)) or 'none'}); "
+    own = ", ".join(sorted(candidate.aliases)) or "none"
+    lines.append(f"registered: {name} v{candidate.version} (aliases: {own}); "
                  f"champion: v{champion_version or 'none'}; candidate: v{aliases.get('candidate', 'none')}")
     lines.append(f"gate: {tags.get('gate.decision', 'not run')}: {tags.get('gate.reasons', '') or '-'}")
     lines += metrics_table(_run_metrics(client, candidate.run_id),
@@ -127,7 +128,7 @@ def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]
 
 def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float, log_dir: Path | None = None,
                   versions: Mapping[str, int] | None = None) -> None:
-    """Print, per track, the version and aliases, the gate's decision and reasons, and the metrics; then where things are.
+    """Print, per track, the version, aliases, gate decision and reasons and the metrics; then where things are.
 
     Each track is read from its own tracking store (``mlflow.tracking_uri`` may differ per track).
 

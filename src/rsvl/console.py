@@ -12,7 +12,8 @@ import logging
 import re
 import time
 
-PROGRESS_LINE = re.compile(r"(?P<what>\w[\w ./-]*?): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+), [\d.]+/s, ETA (?P<eta>\S+)")
+PROGRESS_LINE = re.compile(
+    r"(?P<what>\w[\w ./-]*?): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+), [\d.]+/s, ETA (?P<eta>\S+)")
 """A :class:`Progress` line (the logger's prefix before it is ignored)."""
 
 TRAIN_LINE = re.compile(r"step (?P<done>\d+)/(?P<total>\d+) .*?loss (?P<loss>\S+) .*?ETA (?P<eta>\S+)")
