@@ -12,6 +12,7 @@ PROFILE ?= local
 DATA ?= data/default
 TARGET ?= local
 KFP_HOST ?=
+VERBOSE ?=
 PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml)))
 
 # pip warns once per package about this machine's extra local index folders; keep real errors.
@@ -51,9 +52,9 @@ $(DATA)/optical/dataset.json:
 train: $(VENV)/.installed $(DATA)/optical/dataset.json
 	$(RSVL) train --config pipelines/$(PAPER)/config.yaml --profile $(PROFILE)
 
-## pipeline: PAPER's whole pipeline; TARGET=local (KFP local runner, the default) or TARGET=kfp KFP_HOST=URL (compile + submit)
+## pipeline: PAPER's whole pipeline; TARGET=local (KFP local runner, the default) or TARGET=kfp KFP_HOST=URL (compile + submit); VERBOSE=1 shows every step's whole log
 pipeline: $(VENV)/.installed
-	$(PY) -m pipelines.run --paper $(PAPER) --target $(TARGET) $(if $(KFP_HOST),--host $(KFP_HOST))
+	$(PY) -m pipelines.run --paper $(PAPER) --target $(TARGET) $(if $(KFP_HOST),--host $(KFP_HOST)) $(if $(VERBOSE),--verbose)
 
 ## compile: write build/<paper>.yaml (cluster profile) of every paper for upload in the Kubeflow UI
 compile: $(VENV)/.installed

@@ -36,15 +36,19 @@ from components.ingest.component import ingest
 from components.register.component import register
 from components.train.component import train
 from components.vqa.component import vqa
+from pipelines import PIPELINES_DIR, require_paper
 from rsvl.config import MAIN_TRACK, RunConfig, load_config, load_tracks, tracks_json
 
-PIPELINES_DIR = Path(__file__).resolve().parent
 GPU = "nvidia.com/gpu"
 
 
 def config_path(paper: str) -> Path:
-    """``pipelines/<paper>/config.yaml``."""
-    return PIPELINES_DIR / paper / "config.yaml"
+    """``pipelines/<paper>/config.yaml``.
+
+    Raises:
+        UnknownPaper: No pipeline of that name (the message lists the known ones).
+    """
+    return PIPELINES_DIR / require_paper(paper) / "config.yaml"
 
 
 def paper_config(paper: str, profile: str, overrides: "list[str] | tuple[str, ...]" = ()) -> RunConfig:

@@ -11,28 +11,29 @@ the Kubeflow UI; ``--target kfp`` compiles and submits to ``--host``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import re
 import sys
 import time
 from pathlib import Path
 
+from pipelines import UnknownPaper, require_paper
+from pipelines.console import ANSI, PIPELINE_LOG
+
 LOCAL_ROOT = Path("build/kfp_local")
 BUILD = Path("build")
-RSVL_ERROR = re.compile(r"rsvl\.errors\.\w+: (.*)$")
 FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class PipelineFailed(RuntimeError):
-    """A pipeline step failed; the message names the step and the cause."""
+    """A pipeline step failed; the message names the step and the cause, ``log`` is the step's full log."""
+
+    log: Path | None = None
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipelines.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--paper", default="sar_text")
+    parser.add_argument("--paper", default="sar_text", help="one of pipelines/<paper>/ (unknown: lists them)")
     parser.add_argument("--profile", default=None, help="local or cluster (default: local for --target local, "
                                                         "cluster otherwise)")
     parser.add_argument("--target", choices=("local", "compile", "kfp"), default="local")
@@ -42,6 +43,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="run parameter: data_version, epochs, lr, backend")
     parser.add_argument("--no-cache", action="store_true", help="run every step even if its inputs are unchanged")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print everything the KFP runner and the steps print (always in the step logs)")
     return parser.parse_args(argv)
 
 
@@ -57,9 +60,14 @@ def _run_parameters(items: list[str]) -> dict[str, object]:
 
 
 def paper_pipeline(paper: str, profile: str, overrides: list[str]):
-    """The pipeline that ``pipelines/<paper>/pipeline.py`` defines, for ``profile``."""
+    """The pipeline that ``pipelines/<paper>/pipeline.py`` defines, for ``profile``.
+
+    Raises:
+        UnknownPaper: No pipeline of that name.
+    """
     import importlib
 
+    require_paper(paper)
     return importlib.import_module(f"pipelines.{paper}.pipeline").pipeline(profile, overrides)
 
 
@@ -73,56 +81,71 @@ def compile_pipeline(paper: str, profile: str, overrides: list[str], out_dir: Pa
     return target
 
 
-class _StepErrors(io.TextIOBase):
-    """Pass the runner's output through and keep the last ``rsvl`` error each step printed (with its detail lines)."""
+def log_dir_for(paper: str, local_root: Path) -> Path:
+    """``<local_root>/../logs/<paper>-<time>``: where one run's step logs go (``build/logs/...`` by default)."""
+    return local_root.resolve().parent / "logs" / f"{paper}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-    def __init__(self, out) -> None:
-        self.out, self.last_error, self._indent = out, "", None
 
-    def write(self, text: str) -> int:
-        for line in ANSI.sub("", text).splitlines():
-            found = RSVL_ERROR.search(line)
-            indent = len(line) - len(line.lstrip())
-            if not line.strip():
-                continue
-            if found:
-                self.last_error, self._indent = found.group(1).strip(), indent
-            elif self._indent is not None and indent > self._indent:
-                self.last_error += "; " + line.strip()
-            else:
-                self._indent = None
-        return self.out.write(text)
-
-    def flush(self) -> None:
-        self.out.flush()
+def _failure(paper: str, err: RuntimeError, console, log_dir: Path) -> PipelineFailed:
+    """The :class:`PipelineFailed` of a run KFP stopped: the failed step, the library's error, the step's log."""
+    failed = console.failed()
+    if failed is not None:
+        step, cause, log = failed.label, failed.error, failed.log
+    else:
+        found = FAILED_TASK.search(ANSI.sub("", str(err)))
+        step, cause, log = found.group(1) if found else "?", "", log_dir / PIPELINE_LOG
+    failure = PipelineFailed(f"{paper} pipeline failed at step {step!r}: {cause or f'see its log {log}'}")
+    failure.log = log
+    return failure
 
 
 def run_local(paper: str, overrides: list[str], parameters: dict[str, object], cache: bool,
-              local_root: Path = LOCAL_ROOT) -> None:
+              local_root: Path = LOCAL_ROOT, verbose: bool = False) -> list:
     """Run the pipeline with the KFP local runner (task outputs under ``local_root``) and print the summary.
 
+    The console shows one line per finished step (status, step, track, seconds, the fact that
+    matters), a progress line while a step trains or captions, and the summary; each step's full
+    output (the KFP runner's and the component's) goes to ``<local_root>/../logs/<run>/<step>.log``.
+
+    Args:
+        paper: A paper under ``pipelines/`` (:func:`pipelines.dag.known_papers`).
+        overrides: ``dotted.key=value`` config overrides compiled into the pipeline.
+        parameters: Run parameters (``data_version``, ``epochs``, ``lr``, ``backend``).
+        cache: Reuse the outputs of steps whose inputs are unchanged.
+        local_root: The KFP local pipeline root.
+        verbose: Also print everything the runner and the steps print.
+
+    Returns:
+        The finished steps (:class:`pipelines.console.StepResult`), in order.
+
     Raises:
+        UnknownPaper: No pipeline of that name.
         PipelineFailed: A step failed; the message names the step and the library's error (which
-            names the input and the rule broken).
+            names the input and the rule broken); its ``log`` is the step's log file.
     """
     from kfp import local
 
+    from pipelines.console import StepConsole
     from pipelines.dag import paper_tracks
+    from pipelines.facts import StepFacts
     from pipelines.summary import print_summary
 
+    require_paper(paper)
     tracks = paper_tracks(paper, "local", overrides)
+    log_dir = log_dir_for(paper, local_root)
+    facts = StepFacts(tracks)
+    console = StepConsole(log_dir, list(tracks), describe=facts, verbose=verbose)
+    print(f"{paper} pipeline (local runner, tracks: {', '.join(tracks)}); full step logs: {log_dir}/", flush=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(local_root.resolve()),
                enable_caching=cache)
     started = time.perf_counter()
-    watcher = _StepErrors(sys.stdout)
     try:
-        with contextlib.redirect_stdout(watcher):
+        with console.capture():
             paper_pipeline(paper, "local", overrides)(**parameters)
     except RuntimeError as err:
-        step = FAILED_TASK.search(ANSI.sub("", str(err)))
-        cause = watcher.last_error or "see the step's log above"
-        raise PipelineFailed(f"{paper} pipeline failed at step {step.group(1) if step else '?'!r}: {cause}") from err
-    print_summary(tracks, local_root, time.perf_counter() - started)
+        raise _failure(paper, err, console, log_dir) from err
+    print_summary(facts.configs, local_root, time.perf_counter() - started, log_dir, facts.versions)
+    return console.results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,11 +154,15 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     parameters = _run_parameters(args.param)
+    try:
+        require_paper(args.paper)
+    except UnknownPaper as err:
+        raise SystemExit(f"error: {err}") from None
     if args.target == "local":
         try:
-            run_local(args.paper, args.overrides, parameters, cache=not args.no_cache)
+            run_local(args.paper, args.overrides, parameters, cache=not args.no_cache, verbose=args.verbose)
         except PipelineFailed as err:
-            raise SystemExit(f"error: {err}") from None
+            raise SystemExit(f"error: {err}" + (f"\nfull log of the step: {err.log}" if err.log else "")) from None
         return
     profile = args.profile or "cluster"
     spec = compile_pipeline(args.paper, profile, args.overrides)

@@ -1,39 +1,134 @@
-"""The closing summary of a local pipeline run, read back from the registry and the tracking store."""
+"""The closing summary of a local pipeline run, read back from the registry and the tracking store.
+
+Per track: the version the run registered and its aliases, the gate's decision with its reasons,
+and a table of the headline metrics (the gate's metrics, each eval set's headline metric, VQA's
+overall accuracy): the candidate beside the champion and beside the comparisons the evaluate step
+scored on the same sets (a progressive plan's ablations, e.g. ``sar_only``; the untuned ``base``
+model; VQA's ``majority`` and ``random`` answers).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable, Mapping
 
 from rsvl.config import RunConfig
 
-HIDDEN_METRICS = ("zs_class",)
-"""Metric-name parts left out of the summary (per-class tables; they are in the report)."""
+HEADLINE = {"retrieval": "mR", "captioning": "CIDEr", "zero_shot": "zs_top1"}
+"""The metric shown for an eval set, by task (``ndcg`` shows its ``ndcg_at_<k>``)."""
+
+VQA_HEADLINE = "vqa.overall"
 
 
-def _print_track(cfg: RunConfig, client) -> None:
+def headline_metrics(cfg: RunConfig) -> list[str]:
+    """The metrics a person reads first for ``cfg``'s track, in order, without repeats.
+
+    The gate's floors and improvement rules first (the decision hangs on them), then each eval
+    set's headline metric, then ``vqa.overall`` when the track has a VQA step.
+    """
+    names = [*cfg.gate.minimums, *cfg.gate.min_improvement]
+    for eval_set in cfg.evaluate.sets:
+        for task in eval_set.tasks:
+            metric = f"ndcg_at_{eval_set.ndcg_k}" if task == "ndcg" else HEADLINE.get(task)
+            if metric:
+                names.append(f"{eval_set.name}.{metric}")
+    if cfg.vqa is not None:
+        names.append(VQA_HEADLINE)
+    return list(dict.fromkeys(names))
+
+
+def comparisons(metrics: Mapping[str, float], shown: Iterable[str]) -> dict[str, dict[str, float]]:
+    """The comparison models scored beside the candidate: ``{comparison: {metric: value}}``.
+
+    A comparison's value of metric ``a.b`` is the metric with one more part, its name, inserted
+    anywhere: ``sar_only.sar_test.mR`` (an ablation), ``base.sar_test.CIDEr`` (the untuned model),
+    ``vqa.majority.overall`` (a VQA baseline).
+
+    Args:
+        metrics: The candidate run's metrics.
+        shown: The metrics the table shows.
+    """
+    found: dict[str, dict[str, float]] = {}
+    for metric in shown:
+        parts = metric.split(".")
+        for key, value in metrics.items():
+            other = key.split(".")
+            if len(other) != len(parts) + 1:
+                continue
+            for at in range(len(other)):
+                if other[:at] + other[at + 1:] == parts:
+                    found.setdefault(other[at], {})[metric] = value
+                    break
+    return found
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def metrics_table(candidate: Mapping[str, float], champion: Mapping[str, float] | None, champion_version: str | None,
+                  shown: list[str], candidate_version: str = "") -> list[str]:
+    """The table lines: one row per shown metric; candidate, champion and comparison columns.
+
+    Args:
+        candidate: The candidate run's metrics.
+        champion: The champion run's metrics (``None``: no champion).
+        champion_version: The champion's version.
+        shown: The rows (metrics missing from the candidate are left out).
+        candidate_version: The candidate's version, for its column header.
+    """
+    rows = [metric for metric in shown if metric in candidate]
+    if not rows:
+        return ["  (no metrics logged)"]
+    others = comparisons(candidate, rows)
+    width = max(len(metric) for metric in rows) + 2
+    header = ["candidate" + (f" v{candidate_version}" if candidate_version else ""),
+              f"champion v{champion_version}" if champion is not None else "champion", *others]
+    widths = [max(len(name), 9) for name in header]
+    lines = ["  " + "metric".ljust(width) + "  ".join(name.rjust(w) for name, w in zip(header, widths))]
+    for metric in rows:
+        values = [candidate.get(metric), (champion or {}).get(metric), *(others[name].get(metric) for name in others)]
+        lines.append("  " + metric.ljust(width) + "  ".join(_number(v).rjust(w) for v, w in zip(values, widths)))
+    return lines
+
+
+def _run_metrics(client, run_id: str | None) -> dict[str, float]:
+    return dict(client.get_run(run_id).data.metrics) if run_id else {}
+
+
+def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]:
+    """The summary of one track: registered version and aliases, gate decision and reasons, metrics table.
+
+    Args:
+        cfg: The track's config (registered name, gate, eval sets).
+        client: A registry client on the track's tracking store.
+        version: The version this run registered (default: the latest version).
+    """
     name = cfg.registry.model_name
-    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
-    print(f"\n--- track {cfg.track}: {name} ---")
-    if not versions:
-        print(f"nothing registered under {name!r}")
-        return
-    latest = client.get_model_version(name, versions[-1].version)
+    lines = [f"--- track {cfg.track}: {name} ---"]
+    if version is None:
+        versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
+        if not versions:
+            return [*lines, f"nothing registered under {name!r}"]
+        version = max(versions)
+    candidate = client.get_model_version(name, str(version))
     aliases = client.get_registered_model(name).aliases
-    run = client.get_run(latest.run_id) if latest.run_id else None
-    if run is not None:
-        shown = {k: v for k, v in sorted(run.data.metrics.items())
-                 if "." in k and not any(part in k for part in HIDDEN_METRICS)}
-        print("metrics of the latest registered model's run:")
-        for key, value in shown.items():
-            print(f"  {key:<36} {value:8.3f}")
-    tags = latest.tags
-    print(f"registered: {name} v{latest.version} (aliases: {', '.join(sorted(latest.aliases)) or 'none'})")
-    print(f"gate: {tags.get('gate.decision', 'not run')}: {tags.get('gate.reasons', '')}")
-    print(f"champion: v{aliases.get('champion', 'none')}; candidate: v{aliases.get('candidate', 'none')}")
+    champion_version = aliases.get("champion")
+    champion = (client.get_model_version(name, str(champion_version)) if champion_version else None)
+    tags = candidate.tags
+    own = ", ".join(sorted(candidate.aliases)) or "none"
+    lines.append(f"registered: {name} v{candidate.version} (aliases: {own}); "
+                 f"champion: v{champion_version or 'none'}; candidate: v{aliases.get('candidate', 'none')}")
+    lines.append(f"gate: {tags.get('gate.decision', 'not run')}: {tags.get('gate.reasons', '') or '-'}")
+    lines += metrics_table(_run_metrics(client, candidate.run_id),
+                           _run_metrics(client, champion.run_id) if champion is not None else None,
+                           champion_version, headline_metrics(cfg), str(candidate.version))
+    return lines
 
 
-def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float) -> None:
-    """Print, per track, the metrics, the gate decision, the registered version and its aliases; then where things are.
+def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float, log_dir: Path | None = None,
+                  versions: Mapping[str, int] | None = None) -> None:
+    """Print, per track, the version, aliases, gate decision and reasons and the metrics; then where things are.
 
     Each track is read from its own tracking store (``mlflow.tracking_uri`` may differ per track).
 
@@ -41,15 +136,17 @@ def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float
         tracks: The run's config of each track (``main`` first).
         local_root: The KFP local pipeline root (task outputs).
         seconds: Wall time of the run.
+        log_dir: Where the run's step logs are, if any.
+        versions: The version each track's register step returned (default: each name's latest).
     """
     from rsvl.mlflow_store import resolve_tracking_uri
     from rsvl.registry import registry_client
 
     first = next(iter(tracks.values()))
-    print(f"\n=== {first.paper} pipeline finished in {seconds / 60:.1f} min ===")
+    print(f"=== {first.paper} pipeline finished in {seconds / 60:.1f} min ===")
     uris = {name: resolve_tracking_uri(cfg.mlflow.tracking_uri) for name, cfg in tracks.items()}
     for name, cfg in tracks.items():
-        _print_track(cfg, registry_client(uris[name]))
-    print(f"\ntask outputs: {local_root.resolve()}")
+        print("\n".join(track_lines(cfg, registry_client(uris[name]), (versions or {}).get(name))))
+    print(f"task outputs: {local_root.resolve()}" + (f"; step logs: {log_dir}" if log_dir else ""))
     for uri in dict.fromkeys(uris.values()):
         print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {uri}")

@@ -136,7 +136,7 @@ def test_the_rayjob_of_the_cluster_profile_validates_against_the_kuberay_schema(
     assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
-def test_a_failed_step_is_named_with_its_input_and_cause(tmp_path, repo_root, monkeypatch):
+def test_a_failed_step_is_named_with_its_input_and_cause(tmp_path, repo_root, monkeypatch, capsys):
     monkeypatch.chdir(repo_root)
     overrides = [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
     with pytest.raises(PipelineFailed) as failed:
@@ -144,6 +144,14 @@ def test_a_failed_step_is_named_with_its_input_and_cause(tmp_path, repo_root, mo
     assert str(failed.value) == (
         "sar_text pipeline failed at step 'configure': sar_text config (profile local, track main) with "
         "['main:train.lr=-1.0']: 1 invalid field(s); train.lr: Input should be greater than 0 [got -1.0]")
+    console = capsys.readouterr().out
+    log = failed.value.log
+    assert log.is_file() and log.parent.parent == (tmp_path / "logs").resolve() and log.name == "configure.log"
+    assert "FAILED configure main " in console and f"full log: {log}" in console
+    assert "executor_input" not in console and "Traceback" not in console
+    text = log.read_text()
+    assert "Got executor_input" in text and "Traceback" in text and "rsvl.errors.ConfigError" in text
+    assert "finished with status FAILURE" in text
 
 
 def _steps(client: MlflowClient, run) -> int:
@@ -164,6 +172,10 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
                  f"evaluate.cache_dir={tmp_path / 'eval_data'}"]
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     first = capsys.readouterr().out
+    assert len(first.splitlines()) <= 40, first  # one line a step, sparse progress, the summary
+    assert "executor_input" not in first and "closure" not in first and "base image" not in first
+    assert "\nok     filter    main " in first and " rows kept, " in first
+    assert "\n  sar_test.mR " in first and "\n  sar_test.CIDEr " in first and "\n  vqa.overall " in first, first
     for name in ("sar_rs_clip", "sar_rs_coca"):
         assert f"registered: {name} v1 (aliases: candidate, champion)" in first, first[-4000:]
     client = MlflowClient(tracking)
@@ -195,6 +207,7 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     for name in ("sar_rs_clip", "sar_rs_coca"):
         assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
     assert len(_trainings(client)) == len(runs) == 4, "the second run trained again instead of reusing the cached train steps"
+    print(first + second)  # the two runs' consoles, shown by `pytest -rP`
 
 
 @pytest.mark.slow

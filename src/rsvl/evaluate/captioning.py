@@ -20,6 +20,7 @@ run is not reported as a number: it goes to ``unavailable`` with the reason.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ import open_clip
 import torch
 from torch import nn
 
+from rsvl.console import Progress
 from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.embedding import image_batches
@@ -264,6 +266,7 @@ def generate_captions(
     device: str | torch.device = "cpu",
     seq_len: int = 30,
     generation_type: str = "beam_search",
+    label: str = "captioning",
 ) -> dict[str, str]:
     """Caption every row of ``dataset`` with a CoCa model (SAR-RS-CoCa's decoding).
 
@@ -277,6 +280,7 @@ def generate_captions(
         device: Where the model lives.
         seq_len: Longest caption in tokens, start token included.
         generation_type: ``beam_search`` (open_clip's default), ``top_k`` or ``top_p``.
+        label: What the progress lines (``rsvl.evaluate`` logger) call the job.
 
     Returns:
         Sample id → generated caption.
@@ -288,7 +292,9 @@ def generate_captions(
         raise ModelError(f"captioning needs a CoCa model with generate(); {type(model).__name__} has none "
                          "(drop the 'captioning' task for contrastive-only models)")
     captions: list[str] = []
+    progress = Progress(logging.getLogger("rsvl.evaluate"), label, len(dataset), "images")
     for batch in image_batches(dataset, media, preprocess, batch_size):
         generated = model.generate(batch.to(device), seq_len=seq_len, generation_type=generation_type)
         captions.extend(decode_tokens(row.tolist(), tokenizer, getattr(model, "pad_id", 0)) for row in generated)
+        progress.add(len(generated))
     return {str(dataset.record(i)["sample_id"]): caption for i, caption in enumerate(captions)}

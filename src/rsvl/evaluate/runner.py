@@ -255,7 +255,7 @@ def _captioning(ctx: _Context) -> _Outcome:
             raise DataError(f"eval set {ctx.eval_set.name!r}: sample {record['sample_id']!r} has no reference captions")
         references[str(record["sample_id"])] = [str(c) for c in record["captions"]]
     generated = generate_captions(ctx.model, ctx.preprocess, ctx.tokenizer, ctx.dataset, ctx.eval_set.media,
-                                  device=ctx.device)
+                                  device=ctx.device, label=f"captioning {ctx.eval_set.name}")
     scores = caption_metrics(references, generated, use_java=ctx.java_metrics)
     out = _Outcome(metrics=dict(scores.metrics), unavailable=dict(scores.unavailable))
     out.details["captions"] = {"tokenizer": scores.tokenizer, "generated": generated}
