@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -175,12 +176,15 @@ def test_local_mode_needs_local_storage(workdir, optical):
         fit(tiny_config(workdir, num_workers=0, storage_path="s3://bucket/runs"), optical, workdir / "remote")
 
 
-def test_fit_tracks_params_metrics_tags_and_artifacts(reference, workdir):
+def test_fit_tracks_params_metrics_tags_and_artifacts(reference, workdir, optical):
     client = MlflowClient(tracking_uri(workdir))
     run = client.get_run(reference.mlflow_run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == reference.run_name
     cfg = tiny_config(workdir)
-    assert run.data.params == flatten(cfg.model_dump(mode="json"))
+    rows = pq.read_table(optical / "manifest.parquet").num_rows  # 8 classes x 50 scenes, none quarantined
+    assert rows == 400
+    row_params = {"data.rows_kept": str(rows), "data.rows_quarantined": "0"}
+    assert run.data.params == {**flatten(cfg.model_dump(mode="json")), **row_params}
     assert run.data.params["train.lr"] == "0.001" and run.data.params["model.name"] == "rsvl-tiny"
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
