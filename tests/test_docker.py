@@ -155,8 +155,6 @@ def _rsvl_rules(final: list[Instruction]) -> list[str]:
         problems.append("HF_HUB_OFFLINE=1 is not the default")
     if not any(ins.keyword == "WORKDIR" and ins.args == "/app" for ins in final):
         problems.append("WORKDIR is not /app")
-    if env.get("RSVL_MODELS_DIR") != "/app/models" or not any(c.split()[0] == "models" for c in copies):
-        problems.append("the architecture configs (models/) are not shipped at RSVL_MODELS_DIR=/app/models")
     if "RSVL_GIT_COMMIT" not in args or env.get("RSVL_GIT_COMMIT") != "${RSVL_GIT_COMMIT}":
         problems.append("RSVL_GIT_COMMIT does not pass from a build arg into the environment (lineage without .git)")
     writable = [r for r in runs if re.search(r"install -d -o (rsvl|1000) ", r)]
@@ -207,7 +205,6 @@ FROM_ARG = re.search(r"^ARG PYTHON_IMAGE=.*$", GOOD, re.M).group(0) if GOOD else
     ("pip install --no-deps . &&", "pip install . &&", "--no-deps ."),
     ("HF_HUB_OFFLINE=1", "HF_HUB_OFFLINE=0", "HF_HUB_OFFLINE=1"),
     ("WORKDIR /app\n", "WORKDIR /srv\n", "WORKDIR is not /app"),
-    ("COPY models ./models\n", "", "architecture configs"),
     ("ENV RSVL_GIT_COMMIT=${RSVL_GIT_COMMIT}\n", "", "RSVL_GIT_COMMIT"),
     ("USER 1000:1000\n", "USER 1001:1001\n", "uid 1000"),
     (" /gcs /minio /s3\n", "\n", "KFP v2 artifact roots"),
@@ -255,7 +252,7 @@ def is_ignored(path: str, patterns: list[tuple[bool, str]]) -> bool:
     ("mlflow/mlflow.db", True), ("build/train/x/model.safetensors", True), (".ray_results/run/ckpt", True),
     ("k8s/secrets/postgres.env", True), ("src/rsvl/__pycache__/cli.cpython-311.pyc", True), (".dvc/cache/ab/cd", True),
     ("requirements.lock", False), ("pyproject.toml", False), ("README.md", False), ("src/rsvl/cli.py", False),
-    ("models/rsvl-tiny.json", False), ("pipelines/sar_text/config.yaml", False), ("components/__init__.py", False),
+    ("src/rsvl/models/configs/rsvl-tiny.json", False), ("pipelines/sar_text/config.yaml", False), ("components/__init__.py", False),
     ("docker/mlflow-server.requirements.txt", False),
 ])
 def test_dockerignore_keeps_local_state_and_secrets_out(path, ignored):

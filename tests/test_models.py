@@ -189,7 +189,7 @@ def test_unknown_names_and_tags_are_model_errors() -> None:
 
 
 def test_config_with_a_missing_package_fails_alone(tmp_path, monkeypatch, repo_root) -> None:
-    tiny = json.loads((repo_root / "models" / "rsvl-tiny.json").read_text())
+    tiny = json.loads((repo_root / "src/rsvl/models/configs/rsvl-tiny.json").read_text())
     (tmp_path / "copy-tiny.json").write_text(json.dumps(tiny))
     tiny["model_cfg"]["text_cfg"]["hf_tokenizer_name"] = "pkg:rsvl_no_such_package/model"
     (tmp_path / "needs-missing.json").write_text(json.dumps(tiny))
@@ -197,6 +197,26 @@ def test_config_with_a_missing_package_fails_alone(tmp_path, monkeypatch, repo_r
     with pytest.raises(ModelError, match="package 'rsvl_no_such_package' is not installed"):
         build_model("needs-missing")
     assert build_model("copy-tiny")[0].rsvl_spec["architecture"] == "copy-tiny"
+
+
+def test_a_user_config_cannot_take_a_packaged_name(tmp_path, monkeypatch, repo_root) -> None:
+    packaged = repo_root / "src/rsvl/models/configs/rsvl-tiny.json"
+    (tmp_path / "rsvl-tiny.json").write_text(packaged.read_text())
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path))
+    with pytest.raises(ModelError, match=r"\['rsvl-tiny'\] already name packaged architectures"):
+        build_model("rsvl-tiny")
+
+
+def test_package_data_ships_every_architecture_config(repo_root) -> None:
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["rsvl"]
+    configs = sorted((repo_root / "src/rsvl").glob("models/configs/*.json"))
+    assert len(configs) == len(list_architectures())
+    for path in configs:
+        relative = path.relative_to(repo_root / "src/rsvl").as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
 
 
 def test_tiny_clip_learns_random_pairs_in_a_few_steps() -> None:

@@ -1,6 +1,6 @@
-"""Architecture configs under ``models/`` registered with open_clip by name.
+"""Architecture configs shipped in ``rsvl/models/configs/`` registered with open_clip by name.
 
-Each ``models/<name>.json`` holds:
+Each ``configs/<name>.json`` holds:
 
 * ``model_cfg``: an open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``);
 * ``preprocess_cfg``: image mean/std (0..1 units) and interpolation of the RGB towers;
@@ -10,9 +10,9 @@ Each ``models/<name>.json`` holds:
 
 Paths into installed packages are written ``pkg:<module>/<path inside it>`` because
 site-packages differs per machine; they are resolved here, at registration, without importing
-the package. The configs are read from ``$RSVL_MODELS_DIR`` when set, else from the checkout's
-top-level ``models/``; a non-editable install (a container image) must ship that folder and set
-``RSVL_MODELS_DIR``. The paper architectures (``ViT-B-32``, ``ViT-L-14``, ``ViT-H-14``,
+the package. The configs are package data (as open_clip ships its own), so any install has them;
+``$RSVL_MODELS_DIR`` names an extra folder of a user's own configs, registered beside them (a
+name taken by a packaged config is refused). The paper architectures (``ViT-B-32``, ``ViT-L-14``, ``ViT-H-14``,
 ``coca_ViT-B-32``, ``coca_ViT-L-14``) are open_clip built-ins and need no file here.
 """
 
@@ -63,12 +63,13 @@ class Architecture:
     description: str = ""
 
 
-def models_dir() -> Path:
-    """Return the folder of architecture configs (``$RSVL_MODELS_DIR`` or the checkout's ``models/``)."""
-    override = os.environ.get(MODELS_DIR_ENV)
-    if override:
-        return Path(override).resolve()
-    return Path(__file__).resolve().parents[3] / "models"
+PACKAGED_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def models_dirs() -> list[Path]:
+    """Return the folders of architecture configs: the packaged one, then ``$RSVL_MODELS_DIR`` if set."""
+    extra = os.environ.get(MODELS_DIR_ENV)
+    return [PACKAGED_DIR] + ([Path(extra).resolve()] if extra else [])
 
 
 def resolve_package_path(reference: str, where: str) -> str:
@@ -124,7 +125,7 @@ def load_architecture(path: str | Path) -> Architecture:
     """Read, check and resolve one architecture config file.
 
     Args:
-        path: ``models/<name>.json``; the file stem is the architecture name.
+        path: ``<folder>/<name>.json``; the file stem is the architecture name.
 
     Returns:
         The :class:`Architecture` with every ``pkg:`` reference resolved.
@@ -169,22 +170,31 @@ def register_architectures(directory: str | Path | None = None) -> dict[str, Arc
     raises the reason (see :func:`get_architecture`), so one missing package never hides the rest.
 
     Args:
-        directory: Config folder; defaults to :func:`models_dir`.
+        directory: Config folder; defaults to every folder of :func:`models_dirs`.
 
     Returns:
         The registered architectures by name.
 
     Raises:
-        ModelError: The folder does not exist.
+        ModelError: The folder does not exist, or a user config reuses a packaged config's name.
     """
-    folder = Path(directory).resolve() if directory is not None else models_dir()
+    if directory is None:
+        registered: dict[str, Architecture] = {}
+        for folder in models_dirs():
+            found = _register_folder(folder)
+            clash = sorted((set(found) | set(_BROKEN[folder])) & set(registered)) if folder != PACKAGED_DIR else []
+            if clash:
+                raise ModelError(f"{folder}: {clash} already name packaged architectures; rename the file(s)")
+            registered.update(found)
+        return registered
+    return _register_folder(Path(directory).resolve())
+
+
+def _register_folder(folder: Path) -> dict[str, Architecture]:
     if folder in _REGISTERED:
         return _REGISTERED[folder]
     if not folder.is_dir():
-        raise ModelError(
-            f"architecture config folder {folder} does not exist; "
-            f"set {MODELS_DIR_ENV} to the repository's models/ folder"
-        )
+        raise ModelError(f"architecture config folder {folder} does not exist (check {MODELS_DIR_ENV})")
     registered: dict[str, Architecture] = {}
     broken: dict[str, str] = {}
     _RESOLVED_DIRS.append(tempfile.TemporaryDirectory(prefix="rsvl-open-clip-configs-"))
@@ -207,7 +217,8 @@ def get_architecture(name: str) -> Architecture | None:
     """Return the rsvl architecture called ``name``, or ``None`` for an open_clip built-in.
 
     Args:
-        name: A file stem under :func:`models_dir` or an open_clip model name (``ViT-B-32``).
+        name: A config file stem (packaged or under ``$RSVL_MODELS_DIR``) or an open_clip model
+            name (``ViT-B-32``).
 
     Raises:
         ModelError: The name is neither, or its config could not be resolved (the reason is given).
@@ -215,13 +226,13 @@ def get_architecture(name: str) -> Architecture | None:
     registered = register_architectures()
     if name in registered:
         return registered[name]
-    broken = _BROKEN[models_dir()]
-    if name in broken:
-        raise ModelError(f"architecture {name!r} cannot be used: {broken[name]}")
+    for folder in models_dirs():
+        if name in _BROKEN[folder]:
+            raise ModelError(f"architecture {name!r} cannot be used: {_BROKEN[folder][name]}")
     if name in open_clip.list_models():
         return None
     raise ModelError(
-        f"unknown architecture {name!r}; rsvl configs in {models_dir()}: {sorted(registered)}; "
+        f"unknown architecture {name!r}; rsvl configs in {[str(f) for f in models_dirs()]}: {sorted(registered)}; "
         "open_clip built-ins: see open_clip.list_models()"
     )
 
