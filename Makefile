@@ -18,7 +18,7 @@ PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml
 # pip warns once per package about this machine's extra local index folders; keep real errors.
 QUIET_PIP := { grep -v "^WARNING: Location 'file://" || true; }
 
-.PHONY: setup test test-fast data train pipeline compile validate lock
+.PHONY: setup test test-fast data train pipeline compile validate lock k8s-template
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ pipeline: $(VENV)/.installed
 ## compile: write build/<paper>.yaml (cluster profile) of every paper for upload in the Kubeflow UI
 compile: $(VENV)/.installed
 	@for paper in $(PAPERS); do $(PY) -m pipelines.run --paper $$paper --target compile || exit 1; done
+
+## k8s-template: rewrite k8s/base/rayjob-template.yaml from rsvl.cluster.rayjob (a test checks it is current)
+k8s-template: $(VENV)/.installed
+	$(PY) -m rsvl.cluster.template
 
 ## validate: run the great-expectations suites over DATA
 validate: $(VENV)/.installed

@@ -268,6 +268,25 @@ def rayjob_validator() -> jsonschema.Validator:
     return jsonschema.Draft202012Validator(strict_crd_schema(schema))
 
 
+def test_rayjob_template_is_what_the_code_builds(repo_root):
+    from rsvl.cluster.template import render_rayjob_template
+
+    # Stale template: `make k8s-template` rewrites it from rsvl.cluster.rayjob.
+    assert RAYJOB_TEMPLATE.read_text() == render_rayjob_template(repo_root)
+
+
+def test_rayjob_template_check_mode_reports_a_stale_file(tmp_path, repo_root, capsys):
+    from rsvl.cluster.template import TEMPLATE_PATH, main
+
+    (tmp_path / "pipelines").symlink_to(repo_root / "pipelines")
+    (tmp_path / TEMPLATE_PATH).parent.mkdir(parents=True)
+    (tmp_path / TEMPLATE_PATH).write_text(RAYJOB_TEMPLATE.read_text().replace("ttlSecondsAfterFinished: 300", "ttlSecondsAfterFinished: 600"))
+    assert main(["--check", "--root", str(tmp_path)]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert main(["--root", str(tmp_path)]) == 0 and main(["--check", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / TEMPLATE_PATH).read_text() == RAYJOB_TEMPLATE.read_text()
+
+
 def test_rayjob_template_matches_the_kuberay_crd(template, rayjob_validator):
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in rayjob_validator.iter_errors(template)]
     assert not errors, "\n".join(errors)
