@@ -24,15 +24,8 @@ from rsvl.data.versioning import track
 from rsvl.errors import DataError
 from rsvl.evaluate import evaluate_model
 from rsvl.models import build_model
-from rsvl.steps.eval_data import (
-    FINGERPRINT_PREFIX,
-    cached_dataset,
-    code_version,
-    dataset_version,
-    fingerprint,
-    narration_record,
-    prepare_eval_data,
-)
+from rsvl.data.versioning import FINGERPRINT_PREFIX, dataset_version, fingerprint
+from rsvl.evaluate.pinned_data import cached_dataset, code_version, narration_record, prepare_eval_data
 
 SAR_TEXT_CONFIG = Path("pipelines") / "sar_text" / "config.yaml"
 

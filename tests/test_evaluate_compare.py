@@ -22,10 +22,9 @@ from rsvl.errors import ConfigError, ModelError
 from rsvl.evaluate import evaluate_model
 from rsvl.mlflow_store import experiment_id
 from rsvl.models import build_model, load_model, save_model
-from rsvl.steps.eval_data import prepare_eval_data
 from rsvl.steps.evaluation import BASE, base_model, comparison_models, run_evaluation
 from rsvl.steps.promotion import run_gate
-from rsvl.steps.registration import lineage_of, run_register
+from rsvl.steps.registration import run_register
 from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
 from rsvl.train.data import image_inputs
 
@@ -191,8 +190,7 @@ def test_the_base_model_is_train_init_from_when_set(tmp_path):
 
 def test_the_gate_scores_no_comparisons(root):
     cfg = RunConfig.model_validate(settings(root, compare_base=True))
-    lineage = lineage_of(cfg, root / "optical", prepare_eval_data(cfg), "pipeline-compare")
-    registration = run_register(cfg, root / "train" / MODEL_DIR, lineage)
+    registration = run_register(cfg, root / "train" / MODEL_DIR, root / "optical", "pipeline-compare")
     outcome = run_gate(cfg, registration.version, root / "gate")
     metrics = MlflowClient(cfg.mlflow.tracking_uri).get_run(outcome.mlflow_run_id).data.metrics
     assert set(metrics) == {f"candidate.opt.{key}" for key in RETRIEVAL_KEYS}

@@ -17,10 +17,9 @@ from rsvl.cli import app
 from rsvl.config import RunConfig, write_config_file
 from rsvl.data.generate import write_optical_scenes
 from rsvl.registry import CANDIDATE, CHAMPION, registry_client
-from rsvl.steps.eval_data import prepare_eval_data
 from rsvl.steps.evaluation import run_evaluation
 from rsvl.steps.promotion import ALREADY, DECISION_TAG, PROMOTED, REJECTED, run_gate
-from rsvl.steps.registration import lineage_of, run_register
+from rsvl.steps.registration import run_register
 from rsvl.train import fit
 
 MODEL_NAME = "sar_rs_clip_test"
@@ -61,8 +60,7 @@ def trained(workdir):
 
 
 def register(workdir, cfg, result, pipeline_run: str):
-    lineage = lineage_of(cfg, workdir / "optical", prepare_eval_data(cfg), pipeline_run)
-    return run_register(cfg, result.model_dir, lineage, mlflow_run_id=result.mlflow_run_id)
+    return run_register(cfg, result.model_dir, workdir / "optical", pipeline_run, mlflow_run_id=result.mlflow_run_id)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""``register``: the trained model as an MLflow pyfunc version (alias ``candidate``) with its lineage."""
+"""``register``: the trained model as an MLflow pyfunc version (alias ``candidate``) with its lineage.
+
+Library: ``rsvl.steps.registration.run_register``
+CLI: ``rsvl register``
+"""
 
 from kfp import dsl
 
@@ -23,9 +27,8 @@ def register(config_json: str, model: dsl.Input[dsl.Model], dataset: dsl.Input[d
     import os
 
     from rsvl.config import RunConfig
-    from rsvl.steps.eval_data import prepare_eval_data
-    from rsvl.steps.registration import lineage_of, run_register
+    from rsvl.steps.registration import run_register
 
     cfg = RunConfig.model_validate_json(config_json)
-    lineage = lineage_of(cfg, dataset.path, prepare_eval_data(cfg), pipeline_run_id)
-    return run_register(cfg, os.path.join(model.path, "model"), lineage, mlflow_run_id=mlflow_run_id).version
+    return run_register(cfg, os.path.join(model.path, "model"), dataset.path, pipeline_run_id,
+                        mlflow_run_id=mlflow_run_id).version

@@ -222,18 +222,20 @@ def train(
     """Fit the configured model with Ray Train, tracked in MLflow; resumable by run name.
 
     With ``train.stages`` the stages train in order (progressive transfer), then the ablations;
-    a re-run with the same name reuses the stages that finished.
+    a re-run with the same name reuses the stages that finished. ``train.backend: kuberay`` (the
+    cluster profile) submits the run as a RayJob, as the pipeline's train step does.
     """
     from rsvl.config import load_config
     from rsvl.logs import show_progress
-    from rsvl.train import new_run_name, train_plan
+    from rsvl.steps.training import run_train
+    from rsvl.train import new_run_name
 
     show_progress()
     try:
         cfg = load_config(config, profile, set_, track)
         dataset = data or Path(cfg.data.root) / cfg.train.dataset
         name = run_name or new_run_name(cfg.paper)
-        result = train_plan(cfg, dataset, out or Path("build") / "train" / name, run_name=name)
+        result = run_train(cfg, dataset, out or Path("build") / "train" / name, run_name=name)
     except RsvlError as err:
         _fail(err)
     key = f"{cfg.train.eval_split}_mR"
@@ -336,13 +338,11 @@ def register(
 ) -> None:
     """Register a model (alias candidate) with its lineage; an identical model reuses its version."""
     from rsvl.config import load_config
-    from rsvl.steps.eval_data import prepare_eval_data
-    from rsvl.steps.registration import lineage_of, run_register
+    from rsvl.steps.registration import run_register
 
     try:
         cfg = load_config(config, profile, set_, track)
-        lineage = lineage_of(cfg, train_data, prepare_eval_data(cfg), pipeline_run_id)
-        registration = run_register(cfg, model, lineage, mlflow_run_id=run_id)
+        registration = run_register(cfg, model, train_data, pipeline_run_id, mlflow_run_id=run_id)
     except RsvlError as err:
         _fail(err)
     state = "registered" if registration.created else "unchanged, reused"

@@ -9,13 +9,17 @@ MinIO with :func:`set_remote` (written to ``.dvc/config.local``, never committed
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from rsvl.data.store import FILES_FILE, MANIFEST_FILE
 from rsvl.errors import DataError
+
+FINGERPRINT_PREFIX = "sha256-"
 
 DEFAULT_REMOTE = "local"
 
@@ -227,3 +231,33 @@ def _find_root(path: Path) -> Path:
         if (parent / ".dvc").is_dir():
             return parent
     raise DataError(f"{path}: no DVC project (.dvc/) in any parent directory")
+
+
+def fingerprint(dataset_dir: str | Path) -> str:
+    """``sha256-<hex>`` over a canonical dataset's manifest and file table (each file's SHA-256 is in it)."""
+    digest = hashlib.sha256()
+    for name in (MANIFEST_FILE, FILES_FILE):
+        digest.update(name.encode())
+        digest.update((Path(dataset_dir) / name).read_bytes())
+    return FINGERPRINT_PREFIX + digest.hexdigest()
+
+
+def dataset_version(dataset_dir: str | Path) -> str:
+    """The data version of a canonical dataset: its DVC md5 (workspace verified), or its fingerprint.
+
+    Raises:
+        DataError: The dataset is DVC-tracked but the workspace differs from the ``.dvc`` record.
+    """
+    try:
+        version = data_version(dataset_dir)
+    except DataError:
+        return fingerprint(dataset_dir)
+    root = Path(dataset_dir).resolve()
+    while not (root / version.dvc_file).is_file():
+        root = root.parent
+    if not workspace_matches(root, version.dvc_file):
+        raise DataError(
+            f"{dataset_dir}: the data in the workspace differs from {root / version.dvc_file} (md5 {version.md5}); "
+            f"to evaluate on the recorded version: {restore_hint(root, version.dvc_file, dataset_dir)}"
+        )
+    return version.md5

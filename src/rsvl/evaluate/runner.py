@@ -141,7 +141,7 @@ def dataset_path(eval_set: EvalSet, data_root: str | Path) -> Path:
 
     Raises:
         DataError: The set names no dataset directory (only a source: prepare it first, see
-            :func:`rsvl.steps.eval_data.prepare_eval_data`).
+            :func:`rsvl.evaluate.pinned_data.prepare_eval_data`).
     """
     if eval_set.dataset is None:
         raise DataError(f"eval set {eval_set.name!r} names only a source; ingest it first (rsvl evaluate does)")

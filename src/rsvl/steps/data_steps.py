@@ -16,7 +16,7 @@ from rsvl.data.dataset import ManifestDataset
 from rsvl.data.generate import DEFAULT_SETS
 from rsvl.data.store import META_FILE
 from rsvl.errors import DataError
-from rsvl.steps.eval_data import dataset_version
+from rsvl.data.versioning import dataset_version
 
 
 @dataclass(frozen=True)

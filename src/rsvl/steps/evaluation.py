@@ -21,7 +21,7 @@ from rsvl.errors import ConfigError, ModelError
 from rsvl.evaluate.config import NAME_PATTERN
 from rsvl.evaluate.runner import EvalResult, ModelInput, evaluate_model
 from rsvl.mlflow_store import resolve_tracking_uri
-from rsvl.steps.eval_data import EvalData, prepare_eval_data
+from rsvl.evaluate.pinned_data import EvalData, prepare_eval_data
 
 EVAL_DATA_TAG = "eval_data_version"
 ARTIFACT_DIR = "evaluation"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from rsvl.config import RunConfig
 from rsvl.registry import Lineage, Registration, register_model
-from rsvl.steps.eval_data import EvalData, dataset_version
+from rsvl.data.versioning import dataset_version
+from rsvl.evaluate.pinned_data import EvalData, prepare_eval_data
 from rsvl.train.tracking import git_commit
 
 
@@ -28,19 +29,24 @@ def lineage_of(cfg: RunConfig, train_data: str | Path, eval_data: EvalData, pipe
 def run_register(
     cfg: RunConfig,
     model_dir: str | Path,
-    lineage: Lineage,
+    train_data: str | Path,
+    pipeline_run_id: str,
     *,
     mlflow_run_id: str | None = None,
 ) -> Registration:
-    """Register ``model_dir`` as ``cfg.registry.model_name`` (reusing an identical version) with alias ``candidate``.
+    """The whole step: make the eval sets ready, derive the lineage, register the model (alias ``candidate``).
+
+    An identical model (weights, config, data) reuses its version.
 
     Args:
-        cfg: The run config (registered name, tracking store).
+        cfg: The run config (registered name, tracking store, eval sets).
         model_dir: The saved model folder.
-        lineage: Its provenance (see :func:`lineage_of`).
+        train_data: The dataset the model was trained on (its version goes into the lineage).
+        pipeline_run_id: The pipeline run that produced it (``manual`` from the command line).
         mlflow_run_id: The training run; the logged model is attached to it.
 
     Returns:
         The :class:`rsvl.registry.Registration`.
     """
+    lineage = lineage_of(cfg, train_data, prepare_eval_data(cfg), pipeline_run_id)
     return register_model(model_dir, cfg.registry.model_name, lineage, cfg.mlflow.tracking_uri, run_id=mlflow_run_id)

@@ -40,11 +40,10 @@ from pathlib import Path
 
 from rsvl.config import RunConfig
 from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE, read_manifest, sha256_file
-from rsvl.data.versioning import data_version, restore_hint, workspace_matches
+from rsvl.data.versioning import FINGERPRINT_PREFIX, data_version, dataset_version, fingerprint, restore_hint
 from rsvl.errors import DataError
 from rsvl.evaluate.config import EvalSet
 
-FINGERPRINT_PREFIX = "sha256-"
 NARRATED = "narrated"
 CAPTIONED_TASKS = ("retrieval", "captioning")
 DIGEST_CHARS = 12
@@ -70,36 +69,6 @@ class EvalData:
     def version(self) -> str:
         """One value for all sets (the lineage tag): the distinct versions joined by ``+``, sorted."""
         return "+".join(sorted(set(self.versions.values()))) or "none"
-
-
-def fingerprint(dataset_dir: str | Path) -> str:
-    """``sha256-<hex>`` over a canonical dataset's manifest and file table (each file's SHA-256 is in it)."""
-    digest = hashlib.sha256()
-    for name in (MANIFEST_FILE, FILES_FILE):
-        digest.update(name.encode())
-        digest.update((Path(dataset_dir) / name).read_bytes())
-    return FINGERPRINT_PREFIX + digest.hexdigest()
-
-
-def dataset_version(dataset_dir: str | Path) -> str:
-    """The data version of a canonical dataset: its DVC md5 (workspace verified), or its fingerprint.
-
-    Raises:
-        DataError: The dataset is DVC-tracked but the workspace differs from the ``.dvc`` record.
-    """
-    try:
-        version = data_version(dataset_dir)
-    except DataError:
-        return fingerprint(dataset_dir)
-    root = Path(dataset_dir).resolve()
-    while not (root / version.dvc_file).is_file():
-        root = root.parent
-    if not workspace_matches(root, version.dvc_file):
-        raise DataError(
-            f"{dataset_dir}: the data in the workspace differs from {root / version.dvc_file} (md5 {version.md5}); "
-            f"to evaluate on the recorded version: {restore_hint(root, version.dvc_file, dataset_dir)}"
-        )
-    return version.md5
 
 
 def _pin_remedy(place: Path, version: str) -> str:
