@@ -1,4 +1,7 @@
-"""``caption``: captions for the rows that have none (the paper's captioner); captioned rows pass through."""
+"""``caption``: captions for the rows that have none (the paper's captioner); captioned rows pass through.
+
+Library: ``rsvl.steps.data_steps.run_caption``
+"""
 
 from kfp import dsl
 

@@ -1,4 +1,10 @@
-"""``configure``: one track's run config, with the UI's run parameters applied, for every later step."""
+"""``configure``: one track's run config, with the UI's run parameters applied, for every later step.
+
+The DAG runs one ``configure`` per track of the paper (``configure``, ``configure-captioner``, ...);
+``ingest`` waits for every track's ``configure``, so a bad override for any track fails before any work.
+
+Library: ``rsvl.config.configure_track``
+"""
 
 from kfp import dsl
 
@@ -8,6 +14,11 @@ from components import BASE_IMAGE
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def configure(config_json: str, track: str, epochs: int, lr: float, backend: str, overrides: list) -> str:
     """Apply the run parameters to the compiled-in config of ``track`` and validate the result.
+
+    ``epochs`` and ``lr`` set the ``main`` track; ``backend`` every track; ``overrides`` every
+    track, or one track with a ``<track>:`` prefix (``captioner:train.epochs=20``; a prefix naming
+    no track is refused). Overrides cannot add or remove the ``vqa`` step (the DAG is fixed when
+    the pipeline is compiled).
 
     Args:
         config_json: The paper's resolved configs for the profile, ``{track: config}``, as compiled.

@@ -1,4 +1,20 @@
-"""``evaluate``: paper-exact metrics on the pinned eval sets, with pictures for the UI."""
+"""``evaluate``: paper-exact metrics on the pinned eval sets, with pictures for the UI.
+
+Comparison models are scored by the same code on the same prepared sets: every ablation the train
+step saved (``<train out>/ablations/<name>/model``, found by ``rsvl.steps.evaluation.comparison_models``;
+SAR-TEXT's ``sar_only``) and, with ``evaluate.compare_base: true``, the untuned ``base`` model built
+from the config's ``model`` section (SAR-RS-CoCa against untuned CoCa). Their metrics are keyed
+``<name>.<eval set>.<metric>`` (``sar_only.sar_test.mR``, ``base.sar_test.CIDEr``) in the
+``metrics`` output and the MLflow run, beside the candidate's ``<eval set>.<metric>``; the report
+opens with a table of every model's metrics and the difference candidate − comparison. The gate
+scores no comparisons.
+
+Eval sets with ``narrate: true`` are scored on a SAR-Narrator-captioned copy kept in
+``evaluate.cache_dir`` (see ``rsvl.evaluate.pinned_data``).
+
+Library: ``rsvl.steps.evaluation.run_evaluation``
+CLI: ``rsvl evaluate``
+"""
 
 from kfp import dsl
 

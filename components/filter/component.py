@@ -1,4 +1,18 @@
-"""``filter``: great-expectations checks; bad rows removed and quarantined with their reason; fails past the limit."""
+"""``filter``: great-expectations checks; bad rows removed and quarantined with their reason; fails past the limit.
+
+``filtered`` is a copy of the input whose ``manifest.parquet`` holds only the rows that passed; the
+others are in its ``quarantine.parquet`` (stage ``validate``, where, rule, reason), their media are
+gone from ``media/`` and ``files.parquet``, and ``dataset.json`` counts what is left (``counts``,
+plus ``filter``: rows in, kept, removed, by rule). The input is not changed. The artifact's
+metadata carries ``rows_kept`` and ``rows_quarantined`` (quarantined records, each source record
+or manifest row once, all stages). Past ``data.max_bad_fraction`` the step fails naming the rows,
+the rules and the quarantine table.
+
+Library: ``rsvl.steps.data_steps.run_filter`` (``rsvl.data.filtering.filter_dataset``)
+CLI: ``rsvl data validate DIR --out FILTERED``
+Tests: ``tests/test_pipelines.py`` (compiled spec, end-to-end local run), ``tests/test_filter_quarantine.py``
+    (planted corrupt images: library, reader and a local pipeline run under and over the limit)
+"""
 
 from kfp import dsl
 

@@ -1,4 +1,8 @@
-"""``gate`` and ``promote``: champion/challenger decision on the same pinned data, then the alias move."""
+"""``gate`` and ``promote``: champion/challenger decision on the same pinned data, then the alias move.
+
+Library: ``rsvl.steps.promotion.run_gate`` / ``promote_candidate``
+CLI: ``rsvl gate``
+"""
 
 from kfp import dsl
 

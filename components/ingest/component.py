@@ -1,4 +1,8 @@
-"""``ingest``: the run's training dataset, versioned (DVC md5 or content fingerprint)."""
+"""``ingest``: the run's training dataset, versioned (DVC md5 or content fingerprint).
+
+Library: ``rsvl.steps.data_steps.run_ingest``
+CLI: ``rsvl data generate`` / ``rsvl data ingest``
+"""
 
 from kfp import dsl
 

@@ -1,4 +1,8 @@
-"""``train``: Ray Train fit of the configured model, tracked in MLflow (backend ``local`` or ``kuberay``)."""
+"""``train``: Ray Train fit of the configured model, tracked in MLflow (backend ``local`` or ``kuberay``).
+
+Library: ``rsvl.steps.training.run_train``
+CLI: ``rsvl train``
+"""
 
 from kfp import dsl
 

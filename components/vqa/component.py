@@ -1,4 +1,40 @@
-"""``vqa``: closed-set SAR VQA on the trained CLIP, accuracy per question type beside baselines."""
+"""``vqa``: closed-set SAR VQA on the trained CLIP, accuracy per question type beside baselines.
+
+The ``vqa`` config section picks the model and the splits (YAML):
+
+    vqa: {model: linear_head, train_split: train, test_split: test}   # or model: answer_ranker
+
+Questions (presence, count, position of the largest object, any land, mostly land or sea) come
+from the boxes and the sea/land mask (``rsvl.vqa.vqa_from_dataset``); ``train_split`` gives the
+closed answer sets, the linear head's training data and the majority answers, ``test_split`` is
+scored. ``linear_head`` fits one logistic regression per question on the frozen CLIP image
+embeddings; ``answer_ranker`` ranks each candidate answer, written as a statement, with the CLIP
+(no fitting).
+
+``vqa_model`` is a folder: ``model/vqa_model.json`` (kind, closed vocabulary, question types,
+normalisation, the CLIP's weights sha256), ``model/vqa_heads.safetensors`` (the linear head's
+tensors; none for the answer ranker), ``llava_train.json`` and ``llava_test.json`` (the questions
+in LLaVA conversation format, images relative to the dataset), ``report.md``,
+``predictions.json``, ``metrics.json``.
+
+``rsvl.vqa.load_vqa_model(<vqa_model>/model, <train>/model)`` rebuilds it on its CLIP (refused for
+a CLIP whose weights hash differs). Metrics (accuracy in [0, 1]), logged into the training run
+with the files under the ``vqa/`` artifact folder: ``vqa.overall``, ``vqa.presence``,
+``vqa.count``, ``vqa.position``, ``vqa.land``, ``vqa.land_sea``, and the same keys under
+``vqa.majority.`` and ``vqa.random.`` for the baselines; the run gets the tag ``vqa.model``.
+
+A generative SAR-GPT-style model on a cluster: no multimodal LLM weights exist offline, so this
+step's models are closed-set. On a cluster, fine-tune the generative model (LLaVA / TinyGPT-V
+recipe) on ``llava_train.json`` with the dataset folder as ``--image_folder``, wrap it in a class
+with ``answer(images, questions) -> list[str]`` (``rsvl.vqa.VqaModel``; e.g. a client of an
+OpenAI-compatible multimodal endpoint served in the cluster), then add its name to the ``vqa``
+config section's ``model`` choices and a builder to ``rsvl.steps.vqa.BUILDERS``. The step scores
+it with the same per-type table and baselines and calls its ``save(folder)`` method, if any, for
+``model/``.
+
+Library: ``rsvl.steps.vqa.run_vqa``
+Tests: ``tests/test_vqa_step.py`` (the library call, the component's body, the saved model, MLflow)
+"""
 
 from kfp import dsl
 
