@@ -13,6 +13,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RSVL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SESSION_PREFIX = "session-"
+"""Folders under pytest's basetemp with this prefix live for the whole session (not removed per module)."""
 
 
 def pytest_report_header(config) -> str:
@@ -35,7 +37,8 @@ def _module_tmp_cleanup(request, tmp_path_factory):
     yield
     if request.session.testsfailed == failed:
         for folder in set(base.iterdir()) - before:
-            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.name.startswith(SESSION_PREFIX):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -67,10 +70,29 @@ def dvc_project(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def default_data(repo_root) -> Path:
-    """``data/default`` as ``make data`` writes it (generated at its DVC version in a fresh clone)."""
+def data_root(tmp_path_factory, repo_root) -> Path:
+    """A ``data.root`` outside the checkout for the session (tests never write into the checkout).
+
+    It is ``data/`` of a DVC project (no SCM) holding a copy of the checkout's ``data.dvc``, so data
+    generated there at that version is verified against it and carries its md5 (the pins of the
+    paper configs' eval sets) as ``data/`` in the checkout does. Pass it on as ``data.root=...``
+    (see :func:`default_data`); it is under pytest's basetemp and kept until the session ends.
+    """
+    from rsvl.data.versioning import init_repo
+
+    project = tmp_path_factory.getbasetemp() / f"{SESSION_PREFIX}data"
+    project.mkdir(exist_ok=True)
+    init_repo(project)
+    shutil.copyfile(repo_root / "data.dvc", project / "data.dvc")
+    (project / "data").mkdir(exist_ok=True)
+    return project / "data"
+
+
+@pytest.fixture(scope="session")
+def default_data(repo_root, data_root) -> Path:
+    """``<data_root>/default`` as ``make data`` writes it, generated once a session at its DVC version."""
     from rsvl.config import load_config
     from rsvl.steps.data_steps import ensure_default_data
 
-    cfg = load_config(repo_root / "pipelines" / "sar_text" / "config.yaml", "local", [f"data.root={repo_root / 'data'}"])
+    cfg = load_config(repo_root / "pipelines" / "sar_text" / "config.yaml", "local", [f"data.root={data_root}"])
     return ensure_default_data(cfg)

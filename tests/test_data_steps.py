@@ -11,7 +11,9 @@ from rsvl.data.adapters import ingest
 from rsvl.data.dataset import ManifestDataset
 from rsvl.data.generate import write_optical_scenes
 from rsvl.data.store import QuarantineRecord, read_quarantine, write_quarantine
-from rsvl.steps.data_steps import run_caption
+from rsvl.data.versioning import dvc_md5
+from rsvl.errors import DataError
+from rsvl.steps.data_steps import run_caption, run_ingest
 
 CFG = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"}})
 
@@ -40,3 +42,14 @@ def test_hrsid_chips_get_captions_that_state_their_ship_count(tmp_path, shared_d
     assert len(frame) == len(truth) == outcome.rows
     assert all(len(captions) > 0 for captions in frame["captions"])
     assert "a2c" in outcome.summary
+
+
+def test_ingest_refuses_data_of_another_version_than_the_run_asked_for(tmp_path, default_data, repo_root):
+    cfg = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+                                    "data": {"root": str(default_data.parent)}, "train": {"dataset": "default/sar"}})
+    pinned = dvc_md5(repo_root / "data.dvc")  # the generated default data is this DVC version
+    with pytest.raises(DataError, match=f"is version {pinned}, the run asked for 0123abcd"):
+        run_ingest(cfg, tmp_path / "refused", expected_version="0123abcd")
+    outcome = run_ingest(cfg, tmp_path / "ingested", expected_version=pinned)
+    rows = len(ManifestDataset(default_data / "sar", load_media=False))
+    assert outcome.version == pinned and outcome.rows == rows

@@ -230,16 +230,17 @@ def test_a_config_without_eval_sets_or_with_only_skipped_sets_cannot_evaluate(tm
 
 
 def test_a_narrated_set_is_scored_on_a_cached_sar_narrator_copy_of_its_pinned_source(repo_root, default_data, tmp_path):
+    root = default_data.parent
     sar_test = sar_text_set(repo_root, "sar_test")
     cache = tmp_path / "cache"
-    data = prepare_eval_data(config([sar_test], repo_root / "data", cache))
+    data = prepare_eval_data(config([sar_test], root, cache))
     copy = Path(data.sets[0].dataset)
     assert copy.parent == cache.resolve() and copy.name.startswith("sar_test-narrated-")
     content = fingerprint(copy).removeprefix(FINGERPRINT_PREFIX)[:16]
     assert data.versions == {"sar_test": f"{sar_test['dvc_version']}:narrated-{content}"}
     assert read_meta(copy)["captioned_by"]["config"]["recaption"] is True
 
-    source = ManifestDataset(repo_root / "data" / "default" / "sar", split="test", load_media=False)
+    source = ManifestDataset(default_data / "sar", split="test", load_media=False)
     narrated = ManifestDataset(copy, split="test", load_media=False)
     assert len(narrated) == len(source) == 23
     provenance = read_provenance(copy)
@@ -253,19 +254,19 @@ def test_a_narrated_set_is_scored_on_a_cached_sar_narrator_copy_of_its_pinned_so
     assert changed > 0
 
     stamp = (copy / "manifest.parquet").stat().st_mtime_ns
-    again = prepare_eval_data(config([sar_test], repo_root / "data", cache))
+    again = prepare_eval_data(config([sar_test], root, cache))
     assert again.versions == data.versions and (copy / "manifest.parquet").stat().st_mtime_ns == stamp
     assert [p.name for p in cache.iterdir()] == [copy.name]
 
     with pytest.raises(DataError, match=f"is data version {sar_test['dvc_version']}, but the config pins 0123"):
-        prepare_eval_data(config([{**sar_test, "dvc_version": "0123"}], repo_root / "data", cache))
-    reseeded = prepare_eval_data(config([sar_test], repo_root / "data", cache, caption={"seed": 1}))
+        prepare_eval_data(config([{**sar_test, "dvc_version": "0123"}], root, cache))
+    reseeded = prepare_eval_data(config([sar_test], root, cache, caption={"seed": 1}))
     assert Path(reseeded.sets[0].dataset) != copy and len(list(cache.iterdir())) == 2
 
 
 def test_the_sar_text_config_prepares_its_eval_sets(repo_root, default_data, tmp_path, monkeypatch):
     monkeypatch.chdir(repo_root)  # the hrsid source is ../shared/data/hrsid_samples, relative to the checkout
-    cfg = load_config(SAR_TEXT_CONFIG, "local", [f"evaluate.cache_dir={tmp_path}"])
+    cfg = load_config(SAR_TEXT_CONFIG, "local", [f"evaluate.cache_dir={tmp_path}", f"data.root={default_data.parent}"])
     data = prepare_eval_data(cfg)
     pin = sar_text_set(repo_root, "optical_test")["dvc_version"]
     assert data.versions["optical_test"] == pin

@@ -201,7 +201,7 @@ def test_compare_base_scores_the_untuned_coca_captioner_on_narrated_single_band_
     """The captioner track's evaluation: a 3-band tiny CoCa captions 1-band SAR chips, beside the base CoCa."""
     cfg = RunConfig.model_validate({
         "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny-coca", "pretrained": None},
-        "data": {"root": str(repo_root / "data")},
+        "data": {"root": str(default_data.parent)},
         "evaluate": {"sets": [{"name": "sar_test", "dataset": "default/sar", "split": "test",
                                "tasks": ["captioning"], "narrate": True, "limit": 3}],
                      "cache_dir": str(tmp_path / "cache"), "java_metrics": False, "compare_base": True},

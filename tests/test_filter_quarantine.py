@@ -237,7 +237,7 @@ def test_pipeline_with_corrupt_files_trains_under_the_limit_and_stops_at_filter_
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [f"mlflow.tracking_uri={tracking}", f"train.storage_path={tmp_path / 'ray'}",
                  f"evaluate.cache_dir={tmp_path / 'eval_data'}", "data.source=ingest", "data.format=captions-json",
-                 f"data.path={tmp_path / 'source'}", "train.max_steps=2", "train.batch_size=16",
+                 f"data.path={tmp_path / 'source'}", f"data.root={default_data.parent}", "train.max_steps=2", "train.batch_size=16",
                  "evaluate.sets=[{name: optical_test, dataset: default/optical, split: test, tasks: [retrieval]}]"]
     bad_share = len(at_validate) / (entries - len(at_ingest))
 

@@ -43,6 +43,18 @@ def test_a_metric_nobody_measured_fails_its_rule():
     assert not decision.promote and "FAIL test.i2t_r1: not measured for both" in decision.reasons[-1]
 
 
+def test_a_nan_metric_fails_every_rule_it_meets():
+    nan = float("nan")
+    first = decide(GATE, {"test.mR": nan, "test.i2t_r1": 10.0})
+    assert not first.promote and first.reasons[0] == "FAIL test.mR = nan, minimum 20"
+    champion = {"test.mR": 30.0, "test.i2t_r1": 10.0}
+    candidate = decide(GATE, {"test.mR": nan, "test.i2t_r1": nan}, champion, "1")
+    assert not candidate.promote and [r.split()[0] for r in candidate.reasons] == ["FAIL", "FAIL", "FAIL"]
+    # a champion scored NaN cannot be beaten by a number either: no rule passes on a NaN difference
+    against_nan = decide(GATE, {"test.mR": 40.0, "test.i2t_r1": 10.0}, {"test.mR": nan, "test.i2t_r1": 10.0}, "1")
+    assert not against_nan.promote and [r.split()[0] for r in against_nan.reasons] == ["PASS", "FAIL", "PASS"]
+
+
 def test_gate_without_rules_or_with_negative_margins_is_refused():
     with pytest.raises(ValidationError, match="without rules would promote anything"):
         GateConfig()

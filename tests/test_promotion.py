@@ -18,7 +18,8 @@ from rsvl.config import RunConfig, write_config_file
 from rsvl.data.generate import write_optical_scenes
 from rsvl.registry import CANDIDATE, CHAMPION, registry_client
 from rsvl.steps.evaluation import run_evaluation
-from rsvl.steps.promotion import ALREADY, DECISION_TAG, PROMOTED, REJECTED, run_gate
+from rsvl.errors import ModelError
+from rsvl.steps.promotion import ALREADY, DECISION_TAG, PROMOTED, REJECTED, promote_candidate, run_gate
 from rsvl.steps.registration import run_register
 from rsvl.train import fit
 
@@ -119,6 +120,17 @@ def test_degraded_candidate_is_not_promoted_and_the_champion_alias_stays(gated, 
     assert gate_run.data.metrics["candidate.optical_test.mR"] == pytest.approx(decision.candidate["optical_test.mR"])
     assert gate_run.data.metrics["champion.optical_test.mR"] == pytest.approx(
         trained["good"][1].metrics["test_mR"], abs=1e-6)
+
+
+def test_a_version_the_gate_did_not_pass_is_never_promoted(gated, trained):
+    cfg = trained["degraded"][0]
+    _, _, second, second_gate = gated
+    assert second_gate.verdict == REJECTED
+    with pytest.raises(ModelError, match=f"{MODEL_NAME} v2: gate decision is 'rejected', not 'passed'; refusing"):
+        promote_candidate(cfg, second.version)
+    client = registry_client(cfg.mlflow.tracking_uri)
+    assert int(client.get_registered_model(MODEL_NAME).aliases[CHAMPION]) == 1
+    assert client.get_model_version(MODEL_NAME, "2").tags[DECISION_TAG] == REJECTED
 
 
 def test_registering_the_same_model_again_reuses_its_version_and_the_gate_leaves_it(gated, trained, workdir):
