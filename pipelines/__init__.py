@@ -1,4 +1,4 @@
-"""One KFP pipeline per paper, built from the shared components by :mod:`pipelines.dag`."""
+"""One KFP pipeline per paper: the shared DAG (:mod:`pipelines.dag`) with ``pipelines/<paper>/config.yaml`` compiled in."""
 
 from pathlib import Path
 
@@ -10,8 +10,8 @@ class UnknownPaper(ValueError):
 
 
 def known_papers() -> list[str]:
-    """The papers with a pipeline: every ``pipelines/<paper>/`` with a ``config.yaml`` and a ``pipeline.py``."""
-    return sorted(p.parent.name for p in PIPELINES_DIR.glob("*/config.yaml") if (p.parent / "pipeline.py").is_file())
+    """The papers with a pipeline: every ``pipelines/<paper>/config.yaml`` (an overlay on ``pipelines/base.yaml``)."""
+    return sorted(p.parent.name for p in PIPELINES_DIR.glob("*/config.yaml"))
 
 
 def require_paper(paper: str) -> str:
@@ -23,5 +23,5 @@ def require_paper(paper: str) -> str:
     papers = known_papers()
     if paper not in papers:
         raise UnknownPaper(f"unknown paper {paper!r}; known papers: {', '.join(papers)} "
-                           f"(each a folder pipelines/<paper>/ with config.yaml and pipeline.py)")
+                           f"(each a folder pipelines/<paper>/ with a config.yaml)")
     return paper

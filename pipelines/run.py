@@ -60,15 +60,14 @@ def _run_parameters(items: list[str]) -> dict[str, object]:
 
 
 def paper_pipeline(paper: str, profile: str, overrides: list[str]):
-    """The pipeline that ``pipelines/<paper>/pipeline.py`` defines, for ``profile``.
+    """``paper``'s KFP pipeline for ``profile``: the shared DAG with the paper's resolved tracks compiled in.
 
     Raises:
         UnknownPaper: No pipeline of that name.
     """
-    import importlib
+    from pipelines.dag import build_pipeline, paper_tracks  # kfp and the components load only when needed
 
-    require_paper(paper)
-    return importlib.import_module(f"pipelines.{paper}.pipeline").pipeline(profile, overrides)
+    return build_pipeline(paper_tracks(paper, profile, tuple(overrides)))
 
 
 def compile_pipeline(paper: str, profile: str, overrides: list[str], out_dir: Path = BUILD) -> Path:

@@ -25,6 +25,19 @@ def test_config_check_prints_resolved_json(repo_root):
     assert resolved["profile"] == "cluster" and resolved["train"]["epochs"] == 3
 
 
+def test_config_check_explain_prints_every_value_with_its_layer(repo_root):
+    paper = repo_root / "pipelines/sar_text/config.yaml"
+    result = runner.invoke(app, ["config", "check", str(paper), "--profile", "cluster", "--explain",
+                                 "--set", "train.seed=3"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split(" = ")[0]: line for line in result.output.splitlines()}
+    base = repo_root / "pipelines/base.yaml"
+    assert lines["model.name"].endswith(f'<- {paper} profiles.cluster') and '"ViT-L-14"' in lines["model.name"]
+    assert lines["train.num_workers"].endswith(f"<- {base} profiles.cluster") and "= 4 " in lines["train.num_workers"]
+    assert lines["train.seed"].endswith("<- override")
+    assert lines["train.amp"].endswith("<- default")
+
+
 def test_config_error_exits_1_naming_field(repo_root):
     result = runner.invoke(app, ["config", "check", str(repo_root / "pipelines/sar_text/config.yaml"),
                                  "--set", "train.batch_size=0"])

@@ -9,11 +9,14 @@ import pytest
 import yaml
 
 from rsvl.config import (
+    OVERLAY_REPLACES,
     PAPERS,
     RunConfig,
     apply_overrides,
     configure_track,
     deep_merge,
+    explain,
+    format_explain,
     load_config,
     load_tracks,
     parse_overrides,
@@ -318,3 +321,110 @@ def test_a_run_time_override_may_not_change_the_compiled_steps(tmp_path):
         configure_track(bundle, "main", ["vqa=null"])
     with pytest.raises(ConfigError, match="add the vqa section"):
         configure_track(tracks_json(load_tracks(write(tmp_path, TRACKED), "local")), "main", ["vqa={}"])
+
+
+def write_pair(tmp_path: Path, base: dict, paper: dict) -> Path:
+    """``<tmp>/base.yaml`` and ``<tmp>/paper/config.yaml`` extending it; returns the paper file."""
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "paper").mkdir(exist_ok=True)
+    path = tmp_path / "paper" / "config.yaml"
+    path.write_text(yaml.safe_dump({"paper": "closp", "extends": "../base.yaml", **paper}))
+    return path
+
+
+LAYERED_BASE = {
+    "defaults": {"train": {"epochs": 3, "lr": 1.0e-4, "batch_size": 16},
+                 "gate": {"minimums": {"optical_test.mR": 20.0}, "max_regression": {"optical_test.i2t_r1": 5.0}}},
+    "profiles": {"local": {"model": {"name": "tiny", "image_size": 96}, "train": {"lr": 1.0e-3}},
+                 "cluster": {"model": {"name": "ViT-B-32", "pretrained": "openai"}, "train": {"use_gpu": True}}},
+}
+
+
+def test_a_paper_file_overlays_the_base_it_extends_and_replaces_its_gate_and_named_model(tmp_path):
+    path = write_pair(tmp_path, LAYERED_BASE, {
+        "defaults": {"train": {"epochs": 5}, "gate": {"minimums": {"sar_test.mR": 10.0}}},
+        "profiles": {"cluster": {"model": {"name": "ViT-L-14"}}}})
+    local = load_config(path, "local")
+    # base defaults < base profile < paper defaults: lr from the base profile, epochs from the paper
+    assert (local.train.epochs, local.train.lr, local.train.batch_size) == (5, 1.0e-3, 16)
+    assert local.model.model_dump() == {"name": "tiny", "pretrained": None, "image_size": 96}
+    # the paper's gate replaces the base's: no optical_test rule survives
+    assert local.gate.model_dump() == {"minimums": {"sar_test.mR": 10.0}, "min_improvement": {}, "max_regression": {}}
+    cluster = load_config(path, "cluster")
+    # naming a model replaces the base's model section: no inherited pretrained tag
+    assert cluster.model.model_dump() == {"name": "ViT-L-14", "pretrained": None, "image_size": None}
+    assert cluster.train.use_gpu is True
+
+
+def test_a_paper_without_its_own_profile_uses_the_base_profile_and_bad_bases_are_refused(tmp_path):
+    path = write_pair(tmp_path, LAYERED_BASE, {"defaults": {"registry": {"model_name": "closp"}}})
+    assert load_config(path, "cluster").model.name == "ViT-B-32"
+    only_local = {**LAYERED_BASE, "profiles": {"local": LAYERED_BASE["profiles"]["local"]}}
+    with pytest.raises(ConfigError, match=r"config.yaml: no profile 'cluster'; the file defines \['local'\]"):
+        load_config(write_pair(tmp_path, only_local, {}), "cluster")
+    with pytest.raises(ConfigError, match=r"base.yaml: a base config holds only defaults, profiles; got \['paper'\]"):
+        load_config(write_pair(tmp_path, {**LAYERED_BASE, "paper": "closp"}, {}), "local")
+    (tmp_path / "base.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"base.yaml: config file does not exist"):
+        load_config(path, "local")
+
+
+def test_explain_names_the_layer_behind_every_value(tmp_path):
+    path = write_pair(tmp_path, LAYERED_BASE, {"defaults": {"train": {"epochs": 5}},
+                                               "profiles": {"local": {"train": {"batch_size": 8}}}})
+    rows = {key: (value, source) for key, value, source in explain(path, "local", ["train.seed=4"])}
+    base, paper = tmp_path / "base.yaml", tmp_path / "paper" / "config.yaml"
+    assert rows["train.lr"] == (1.0e-3, f"{base} profiles.local")
+    assert rows["train.epochs"] == (5, f"{paper} defaults")
+    assert rows["train.batch_size"] == (8, f"{paper} profiles.local")
+    assert rows["train.seed"] == (4, "override")
+    assert rows["gate.max_regression.optical_test.i2t_r1"] == (5.0, f"{base} defaults")
+    assert rows["train.weight_decay"] == (0.1, "default")
+    assert rows["model.pretrained"] == (None, "default")
+    assert rows["paper"] == ("closp", f"{paper} paper") and rows["profile"] == ("local", "argument")
+    # one row per leaf of the resolved config, in its field order
+    cfg = load_config(path, "local", ["train.seed=4"])
+    assert [key for key in rows][:4] == ["paper", "profile", "track", "data.source"]
+    assert rows["evaluate.sets"] == ([], "default") and len(rows) == len(explain(path, "local"))
+    assert format_explain(explain(path, "local")).splitlines()[0].endswith(f"<- {paper} paper")
+    assert cfg.train.seed == 4
+
+
+def test_a_bad_value_names_the_layer_that_set_it(tmp_path):
+    path = write_pair(tmp_path, LAYERED_BASE, {"profiles": {"local": {"train": {"lr": -1.0}}}})
+    with pytest.raises(ConfigError) as err:
+        load_config(path, "local")
+    assert f"train.lr: Input should be greater than 0 [got -1.0] (set by {path} profiles.local)" in str(err.value)
+    staged = write_pair(tmp_path, deep_merge(LAYERED_BASE, {"defaults": {"train": {"stages": [{"name": "sar"}]}}}), {})
+    with pytest.raises(ConfigError, match=r"^override: cannot merge train.stages: Cannot merge DictConfig with ListConfig"):
+        load_config(staged, "local", ["train.stages.name=x"])
+
+
+def test_committed_paper_configs_hold_only_what_differs_from_the_base(repo_root):
+    base = yaml.safe_load((repo_root / "pipelines" / "base.yaml").read_text())
+
+    def leaves(node, prefix=()):
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                yield from leaves(value, (*prefix, key))
+        else:
+            yield prefix, node
+
+    def at(node, path):
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                return "<unset>"
+            node = node[part]
+        return node
+
+    for path in sorted((repo_root / "pipelines").glob("*/config.yaml")):
+        paper = yaml.safe_load(path.read_text())
+        assert paper["extends"] == "../base.yaml", path
+        for profile in ("local", "cluster"):
+            below = deep_merge(base["defaults"], base["profiles"][profile])
+            own = deep_merge(paper.get("defaults") or {}, (paper.get("profiles") or {}).get(profile) or {})
+            for section, key in OVERLAY_REPLACES.items():  # a section the paper replaces repeats nothing
+                if section in own and (key is None or key in own[section]):
+                    below.pop(section, None)
+            repeated = [".".join(key) for key, value in leaves(own) if at(below, key) == value]
+            assert repeated == [], f"{path} ({profile}) repeats the base's values for {repeated}"

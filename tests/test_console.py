@@ -40,7 +40,7 @@ def test_an_unknown_paper_lists_the_known_ones(repo_root):
     with pytest.raises(SystemExit) as stopped:
         main(["--paper", "unknown"])
     assert str(stopped.value.code) == (f"error: unknown paper 'unknown'; known papers: {PAPERS} "
-                                       "(each a folder pipelines/<paper>/ with config.yaml and pipeline.py)")
+                                       "(each a folder pipelines/<paper>/ with a config.yaml)")
     with pytest.raises(UnknownPaper, match="known papers: closp"):
         run_local("unknown", [], {}, cache=False)
     shell = subprocess.run([sys.executable, "-m", "pipelines.run", "--paper", "unknown"], cwd=repo_root,

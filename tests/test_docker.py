@@ -252,7 +252,7 @@ def is_ignored(path: str, patterns: list[tuple[bool, str]]) -> bool:
     ("mlflow/mlflow.db", True), ("build/train/x/model.safetensors", True), (".ray_results/run/ckpt", True),
     ("k8s/secrets/postgres.env", True), ("src/rsvl/__pycache__/cli.cpython-311.pyc", True), (".dvc/cache/ab/cd", True),
     ("requirements.lock", False), ("pyproject.toml", False), ("README.md", False), ("src/rsvl/cli.py", False),
-    ("src/rsvl/models/configs/rsvl-tiny.json", False), ("pipelines/sar_text/config.yaml", False), ("components/__init__.py", False),
+    ("src/rsvl/models/configs/rsvl-tiny.json", False), ("pipelines/sar_text/config.yaml", False), ("pipelines/base.yaml", False), ("components/__init__.py", False),
     ("docker/mlflow-server.requirements.txt", False),
 ])
 def test_dockerignore_keeps_local_state_and_secrets_out(path, ignored):

@@ -22,7 +22,7 @@ from rsvl.data.dataset import ManifestDataset
 from rsvl.data.store import DatasetWriter, read_manifest, read_meta
 from rsvl.data.versioning import track
 from rsvl.errors import DataError
-from rsvl.evaluate import evaluate_model
+from rsvl.evaluate.runner import evaluate_model
 from rsvl.models import build_model
 from rsvl.data.versioning import FINGERPRINT_PREFIX, dataset_version, fingerprint
 from rsvl.evaluate.pinned_data import cached_dataset, code_version, narration_record, prepare_eval_data

@@ -19,7 +19,7 @@ from rsvl.config import RunConfig, write_config_file
 from rsvl.data.dataset import ManifestDataset
 from rsvl.data.generate import write_optical_scenes, write_s1s2_patches
 from rsvl.errors import ConfigError, ModelError
-from rsvl.evaluate import evaluate_model
+from rsvl.evaluate.runner import evaluate_model
 from rsvl.mlflow_store import experiment_id
 from rsvl.models import build_model, load_model, save_model
 from rsvl.steps.evaluation import BASE, base_model, comparison_models, run_evaluation

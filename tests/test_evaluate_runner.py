@@ -13,7 +13,8 @@ import torch
 from rsvl.data.dataset import ManifestDataset
 from rsvl.data.generate import write_optical_scenes, write_s1s2_patches, write_sar_chips
 from rsvl.errors import ConfigError, DataError, ModelError
-from rsvl.evaluate import EvalSet, evaluate_model, load_eval_sets
+from rsvl.config.evaluate import EvalSet, load_eval_sets
+from rsvl.evaluate.runner import evaluate_model
 from rsvl.evaluate.retrieval import embed_pairs, recall_metrics
 from rsvl.models import build_model, save_model
 

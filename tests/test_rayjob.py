@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rsvl.cluster.config import KubeRayConfig
+from rsvl.config.cluster import KubeRayConfig
 from rsvl.cluster.rayjob import build_rayjob, rayjob_name, require_pinned_image, resolve_image
 from rsvl.cluster.schema import load_rayjob_schema, strict_schema, validate_rayjob
 from rsvl.cluster.submit import RayJobError, submit_rayjob

@@ -183,11 +183,15 @@ def config_check(
     profile: ProfileOpt = "local",
     set_: Annotated[list[str], typer.Option("--set", help="dotted.key=value override")] = [],
     track: PaperTrackOpt = "main",
+    explain_: Annotated[bool, typer.Option("--explain", help="print each value with the layer it came from")] = False,
 ) -> None:
-    """Validate a config and print the resolved values as JSON."""
-    from rsvl.config import load_config
+    """Validate a config and print the resolved values as JSON (``--explain``: one line per value with its source)."""
+    from rsvl.config import explain, format_explain, load_config
 
     try:
+        if explain_:
+            typer.echo(format_explain(explain(path, profile, set_, track)))
+            return
         cfg = load_config(path, profile, set_, track)
     except RsvlError as err:
         _fail(err)

@@ -6,7 +6,7 @@ filter that rejects, with a reason, captions that are too short or long, repeate
 words, or contradict the annotations. :func:`caption_dataset` applies it to a canonical dataset.
 """
 
-from rsvl.caption.config import CaptionConfig, ChatEndpoint
+from rsvl.config.caption import CaptionConfig, ChatEndpoint
 from rsvl.caption.dataset import (
     PROVENANCE_FILE,
     REJECTED_FILE,

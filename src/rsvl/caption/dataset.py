@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rsvl.caption.config import CaptionConfig
+from rsvl.config.caption import CaptionConfig
 from rsvl.caption.narrate import Narration, narrate
 from rsvl.caption.rewrite import Rewriter, build_rewriter
 from rsvl.caption.scene import Scene

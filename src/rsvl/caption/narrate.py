@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rsvl.caption.a2c import draft_a2c
-from rsvl.caption.config import CaptionConfig
+from rsvl.config.caption import CaptionConfig
 from rsvl.caption.quality import Limits, check_caption, normalise
 from rsvl.caption.rewrite import Rewriter, RuleRewriter
 from rsvl.caption.sa2c import draft_sa2c

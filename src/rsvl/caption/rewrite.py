@@ -185,11 +185,11 @@ class ChatRewriter:
 
 
 def build_rewriter(kind: str, chat=None) -> Rewriter:
-    """Build the rewriter a :class:`rsvl.caption.config.CaptionConfig` names.
+    """Build the rewriter a :class:`rsvl.config.caption.CaptionConfig` names.
 
     Args:
         kind: ``"rule"`` or ``"chat"``.
-        chat: The config's :class:`~rsvl.caption.config.ChatEndpoint` (needed for ``"chat"``).
+        chat: The config's :class:`~rsvl.config.caption.ChatEndpoint` (needed for ``"chat"``).
     """
     if kind == "rule":
         return RuleRewriter()

@@ -20,7 +20,8 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from rsvl.cluster.config import KubeRayConfig
+from rsvl.config.cluster import KubeRayConfig
+from rsvl.config.plan import fit_run_names
 from rsvl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ def build_rayjob(
         cfg: The resolved run config (``train`` sizes the cluster).
         kuberay: Namespace, image, volume, credentials and time limits.
         run_name: The run's name: the RayJob's name derives from it, and checkpoints go to
-            ``train.storage_path/<fit>`` for each fit of the plan (see :func:`rsvl.train.plan_names.fit_run_names`).
+            ``train.storage_path/<fit>`` for each fit of the plan (see :func:`rsvl.config.plan.fit_run_names`).
         config_path: The config file's path inside the image.
         dataset: The dataset directory, on the shared volume.
         out_dir: The output folder, on the shared volume.
@@ -342,7 +343,6 @@ def build_rayjob(
     Raises:
         ConfigError: A check above fails; the message names the value and the rule.
     """
-    from rsvl.train.plan_names import fit_run_names  # rsvl.train loads torch and Ray; only a build needs it
 
     train = cfg.train
     mount = kuberay.shared_mount_path

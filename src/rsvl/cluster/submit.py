@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rsvl.cluster.config import KubeRayConfig
+from rsvl.config.cluster import KubeRayConfig
 from rsvl.cluster.rayjob import ANNOTATION_PREFIX
 from rsvl.errors import ConfigError, TrainError
 

@@ -42,7 +42,7 @@ from rsvl.config import RunConfig
 from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE, read_manifest, sha256_file
 from rsvl.data.versioning import FINGERPRINT_PREFIX, data_version, dataset_version, fingerprint, restore_hint
 from rsvl.errors import DataError
-from rsvl.evaluate.config import EvalSet
+from rsvl.config.evaluate import EvalSet
 
 NARRATED = "narrated"
 CAPTIONED_TASKS = ("retrieval", "captioning")

@@ -1,6 +1,6 @@
 """Evaluate one model on a list of eval sets: metrics, pictures and one Markdown + HTML report.
 
-Each eval set (:class:`rsvl.evaluate.config.EvalSet`) names a canonical dataset split, the media
+Each eval set (:class:`rsvl.config.evaluate.EvalSet`) names a canonical dataset split, the media
 column the image tower reads and its tasks:
 
 * ``retrieval``: the seven recall numbers (:mod:`rsvl.evaluate.retrieval`), a recall@K curve and a
@@ -39,7 +39,7 @@ from rsvl.data.dataset import ManifestDataset
 from rsvl.data.store import read_manifest
 from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.captioning import caption_metrics, generate_captions, is_captioner
-from rsvl.evaluate.config import EvalSet
+from rsvl.config.evaluate import EvalSet
 from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts
 from rsvl.evaluate.ndcg import label_queries, ndcg_at_k
 from rsvl.evaluate.report import (

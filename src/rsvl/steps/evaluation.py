@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from rsvl.config import BASE, RESERVED_NAMES, RunConfig
 from rsvl.errors import ConfigError, ModelError
-from rsvl.evaluate.config import NAME_PATTERN
+from rsvl.config.evaluate import NAME_PATTERN
 from rsvl.evaluate.runner import EvalResult, ModelInput, evaluate_model
 from rsvl.mlflow_store import resolve_tracking_uri
 from rsvl.evaluate.pinned_data import EvalData, prepare_eval_data

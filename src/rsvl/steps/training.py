@@ -25,7 +25,7 @@ from rsvl.errors import ConfigError, TrainError
 from rsvl.mlflow_store import resolve_tracking_uri
 from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
 from rsvl.train.fit import FitResult, new_run_name
-from rsvl.train.plan_names import ablation_stages, stage_run_name
+from rsvl.config.plan import ablation_stages, stage_run_name
 from rsvl.train.progressive import stage_dataset, stage_out_dir, train_plan
 from rsvl.train.tracking import RUN_NAME_TAG
 

@@ -73,7 +73,7 @@ def _answer_ranker(clip: BuiltModel, train: Sequence[dict[str, Any]], dataset_di
 BUILDERS: dict[str, Builder] = {"linear_head": _linear_head, "answer_ranker": _answer_ranker}
 """``cfg.vqa.model`` → builder of the model from (loaded CLIP, train records, dataset folder, device).
 
-A generative model plugs in with a builder here (and its name in :class:`rsvl.vqa.config.VqaConfig`);
+A generative model plugs in with a builder here (and its name in :class:`rsvl.config.vqa.VqaConfig`);
 if it has a ``save(folder)`` method the step calls it for ``model/``.
 """
 

@@ -52,7 +52,7 @@ from rsvl.train.fit import (
     storage_uri,
 )
 from rsvl.train.identity import check_relaunch, fit_identity, init_weights
-from rsvl.train.plan_names import ablation_stages, stage_run_name
+from rsvl.config.plan import ablation_stages, stage_run_name
 
 STAGES_DIR = "stages"
 STAGE_TAG = "rsvl.stage"

@@ -16,7 +16,7 @@ Plugging in a generative SAR-GPT-style model (on a cluster with the weights):
    model should be prompted to answer in the closed-set form ("yes", "3", "upper left", "sea").
 3. Score it with :func:`evaluate_vqa` on ``llava_test.json`` beside :class:`MajorityAnswer` and
    :func:`random_baseline` (the same per-type table), or add its name to
-   :class:`rsvl.vqa.config.VqaConfig` ``model`` and a builder to :data:`rsvl.steps.vqa.BUILDERS`
+   :class:`rsvl.config.vqa.VqaConfig` ``model`` and a builder to :data:`rsvl.steps.vqa.BUILDERS`
    so the pipeline step builds it; it keeps its own checkpoint format (:func:`save_vqa_model`
    saves only the closed-set models).
 """

@@ -32,7 +32,7 @@ from rsvl.data.store import sha256_file
 from rsvl.errors import ModelError
 from rsvl.models import load_model
 from rsvl.models.io import WEIGHTS_NAME
-from rsvl.strict import StrictModel
+from rsvl.config.base import StrictModel
 from rsvl.vqa.models import ClipAnswerRanker, ClipImageEncoder, ClipLinearHead
 
 VQA_CONFIG_NAME = "vqa_model.json"

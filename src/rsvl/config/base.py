@@ -1,7 +1,7 @@
 """The base of every config section: strict types, no unknown keys, immutable once loaded.
 
 Its own module so config sections defined next to the code that reads them (the eval sets in
-:mod:`rsvl.evaluate.config`) and the run config that gathers them share it without a cycle.
+:mod:`rsvl.config.evaluate`) and the run config that gathers them share it without a cycle.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from rsvl.strict import StrictModel
+from rsvl.config.base import StrictModel
 
 
 class ChatEndpoint(StrictModel):

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from rsvl.strict import StrictModel
+from rsvl.config.base import StrictModel
 from rsvl.errors import ConfigError
 
 Task = Literal["retrieval", "zero_shot", "ndcg", "captioning"]
@@ -108,3 +108,26 @@ def load_eval_sets(path: str | Path) -> list[EvalSet]:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(entry)'}: {e['msg']}" for e in err.errors())
             raise ConfigError(f"{path}: eval set #{index}: {problems}") from err
     return sets
+
+
+class EvaluateConfig(StrictModel):
+    """The evaluate step: pinned eval sets and how to score them.
+
+    ``sets`` are scored by ``rsvl evaluate`` and by the gate (candidate and champion alike).
+    Sets with a ``source`` are ingested into ``cache_dir/<name>`` on first use. ``java_metrics``
+    lets the caption metrics use Java's PTB tokenizer and METEOR where Java is installed.
+    """
+
+    sets: list[EvalSet] = []
+    cache_dir: str = "build/eval_data"
+    batch_size: int = Field(64, gt=0)
+    java_metrics: bool = True
+    compare_base: bool = False
+    """Also score the untuned model (``model`` with its pretrained weights) and report it beside the candidate."""
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "EvaluateConfig":
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"eval set names must be distinct (they prefix metric keys): {names}")
+        return self

@@ -1,4 +1,4 @@
-"""The names of the fits a training plan makes: light enough for the RayJob builder to import.
+"""The names of the fits a training plan makes, derived from the config alone (the RayJob builder needs them).
 
 A plan without ``train.stages`` is one fit named after the run; with stages, each stage is a fit
 ``<run>-<stage>`` and each ablation's stage ``<run>-<ablation>-<stage>`` (see
@@ -7,7 +7,8 @@ A plan without ``train.stages`` is one fit named after the run; with stages, eac
 
 from __future__ import annotations
 
-from rsvl.config import RunConfig, StageConfig
+from rsvl.config.run import RunConfig
+from rsvl.config.train import StageConfig
 
 
 def stage_run_name(run_name: str, stage: str, ablation: str | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from rsvl.strict import StrictModel
+from rsvl.config.base import StrictModel
 
 # The Kubernetes resource.Quantity pattern, as in the CRD schema (k8s/schemas/ray.io_rayjobs.json).
 QUANTITY_PATTERN = (

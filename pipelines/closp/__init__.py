@@ -1,1 +1,0 @@
-"""The `closp` pipeline (see `pipeline.py` and `config.yaml`)."""

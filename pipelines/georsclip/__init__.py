@@ -1,1 +1,0 @@
-"""The `georsclip` pipeline (see `pipeline.py` and `config.yaml`)."""

@@ -1,1 +1,0 @@
-"""The `iebaker` pipeline (see `pipeline.py` and `config.yaml`)."""

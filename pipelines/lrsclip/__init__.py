@@ -1,1 +1,0 @@
-"""The `lrsclip` pipeline (see `pipeline.py` and `config.yaml`)."""

@@ -1,1 +1,0 @@
-"""The `sar_text` pipeline (see `pipeline.py` and `config.yaml`)."""

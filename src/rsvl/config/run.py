@@ -1,0 +1,87 @@
+"""The resolved configuration of one run: every section of one paper, profile and track."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from rsvl.config.base import StrictModel
+from rsvl.config.caption import CaptionConfig
+from rsvl.config.data import DataConfig
+from rsvl.config.evaluate import EvaluateConfig
+from rsvl.config.gate import GateConfig
+from rsvl.config.train import NAME, TrainConfig
+from rsvl.config.vqa import VqaConfig
+
+PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
+MAIN_TRACK = "main"
+SHARED_KEYS = ("data", "caption", "train.dataset", "train.image_column")
+"""Config keys every track of a paper shares: the pipeline trains every track on the main track's filtered data."""
+OVERLAY_REPLACES = {"gate": None, "model": "name"}
+"""Sections an overlay replaces instead of merging into, and the key that makes it (``None``: any value).
+
+Promotion rules and a model's settings belong to one model: when a paper file sets ``gate``
+(in its defaults or the loaded profile) it replaces the base file's gate, and when it names
+``model.name`` it replaces the base's model section (no inherited ``image_size``); a track
+does the same over its paper's sections."""
+PROFILES = ("local", "cluster")
+BASE = "base"
+"""The comparison name of the untuned model (``evaluate.compare_base``)."""
+RESERVED_NAMES = ("candidate", "champion")
+"""Metric prefixes of the gate's run; a comparison model named so would be mistaken for one of its models."""
+
+
+class ModelConfig(StrictModel):
+    """Which registered architecture to build, with which weights and input size."""
+
+    name: str
+    pretrained: str | None = None
+    image_size: int | None = Field(None, gt=0)
+
+
+class MlflowConfig(StrictModel):
+    """Tracking server and experiment of a run."""
+
+    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
+    experiment: str = "rsvl"
+
+
+class RegistryConfig(StrictModel):
+    """The register step: the registry name the paper's model is published under."""
+
+    model_name: str = Field("rsvl-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RunConfig(StrictModel):
+    """A fully resolved configuration for one paper under one profile."""
+
+    paper: Literal["sar_text", "closp", "georsclip", "iebaker", "lrsclip"]
+    profile: Literal["local", "cluster"]
+    track: str = Field(MAIN_TRACK, pattern=NAME)
+    data: DataConfig = DataConfig()
+    caption: CaptionConfig = CaptionConfig()
+    model: ModelConfig
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    gate: GateConfig | None = None
+    registry: RegistryConfig = RegistryConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    vqa: VqaConfig | None = None
+
+    @model_validator(mode="after")
+    def _ablations_name_comparisons(self) -> "RunConfig":
+        sets = {eval_set.name for eval_set in self.evaluate.sets}
+        reserved = {*RESERVED_NAMES, *((BASE,) if self.evaluate.compare_base else ())}
+        for ablation in self.train.ablations:
+            if ablation.name in sets or ablation.name in reserved:
+                raise ValueError(f"train.ablations {ablation.name!r} prefixes its metric keys as a comparison model: "
+                                 f"it may be neither an eval set name {sorted(sets)} nor one of {sorted(reserved)}")
+        return self
+
+    def digest(self) -> str:
+        """Return a stable SHA-256 of the resolved config (a lineage tag for registered models)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()

@@ -1,0 +1,153 @@
+"""The ``train`` section: optimisation, resources, checkpoints, trainable parameters, stages and ablations."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rsvl.config.base import StrictModel
+from rsvl.config.cluster import KubeRayConfig
+
+
+class ObjectiveConfig(StrictModel):
+    """The training loss (``rsvl.train.objectives``) and its settings.
+
+    ``logit_scale`` is the contrastive scale (1 / temperature): the initial value when
+    ``learn_logit_scale`` is true, the fixed value otherwise; ``None`` keeps the model's own.
+    """
+
+    name: str = "clip"
+    learn_logit_scale: bool = True
+    logit_scale: float | None = Field(None, gt=0.0, le=100.0)
+    contrastive_weight: float = Field(1.0, ge=0.0)
+    caption_weight: float = Field(2.0, ge=0.0)
+
+
+TowerMode = Literal["train", "freeze", "projection", "last_blocks"]
+
+
+class TrainableConfig(StrictModel):
+    """Which parameters train: per tower all, none, only its projection, or its last blocks.
+
+    ``adapter`` names a hook registered with ``rsvl.train.trainable.register_adapter`` (LoRA and
+    similar), applied after the tower modes.
+    """
+
+    image_tower: TowerMode = "train"
+    text_tower: TowerMode = "train"
+    last_blocks: int = Field(1, ge=1)
+    adapter: str | None = None
+
+
+NAME = r"^[A-Za-z0-9_-]{1,64}$"
+PLAN_NAME = r"^[A-Za-z0-9_]{1,64}$"
+"""Stage and ablation names: no ``-``, because fit names join them with it (``<run>-<stage>``,
+``<run>-<ablation>-<stage>``) and ``a-b`` would make two plans' fits share a name."""
+
+
+class StageConfig(StrictModel):
+    """One stage of progressive transfer (``train.stages``): a fit that starts from the previous stage's weights.
+
+    ``dataset`` is a dataset directory relative to ``data.root`` (the optical pairs of
+    SAR-RS-CLIP's stage 1; no leading ``/`` and no ``..``, since the cluster's train step copies
+    it); ``None`` is the run's own dataset (the pipeline's filtered data).
+
+    A stage's length: with neither ``epochs`` nor ``max_steps`` set it runs as ``train`` says
+    (``train.max_steps`` when set, else ``train.epochs``). Setting either replaces *both* train
+    values for this stage: ``epochs`` alone runs that many epochs (``train.max_steps`` does not
+    cap it), ``max_steps`` runs that many steps. So a run-wide ``train.epochs`` or
+    ``train.max_steps`` (the pipeline's ``epochs`` run parameter, ``--set``) does not reach a
+    stage that sets its own length: override ``train.stages`` instead. In an ablation the
+    stage's share of the step budget replaces its length. ``lr`` replaces ``train.lr`` for this
+    stage only.
+    """
+
+    name: str = Field(pattern=PLAN_NAME)
+    dataset: str | None = Field(None, min_length=1)
+    epochs: int | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    lr: float | None = Field(None, gt=0.0)
+
+    @field_validator("dataset")
+    @classmethod
+    def _under_data_root(cls, dataset: str | None) -> str | None:
+        if dataset is not None and (dataset.startswith(("/", "\\")) or ".." in PurePosixPath(dataset).parts):
+            raise ValueError(f"stage dataset {dataset!r} must be a relative path under data.root "
+                             "(no leading '/', no '..' component)")
+        return dataset
+
+
+class AblationConfig(StrictModel):
+    """A control run (``train.ablations``): only the named stages, from the same starting weights,
+    with the whole progression's step budget (steps shared in proportion to the stages' own).
+
+    SAR-RS-CLIP's "SAR only" run is ``{name: sar_only, stages: [sar]}``. Its model is scored on the
+    same eval sets as the candidate and reported beside it.
+    """
+
+    name: str = Field(pattern=PLAN_NAME)
+    stages: list[str] = Field(min_length=1)
+
+
+class TrainConfig(StrictModel):
+    """Optimisation, resources, checkpointing and evaluation of the train step.
+
+    ``batch_size`` is per worker; ``max_steps`` (when set) replaces ``epochs``. Checkpoints go to
+    ``storage_path/<run name>`` every ``checkpoint_every`` steps and metrics to MLflow every
+    ``log_every`` steps. ``dataset`` is the dataset directory under ``data.root``; ``image_column``
+    the media column the image tower reads. ``eval_split`` is scored for retrieval before (when
+    ``eval_baseline``) and after training; ``None`` skips it. ``num_workers: 0`` runs Ray Train's
+    local mode: one worker inside the launching process, no Ray instance (see ``rsvl.train.fit``).
+    ``backend`` says where the pipeline's train step fits: ``local`` in its own process (a laptop,
+    or the step's pod), ``kuberay`` as a KubeRay RayJob on the cluster's GPU nodes.
+    """
+
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    warmup_steps: int = Field(0, ge=0)
+    num_workers: int = Field(1, ge=0)
+    backend: Literal["local", "kuberay"] = "local"
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    seed: int = 0
+    max_steps: int | None = Field(None, gt=0)
+    grad_clip_norm: float | None = Field(1.0, gt=0.0)
+    amp: bool = True
+    tf32: bool = True
+    loader_workers: int = Field(0, ge=0)
+    log_every: int = Field(10, gt=0)
+    checkpoint_every: int = Field(50, gt=0)
+    keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(2, ge=-1)
+    storage_path: str = ".ray_results"
+    dataset: str = "default/optical"
+    image_column: Literal["image", "s1", "s2"] = "image"
+    eval_split: Literal["train", "val", "test"] | None = "test"
+    eval_baseline: bool = True
+    objective: ObjectiveConfig = ObjectiveConfig()
+    trainable: TrainableConfig = TrainableConfig()
+    kuberay: KubeRayConfig = KubeRayConfig()
+    init_from: str | None = Field(None, min_length=1)
+    """A saved model folder (``rsvl.models.save_model``) to start from instead of ``model.pretrained``."""
+    stages: list[StageConfig] = []
+    ablations: list[AblationConfig] = []
+
+    @model_validator(mode="after")
+    def _stages_consistent(self) -> "TrainConfig":
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"train.stages names repeat: {names}")
+        controls = [ablation.name for ablation in self.ablations]
+        if len(set(controls)) != len(controls):
+            raise ValueError(f"train.ablations names repeat: {controls}")
+        for ablation in self.ablations:
+            unknown = [name for name in ablation.stages if name not in names]
+            if unknown:
+                raise ValueError(f"ablation {ablation.name!r} names stages {unknown} that train.stages does not define")
+            if len(set(ablation.stages)) != len(ablation.stages):
+                raise ValueError(f"ablation {ablation.name!r} repeats stages {ablation.stages}: each stage is one fit")
+        return self
