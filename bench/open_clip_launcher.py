@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    from rsvl.models.registry import register_architectures
+    from rsvl.models.architectures import register_architectures
 
     register_architectures()
     from open_clip_train.main import main as open_clip_main

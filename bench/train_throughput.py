@@ -194,7 +194,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve_pretrained(model: str, pretrained: str | None) -> str | None:
     """``None``/``'none'`` -> None; unset -> ``'packaged'`` for models that ship weights, else None."""
-    from rsvl.models.registry import get_architecture
+    from rsvl.models.architectures import get_architecture
 
     if pretrained is not None:
         return None if pretrained.lower() == "none" else pretrained
@@ -245,7 +245,7 @@ def save_initial_weights(args: argparse.Namespace, pretrained: str | None, work:
 
 def open_clip_arguments(args: argparse.Namespace, csv_path: Path, weights: Path | None, logs: Path) -> list[str]:
     """open_clip_train arguments matching our trainer's settings."""
-    from rsvl.models.registry import get_architecture
+    from rsvl.models.architectures import get_architecture
 
     train_args = [
         "--train-data", str(csv_path), "--dataset-type", "csv", "--csv-separator", ",",

@@ -59,11 +59,11 @@ class StepFacts:
     Args:
         tracks: The compiled-in config of each track (used until the track's ``configure`` step
             returns the resolved one).
-        client_for: A registry client for a tracking URI (``rsvl.registry.registry_client``).
+        client_for: A registry client for a tracking URI (``rsvl.model_registry.registry_client``).
     """
 
     def __init__(self, tracks: Mapping[str, RunConfig], client_for: Callable[[str], Any] | None = None) -> None:
-        from rsvl.registry import registry_client
+        from rsvl.model_registry import registry_client
 
         self.configs = dict(tracks)
         self.versions: dict[str, int] = {}

@@ -140,7 +140,7 @@ def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float
         versions: The version each track's register step returned (default: each name's latest).
     """
     from rsvl.mlflow_store import resolve_tracking_uri
-    from rsvl.registry import registry_client
+    from rsvl.model_registry import registry_client
 
     first = next(iter(tracks.values()))
     print(f"=== {first.paper} pipeline finished in {seconds / 60:.1f} min ===")

@@ -28,7 +28,7 @@ from pipelines.run import main, run_local
 from pipelines.summary import comparisons, headline_metrics, print_summary, track_lines
 from rsvl.console import PROGRESS_LINE, Progress, format_eta
 from rsvl.data.store import MANIFEST_FILE, QUARANTINE_FILE
-from rsvl.registry import registry_client
+from rsvl.model_registry import registry_client
 
 PAPERS = "closp, georsclip, iebaker, lrsclip, sar_text"
 

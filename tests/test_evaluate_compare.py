@@ -22,7 +22,7 @@ from rsvl.errors import ConfigError, ModelError
 from rsvl.evaluate.runner import evaluate_model
 from rsvl.mlflow_store import experiment_id
 from rsvl.models import build_model, load_model, save_model
-from rsvl.steps.evaluation import BASE, base_model, comparison_models, run_evaluation
+from rsvl.steps.evaluation import UNTUNED, base_model, comparison_models, run_evaluation
 from rsvl.steps.promotion import run_gate
 from rsvl.steps.registration import run_register
 from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
@@ -129,7 +129,7 @@ def test_comparison_names_must_make_unambiguous_metric_keys(root):
         with pytest.raises(ConfigError, match=re.escape(repr(name))):
             run_evaluation(cfg, model, root / "bad", compare={name: model})
     with pytest.raises(ConfigError, match="compare_base adds another 'base'"):
-        run_evaluation(cfg, model, root / "bad", compare={BASE: model}, compare_base=True)
+        run_evaluation(cfg, model, root / "bad", compare={UNTUNED: model}, compare_base=True)
 
 
 def test_the_cli_takes_comparisons_as_name_equals_path(root, tmp_path):
@@ -214,7 +214,7 @@ def test_compare_base_scores_the_untuned_coca_captioner_on_narrated_single_band_
     assert chips[0]["image"].shape[0] == 1 and load_model(tmp_path / "coca")[0].rsvl_spec["in_bands"] == 3
     assert {"sar_test.CIDEr", "sar_test.BLEU_4"} <= set(evaluation.metrics)
     assert {"base.sar_test.CIDEr", "base.sar_test.BLEU_4"} <= set(evaluation.comparison_metrics)
-    generated = evaluation.compared[BASE].details.read_text(encoding="utf-8")
+    generated = evaluation.compared[UNTUNED].details.read_text(encoding="utf-8")
     assert '"generated"' in generated
     markdown = evaluation.result.report_md.read_text(encoding="utf-8")
     assert "| metric | candidate | base | candidate − base |" in markdown and "| sar_test.CIDEr |" in markdown

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from rsvl.errors import DataError, ModelError, WeightsNotCachedError
 from rsvl.models import build_model, list_architectures, load_model, save_model
 from rsvl.models.bands import first_conv
-from rsvl.models.registry import MODELS_DIR_ENV
+from rsvl.models.architectures import MODELS_DIR_ENV
 
 LOCAL_DEFAULT = "rsvl-effnetlite0-minilm"
 SENTENCES = ["a river runs through a dense green forest", "many planes are parked at the airport"]

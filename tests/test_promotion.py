@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from rsvl.cli import app
 from rsvl.config import RunConfig, write_config_file
 from rsvl.data.generate import write_optical_scenes
-from rsvl.registry import CANDIDATE, CHAMPION, registry_client
+from rsvl.model_registry import CANDIDATE, CHAMPION, registry_client
 from rsvl.steps.evaluation import run_evaluation
 from rsvl.errors import ModelError
 from rsvl.steps.promotion import ALREADY, DECISION_TAG, PROMOTED, REJECTED, promote_candidate, run_gate

@@ -33,10 +33,10 @@ from pydantic import ValidationError
 from rsvl.data.media import load_raster
 from rsvl.errors import ConfigError, DataError, ModelError
 from rsvl.models import build_model, load_model, save_model
-from rsvl.registry import CANDIDATE, CHAMPION, Lineage, get_champion, register_model, registry_client, set_champion
-from rsvl.registry.embedder import embed_frame, load_embedder
-from rsvl.registry.identity import IDENTITY_TAG, WEIGHTS_TAG
-from rsvl.registry.register import LOGGED_MODEL_TAG
+from rsvl.model_registry import CANDIDATE, CHAMPION, Lineage, get_champion, register_model, registry_client, set_champion
+from rsvl.model_registry.embedder import embed_frame, load_embedder
+from rsvl.model_registry.identity import IDENTITY_TAG, WEIGHTS_TAG
+from rsvl.model_registry.register import LOGGED_MODEL_TAG
 
 NAME = "rsvl-georsclip"
 TEXTS = ["a river runs through a dense green forest", "many planes are parked at the airport"]

@@ -27,7 +27,7 @@ from rsvl.vqa import (
     random_baseline,
     vqa_from_dataset,
 )
-from rsvl.vqa.evaluate import RecordImages
+from rsvl.vqa.scoring import RecordImages
 from rsvl.vqa.models import ClipImageEncoder
 
 
@@ -104,7 +104,7 @@ def test_record_images_read_only_the_slice_asked_for(sar_dir, splits, monkeypatc
     lazy = RecordImages(train, sar_dir)
     assert len(lazy) == len(train)
     read = []
-    monkeypatch.setattr("rsvl.vqa.evaluate.load_raster", lambda path: read.append(path) or torch.zeros(1, 8, 8))
+    monkeypatch.setattr("rsvl.vqa.scoring.load_raster", lambda path: read.append(path) or torch.zeros(1, 8, 8))
     assert len(lazy[5:8]) == 3 and len(read) == 3
     assert lazy[-1].shape == (1, 8, 8) and read[-1] == sar_dir / train[-1]["image"]
 

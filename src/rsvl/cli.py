@@ -201,7 +201,7 @@ def config_check(
 @models_app.command("list")
 def models_list() -> None:
     """List the rsvl architectures (from ``models/``) that resolve on this machine."""
-    from rsvl.models.registry import list_architectures
+    from rsvl.models.architectures import list_architectures
 
     for name in list_architectures():
         typer.echo(name)

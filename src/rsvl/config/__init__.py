@@ -31,7 +31,7 @@ from rsvl.config.loading import (
 )
 from rsvl.config.plan import ablation_stages, fit_run_names, stage_run_name
 from rsvl.config.run import (
-    BASE,
+    UNTUNED,
     MAIN_TRACK,
     PAPERS,
     PROFILES,
@@ -47,7 +47,7 @@ from rsvl.config.train import AblationConfig, ObjectiveConfig, StageConfig, Trai
 from rsvl.config.vqa import VqaConfig
 
 __all__ = [
-    "BASE", "MAIN_TRACK", "PAPERS", "PROFILES", "RESERVED_NAMES", "SHARED_KEYS", "OVERLAY_REPLACES",
+    "UNTUNED", "MAIN_TRACK", "PAPERS", "PROFILES", "RESERVED_NAMES", "SHARED_KEYS", "OVERLAY_REPLACES",
     "AblationConfig", "CaptionConfig", "CaptionRules", "ChatEndpoint", "DataConfig", "EvalSet", "EvalSource",
     "EvaluateConfig", "GateConfig", "KubeRayConfig", "Layer", "MlflowConfig", "ModelConfig", "ObjectiveConfig",
     "RegistryConfig", "RunConfig", "StageConfig", "StrictModel", "TrainConfig", "TrainableConfig", "VqaConfig",

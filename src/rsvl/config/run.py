@@ -28,8 +28,8 @@ Promotion rules and a model's settings belong to one model: when a paper file se
 ``model.name`` it replaces the base's model section (no inherited ``image_size``); a track
 does the same over its paper's sections."""
 PROFILES = ("local", "cluster")
-BASE = "base"
-"""The comparison name of the untuned model (``evaluate.compare_base``)."""
+UNTUNED = "base"
+"""The comparison name, and metric prefix, of the untuned start model (``evaluate.compare_base``)."""
 RESERVED_NAMES = ("candidate", "champion")
 """Metric prefixes of the gate's run; a comparison model named so would be mistaken for one of its models."""
 
@@ -74,7 +74,7 @@ class RunConfig(StrictModel):
     @model_validator(mode="after")
     def _ablations_name_comparisons(self) -> "RunConfig":
         sets = {eval_set.name for eval_set in self.evaluate.sets}
-        reserved = {*RESERVED_NAMES, *((BASE,) if self.evaluate.compare_base else ())}
+        reserved = {*RESERVED_NAMES, *((UNTUNED,) if self.evaluate.compare_base else ())}
         for ablation in self.train.ablations:
             if ablation.name in sets or ablation.name in reserved:
                 raise ValueError(f"train.ablations {ablation.name!r} prefixes its metric keys as a comparison model: "

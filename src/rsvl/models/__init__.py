@@ -2,6 +2,6 @@
 
 from rsvl.models.factory import build_model
 from rsvl.models.io import load_model, save_model
-from rsvl.models.registry import list_architectures
+from rsvl.models.architectures import list_architectures
 
 __all__ = ["build_model", "list_architectures", "load_model", "save_model"]

@@ -31,7 +31,7 @@ from torch import nn
 from rsvl.errors import ModelError
 from rsvl.models.bands import normalisation_from_stats, widen_first_conv
 from rsvl.models.preprocess import Preprocess, make_preprocess, rgb_normalisation
-from rsvl.models.registry import Architecture, get_architecture
+from rsvl.models.architectures import Architecture, get_architecture
 from rsvl.models.weights import ensure_tag_available, load_packaged
 
 PACKAGED = "packaged"

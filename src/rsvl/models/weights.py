@@ -29,7 +29,7 @@ from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from torch import nn
 
 from rsvl.errors import ModelError, WeightsNotCachedError
-from rsvl.models.registry import PackagedWeights
+from rsvl.models.architectures import PackagedWeights
 
 TRUTHY = {"1", "true", "yes", "on"}
 

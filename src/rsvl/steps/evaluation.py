@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from rsvl.config import BASE, RESERVED_NAMES, RunConfig
+from rsvl.config import UNTUNED, RESERVED_NAMES, RunConfig
 from rsvl.errors import ConfigError, ModelError
 from rsvl.config.evaluate import NAME_PATTERN
 from rsvl.evaluate.runner import EvalResult, ModelInput, evaluate_model
@@ -153,9 +153,9 @@ def _comparisons(cfg: RunConfig, candidate: ModelInput, compare: Mapping[str, Mo
             raise ConfigError(f"comparison model name {name!r} prefixes metric keys: use letters, digits, '_' and "
                               f"'-', and neither {list(RESERVED_NAMES)} nor an eval set name {sorted(sets)}")
     if compare_base:
-        if BASE in models:
-            raise ConfigError(f"comparison model {BASE!r} is given and compare_base adds another {BASE!r}; rename it")
-        models[BASE] = base_model(cfg, candidate)
+        if UNTUNED in models:
+            raise ConfigError(f"comparison model {UNTUNED!r} is given and compare_base adds another {UNTUNED!r}; rename it")
+        models[UNTUNED] = base_model(cfg, candidate)
     return models
 
 

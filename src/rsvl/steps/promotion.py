@@ -18,7 +18,7 @@ from rsvl.config import RunConfig
 from rsvl.errors import ConfigError, ModelError
 from rsvl.gate import GateDecision, decide, gate_markdown
 from rsvl.mlflow_store import experiment_id, resolve_tracking_uri
-from rsvl.registry import download_model_dir, get_champion, registry_client, set_champion
+from rsvl.model_registry import download_model_dir, get_champion, registry_client, set_champion
 from rsvl.evaluate.pinned_data import prepare_eval_data
 from rsvl.steps.evaluation import log_evaluation, run_evaluation
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsvl.config import RunConfig
-from rsvl.registry import Lineage, Registration, register_model
+from rsvl.model_registry import Lineage, Registration, register_model
 from rsvl.data.versioning import dataset_version
 from rsvl.evaluate.pinned_data import EvalData, prepare_eval_data
 from rsvl.train.tracking import git_commit
@@ -46,7 +46,7 @@ def run_register(
         mlflow_run_id: The training run; the logged model is attached to it.
 
     Returns:
-        The :class:`rsvl.registry.Registration`.
+        The :class:`rsvl.model_registry.Registration`.
     """
     lineage = lineage_of(cfg, train_data, prepare_eval_data(cfg), pipeline_run_id)
     return register_model(model_dir, cfg.registry.model_name, lineage, cfg.mlflow.tracking_uri, run_id=mlflow_run_id)

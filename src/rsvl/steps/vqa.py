@@ -47,7 +47,7 @@ from rsvl.vqa import (
     vqa_from_dataset,
     write_llava,
 )
-from rsvl.vqa.evaluate import RecordImages
+from rsvl.vqa.scoring import RecordImages
 from rsvl.vqa.persist import clip_reference
 
 ARTIFACT_DIR = "vqa"

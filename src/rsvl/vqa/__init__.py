@@ -22,7 +22,7 @@ Plugging in a generative SAR-GPT-style model (on a cluster with the weights):
 """
 
 from rsvl.vqa.benchmark import benchmark_vqa
-from rsvl.vqa.evaluate import VqaScores, evaluate_vqa, format_report, load_images, random_baseline
+from rsvl.vqa.scoring import VqaScores, evaluate_vqa, format_report, load_images, random_baseline
 from rsvl.vqa.llava import make_record, qa_pairs, read_llava, write_llava
 from rsvl.vqa.models import (
     ClipAnswerRanker,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsvl.models import load_model
-from rsvl.vqa.evaluate import RecordImages, VqaScores, evaluate_vqa, random_baseline
+from rsvl.vqa.scoring import RecordImages, VqaScores, evaluate_vqa, random_baseline
 from rsvl.vqa.models import ClipAnswerRanker, ClipLinearHead, MajorityAnswer, answer_vocabulary
 from rsvl.vqa.questions import vqa_from_dataset
 
@@ -26,7 +26,7 @@ def benchmark_vqa(model_dir: str | Path, dataset_dir: str | Path, *, train_split
 
     Returns:
         ``{"answer ranker", "linear head", "majority", "random"}`` scores, in that order
-        (print them with :func:`rsvl.vqa.evaluate.format_report`).
+        (print them with :func:`rsvl.vqa.scoring.format_report`).
     """
     model, _, preprocess, tokenizer = load_model(model_dir)
     model = model.to(device)

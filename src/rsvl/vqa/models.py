@@ -121,7 +121,7 @@ class ClipImageEncoder:
         """L2-normalised embeddings of a long, possibly lazy sequence, read one slice at a time.
 
         Slices ``images[i:i + batch_size]`` in order, so a lazy sequence such as
-        :class:`rsvl.vqa.evaluate.RecordImages` holds one batch of images in memory: a train
+        :class:`rsvl.vqa.scoring.RecordImages` holds one batch of images in memory: a train
         split of tens of thousands of tiles is never loaded whole.
 
         Args:
@@ -278,7 +278,7 @@ class ClipLinearHead:
             preprocess: Its validation preprocessing.
             records: Training LLaVA records.
             images: The image of each record, in the same order; pass a lazy
-                :class:`rsvl.vqa.evaluate.RecordImages` so only one batch is in memory at a time.
+                :class:`rsvl.vqa.scoring.RecordImages` so only one batch is in memory at a time.
             device: Where the model lives.
             weight_decay: L2 penalty of each head.
 

@@ -1,7 +1,7 @@
 """MLflow model registry: saved rsvl models as pyfunc versions with lineage, aliases and reuse."""
 
-from rsvl.registry.lineage import Lineage
-from rsvl.registry.register import (
+from rsvl.model_registry.lineage import Lineage
+from rsvl.model_registry.register import (
     CANDIDATE,
     CHAMPION,
     Registration,

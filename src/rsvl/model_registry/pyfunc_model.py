@@ -6,6 +6,6 @@ It is logged as the model's code (not pickled), so loading a registered version 
 
 import mlflow
 
-from rsvl.registry.embedder import RsvlEmbedder
+from rsvl.model_registry.embedder import RsvlEmbedder
 
 mlflow.models.set_model(RsvlEmbedder())

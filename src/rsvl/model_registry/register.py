@@ -1,9 +1,9 @@
 """Register a saved rsvl model as an MLflow pyfunc version, once per identity, as ``candidate``.
 
 :func:`register_model` packages the folder as a models-from-code pyfunc
-(:mod:`rsvl.registry.pyfunc_model`, the folder as its ``model_dir`` artifact), checks that the
+(:mod:`rsvl.model_registry.pyfunc_model`, the folder as its ``model_dir`` artifact), checks that the
 package answers its own input example, logs it as an MLflow logged model and creates a model
-version tagged with the lineage, the identity (:mod:`rsvl.registry.identity`) and the logged
+version tagged with the lineage, the identity (:mod:`rsvl.model_registry.identity`) and the logged
 model's id (``rsvl.logged_model_id``; the sqlite registry keeps no model id of its own). When a
 version with the same identity exists it is reused as it is, its tags from the first
 registration kept. Either way the version gets the alias ``candidate``; only the promotion gate
@@ -33,8 +33,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_
 
 from rsvl.errors import ConfigError, ModelError
 from rsvl.mlflow_store import experiment_id, resolve_tracking_uri
-from rsvl.registry import embedder
-from rsvl.registry.identity import (
+from rsvl.model_registry import embedder
+from rsvl.model_registry.identity import (
     ARCHITECTURE_TAG,
     IDENTITY_TAG,
     WEIGHTS_TAG,
@@ -42,7 +42,7 @@ from rsvl.registry.identity import (
     model_identity,
     read_rsvl_config,
 )
-from rsvl.registry.lineage import Lineage
+from rsvl.model_registry.lineage import Lineage
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 DEFAULT_EXPERIMENT = "rsvl-registry"

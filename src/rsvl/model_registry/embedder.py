@@ -1,7 +1,7 @@
 """The served model: a saved rsvl model behind MLflow's pyfunc interface.
 
 Request: a DataFrame with a ``text`` column, an ``image`` column, or both (strings; an image is
-a path, a ``file://`` URI or base64 bytes, see :mod:`rsvl.registry.image_input`). A cell may be
+a path, a ``file://`` URI or base64 bytes, see :mod:`rsvl.model_registry.image_input`). A cell may be
 empty (``None``, NaN or blank) when the other column of its row is given. Errors name the row
 by its position in the request, counting from 0.
 
@@ -29,7 +29,7 @@ from torch import nn
 from rsvl.errors import DataError
 from rsvl.evaluate.captioning import decode_tokens, is_captioner
 from rsvl.models import load_model
-from rsvl.registry.image_input import encode_image, read_image
+from rsvl.model_registry.image_input import encode_image, read_image
 
 MODEL_DIR_ARTIFACT = "model_dir"
 TEXT, IMAGE = "text", "image"
