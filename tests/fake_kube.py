@@ -16,7 +16,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from rsvl.cluster.schema import validate_rayjob
+from rayjob_schema import validate_rayjob
 from rsvl.errors import ConfigError
 
 

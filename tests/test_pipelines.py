@@ -128,7 +128,7 @@ def test_the_summary_reads_each_track_from_its_own_tracking_store(tmp_path, caps
 
 def test_the_rayjob_of_the_cluster_profile_validates_against_the_kuberay_schema(repo_root):
     from rsvl.cluster.rayjob import build_rayjob
-    from rsvl.cluster.schema import load_rayjob_schema, validate_rayjob
+    from rayjob_schema import load_rayjob_schema, validate_rayjob
 
     cfg = paper_config("sar_text", "cluster")
     manifest = build_rayjob(cfg, cfg.train.kuberay, run_name="sar_text-20261123-000000-abcdef",

@@ -17,7 +17,7 @@ import pytest
 
 from rsvl.config.cluster import KubeRayConfig
 from rsvl.cluster.rayjob import build_rayjob, rayjob_name, require_pinned_image, resolve_image
-from rsvl.cluster.schema import load_rayjob_schema, strict_schema, validate_rayjob
+from rayjob_schema import load_rayjob_schema, strict_schema, validate_rayjob
 from rsvl.cluster.submit import RayJobError, submit_rayjob
 from rsvl.config import load_config
 from rsvl.errors import ConfigError

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from fake_kube import ExecutingKube, serving
-from rsvl.cluster.schema import load_rayjob_schema
+from rayjob_schema import load_rayjob_schema
 from rsvl.cluster.volume import check_copy, copy_contents, copy_path
 from rsvl.config import RunConfig, deep_merge
 from rsvl.data.generate import write_optical_scenes, write_sar_chips

@@ -1,4 +1,4 @@
-"""Check a RayJob manifest offline against the vendored KubeRay CRD schema.
+"""Check a RayJob manifest offline against the vendored KubeRay CRD schema (a test helper: the code never validates).
 
 ``k8s/schemas/ray.io_rayjobs.json`` is the ``v1`` ``openAPIV3Schema`` of the RayJob CRD (see
 ``k8s/schemas/README.md``). CRD schemas never say ``additionalProperties: false``: the API server
