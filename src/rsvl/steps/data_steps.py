@@ -53,16 +53,8 @@ def _rows(dataset_dir: Path) -> int:
 def ensure_default_data(cfg: RunConfig) -> Path:
     """The embedded default data under ``data.root/default``, with any missing set written as ``make data`` does.
 
-    Progressive stages and pinned eval sets read it whatever the run's own data is. Generation and
-    validation (whose reports and quarantine tables are part of the tracked data) are both
-    deterministic, so a written set is byte for byte the version ``data.dvc`` records.
-
-    Sets already there are never touched (the folder may be a volume other runs read).
-    :func:`~rsvl.data.generate.generate_default` has no per-set option, so all three sets are
-    generated and validated in a scratch folder beside ``default`` and only the missing ones are
-    renamed into place: other processes see a complete set or none, and when two race for one set
-    the first rename wins. A set folder without ``dataset.json`` (debris of an interrupted write)
-    is moved aside and replaced.
+    Progressive stages and pinned eval sets read it whatever the run's own data is; a written set
+    is byte for byte the version ``data.dvc`` records. Sets already there are never touched.
 
     Args:
         cfg: The run config (``data.root``, ``data.seed``, ``data.generate_scale``, the caption rules).
@@ -79,18 +71,20 @@ def ensure_default_data(cfg: RunConfig) -> Path:
     if not missing:
         return default
     default.mkdir(parents=True, exist_ok=True)
+    # generate_default writes all three sets: build them beside `default` and rename only the missing
+    # ones into place, so other processes (the folder may be a shared volume) see a whole set or none
     scratch = Path(tempfile.mkdtemp(prefix=".default-", dir=root))
     try:
         generate_default(scratch / "sets", seed=cfg.data.seed, scale=cfg.data.generate_scale)
         validate_tree(scratch / "sets", rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction)
         for name in missing:
             target = default / name
-            if target.exists() and not (target / META_FILE).is_file():
+            if target.exists() and not (target / META_FILE).is_file():  # debris of an interrupted write
                 target.rename(scratch / f"incomplete-{name}")
             try:
                 (scratch / "sets" / name).rename(target)
             except OSError:
-                if not (target / META_FILE).is_file():  # not another process's complete set
+                if not (target / META_FILE).is_file():  # else another process won the race with a complete set
                     raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -57,18 +57,16 @@ def data_bands(dataset: ManifestDataset, column: str = "image") -> int:
 def image_inputs(dataset: ManifestDataset, column: str = "image") -> tuple[int, dict[str, Any] | None]:
     """Return ``(in_bands, band_stats)`` a freshly built model needs for ``column`` of ``dataset``.
 
-    Three-band inputs use the model's own RGB normalisation (``band_stats`` is ``None``), and so
-    does a single band without recorded statistics (an 8-bit grey image such as a SAR chip PNG): the
-    RGB tower keeps its pretrained first convolution and the preprocessing repeats the band
-    (:func:`rsvl.models.preprocess.fit_bands`). Other band counts, a single band with recorded
-    statistics included (SAR in dB, one multispectral band), widen the first convolution and take
-    the dataset's recorded statistics for the column: their units are not 8-bit RGB.
+    ``(3, None)`` (the model's own RGB normalisation) for three bands or one band without
+    statistics; else the band count and the dataset's recorded statistics for the column.
 
     Raises:
         DataError: The dataset is empty or its first sample has no ``column``.
     """
     bands = data_bands(dataset, column)
     stats = dataset.band_stats.get(column)
+    # an 8-bit grey chip (SAR PNG) keeps the pretrained RGB convolution, the band repeated; a band with
+    # statistics (SAR in dB, one multispectral band) is not 8-bit RGB and widens the first convolution
     if bands == 3 or (bands == 1 and not stats):
         return 3, None
     return bands, stats or None
@@ -92,11 +90,8 @@ def saved_in_bands(model_dir: str | Path) -> int:
 def fit_model_to_data(built: BuiltModel, dataset: ManifestDataset, column: str = "image") -> BuiltModel:
     """The model a fit trains on ``dataset``: ``built`` itself, or its RGB tower narrowed to the data's band.
 
-    An RGB tower given one band *with* band statistics (``image_inputs`` says ``(1, stats)``) does
-    not see the band repeated three times under RGB normalisation (wrong units): its first
-    convolution takes the band by the widening rule (:mod:`rsvl.models.bands`; a band named
-    neither R, G nor B gets the sum of the RGB filters, which is what the repeated band got) and
-    the band is standardised with its statistics. Without statistics the band is repeated as before.
+    Only an RGB tower given one band with statistics changes (see :func:`image_inputs`): its first
+    convolution takes the band by the widening rule of :mod:`rsvl.models.bands`.
 
     Args:
         built: ``(model, preprocess_train, preprocess_val, tokenizer)`` (fresh or ``train.init_from``).
