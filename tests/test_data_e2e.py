@@ -2,55 +2,61 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from rsvl.config import load_config
-from rsvl.data.generate import generate_default
+from rsvl.data.generate import DEFAULT_SETS, OPTICAL_PER_CLASS, S1S2_PATCHES, SAR_CHIPS
 from rsvl.data.store import read_manifest
-from rsvl.data.validate import validate_tree
-from rsvl.data.versioning import init_repo, track
+from rsvl.data.synthetic import optical_scenes
 
 RSVL = Path(sys.executable).parent / "rsvl"
 
 
-def _project(path: Path) -> Path:
-    path.mkdir()
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    init_repo(path, remote_url=str(path.parent / f"{path.name}-remote"))
-    return path
+def dvc_dir_md5(root: Path, under: str) -> str:
+    """The md5 DVC records for directory ``root`` (``<md5>.dir``), computed without DVC over ``root/under``.
+
+    DVC hashes a directory as the md5 of the JSON list (keys sorted) of its files' ``{md5, relpath}``
+    in path order; ``under`` limits the files to one subfolder (the rest of a shared data root).
+    """
+    files = sorted(path for path in (root / under).rglob("*") if path.is_file())
+    entries = sorted(({"md5": hashlib.md5(path.read_bytes()).hexdigest(), "relpath": path.relative_to(root).as_posix()}
+                      for path in files), key=lambda entry: entry["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
 
 
-def test_generated_default_validates_clean_and_has_a_reproducible_dvc_version(tmp_path, repo_root):
-    rules = load_config(repo_root / "pipelines/sar_text/config.yaml").data
-    versions = []
-    for name in ("a", "b"):
-        project = _project(tmp_path / name)
-        generate_default(project / "data" / "default", seed=0)
-        reports = validate_tree(project / "data" / "default", rules=rules.captions,
-                                max_bad_fraction=rules.max_bad_fraction)
-        assert [r.rows for r in reports] == [400, 200, 150]  # optical, s1s2, sar (sorted dirs)
-        assert all(r.passed and r.bad_rows == 0 for r in reports), [r.summary() for r in reports]
-        versions.append(track(project, "data"))
-    assert versions[0] == versions[1], "same seed must give the same DVC data version"
+def test_generated_default_validates_clean_and_is_the_version_data_dvc_records(default_data, repo_root):
+    recorded = yaml.safe_load((repo_root / "data.dvc").read_text())["outs"][0]
+    # the committed data.dvc holds exactly data/default: generation + validation reproduce it bit for bit
+    assert f"{dvc_dir_md5(default_data.parent, 'default')}.dir" == recorded["md5"]
+    assert sum(1 for path in default_data.rglob("*") if path.is_file()) == recorded["nfiles"]
+    expected_rows = {"optical": OPTICAL_PER_CLASS * len(optical_scenes.DRAWERS), "sar": SAR_CHIPS, "s1s2": S1S2_PATCHES}
+    for name in DEFAULT_SETS:
+        report = json.loads((default_data / name / "validation.json").read_text())
+        assert (report["rows"], report["bad_rows"], report["passed"]) == (expected_rows[name], 0, True)
+        assert len(read_manifest(default_data / name)) == expected_rows[name]
 
 
-def test_cli_validate_fails_past_the_limit_naming_rule_and_quarantine(tmp_path):
+def test_cli_validate_fails_past_the_limit_naming_rule_and_quarantine(default_data, tmp_path):
     out = tmp_path / "default"
-    generate_default(out, seed=3)
+    shutil.copytree(default_data / "optical", out / "optical")
+    rows = len(read_manifest(out / "optical"))
     broken = next((out / "optical" / "media").glob("*.png"))
     broken.write_bytes(b"")
     ok = subprocess.run([str(RSVL), "data", "validate", str(out), "--max-bad-fraction", "0.01"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert "1 of 400" in ok.stdout or "1 bad" in ok.stdout, ok.stdout
+    assert f"1 of {rows}" in ok.stdout, ok.stdout
     failed = subprocess.run([str(RSVL), "data", "validate", str(out), "--max-bad-fraction", "0"],
                             capture_output=True, text=True)
     assert failed.returncode == 1
-    assert "1 of 400 rows" in failed.stderr and str(out / "optical" / "quarantine.parquet") in failed.stderr
+    assert f"1 of {rows} rows" in failed.stderr and str(out / "optical" / "quarantine.parquet") in failed.stderr
     assert "decode" in failed.stderr or "empty" in failed.stderr
 
 
