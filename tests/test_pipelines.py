@@ -22,7 +22,10 @@ from mlflow import MlflowClient
 from pipelines.dag import PIPELINES_DIR, paper_config, paper_tracks
 from pipelines.run import PipelineFailed, compile_pipeline, run_local
 from rsvl.data.adapters.hrsid_tiles import TILE_PX
+from rsvl.data.filtering import row_counts
+from rsvl.data.store import read_manifest, read_quarantine
 from rsvl.images import image_ref
+from rsvl.steps.data_steps import run_caption, run_filter, run_ingest
 from rsvl.steps.promotion import DECISION_TAG, PROMOTED
 
 PAPERS = sorted(p.parent.name for p in PIPELINES_DIR.glob("*/config.yaml"))
@@ -232,28 +235,44 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     print(first + second)  # the two runs' consoles, shown by `pytest -rP`
 
 
-@pytest.mark.slow
 @pytest.mark.real_data
-@pytest.mark.timeout(1200)
-def test_sar_text_pipeline_runs_on_the_real_hrsid_chips(tmp_path, repo_root, monkeypatch, capsys, shared_data,
-                                                        default_data):
-    monkeypatch.chdir(repo_root)
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    overrides = [*_smallest_budgets(tmp_path, default_data.parent), "data.source=ingest", "data.format=hrsid-tiles",
-                 f"data.path={shared_data / 'hrsid_samples'}"]
-    run_local("sar_text", overrides, {}, cache=False, local_root=tmp_path / "kfp")
-    out = capsys.readouterr().out
-    assert "registered: sar_rs_coca v1" in out, out[-4000:]
-    [ingested] = (tmp_path / "kfp").glob("*/ingest/dataset/dataset.json")
+def test_the_sar_text_data_steps_take_the_real_hrsid_chips_from_ingest_through_caption_and_filter(
+        tmp_path, repo_root, shared_data, default_data):
+    """The cluster profile's data path (HRSID tiles → SAR-Narrator → filter) on the real chips.
+
+    The steps after filter read a canonical dataset, whatever its source; the whole pipeline runs in
+    the test above on the default data.
+    """
+    cfg = paper_config("sar_text", "local", [f"data.root={default_data.parent}", "data.source=ingest",
+                                             "data.format=hrsid-tiles", f"data.path={shared_data / 'hrsid_samples'}"])
     tiles = 0  # each chip's whole TILE_PX tiles, counted from the chips themselves
     for chip in sorted((shared_data / "hrsid_samples" / "images").glob("*.png")):
         with Image.open(chip) as image:
             tiles += (image.width // TILE_PX) * (image.height // TILE_PX)
-    assert tiles > 0 and json.loads(ingested.read_text())["counts"]["rows"] == tiles
-    client = MlflowClient(tracking)
-    clip = client.get_model_version("sar_rs_clip", "1")
-    assert clip.tags["train_data_md5"].startswith("sha256-")  # the ingested HRSID tiles, outside DVC
-    metrics = client.get_run(clip.run_id).data.metrics
-    assert {"hrsid.mR", "sar_test.mR", "sar_only.hrsid.mR", "vqa.count", "vqa.presence"} <= set(metrics)
-    coca = client.get_model_version("sar_rs_coca", "1")
-    assert "hrsid.CIDEr" in client.get_run(coca.run_id).data.metrics
+    ingested = run_ingest(cfg, tmp_path / "ingest")
+    assert tiles > 0 and ingested.rows == tiles and ingested.version.startswith("sha256-")  # outside DVC
+    assert all(not captions for captions in read_manifest(ingested.dataset_dir)["captions"])  # boxes, no text yet
+    captioned = run_caption(cfg, ingested.dataset_dir, tmp_path / "caption")
+    filtered = run_filter(cfg, captioned.dataset_dir, tmp_path / "filter")
+    rows = read_manifest(filtered.dataset_dir)
+    counts = row_counts(filtered.dataset_dir)
+    # every tile is a training row with captions or a quarantined row; ingest sets aside, with its reason,
+    # each ship box that no whole tile holds half of (counted here from ship_boxes.json)
+    boxes = json.loads((shared_data / "hrsid_samples" / "ship_boxes.json").read_text())
+    lost = 0
+    for chip, chip_boxes in boxes.items():
+        with Image.open(shared_data / "hrsid_samples" / "images" / chip) as image:
+            grid = [(x, y) for x in range(0, image.width - TILE_PX + 1, TILE_PX)
+                    for y in range(0, image.height - TILE_PX + 1, TILE_PX)]
+        for box in chip_boxes:  # inclusive pixel coordinates: the box ends at the far edge of pixel x_max
+            right, bottom = box["x_max"] + 1, box["y_max"] + 1
+            area = (right - box["x_min"]) * (bottom - box["y_min"])
+            held = max(max(0, min(right, x + TILE_PX) - max(box["x_min"], x))
+                       * max(0, min(bottom, y + TILE_PX) - max(box["y_min"], y)) for x, y in grid)
+            lost += held < area / 2
+    assert lost > 0 and counts.by_stage.get("ingest") == lost
+    assert len(rows) == filtered.rows == counts.kept == tiles - counts.by_stage.get("validate", 0)
+    assert filtered.rows_quarantined == counts.quarantined == sum(counts.by_stage.values())
+    assert filtered.rows > 0 and all(len(captions) >= 1 for captions in rows["captions"])
+    quarantine = read_quarantine(filtered.dataset_dir)
+    assert quarantine["reason"].str.len().gt(0).all() and quarantine["where"].nunique() == filtered.rows_quarantined
