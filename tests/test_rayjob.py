@@ -228,6 +228,36 @@ def test_every_ray_pod_mounts_the_volumes_and_every_pod_runs_as_non_root():
     assert components == ["ray-head", "ray-worker"]
 
 
+def test_pod_templates_round_trip_through_the_kubernetes_models():
+    """Every key of every pod template is a field of the Kubernetes API: none is dropped on the way back."""
+    from types import SimpleNamespace
+
+    from kubernetes.client import ApiClient
+
+    from rsvl.config.cluster import MlflowS3, Toleration
+
+    kuberay = KubeRayConfig(
+        ray_service_account="rsvl-ray",
+        mlflow_s3=MlflowS3(secret_name="mlflow-s3", endpoint_url="http://minio:9000"),
+        env={"NCCL_DEBUG": "INFO"},
+        gpu_node_selector={"nvidia.com/gpu.present": "true"},
+        gpu_tolerations=[Toleration(key="dedicated", value="ml", effect="NoExecute", toleration_seconds=60)],
+    )
+    manifest = build(cluster_config("train.use_gpu=true"), kuberay)
+    templates = [*pods(manifest), manifest["spec"]["submitterPodTemplate"]]
+    with ApiClient() as api:
+        for template in templates:
+            model = api.deserialize(SimpleNamespace(data=json.dumps(template)), "V1PodTemplateSpec")
+            assert api.sanitize_for_serialization(model) == template
+    worker = templates[1]["spec"]
+    assert worker["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoExecute", "tolerationSeconds": 60}
+    ]
+    assert worker["serviceAccountName"] == "rsvl-ray" and worker["nodeSelector"] == kuberay.gpu_node_selector
+    secret = {"secretKeyRef": {"name": "mlflow-s3", "key": "AWS_ACCESS_KEY_ID"}}
+    assert {"name": "AWS_ACCESS_KEY_ID", "valueFrom": secret} in worker["containers"][0]["env"]
+
+
 def test_pods_get_mlflow_settings_and_no_s3_keys_when_mlflow_proxies_artifacts():
     cfg = cluster_config()
     kuberay = KubeRayConfig()

@@ -6,7 +6,9 @@ worker group sized from the ``train`` section: ``train.num_workers`` pods, each 
 Every pod mounts the shared ReadWriteMany volume, so Ray Train's checkpoints and the outputs
 outlive the cluster, which KubeRay deletes when the job ends; raw data is mounted read-only.
 The manifest is checked before it is sent: pinned image, durable paths, names the operator
-accepts.
+accepts. Pod templates are built from the ``kubernetes`` client's typed models (a misspelt field
+fails at once) and serialised to the API's camelCase dicts; the RayJob around them stays plain
+dicts, since the client has no models for custom resources.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+from kubernetes import client as k8s
 
 from rsvl.config.cluster import KubeRayConfig
 from rsvl.config.plan import fit_run_names
@@ -191,41 +195,80 @@ def entrypoint(
     return shlex.join(argv)
 
 
-def _env(cfg: RunConfig, kuberay: KubeRayConfig) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": "HF_HUB_OFFLINE", "value": "1"},
-        {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
-        {"name": "MLFLOW_TRACKING_URI", "value": cfg.mlflow.tracking_uri},
+class _Serializer(k8s.ApiClient):
+    """The client's model-to-JSON conversion (camelCase keys, unset fields left out), nothing else."""
+
+    def __init__(self) -> None:
+        # ApiClient.__init__ only builds a REST client (a urllib3 pool) that serialising never uses.
+        pass
+
+
+_SERIALIZER = _Serializer()
+
+
+def to_json(model: Any) -> Any:
+    """Turn a ``kubernetes.client`` model into the JSON-ready dict the API expects.
+
+    Keys are the API's camelCase names; fields left unset (``None``) are omitted. Each call
+    builds new dicts, so two pods sharing a model do not share (or YAML-alias) its data.
+
+    Args:
+        model: A model such as ``V1PodTemplateSpec``, or a list or dict of them.
+
+    Returns:
+        Dicts, lists and scalars only.
+    """
+    return _SERIALIZER.sanitize_for_serialization(model)
+
+
+def _env(cfg: RunConfig, kuberay: KubeRayConfig) -> list[k8s.V1EnvVar]:
+    env = [
+        k8s.V1EnvVar(name="HF_HUB_OFFLINE", value="1"),
+        k8s.V1EnvVar(name="TRANSFORMERS_OFFLINE", value="1"),
+        k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value=cfg.mlflow.tracking_uri),
     ]
     if kuberay.hf_home:
-        env.append({"name": "HF_HOME", "value": kuberay.hf_home})
+        env.append(k8s.V1EnvVar(name="HF_HOME", value=kuberay.hf_home))
     s3 = kuberay.mlflow_s3
     if s3 is not None:
         if s3.endpoint_url:
-            env.append({"name": "MLFLOW_S3_ENDPOINT_URL", "value": s3.endpoint_url})
+            env.append(k8s.V1EnvVar(name="MLFLOW_S3_ENDPOINT_URL", value=s3.endpoint_url))
         keys = (("AWS_ACCESS_KEY_ID", s3.access_key_id_key), ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key_key))
         for name, key in keys:
-            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": s3.secret_name, "key": key}}})
-    clashes = sorted({item["name"] for item in env} & set(kuberay.env))
+            secret = k8s.V1SecretKeySelector(name=s3.secret_name, key=key)
+            env.append(k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(secret_key_ref=secret)))
+    clashes = sorted({item.name for item in env} & set(kuberay.env))
     if clashes:
         raise ConfigError(f"train.kuberay.env may not redefine {clashes}: the builder sets them")
-    env += [{"name": name, "value": value} for name, value in sorted(kuberay.env.items())]
+    env += [k8s.V1EnvVar(name=name, value=value) for name, value in sorted(kuberay.env.items())]
     return env
 
 
-def _pod_security(kuberay: KubeRayConfig) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": kuberay.run_as_user,
-        "runAsGroup": kuberay.run_as_group,
-        "fsGroup": kuberay.fs_group,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+def _pod_security(kuberay: KubeRayConfig) -> k8s.V1PodSecurityContext:
+    return k8s.V1PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=kuberay.run_as_user,
+        run_as_group=kuberay.run_as_group,
+        fs_group=kuberay.fs_group,
+        fs_group_change_policy="OnRootMismatch",
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+    )
 
 
-def _container_security() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+def _container_security() -> k8s.V1SecurityContext:
+    return k8s.V1SecurityContext(
+        run_as_non_root=True, allow_privilege_escalation=False, capabilities=k8s.V1Capabilities(drop=["ALL"])
+    )
+
+
+def _fixed_resources(amounts: dict[str, str]) -> k8s.V1ResourceRequirements:
+    """Requests equal to limits (Guaranteed QoS), so Ray's resource counts match what the pod gets."""
+    return k8s.V1ResourceRequirements(requests=dict(amounts), limits=dict(amounts))
+
+
+def _template(component: str, labels: dict[str, str], spec: k8s.V1PodSpec) -> k8s.V1PodTemplateSpec:
+    metadata = k8s.V1ObjectMeta(labels={**labels, "app.kubernetes.io/component": component})
+    return k8s.V1PodTemplateSpec(metadata=metadata, spec=spec)
 
 
 def _ray_pod(
@@ -233,78 +276,83 @@ def _ray_pod(
     *,
     image: str,
     component: str,
-    resources: dict[str, dict[str, str]],
+    resources: k8s.V1ResourceRequirements,
     shm_size: str,
-    env: list[dict[str, Any]],
+    env: list[k8s.V1EnvVar],
     labels: dict[str, str],
-    ports: list[dict[str, Any]] | None = None,
+    ports: list[k8s.V1ContainerPort] | None = None,
     gpu_placement: bool = False,
-) -> dict[str, Any]:
+) -> k8s.V1PodTemplateSpec:
     """A head or worker pod template: shared volume, optional read-only data volume, RAM-backed /dev/shm."""
-    mounts: list[dict[str, Any]] = [{"name": _SHARED_VOLUME, "mountPath": kuberay.shared_mount_path}]
-    volumes: list[dict[str, Any]] = [
-        {"name": _SHARED_VOLUME, "persistentVolumeClaim": {"claimName": kuberay.shared_volume_claim}}
+    mounts = [k8s.V1VolumeMount(name=_SHARED_VOLUME, mount_path=kuberay.shared_mount_path)]
+    volumes = [
+        k8s.V1Volume(
+            name=_SHARED_VOLUME,
+            persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=kuberay.shared_volume_claim),
+        )
     ]
     if kuberay.data_volume_claim:
-        mounts.append({"name": _DATA_VOLUME, "mountPath": kuberay.data_mount_path, "readOnly": True})
-        volumes.append(
-            {"name": _DATA_VOLUME, "persistentVolumeClaim": {"claimName": kuberay.data_volume_claim, "readOnly": True}}
-        )
-    mounts.append({"name": _SHM_VOLUME, "mountPath": "/dev/shm"})
-    volumes.append({"name": _SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}})
-    container: dict[str, Any] = {
-        "name": component,
-        "image": image,
-        "imagePullPolicy": kuberay.image_pull_policy,
-        "env": env,
-        "resources": resources,
-        "securityContext": _container_security(),
-        "volumeMounts": mounts,
-    }
-    if ports:
-        container["ports"] = ports
-    spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,
-        "securityContext": _pod_security(kuberay),
-        "containers": [container],
-        "volumes": volumes,
-    }
-    if kuberay.ray_service_account:
-        spec["serviceAccountName"] = kuberay.ray_service_account
-    if gpu_placement and kuberay.gpu_node_selector:
-        spec["nodeSelector"] = dict(kuberay.gpu_node_selector)
-    if gpu_placement and kuberay.gpu_tolerations:
-        spec["tolerations"] = _tolerations(kuberay)
-    return {"metadata": {"labels": {**labels, "app.kubernetes.io/component": component}}, "spec": spec}
+        mounts.append(k8s.V1VolumeMount(name=_DATA_VOLUME, mount_path=kuberay.data_mount_path, read_only=True))
+        claim = k8s.V1PersistentVolumeClaimVolumeSource(claim_name=kuberay.data_volume_claim, read_only=True)
+        volumes.append(k8s.V1Volume(name=_DATA_VOLUME, persistent_volume_claim=claim))
+    mounts.append(k8s.V1VolumeMount(name=_SHM_VOLUME, mount_path="/dev/shm"))
+    volumes.append(
+        k8s.V1Volume(name=_SHM_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=shm_size))
+    )
+    container = k8s.V1Container(
+        name=component,
+        image=image,
+        image_pull_policy=kuberay.image_pull_policy,
+        env=env,
+        resources=resources,
+        security_context=_container_security(),
+        volume_mounts=mounts,
+        ports=ports or None,
+    )
+    spec = k8s.V1PodSpec(
+        automount_service_account_token=False,
+        security_context=_pod_security(kuberay),
+        containers=[container],
+        volumes=volumes,
+        service_account_name=kuberay.ray_service_account or None,
+        node_selector=dict(kuberay.gpu_node_selector) if gpu_placement and kuberay.gpu_node_selector else None,
+        tolerations=_tolerations(kuberay) if gpu_placement and kuberay.gpu_tolerations else None,
+    )
+    return _template(component, labels, spec)
 
 
-def _submitter_pod(kuberay: KubeRayConfig, *, image: str, labels: dict[str, str]) -> dict[str, Any]:
+def _submitter_pod(kuberay: KubeRayConfig, *, image: str, labels: dict[str, str]) -> k8s.V1PodTemplateSpec:
     """The small pod KubeRay runs ``ray job submit`` in (K8sJobMode); it needs no volume or secret."""
-    container = {
-        "name": "ray-job-submitter",
-        "image": image,
-        "imagePullPolicy": kuberay.image_pull_policy,
-        "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        "securityContext": _container_security(),
-    }
-    spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "securityContext": _pod_security(kuberay),
-        "containers": [container],
-    }
-    if kuberay.ray_service_account:
-        spec["serviceAccountName"] = kuberay.ray_service_account
-    return {"metadata": {"labels": {**labels, "app.kubernetes.io/component": "ray-job-submitter"}}, "spec": spec}
+    container = k8s.V1Container(
+        name="ray-job-submitter",
+        image=image,
+        image_pull_policy=kuberay.image_pull_policy,
+        resources=k8s.V1ResourceRequirements(
+            requests={"cpu": "200m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
+        ),
+        security_context=_container_security(),
+    )
+    spec = k8s.V1PodSpec(
+        restart_policy="Never",
+        automount_service_account_token=False,
+        security_context=_pod_security(kuberay),
+        containers=[container],
+        service_account_name=kuberay.ray_service_account or None,
+    )
+    return _template("ray-job-submitter", labels, spec)
 
 
-def _tolerations(kuberay: KubeRayConfig) -> list[dict[str, Any]]:
-    result = []
-    for item in kuberay.gpu_tolerations:
-        fields = {"key": item.key, "operator": item.operator, "value": item.value, "effect": item.effect}
-        fields["tolerationSeconds"] = item.toleration_seconds
-        result.append({key: value for key, value in fields.items() if value is not None})
-    return result
+def _tolerations(kuberay: KubeRayConfig) -> list[k8s.V1Toleration]:
+    return [
+        k8s.V1Toleration(
+            key=item.key,
+            operator=item.operator,
+            value=item.value,
+            effect=item.effect,
+            toleration_seconds=item.toleration_seconds,
+        )
+        for item in kuberay.gpu_tolerations
+    ]
 
 
 def build_rayjob(
@@ -375,7 +423,6 @@ def build_rayjob(
         f"{ANNOTATION_PREFIX}config-digest": cfg.digest(),
     }
     env = _env(cfg, kuberay)
-    head_resources = {"cpu": kuberay.head.cpu, "memory": kuberay.head.memory}
     worker_resources = {"cpu": str(train.cpus_per_worker + kuberay.worker.extra_cpus), "memory": kuberay.worker.memory}
     if train.use_gpu:
         worker_resources["nvidia.com/gpu"] = "1"
@@ -383,21 +430,21 @@ def build_rayjob(
         kuberay,
         image=image,
         component="ray-head",
-        resources={"requests": head_resources, "limits": dict(head_resources)},
+        resources=_fixed_resources({"cpu": kuberay.head.cpu, "memory": kuberay.head.memory}),
         shm_size=kuberay.head.shm_size,
         env=env,
         labels=labels,
         ports=[
-            {"name": "gcs-server", "containerPort": 6379},
-            {"name": "dashboard", "containerPort": 8265},
-            {"name": "client", "containerPort": 10001},
+            k8s.V1ContainerPort(name="gcs-server", container_port=6379),
+            k8s.V1ContainerPort(name="dashboard", container_port=8265),
+            k8s.V1ContainerPort(name="client", container_port=10001),
         ],
     )
     worker = _ray_pod(
         kuberay,
         image=image,
         component="ray-worker",
-        resources={"requests": worker_resources, "limits": dict(worker_resources)},
+        resources=_fixed_resources(worker_resources),
         shm_size=kuberay.worker.shm_size,
         env=env,
         labels=labels,
@@ -424,7 +471,7 @@ def build_rayjob(
             "rayClusterSpec": {
                 "rayVersion": metadata.version("ray"),
                 "enableInTreeAutoscaling": False,
-                "headGroupSpec": {"rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"}, "template": head},
+                "headGroupSpec": {"rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"}, "template": to_json(head)},
                 "workerGroupSpecs": [
                     {
                         "groupName": "gpu" if train.use_gpu else "cpu",
@@ -432,10 +479,10 @@ def build_rayjob(
                         "minReplicas": train.num_workers,
                         "maxReplicas": train.num_workers,
                         "rayStartParams": {},
-                        "template": worker,
+                        "template": to_json(worker),
                     }
                 ],
             },
-            "submitterPodTemplate": _submitter_pod(kuberay, image=image, labels=labels),
+            "submitterPodTemplate": to_json(_submitter_pod(kuberay, image=image, labels=labels)),
         },
     }

@@ -36,7 +36,8 @@ def render_rayjob_template(root: str | Path = ".") -> str:
         root: The repository root (holds ``pipelines/``).
 
     Returns:
-        The template's text: :data:`HEADER` and the manifest, keys in the order the code builds them.
+        The template's text: :data:`HEADER` and the manifest, keys in the order the code builds them
+        (inside pod templates, the alphabetical field order of the ``kubernetes`` models).
     """
     from rsvl.cluster.rayjob import build_rayjob
     from rsvl.config import load_config
