@@ -1,6 +1,6 @@
 """Full-budget quality benchmark: the sar_text pipeline at its local profile's budgets, against thresholds.
 
-The tests (``tests/test_pipelines.py``) run the same pipeline at the smallest budgets that still
+The tests (``tests/pipelines/test_pipelines.py``) run the same pipeline at the smallest budgets that still
 prove the wiring (versions, aliases, lineage, caching, the ablation's step budget, metric keys, a
 recorded gate decision). Whether the models are any *good* at the budgets a person runs
 (``make pipeline``: CoCa 40 epochs, both SAR-RS-CLIP stages, the ablation, VQA) is checked here,

@@ -20,7 +20,7 @@ from kfp.dsl.python_component import PythonComponent
 
 ROOT = Path(__file__).resolve().parent
 FIELDS = ("Library", "CLI", "Tests")
-DEFAULT_TESTS = "`tests/test_pipelines.py` (compiled spec, end-to-end local run)"
+DEFAULT_TESTS = "`tests/pipelines/test_pipelines.py` (compiled spec, end-to-end local run)"
 EXAMPLE = """\
 ```python
 from kfp import local

@@ -115,3 +115,16 @@ def test_importing_the_config_loads_no_ml_stack(module, allowed, repo_root):
                       and not name.startswith(("rsvl.config", "rsvl.errors")))
     assert heavy == [], f"import {module} loads {heavy}"
     assert features == [], f"import {module} loads feature code {features}"
+
+
+def test_the_tests_mirror_the_package():
+    """``tests/<package>/`` for ``src/rsvl/<package>/`` (``tests/pipelines`` for ``pipelines/``), ``tests/test_*.py``
+    for top-level modules and the repository's own files; fixtures live in folders without tests."""
+    tests = Path(__file__).resolve().parent
+    repo = tests.parent
+    for folder in sorted(p for p in tests.rglob("*") if p.is_dir() and "__pycache__" not in p.parts):
+        if not any(folder.glob("test_*.py")):
+            continue
+        relative = folder.relative_to(tests)
+        assert (SRC / "rsvl" / relative).is_dir() or (repo / relative).is_dir(), \
+            f"tests/{relative.as_posix()}/ mirrors neither src/rsvl/{relative.as_posix()}/ nor a top-level folder"

@@ -33,7 +33,7 @@ it with the same per-type table and baselines and calls its ``save(folder)`` met
 ``model/``.
 
 Library: ``rsvl.steps.vqa.run_vqa``
-Tests: ``tests/test_vqa_step.py`` (the library call, the component's body, the saved model, MLflow)
+Tests: ``tests/steps/test_vqa_step.py`` (the library call, the component's body, the saved model, MLflow)
 """
 
 from kfp import dsl

@@ -15,7 +15,7 @@ data version everywhere. That holds by construction, not by luck:
 * PNGs are written with stored (uncompressed) deflate blocks and Parquet tables uncompressed,
   because compressors' output depends on the zlib/snappy build and its CPU-specific hashing.
 
-``tests/test_generate_any_cpu.py`` checks the md5 under three NumPy/torch dispatch levels. The
+``tests/data/test_generate_any_cpu.py`` checks the md5 under three NumPy/torch dispatch levels. The
 images are drawn so that classes, ships and land covers are learnable, not noise (see
 :mod:`rsvl.data.synthetic`).
 

@@ -295,7 +295,7 @@ def test_train_command_fits_the_local_default_and_reports_test_mr(workdir, optic
         "train", "--config", str(repo_root / "pipelines/sar_text/config.yaml"), "--data", str(optical),
         "--run-name", name, "--out", str(workdir / "local-default"),
         "--set", f"train.storage_path={workdir / 'ray'}", "--set", f"mlflow.tracking_uri={tracking_uri(workdir)}",
-        "--set", "train.stages=[]", "--set", "train.ablations=[]",  # one fit (tests/test_train_progressive.py: stages)
+        "--set", "train.stages=[]", "--set", "train.ablations=[]",  # one fit (tests/train/test_train_progressive.py: stages)
         "--set", "train.max_steps=2", "--set", "train.log_every=1", "--set", "train.warmup_steps=1",
     ])
     assert result.exit_code == 0, result.output

@@ -23,7 +23,7 @@ from rsvl.config import load_config
 from rsvl.errors import ConfigError
 from fake_kube import FakeKube, serving
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "pipelines/sar_text/config.yaml"
 SCHEMA_PATH = ROOT / "k8s" / "schemas" / "ray.io_rayjobs.json"
 IMAGE = "registry.example.com/rsvl/train:0.1.0-cuda12"

@@ -25,7 +25,7 @@ from rsvl.errors import DataError, TrainError
 from rsvl.models import load_model
 from rsvl.steps.training import RUNS_DIR, run_train, summary_metrics
 
-SCHEMA = Path(__file__).resolve().parents[1] / "k8s" / "schemas" / "ray.io_rayjobs.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "k8s" / "schemas" / "ray.io_rayjobs.json"
 
 
 def kuberay_config(root: Path, **train) -> RunConfig:
