@@ -3,6 +3,10 @@
 Layout: ``SOURCE/<images root>/<ClassDir>/<file>`` plus ``SOURCE/labels.csv`` with columns
 ``filepath,label[,split]`` (``filepath`` relative to the images root). Without a labels CSV the
 class is the folder name and the split is assigned deterministically (70/10/20 by file hash).
+
+``bands``/``width``/``height`` come from each image's header (a grey image is 1 band); they stay
+null when the header cannot be read, and validation's decode check rejects that row. Quarantine
+rules: ``split_value`` and ``file_exists``.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import hashlib
 from pathlib import Path
 
 from rsvl.data.adapters import register
+from rsvl.data.adapters.row_checks import image_header
 from rsvl.data.schema import IMAGE_SUFFIXES, SPLITS
 from rsvl.data.store import DatasetWriter, IngestReport
+from rsvl.errors import DataError
 
 
 def normalise_class(name: str) -> str:
@@ -75,12 +81,18 @@ def ingest_class_folder(source: Path, out: Path, *, name: str | None = None) -> 
             if not path.is_file():
                 writer.quarantine(where=where, rule="file_exists", reason=f"{path} does not exist", sample_id=rel)
                 continue
+            try:
+                width, height, bands = image_header(path)
+            except DataError:
+                width = height = bands = None
             writer.add_row(
                 sample_id=Path(rel).with_suffix("").as_posix(),
                 split=split,
                 modality="optical",
                 image=writer.copy_media(path, rel),
-                bands=3,
+                bands=bands,
+                width=width,
+                height=height,
                 label=normalise_class(label),
                 source=where,
             )
