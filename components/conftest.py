@@ -85,7 +85,7 @@ def run_config(config_json):
 
 @pytest.fixture(scope="session")
 def ingested(run_config, components_dir):
-    """:class:`rsvl.steps.data_steps.DataOutcome` of the library's ``run_ingest``: the run's dataset (``default/sar``)."""
+    """:class:`rsvl.steps.data_steps.DataOutcome` of the library's ``run_ingest``: the run's data (``default/sar``)."""
     from rsvl.steps.data_steps import run_ingest
 
     return run_ingest(run_config, components_dir / "ingested")
@@ -115,8 +115,8 @@ def trained(run_config, filtered, components_dir) -> Trained:
     out = components_dir / "train"
     out.mkdir(exist_ok=True)
     model, metrics = dsl.Model(uri=str(out / "model")), dsl.Metrics(uri=str(out / "metrics"))
-    run_id = train.python_func(config_json=run_config.model_dump_json(), dataset=dsl.Dataset(uri=str(filtered.dataset_dir)),
-                               model=model, metrics=metrics)
+    run_id = train.python_func(config_json=run_config.model_dump_json(),
+                               dataset=dsl.Dataset(uri=str(filtered.dataset_dir)), model=model, metrics=metrics)
     return Trained(model, metrics, run_id)
 
 

@@ -2,6 +2,8 @@
 
 Library: ``rsvl.steps.registration.run_register``
 CLI: ``rsvl register``
+Tests: ``components/register/tests/test_component.py`` (version, alias and lineage in the sqlite registry; an
+    identical model reuses its version), ``tests/test_promotion.py``, ``tests/test_registry.py``, ``tests/test_pipelines.py`` (compiled spec, end-to-end local run)
 """
 
 from kfp import dsl

@@ -37,10 +37,12 @@ def test_epochs_and_lr_set_the_main_track_backend_and_overrides_every_track(comp
     overrides = ["captioner:train.max_steps=2", "evaluate.batch_size=8"]
     main = configured(compiled, "main", epochs=3, lr=0.002, backend="kuberay", overrides=overrides)
     captioner = configured(compiled, "captioner", epochs=3, lr=0.002, backend="kuberay", overrides=overrides)
-    compiled_main, compiled_captioner = (RunConfig.model_validate(json.loads(compiled)[t]) for t in ("main", "captioner"))
+    compiled_main, compiled_captioner = (RunConfig.model_validate(json.loads(compiled)[track])
+                                         for track in ("main", "captioner"))
     assert (main.train.epochs, main.train.lr, main.train.backend) == (3, 0.002, "kuberay")
     assert main.train.max_steps is None and main.evaluate.batch_size == 8
-    assert (captioner.train.epochs, captioner.train.lr) == (compiled_captioner.train.epochs, compiled_captioner.train.lr)
+    assert (captioner.train.epochs, captioner.train.lr) == (compiled_captioner.train.epochs,
+                                                            compiled_captioner.train.lr)
     assert (captioner.train.max_steps, captioner.train.backend, captioner.evaluate.batch_size) == (2, "kuberay", 8)
     assert compiled_main.train.epochs != 3 and compiled_captioner.train.max_steps is None
     expected = ["train.backend=kuberay", "main:train.epochs=3", "main:train.lr=0.002", *overrides]

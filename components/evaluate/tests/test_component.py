@@ -35,7 +35,8 @@ def evaluated(run_config, trained, tmp_path_factory) -> tuple[dsl.Metrics, Path]
     metrics = dsl.Metrics(uri=str(out / "metrics"))
     evaluate.python_func(config_json=with_base(run_config).model_dump_json(), model=trained.model,
                          mlflow_run_id=trained.mlflow_run_id, metrics=metrics,
-                         report=dsl.HTML(uri=str(out / "report.html")), summary=dsl.Markdown(uri=str(out / "summary.md")))
+                         report=dsl.HTML(uri=str(out / "report.html")),
+                         summary=dsl.Markdown(uri=str(out / "summary.md")))
     return metrics, out
 
 
