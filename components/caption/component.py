@@ -1,6 +1,8 @@
 """``caption``: captions for the rows that have none (the paper's captioner); captioned rows pass through.
 
 Library: ``rsvl.steps.data_steps.run_caption``
+Tests: ``components/caption/tests/test_component.py`` (the body against the library's output, the quarantine
+    carried), ``tests/steps/test_data_steps.py``, ``tests/pipelines/test_pipelines.py`` (compiled spec, end-to-end local run)
 """
 
 from kfp import dsl

@@ -4,6 +4,8 @@ The DAG runs one ``configure`` per track of the paper (``configure``, ``configur
 ``ingest`` waits for every track's ``configure``, so a bad override for any track fails before any work.
 
 Library: ``rsvl.config.configure_track``
+Tests: ``components/configure/tests/test_component.py`` (the body on the compiled-in configs: run parameters,
+    per-track overrides, refusals), ``tests/pipelines/test_pipelines.py`` (compiled spec, end-to-end local run)
 """
 
 from kfp import dsl

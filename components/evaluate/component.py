@@ -14,6 +14,8 @@ Eval sets with ``narrate: true`` are scored on a SAR-Narrator-captioned copy kep
 
 Library: ``rsvl.steps.evaluation.run_evaluation``
 CLI: ``rsvl evaluate``
+Tests: ``components/evaluate/tests/test_component.py`` (candidate and base model on the pinned set, logged into
+    the training run; a stray ablation refused), ``tests/steps/test_promotion.py``, ``tests/pipelines/test_pipelines.py`` (compiled spec, end-to-end local run)
 """
 
 from kfp import dsl

@@ -10,7 +10,8 @@ the rules and the quarantine table.
 
 Library: ``rsvl.steps.data_steps.run_filter`` (``rsvl.data.filtering.filter_dataset``)
 CLI: ``rsvl data validate DIR --out FILTERED``
-Tests: ``tests/pipelines/test_pipelines.py`` (compiled spec, end-to-end local run), ``tests/data/test_filter_quarantine.py``
+Tests: ``components/filter/tests/test_component.py`` (the body on a planted corrupt image), ``tests/pipelines/test_pipelines.py``
+    (compiled spec, end-to-end local run), ``tests/data/test_filter_quarantine.py``
     (planted corrupt images: library, reader and a local pipeline run under and over the limit)
 """
 

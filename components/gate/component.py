@@ -2,6 +2,8 @@
 
 Library: ``rsvl.steps.promotion.run_gate`` / ``promote_candidate``
 CLI: ``rsvl gate``
+Tests: ``components/gate/tests/test_component.py`` (pass, promote, a re-run left as it is; a rejected version
+    never promoted), ``tests/steps/test_promotion.py``, ``tests/pipelines/test_pipelines.py`` (compiled spec, end-to-end local run)
 """
 
 from kfp import dsl

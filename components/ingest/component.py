@@ -2,6 +2,8 @@
 
 Library: ``rsvl.steps.data_steps.run_ingest``
 CLI: ``rsvl data generate`` / ``rsvl data ingest``
+Tests: ``components/ingest/tests/test_component.py`` (the body on the default data: its DVC version, a refused
+    version), ``tests/steps/test_data_steps.py``, ``tests/pipelines/test_pipelines.py`` (compiled spec, end-to-end local run)
 """
 
 from kfp import dsl

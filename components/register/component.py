@@ -2,6 +2,8 @@
 
 Library: ``rsvl.steps.registration.run_register``
 CLI: ``rsvl register``
+Tests: ``components/register/tests/test_component.py`` (version, alias and lineage in the sqlite registry; an
+    identical model reuses its version), ``tests/steps/test_promotion.py``, ``tests/model_registry/test_model_registry.py``, ``tests/pipelines/test_pipelines.py`` (compiled spec, end-to-end local run)
 """
 
 from kfp import dsl

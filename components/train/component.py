@@ -2,6 +2,8 @@
 
 Library: ``rsvl.steps.training.run_train``
 CLI: ``rsvl train``
+Tests: ``components/train/tests/test_component.py`` (one tiny fit: the model folder, metrics against its MLflow
+    run), ``tests/train/`` (the library), ``tests/pipelines/test_pipelines.py`` (compiled spec, end-to-end local run)
 """
 
 from kfp import dsl

@@ -33,7 +33,8 @@ it with the same per-type table and baselines and calls its ``save(folder)`` met
 ``model/``.
 
 Library: ``rsvl.steps.vqa.run_vqa``
-Tests: ``tests/steps/test_vqa_step.py`` (the library call, the component's body, the saved model, MLflow)
+Tests: ``components/vqa/tests/test_component.py`` (the body on the trained CLIP, logging into its run),
+    ``tests/steps/test_vqa_step.py`` (the library call, the component's body, the saved model, MLflow)
 """
 
 from kfp import dsl
