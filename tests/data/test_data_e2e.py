@@ -43,6 +43,7 @@ def test_generated_default_validates_clean_and_is_the_version_data_dvc_records(d
         assert len(read_manifest(default_data / name)) == expected_rows[name]
 
 
+@pytest.mark.slow  # a subprocess or real-data end-to-end path: in `make test`, not `make test-fast`
 def test_cli_validate_fails_past_the_limit_naming_rule_and_quarantine(default_data, tmp_path):
     out = tmp_path / "default"
     shutil.copytree(default_data / "optical", out / "optical")
@@ -60,6 +61,7 @@ def test_cli_validate_fails_past_the_limit_naming_rule_and_quarantine(default_da
     assert "decode" in failed.stderr or "empty" in failed.stderr
 
 
+@pytest.mark.slow  # a subprocess or real-data end-to-end path: in `make test`, not `make test-fast`
 @pytest.mark.real_data
 def test_documented_real_ingests(shared_data, tmp_path):
     for fmt, source, rows in (("class-folder", "rsscn7", 2380), ("hrsid-boxes", "hrsid_samples", 3)):

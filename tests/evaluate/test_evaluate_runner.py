@@ -187,6 +187,7 @@ def test_eval_set_rules(tmp_path):
         load_eval_sets(path)
 
 
+@pytest.mark.slow  # a subprocess or real-data end-to-end path: in `make test`, not `make test-fast`
 @pytest.mark.real_data
 def test_zero_shot_on_real_rsscn7(shared_data, tmp_path):
     from rsvl.data.adapters import ingest

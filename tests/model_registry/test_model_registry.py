@@ -273,6 +273,7 @@ CONSUMER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess or real-data end-to-end path: in `make test`, not `make test-fast`
 def test_consumer_loads_the_champion_in_a_fresh_process(tmp_path, champion_store, tiny_dir, request_rows) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -311,6 +312,7 @@ def wait_for_ping(url: str, server: subprocess.Popen, log: Path, timeout: float)
     raise AssertionError(f"{url}/ping did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow  # a subprocess or real-data end-to-end path: in `make test`, not `make test-fast`
 def test_mlflow_models_serve_answers_invocations(tmp_path, champion_store, tiny_dir, request_rows) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"

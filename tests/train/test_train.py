@@ -162,6 +162,7 @@ def test_local_mode_fails_past_max_failures_naming_the_run(workdir, optical, mon
         fit(tiny_config(workdir, num_workers=0), optical, workdir / "local-fails", run_name="sar_text-local-fails")
 
 
+@pytest.mark.slow  # a subprocess or real-data end-to-end path: in `make test`, not `make test-fast`
 def test_local_mode_resumes_a_killed_process_on_relaunch(local_reference, workdir, optical):
     name, cfg = "sar_text-local-killed", tiny_config(workdir, num_workers=0)
     config_file = workdir / "local-killed.json"

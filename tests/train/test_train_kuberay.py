@@ -97,6 +97,7 @@ def test_kuberay_trains_the_progressive_plan_in_the_rayjob_and_returns_its_model
     assert shown["ablation.sar_only.steps"] == 6 and shown["ablation.sar_only.fit_seconds"] > 0
 
 
+@pytest.mark.slow  # a subprocess or real-data end-to-end path: in `make test`, not `make test-fast`
 def test_a_failing_rayjob_is_deleted_and_the_error_says_how_to_resume(tmp_path, cluster):
     api_client, fake = cluster
     (tmp_path / "empty").mkdir()
