@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from references import ndcg_reference
 
 from rsvl.errors import DataError
 from rsvl.evaluate.ndcg import dcg, label_queries, ndcg_at_k
@@ -55,3 +57,55 @@ def test_queries_without_relevant_images_are_left_out_and_none_is_an_error():
     assert result.mean == 1.0 and math.isnan(result.per_query[1])
     with pytest.raises(DataError, match="no query has a relevant image"):
         ndcg_at_k(torch.eye(2)[:1], torch.eye(2), [["z"]], [["a"], ["b"]], k=1)
+
+
+VOCABULARY = ["water", "Trees", "crops", "built area", "bare"]
+
+
+def random_case(seed: int, quantised: bool, n_queries: int = 12, n_images: int = 40, dim: int = 16):
+    """Multi-label images and queries (some labels repeated, re-cased or padded, some rows unlabelled).
+
+    Quantised: ±1 embeddings times powers of two (normalising and dot products are exact in
+    float32) with repeated images, so tied scores occur; continuous: Gaussian embeddings.
+    """
+    rng = np.random.default_rng(seed)
+
+    def labels(count: int) -> list[list[str]]:
+        rows = []
+        for _ in range(count):
+            chosen = [VOCABULARY[i] for i in np.flatnonzero(rng.random(len(VOCABULARY)) < 0.35)]
+            rows.append([f" {label.upper()} " if rng.random() < 0.2 else label for label in chosen]
+                        + chosen[:1] * int(rng.random() < 0.2))
+        return rows
+
+    if quantised:
+        images = rng.choice([-1.0, 1.0], size=(n_images, dim))
+        images[1::6] = images[0]
+        queries = rng.choice([-1.0, 1.0], size=(n_queries, dim))
+        images *= 2.0 ** rng.integers(-3, 4, size=(n_images, 1))
+    else:
+        images, queries = rng.normal(size=(n_images, dim)), rng.normal(size=(n_queries, dim))
+    return torch.tensor(queries, dtype=torch.float32), torch.tensor(images, dtype=torch.float32), \
+        labels(n_queries), labels(n_images)
+
+
+@pytest.mark.parametrize("quantised", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("k", [1, 5, 40, 1000])
+@pytest.mark.parametrize("block_size", [1, 5, 64])
+def test_ndcg_equals_the_textbook_reference(seed, quantised, k, block_size):
+    queries, images, query_labels, image_labels = random_case(seed, quantised)
+    want_mean, want_per_query = ndcg_reference(queries.numpy(), images.numpy(), query_labels, image_labels, k)
+    result = ndcg_at_k(queries, images, query_labels, image_labels, k, block_size=block_size)
+    assert result.k == min(k, len(images))
+    assert [math.isnan(v) for v in result.per_query] == [math.isnan(v) for v in want_per_query]
+    assert [v for v in result.per_query if v == v] == pytest.approx([v for v in want_per_query if v == v], abs=1e-9)
+    assert result.mean == pytest.approx(want_mean, abs=1e-9)
+
+
+def test_random_cases_have_ties_and_queries_without_relevant_images():
+    queries, images, query_labels, image_labels = random_case(0, quantised=True)
+    scores = (images / images.norm(dim=1, keepdim=True)).numpy() @ (queries / queries.norm(dim=1, keepdim=True)).numpy().T
+    assert all(len(np.unique(scores[:, q])) < len(images) for q in range(len(queries)))
+    _, per_query = ndcg_reference(queries.numpy(), images.numpy(), query_labels, image_labels, 5)
+    assert any(math.isnan(v) for v in per_query) and 0.0 < min(v for v in per_query if v == v) < 1.0
