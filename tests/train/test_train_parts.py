@@ -318,10 +318,15 @@ def test_fit_checks_inputs_before_starting_ray(tmp_path, optical):
 
 
 def test_train_command_fails_in_one_line_on_missing_data(tmp_path, repo_root):
-    result = CliRunner().invoke(app, ["train", "--config", str(repo_root / "pipelines/sar_text/config.yaml"),
-                                      "--data", str(tmp_path / "nowhere"), "--set", f"train.storage_path={tmp_path}"])
-    assert result.exit_code == 1
-    assert "error:" in result.output and "nowhere is not an rsvl dataset" in result.output
+    command = ["train", "--config", str(repo_root / "pipelines/sar_text/config.yaml"), "--data", str(tmp_path / "nowhere"),
+               "--set", f"train.storage_path={tmp_path}", "--set", f"data.root={tmp_path / 'data'}"]
+    single = CliRunner().invoke(app, [*command, "--set", "train.stages=[]", "--set", "train.ablations=[]"])
+    assert single.exit_code == 1 and single.output.count("\n") == 1
+    assert single.output.startswith("error:") and "nowhere is not an rsvl dataset" in single.output
+    staged = CliRunner().invoke(app, command)  # a plan's stage datasets are checked before anything trains
+    assert staged.exit_code == 1 and staged.output.count("\n") == 1
+    assert staged.output == (f"error: train.stages 'optical': its dataset {tmp_path / 'data' / 'default' / 'optical'} "
+                             f"does not exist (stage dataset 'default/optical' under data.root '{tmp_path / 'data'}')\n")
 
 
 def test_one_band_with_band_stats_narrows_an_rgb_tower_and_a_grey_band_does_not(tmp_path):
