@@ -222,23 +222,28 @@ def _filter_only(config_json: str, uri: str) -> None:
 
 
 @pytest.mark.slow
-def test_pipeline_with_corrupt_files_trains_under_the_limit_and_stops_at_filter_over_it(
+def test_corrupt_files_train_under_the_limit_and_stop_the_filter_over_it(
         tmp_path, repo_root, monkeypatch, capfd, default_data):
-    """One whole local run under the limit; over it, the filter component alone (the steps before it
-    would only repeat the run above, and every later step takes the filtered dataset as input)."""
-    from kfp import local
+    """Over the limit, the KFP ``filter`` component fails the run (local runner); under it, the step
+    bodies chained as the pipeline chains them (``ingest -> caption -> filter -> train``, each its
+    component's ``.python_func``) train on the kept rows only. The whole DAG runs in the ``sar_text``
+    end-to-end test; here only the data path matters."""
+    from kfp import dsl, local
     from mlflow import MlflowClient
 
+    from components.caption.component import caption
+    from components.filter.component import filter_rows
+    from components.ingest.component import ingest as ingest_step
+    from components.train.component import train
     from pipelines.dag import paper_config
-    from pipelines.run import run_local
 
     monkeypatch.chdir(repo_root)
     entries, at_ingest, at_validate = _captions_json_source(default_data / "optical", tmp_path / "source")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [f"mlflow.tracking_uri={tracking}", f"train.storage_path={tmp_path / 'ray'}",
-                 f"evaluate.cache_dir={tmp_path / 'eval_data'}", "data.source=ingest", "data.format=captions-json",
-                 f"data.path={tmp_path / 'source'}", f"data.root={default_data.parent}", "train.max_steps=2", "train.batch_size=16",
-                 "evaluate.sets=[{name: optical_test, dataset: default/optical, split: test, tasks: [retrieval]}]"]
+                 "data.source=ingest", "data.format=captions-json", f"data.path={tmp_path / 'source'}",
+                 f"data.root={default_data.parent}", "model={name: rsvl-tiny, pretrained: null, image_size: null}",
+                 "train.num_workers=0", "train.max_steps=2", "train.batch_size=16"]
     bad_share = len(at_validate) / (entries - len(at_ingest))
 
     ingest("captions-json", tmp_path / "source", tmp_path / "ingested")
@@ -251,22 +256,26 @@ def test_pipeline_with_corrupt_files_trains_under_the_limit_and_stops_at_filter_
     log = "".join(capfd.readouterr())
     assert "ValidationFailed" in log and "image_decodes" in log and "quarantine.parquet" in log, log[-3000:]
 
-    run_local("georsclip", overrides + [f"data.max_bad_fraction={bad_share * 2}"], {}, cache=False,
-              local_root=tmp_path / "under")
-    [filtered] = [p.parent for p in (tmp_path / "under").rglob("filtered/dataset.json")]
+    config_json = paper_config("georsclip", "local", overrides + [f"data.max_bad_fraction={bad_share * 2}"]
+                               ).model_dump_json()
+    under = tmp_path / "under"
+    artifact = lambda kind, name: kind(uri=str(under / name))  # noqa: E731
+    ingested, captioned, filtered = (artifact(dsl.Dataset, name) for name in ("ingested", "captioned", "filtered"))
+    ingest_step.python_func(config_json=config_json, data_version="", dataset=ingested,
+                            summary=artifact(dsl.Markdown, "ingest.md"))
+    caption.python_func(config_json=config_json, dataset=ingested, captioned=captioned,
+                        summary=artifact(dsl.Markdown, "caption.md"))
+    filter_rows.python_func(config_json=config_json, dataset=captioned, filtered=filtered,
+                            summary=artifact(dsl.Markdown, "filter.md"))
+    run_id = train.python_func(config_json=config_json, dataset=filtered, model=artifact(dsl.Model, "model"),
+                               metrics=artifact(dsl.Metrics, "metrics"))
+
     kept = entries - len(at_ingest) - len(at_validate)
-    manifest = pd.read_parquet(filtered / "manifest.parquet")
+    manifest = pd.read_parquet(Path(filtered.path) / "manifest.parquet")
     assert len(manifest) == kept and not set(manifest["sample_id"]) & (at_ingest | at_validate)
-    quarantine = read_quarantine(filtered)
+    quarantine = read_quarantine(filtered.path)
     assert set(quarantine[quarantine["stage"] == "validate"]["sample_id"]) == at_validate
     assert set(quarantine[quarantine["stage"] == "ingest"]["sample_id"]) == at_ingest
-    executor = json.loads((filtered.parent / "executor_output.json").read_text())
-    metadata = executor["artifacts"]["filtered"]["artifacts"][0]["metadata"]
-    assert (metadata["rows_kept"], metadata["rows_quarantined"]) == (kept, len(at_ingest | at_validate))
-
-    client = MlflowClient(tracking)
-    version = client.get_model_version("georsclip", "1")  # registered
-    run = client.get_run(version.run_id)
-    assert "optical_test.mR" in run.data.metrics  # evaluated
-    params = run.data.params
+    assert (filtered.metadata["rows_kept"], filtered.metadata["rows_quarantined"]) == (kept, len(at_ingest | at_validate))
+    params = MlflowClient(tracking).get_run(run_id).data.params  # the fit read the kept rows only
     assert (params["data.rows_kept"], params["data.rows_quarantined"]) == (str(kept), str(len(at_ingest | at_validate)))

@@ -75,7 +75,9 @@ def test_kuberay_trains_the_progressive_plan_in_the_rayjob_and_returns_its_model
     assert fake.requests[0][0] == "POST" and fake.calls("DELETE") == []
     assert len(fake.processes) == 1  # the whole plan in one RayJob
     job = next(iter(fake.processes))
-    assert fake.processes[job].returncode == 0, (tmp_path / f"{job}.log").read_text()[-3000:]
+    job_log = (tmp_path / f"{job}.log").read_text()
+    assert fake.processes[job].returncode == 0, job_log[-3000:]
+    assert job_log.count("Started a local Ray instance") == 1  # the three fits share one Ray start-up
     shared_run = tmp_path / "shared" / RUNS_DIR / "sar_text-plan"
     assert (shared_run / "dataset" / "dataset.json").is_file() and (shared_run / "config.yaml").is_file()
     assert (shared_run / "data" / "default" / "optical" / "manifest.parquet").is_file()

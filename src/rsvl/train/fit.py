@@ -44,10 +44,11 @@ import re
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from rsvl.config import RunConfig
 from rsvl.data.dataset import ManifestDataset
@@ -219,16 +220,29 @@ def _check_inputs(cfg: RunConfig, dataset_dir: Path, inputs_dir: Path) -> None:
     check_bands_fit(bands, in_bands, f"{dataset_dir} ({train.image_column!r})")
 
 
-def _start_ray(cfg: RunConfig) -> bool:
+@contextmanager
+def ray_session(cfg: RunConfig) -> Iterator[None]:
+    """Start Ray for the ``with`` block unless it runs already or ``train.num_workers`` is 0; stop what it started.
+
+    A plan enters it once around all its fits, so its stages and ablations share one Ray start-up.
+
+    Args:
+        cfg: The run config (``train.num_workers``, ``train.cpus_per_worker``); ``RAY_ADDRESS``
+            in the environment joins that cluster instead.
+    """
     import ray
 
     if cfg.train.num_workers == 0 or ray.is_initialized():
-        return False
+        yield
+        return
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
         ray.init(num_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker, include_dashboard=False)
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _fit_in_process(trainer: Any, max_failures: int, run_name: str) -> Any:
@@ -366,16 +380,15 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
         "run_dir": None if "://" in storage else str(Path(storage) / run_name),
         "local_mode": cfg.train.num_workers == 0,
     }
-    started_ray = False
     try:
-        started_ray = _start_ray(cfg)
-        if loop_config["local_mode"]:
-            logging.getLogger("ray.train").setLevel(RAY_TRAIN_LOG_LEVEL)
-        trainer = _trainer(cfg, loop_config, storage, run_name)
-        if loop_config["local_mode"]:
-            result = _fit_in_process(trainer, cfg.train.max_failures, run_name)
-        else:
-            result = trainer.fit()
+        with ray_session(cfg):
+            if loop_config["local_mode"]:
+                logging.getLogger("ray.train").setLevel(RAY_TRAIN_LOG_LEVEL)
+            trainer = _trainer(cfg, loop_config, storage, run_name)
+            if loop_config["local_mode"]:
+                result = _fit_in_process(trainer, cfg.train.max_failures, run_name)
+            else:
+                result = trainer.fit()
         if result.checkpoint is None:
             raise TrainError(f"the run left no checkpoint in {storage}/{run_name}")
     except Exception as err:
@@ -384,11 +397,6 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
             f"training run {run_name!r} failed ({type(err).__name__}: {err}); its checkpoints are in "
             f"{storage}/{run_name}; launch again with run name {run_name!r} to resume from the last one"
         ) from err
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
     model_dir, config_file = _write_outputs(result.checkpoint, cfg, out_dir)
     seconds = time.perf_counter() - launched
     log_outputs(tracking_uri, run_id, model_dir, config_file, {"fit_seconds": seconds})

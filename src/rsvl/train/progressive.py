@@ -48,6 +48,7 @@ from rsvl.train.fit import (
     check_run_name,
     fit,
     new_run_name,
+    ray_session,
     run_folder,
     storage_uri,
 )
@@ -279,6 +280,13 @@ def train_plan(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run
     datasets = {stage.name: stage_dataset(cfg, stage, dataset_dir).resolve() for stage in stages}
     _check_bands(cfg, datasets)
     check_plan(cfg, datasets, run_name)
+    with ray_session(cfg):  # one Ray start-up for every stage and ablation
+        return _train_checked_plan(cfg, datasets, out_dir, run_name)
+
+
+def _train_checked_plan(cfg: RunConfig, datasets: Mapping[str, Path], out_dir: Path, run_name: str) -> FitResult:
+    """Fit the progression, then each ablation on its share of the budget (the plan is already checked)."""
+    stages = cfg.train.stages
     tags = {PROGRESSION_TAG: run_name}
     progression = _chain(cfg, stages, datasets, out_dir, run_name, tags)
     (out_dir / CONFIG_ARTIFACT).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), encoding="utf-8")
