@@ -16,6 +16,7 @@ from pipelines.console import StepResult
 from pipelines.summary import VQA_HEADLINE, comparisons, headline_metrics
 from rsvl.config import RunConfig
 from rsvl.data.store import MANIFEST_FILE, QUARANTINE_FILE
+from rsvl.gate import ALREADY_CHAMPION
 
 DATASET_OUTPUTS = {"ingest": "dataset", "caption": "captioned", "filter": "filtered"}
 REASONS_SHOWN = 110
@@ -112,6 +113,9 @@ class StepFacts:
         version = self.versions.get(result.track)
         if version is None:
             return "passed" if result.outputs.get("Output") else "rejected"
+        report = _path(result.outputs["report"]) if "report" in result.outputs else None
+        if report is not None and report.is_file() and ALREADY_CHAMPION in report.read_text().partition("\n")[0]:
+            return f"v{version} {ALREADY_CHAMPION}: kept as it is, nothing scored"  # its recorded decision is older
         tags = self._client(cfg).get_model_version(cfg.registry.model_name, str(version)).tags
         reasons = tags.get("gate.reasons", "")
         reasons = reasons if len(reasons) <= REASONS_SHOWN else reasons[:REASONS_SHOWN - 3] + "..."

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from rsvl.config import GateConfig
-from rsvl.gate import decide, gate_markdown
+from rsvl.gate import ALREADY_CHAMPION, GateDecision, decide, gate_markdown
 
 GATE = GateConfig(minimums={"test.mR": 20.0}, min_improvement={"test.mR": 0.5}, max_regression={"test.i2t_r1": 2.0})
 
@@ -68,3 +68,12 @@ def test_report_lists_every_rule_and_the_side_by_side_metrics():
     assert text.startswith("# Gate: `sar_rs_clip` version 2 NOT promoted")
     assert "| test.mR | 40.0000 | 30.0000 | +10.0000 |" in text
     assert all(f"- {reason}" in text for reason in decision.reasons)
+
+
+def test_report_of_a_version_that_already_is_the_champion_scores_nothing_and_says_so():
+    decision = GateDecision(promote=False, reasons=["version 3 already is the champion"], champion_version="3")
+    text = gate_markdown(decision, "sar_rs_clip", "3")
+    assert text.partition("\n")[0] == f"# Gate: `sar_rs_clip` version 3 {ALREADY_CHAMPION}"
+    assert "no champion" not in text and "## Metrics" not in text
+    first = gate_markdown(decide(GATE, {"test.mR": 40.0, "test.i2t_r1": 7.9}, None, None), "sar_rs_clip", "1")
+    assert ALREADY_CHAMPION not in first and "no champion (first model" in first

@@ -25,6 +25,7 @@ from conftest import SHARED_DATA
 from rsvl.data.adapters.hrsid_tiles import TILE_PX
 from rsvl.data.filtering import row_counts
 from rsvl.data.store import read_manifest, read_quarantine
+from rsvl.gate import ALREADY_CHAMPION
 from rsvl.images import image_ref
 from rsvl.steps.data_steps import run_caption, run_filter, run_ingest
 from rsvl.steps.promotion import DECISION_TAG, PROMOTED
@@ -179,7 +180,7 @@ def _smallest_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     Two optimizer steps per SAR-RS-CLIP stage (so the ``sar_only`` ablation's budget, the whole
     progression's, is 4), two for the CoCa captioner (40 epochs at the local profile), every eval
     set scored on at most 8 rows (``limit``) with the Java caption tools off (they have their own
-    tests), and gate minimums of 0 so the first version is promoted and the aliases and the cached
+    tests), no held-out retrieval inside the fits (the evaluate step scores the models), and gate minimums of 0 so the first version is promoted and the aliases and the cached
     re-run's champion are exercised; each gate rule is still checked and its decision recorded.
     The model quality at the local profile's own budgets is ``make bench`` (``bench/pipeline_quality.py``).
     """
@@ -188,7 +189,7 @@ def _smallest_budgets(tmp_path: Path, data_root: Path) -> list[str]:
                  "main:train.stages=[{name: optical, dataset: default/optical, max_steps: 2}, {name: sar, max_steps: 2}]",
                  "captioner:train.max_steps=2", "captioner:train.log_every=1", "captioner:train.warmup_steps=1",
                  "main:gate.minimums={sar_test.mR: 0.0}", "captioner:gate.minimums={sar_test.BLEU_4: 0.0}",
-                 "evaluate.java_metrics=false"]
+                 "evaluate.java_metrics=false", "train.eval_split=null"]
     for track, cfg in paper_tracks("sar_text", "local").items():
         sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS}
                 for eval_set in cfg.evaluate.sets]
@@ -242,6 +243,7 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     second = capsys.readouterr().out
     assert "champion: v1; candidate: v1" in second and second.count("gate: promoted") == 2, second[-4000:]
+    assert second.count(f"v1 {ALREADY_CHAMPION}: kept as it is") == 2, second  # the re-run's gate step lines
     for name in ("sar_rs_clip", "sar_rs_coca"):
         assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
     assert len(_trainings(client)) == len(runs) == 4, "the second run trained again instead of reusing the cached train steps"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from rsvl.gate.rules import GateDecision
 
+ALREADY_CHAMPION = "already is the champion"
+"""The report title's words when the candidate was the champion before the gate ran (nothing is scored)."""
+
 
 def gate_markdown(decision: GateDecision, model_name: str, candidate_version: str) -> str:
     """Render the decision for people (the Kubeflow UI's Markdown output, an MLflow artifact).
@@ -16,6 +19,10 @@ def gate_markdown(decision: GateDecision, model_name: str, candidate_version: st
     Returns:
         Markdown text.
     """
+    if decision.champion_version == candidate_version and decision.champion is None and not decision.promote:
+        return (f"# Gate: `{model_name}` version {candidate_version} {ALREADY_CHAMPION}\n\n"
+                "Nothing was scored: the `champion` alias already points at this version (a re-run with "
+                "nothing changed), so it stays as it is.\n")
     verdict = "PROMOTED to champion" if decision.promote else "NOT promoted"
     against = (f"champion version {decision.champion_version}" if decision.champion is not None
                else "no champion (first model: absolute minimums only)")
