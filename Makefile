@@ -11,6 +11,7 @@ PAPER ?= sar_text
 PROFILE ?= local
 DATA ?= data/default
 TARGET ?= local
+BENCH ?= pipeline_quality
 KFP_HOST ?=
 VERBOSE ?=
 PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml)))
@@ -18,7 +19,7 @@ PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml
 # pip warns once per package about this machine's extra local index folders; keep real errors.
 QUIET_PIP := { grep -v "^WARNING: Location 'file://" || true; }
 
-.PHONY: setup test test-fast data train pipeline compile validate lock k8s-template
+.PHONY: setup test test-fast bench data train pipeline compile validate lock k8s-template
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,10 @@ test: $(VENV)/.installed
 ## test-fast: the suite without the slow end-to-end runs
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow"
+
+## bench: a benchmark from bench/ (BENCH=pipeline_quality, the default: full-budget sar_text quality against thresholds, ~30-45 min on 2 cores; BENCH=train_throughput: our trainer against open_clip's); ARGS=... passes options
+bench: $(VENV)/.installed
+	PYTHONPATH=src:. HF_HUB_OFFLINE=1 $(PY) bench/$(BENCH).py $(ARGS)
 
 ## data: write the embedded default dataset, validate it and track it with DVC
 data: $(VENV)/.installed
