@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from rsvl.caption.geometry import REGIONS, box_centre
 from rsvl.data.synthetic import third_of
 from rsvl.caption.numbers import NUMBER_PATTERN, words_to_number
-from rsvl.caption.rewrite import COLOUR_WORDS
+from rsvl.caption.rewrite import colour_words
 from rsvl.caption.scene import Scene
 from rsvl.caption.words import noun_forms
 
 _ADJECTIVES = r"(?:(?:small|medium|medium-sized|large|big|tiny|bright|moored|cargo|fishing|more|other)\s+){0,2}"
-_COLOUR = re.compile(r"\b(?:" + "|".join(COLOUR_WORDS) + r")\b", re.IGNORECASE)
 _REGION = re.compile(r"\b(" + "|".join(REGIONS) + r")\b", re.IGNORECASE)
 _SHARE_PATTERNS = (
     re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*%\s+(?:of the (?:scene|image)\s+)?is\s+(?P<what>land|sea|water)\b", re.I),
@@ -118,6 +117,6 @@ def check_caption(caption: str, scene: Scene, seen: set[str], limits: Limits,
         return "too_long", f"{len(words)} words / {len(caption)} characters, limits {limits.max_words} / {limits.max_chars}"
     if normalise(caption) in seen:
         return "duplicate", "the same caption was already accepted for this image"
-    if sar and (colour := _COLOUR.search(caption)):
-        return "colour_word", f"uses the colour word {colour.group(0)!r}, which a SAR image cannot show"
+    if sar and (colours := colour_words(caption)):
+        return "colour_word", f"uses the colour word {colours[0]!r}, which a SAR image cannot show"
     return _contradiction(caption, scene, limits)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from rsvl.caption.words import fix_articles
 from rsvl.errors import RsvlError
 
 PROMPT_FILE = Path(__file__).parent / "prompts" / "sar_rewrite.md"
@@ -27,18 +28,59 @@ COLOUR_WORDS = (
     "navy", "olive", "maroon", "teal", "khaki", "reddish", "greenish", "bluish", "yellowish",
     "whitish", "greyish", "grayish", "brownish", "colorful", "colourful", "coloured", "colored",
 )
-"""Words that name a colour, which a SAR image cannot show; the quality filter rejects them."""
+"""Words that name a colour, which a SAR image cannot show; the quality filter rejects them outside names."""
 
 _COLOUR = r"(?:" + "|".join(COLOUR_WORDS) + r")"
 _COLOUR_RUN = re.compile(
-    rf"\b(?:(?:light|dark|bright|pale|deep)[\s-]+)?{_COLOUR}(?:-?(?:colou?red|roofed|ish))?"
-    rf"(?:(?:\s*,\s*|\s+and\s+|\s+or\s+|-){_COLOUR}(?:-?(?:colou?red|roofed|ish))?)*\b\s*",
+    rf"\b(?P<colour>(?:(?:light|dark|bright|pale|deep)[\s-]+)?{_COLOUR}(?:-?(?:colou?red|roofed|ish))?"
+    rf"(?:(?:\s*,\s*|\s+and\s+|\s+or\s+|-){_COLOUR}(?:-?(?:colou?red|roofed|ish))?)*)\b\s*",
     re.IGNORECASE,
 )
-_COLOUR_AND = re.compile(rf"\b(is|are|looks?|appears?)\s+(?:very\s+)?{_COLOUR}\s+and\s+", re.IGNORECASE)
-_COLOUR_PREDICATE = re.compile(rf"\s+(?:is|are|looks?|appears?)\s+(?:very\s+)?{_COLOUR}\b", re.IGNORECASE)
-_OPTICAL_NOUNS = re.compile(r"\b(?:(?:aerial|satellite|optical|remote sensing)\s+)?(?:image|photo|photograph|picture)\b",
-                            re.IGNORECASE)
+_COLOUR_AND = re.compile(rf"\b(is|are|looks?|appears?)\s+(?:very\s+)?(?P<colour>{_COLOUR})\s+and\s+", re.IGNORECASE)
+_COLOUR_PREDICATE = re.compile(rf"\s+(?:is|are|looks?|appears?)\s+(?:very\s+)?(?P<colour>{_COLOUR})\b", re.IGNORECASE)
+_COLOUR_WORD = re.compile(rf"\b{_COLOUR}\b", re.IGNORECASE)
+# "SAR" is among the prefixes so that a caption already about a SAR image keeps one "SAR".
+_OPTICAL_NOUNS = re.compile(r"\b(?:(?:SAR|radar|aerial|satellite|optical|remote sensing)\s+)*"
+                            r"(?:image|photo|photograph|picture)\b", re.IGNORECASE)
+
+
+def in_proper_name(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is part of a capitalised multi-word name ("Red Sea", "US Navy").
+
+    The words must be capitalised and followed by a capitalised word, or preceded by one that does
+    not open the sentence (a capital "Red" that opens "Red ships ..." is still a colour).
+
+    Args:
+        text: The caption.
+        start: Start of the words.
+        end: End of the words.
+    """
+    if not text[start:end][:1].isupper():
+        return False
+    following = re.match(r"\s+(\w)", text[end:])
+    if following and following.group(1).isupper():
+        return True
+    previous = re.search(r"(\w[\w'-]*)\s+$", text[:start])
+    if not previous or not previous.group(1)[:1].isupper():
+        return False
+    before = text[:previous.start()].rstrip()
+    return bool(before) and before[-1] not in ".!?"
+
+
+def colour_words(text: str) -> list[str]:
+    """Return the colour words of ``text`` that are not part of a proper name, in order.
+
+    Args:
+        text: A caption.
+    """
+    return [m.group(0) for m in _COLOUR_WORD.finditer(text) if not in_proper_name(text, m.start(), m.end())]
+
+
+def _unless_name(replacement: str):
+    def replace(match: re.Match) -> str:
+        named = in_proper_name(match.string, match.start("colour"), match.end("colour"))
+        return match.group(0) if named else match.expand(replacement)
+    return replace
 
 
 class RewriterError(RsvlError):
@@ -59,7 +101,9 @@ class RuleRewriter:
     """Deterministic rewrite: drop colour words and colour predicates, call the image a SAR image.
 
     It keeps every object, count and position because it only deletes colour phrases and renames
-    the picture, which is why it is the default when no language model is reachable.
+    the picture, which is why it is the default when no language model is reachable. Colour words
+    inside capitalised names ("Red Sea", "White House") are kept, and "a"/"an" are made to agree
+    with the word that follows once a colour word is gone.
     """
 
     name = "rule"
@@ -70,13 +114,11 @@ class RuleRewriter:
         Args:
             caption: An optical caption.
         """
-        text = _COLOUR_AND.sub(r"\1 ", caption)
-        text = _COLOUR_PREDICATE.sub("", text)
-        text = _COLOUR_RUN.sub("", text)
+        text = _COLOUR_AND.sub(_unless_name(r"\1 "), caption)
+        text = _COLOUR_PREDICATE.sub(_unless_name(""), text)
+        text = _COLOUR_RUN.sub(_unless_name(""), text)
         text = _OPTICAL_NOUNS.sub("SAR image", text)
-        text = re.sub(r"\b(a|an)\s+SAR\b", "a SAR", text, flags=re.IGNORECASE)
-        text = re.sub(r"\ban\s+(?=[^aeiouAEIOU\W])", "a ", text)
-        text = re.sub(r"\ba\s+(?=[aeiouAEIOU])", "an ", text)
+        text = fix_articles(text)
         text = re.sub(r"\s+([,.;:])", r"\1", text)
         text = re.sub(r"\s{2,}", " ", text).strip()
         return text[:1].upper() + text[1:] if text else text
