@@ -15,7 +15,7 @@ from rsvl.data.synthetic import third_of
 from rsvl.caption.numbers import NUMBER_PATTERN, words_to_number
 from rsvl.caption.rewrite import colour_words
 from rsvl.caption.scene import Scene
-from rsvl.caption.words import noun_forms
+from rsvl.caption.words import noun_forms, normalise
 
 _ADJECTIVES = r"(?:(?:small|medium|medium-sized|large|big|tiny|bright|moored|cargo|fishing|more|other)\s+){0,2}"
 _REGION = re.compile(r"\b(" + "|".join(REGIONS) + r")\b", re.IGNORECASE)
@@ -35,11 +35,6 @@ class Limits:
     max_words: int = 60
     max_chars: int = 400
     share_tolerance: float = 0.05
-
-
-def normalise(caption: str) -> str:
-    """Lower-case a caption and drop punctuation, the form in which duplicates are compared."""
-    return " ".join(re.sub(r"[^\w%\s-]", " ", caption.lower()).split())
 
 
 def stated_counts(caption: str, label: str) -> list[int]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from rsvl.caption.words import fix_articles
+from rsvl.caption.words import fix_articles, normalise
 from rsvl.errors import RsvlError
 
 PROMPT_FILE = Path(__file__).parent / "prompts" / "sar_rewrite.md"
@@ -123,6 +123,15 @@ class RuleRewriter:
         text = re.sub(r"\s{2,}", " ", text).strip()
         return text[:1].upper() + text[1:] if text else text
 
+    def diversify(self, caption: str, *, seed: int = 0) -> list[str]:
+        """Return the one wording the rules give (:meth:`rewrite`); ``seed`` is unused.
+
+        Args:
+            caption: The caption to reword.
+            seed: Ignored (the rules are deterministic).
+        """
+        return [self.rewrite(caption)]
+
 
 @dataclass(frozen=True)
 class FewShotPrompt:
@@ -174,16 +183,21 @@ class ChatRewriter:
         prompt: Few-shot prompt (default: the packaged one).
         timeout_s: Seconds to wait for one completion.
         api_key: Bearer token, if the server wants one.
+        temperature: Sampling temperature of :meth:`diversify` (:meth:`rewrite` uses 0).
+        variants: Wordings :meth:`diversify` asks for in one request.
     """
 
     def __init__(self, base_url: str, model: str, *, prompt: FewShotPrompt | None = None,
-                 timeout_s: float = 30.0, api_key: str | None = None) -> None:
+                 timeout_s: float = 30.0, api_key: str | None = None, temperature: float = 0.8,
+                 variants: int = 3) -> None:
         self.url = base_url.rstrip("/") + "/v1/chat/completions"
         self.model = model
         self.name = f"chat:{model}"
         self.prompt = prompt or load_prompt()
         self.timeout_s = timeout_s
         self.api_key = api_key
+        self.temperature = temperature
+        self.variants = variants
 
     def rewrite(self, caption: str) -> str:
         """Ask the model for the SAR version of ``caption`` (temperature 0, one choice).
@@ -198,8 +212,34 @@ class ChatRewriter:
             RewriterError: The endpoint is unreachable, answers an HTTP error, or the reply is
                 not a chat completion with text.
         """
-        body = json.dumps({"model": self.model, "messages": self.prompt.messages(caption),
-                           "temperature": 0, "n": 1}).encode()
+        choices = self._complete(caption, {"temperature": 0, "n": 1})
+        reply = _first_line(choices[0])
+        if not reply:
+            raise RewriterError(f"chat endpoint {self.url} answered an empty completion")
+        return reply
+
+    def diversify(self, caption: str, *, seed: int = 0) -> list[str]:
+        """Ask for :attr:`variants` different SAR wordings of ``caption`` in one sampled request.
+
+        Args:
+            caption: The caption to reword.
+            seed: Sampling seed sent with the request, so a run can be repeated.
+
+        Returns:
+            The distinct wordings (compared without case and punctuation) in reply order; fewer
+            than asked for when the model repeats itself.
+
+        Raises:
+            RewriterError: As :meth:`rewrite`, or when no choice holds text.
+        """
+        choices = self._complete(caption, {"temperature": self.temperature, "n": self.variants, "seed": seed})
+        wordings = distinct([_first_line(choice) for choice in choices])
+        if not wordings:
+            raise RewriterError(f"chat endpoint {self.url} answered an empty completion")
+        return wordings
+
+    def _complete(self, caption: str, sampling: dict) -> list[str]:
+        body = json.dumps({"model": self.model, "messages": self.prompt.messages(caption), **sampling}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -214,16 +254,37 @@ class ChatRewriter:
             raise RewriterError(f"chat endpoint {self.url} is unreachable: {err}") from err
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RewriterError(f"chat endpoint {self.url} did not answer JSON: {err}") from err
+        return self._contents(payload)
+
+    def _contents(self, payload) -> list[str]:
         try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as err:
+            contents = [str(choice["message"]["content"]) for choice in payload["choices"]]
+        except (KeyError, TypeError):
+            contents = []
+        if not contents:
             raise RewriterError(f"chat endpoint {self.url} answered no choices[0].message.content: "
-                                f"{json.dumps(payload)[:200]}") from err
-        lines = [line.strip().strip("\"'").strip() for line in str(content).splitlines()]
-        lines = [line for line in lines if line]
-        if not lines:
-            raise RewriterError(f"chat endpoint {self.url} answered an empty completion")
-        return lines[0]
+                                f"{json.dumps(payload)[:200]}")
+        return contents
+
+
+def _first_line(content: str) -> str:
+    lines = [line.strip().strip("\"'").strip() for line in content.splitlines()]
+    return next((line for line in lines if line), "")
+
+
+def distinct(wordings: list[str]) -> list[str]:
+    """Drop empty wordings and repeats (compared as :func:`~rsvl.caption.words.normalise` does), keeping order.
+
+    Args:
+        wordings: Candidate captions.
+    """
+    seen, kept = set(), []
+    for wording in wordings:
+        key = normalise(wording)
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(wording)
+    return kept
 
 
 def build_rewriter(kind: str, chat=None) -> Rewriter:
@@ -238,4 +299,5 @@ def build_rewriter(kind: str, chat=None) -> Rewriter:
     if chat is None:
         raise RewriterError("the chat rewriter needs an endpoint (base_url and model)")
     api_key = os.environ.get(chat.api_key_env) if chat.api_key_env else None
-    return ChatRewriter(chat.base_url, chat.model, timeout_s=chat.timeout_s, api_key=api_key)
+    return ChatRewriter(chat.base_url, chat.model, timeout_s=chat.timeout_s, api_key=api_key,
+                        temperature=chat.temperature, variants=chat.variants)

@@ -74,6 +74,11 @@ def fix_articles(text: str) -> str:
     return _ARTICLE.sub(agree, text)
 
 
+def normalise(caption: str) -> str:
+    """Lower-case a caption and drop punctuation, the form in which duplicates are compared."""
+    return " ".join(re.sub(r"[^\w%\s-]", " ", caption.lower()).split())
+
+
 def noun_forms(label: str) -> set[str]:
     """Every singular and plural noun that names boxes of ``label`` in a caption."""
     nouns = {label.lower(), *SYNONYMS.get(label.lower(), ())}
