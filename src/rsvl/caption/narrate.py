@@ -124,7 +124,7 @@ def narrate(scene: Scene, config: CaptionConfig, *, rewriter: Rewriter | None = 
         Accepted captions with route and rewriter, and rejected ones with their reasons.
     """
     rewriter = rewriter or RuleRewriter()
-    limits = Limits(config.min_words, config.max_words, config.max_chars, config.share_tolerance)
+    limits = Limits.of(config)
     seen = {normalise(text) for text in existing}
     result = Narration()
     candidates = rewrite(draft(scene, config, list(optical_captions)), rewriter,
