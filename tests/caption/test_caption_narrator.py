@@ -137,12 +137,15 @@ _SIZES = "(medium from 0.30% of the chip, large from 1.50%)"
      ("size_mismatch", f"states small, medium and large ship(s), the boxes hold 1 small and 2 medium {_SIZES}")),
     ("Three big vessels near the coast.",
      ("size_mismatch", f"states large ship(s), the boxes hold 1 small and 2 medium {_SIZES}")),
-    ("Three ships clustered together.", ("arrangement_mismatch", "states 'clustered together', the boxes are scattered")),
+    ("Three ships clustered together.",
+     ("arrangement_mismatch", "states 'clustered together', the boxes are scattered")),
     ("Three ships lined up in a row.", ("arrangement_mismatch", "states 'lined up in a row', the boxes are scattered")),
     ("Three ships moored along the quay.",
-     ("arrangement_mismatch", "states 'moored along the quay' (3 of 3 ship(s) moored), the boxes put 2 within 3 px of land")),
+     ("arrangement_mismatch",
+      "states 'moored along the quay' (3 of 3 ship(s) moored), the boxes put 2 within 3 px of land")),
     ("Three ships, one of them moored along the quay and the rest at sea.",
-     ("arrangement_mismatch", "states 'one of them moored' (1 of 3 ship(s) moored), the boxes put 2 within 3 px of land")),
+     ("arrangement_mismatch",
+      "states 'one of them moored' (1 of 3 ship(s) moored), the boxes put 2 within 3 px of land")),
     ("Three ships scattered at sea.",
      ("arrangement_mismatch", "states 'at sea' (0 of 3 ship(s) moored), the boxes put 2 within 3 px of land")),
 ])
@@ -166,7 +169,8 @@ def test_size_thresholds_come_from_the_config():
     assert check_caption("One medium ship.", scene, set(), Limits()) is None
     limits = Limits.of(CaptionConfig(size_medium=0.02, size_large=0.05))
     assert check_caption("One medium ship.", scene, set(), limits) == (
-        "size_mismatch", "states medium ship(s), the boxes hold 1 small (medium from 2.00% of the chip, large from 5.00%)")
+        "size_mismatch",
+        "states medium ship(s), the boxes hold 1 small (medium from 2.00% of the chip, large from 5.00%)")
 
 
 def test_a2c_drafts_never_break_the_size_and_arrangement_checks():

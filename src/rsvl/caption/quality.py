@@ -102,7 +102,7 @@ def stated_sizes(caption: str, label: str) -> list[set[str]]:
     before = re.compile(rf"\b({_SIZE_RUN})\s+(?:(?:bright|moored|cargo|fishing|other)\s+)?(?:{nouns})\b",
                         re.IGNORECASE)
     claims = [(m.start(), _sizes_in(m.group(1))) for m in before.finditer(caption)]
-    claims += [(m.start(), _sizes_in(m.group(0).removeprefix("of"))) for m in _SIZE_AFTER.finditer(caption)]
+    claims += [(m.start(), _sizes_in(m.group(0))) for m in _SIZE_AFTER.finditer(caption)]
     return [sizes for _, sizes in sorted(claims, key=lambda claim: claim[0])]
 
 
@@ -148,7 +148,7 @@ def _mooring_mismatch(clause: str, label: str, boxes: list[dict], scene: Scene,
 
 
 def _mentions(clause: str, nouns: set[str]) -> bool:
-    return bool(re.search(rf"\b(?:{'|'.join(sorted(nouns))})\b", clause, re.IGNORECASE))
+    return bool(re.search(rf"\b(?:{'|'.join(map(re.escape, sorted(nouns)))})\b", clause, re.IGNORECASE))
 
 
 def _labels_in(clause: str, labels: list[str]) -> list[str]:
