@@ -15,6 +15,8 @@ from rsvl.caption.rewrite import build_rewriter
 class _Stub(BaseHTTPRequestHandler):
     requests: list[dict] = []
     reply: str = "Three ships are docked at the pier."
+    replies: list[str] | None = None
+    """When set, a request asking for ``n`` choices gets the first ``n`` of these."""
     status: int = 200
 
     def do_POST(self):  # noqa: N802 - http.server API
@@ -23,8 +25,10 @@ class _Stub(BaseHTTPRequestHandler):
         if self.status != 200:
             payload = b'{"error": "model overloaded"}'
         else:
+            contents = self.replies[:body.get("n", 1)] if self.replies else [self.reply]
             payload = json.dumps({"id": "cmpl-1", "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": f'"{self.reply}"\n'}}]}).encode()
+                {"index": i, "message": {"role": "assistant", "content": f'"{text}"\n'}}
+                for i, text in enumerate(contents)]}).encode()
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -54,6 +58,7 @@ def test_chat_rewriter_sends_prompt_examples_and_model(stub):
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer token-1"
     body = request["body"]
     assert body["model"] == "sar-writer-7b"
+    assert (body["temperature"], body["n"], "seed" in body) == (0, 1, False)
     prompt = load_prompt()
     messages = body["messages"]
     assert messages[0] == {"role": "system", "content": prompt.system}
@@ -111,3 +116,31 @@ def test_unreachable_endpoint_names_the_url():
 def test_chat_config_needs_an_endpoint():
     with pytest.raises(ValueError, match="needs a 'chat' section"):
         CaptionConfig(rewriter="chat")
+
+
+def test_diversify_samples_variants_in_one_request_and_drops_repeats(stub):
+    handler, base = stub
+    handler.replies = ["Three ships lie along the quay.", "three ships lie along the quay", "Three vessels are moored."]
+    rewriter = ChatRewriter(base, "m", temperature=0.7, variants=3)
+    assert rewriter.diversify("Three ships moored along the quay.", seed=5) == [
+        "Three ships lie along the quay.", "Three vessels are moored."]
+    ((_, body),) = [(r["path"], r["body"]) for r in handler.requests]
+    assert (body["temperature"], body["n"], body["seed"]) == (0.7, 3, 5)
+
+
+def test_diversified_drafts_get_distinct_wordings(stub):
+    handler, base = stub
+    handler.replies = ["Three ships are seen in the SAR image.", "Three ships are seen in the SAR image.",
+                       "The SAR image shows three ships."]
+    config = CaptionConfig(a2c_captions=3, sa2c_captions=0, rewrite_drafts=True, rewriter="chat",
+                           chat=ChatEndpoint(base_url=base, model="m"))
+    scene = Scene("s", 90, 90, [{"x_min": 1.0, "y_min": 1.0, "x_max": 9.0, "y_max": 5.0, "label": "ship"}] * 3)
+    result = narrate(scene, config, rewriter=build_rewriter(config.rewriter, config.chat))
+    assert [(c.text, c.route, c.rewriter) for c in result.accepted] == [
+        ("Three ships are seen in the SAR image.", "a2c", "chat:m"),
+        ("The SAR image shows three ships.", "a2c", "chat:m"),
+        ("Three ships in the upper left of the SAR image.", "a2c", "rule"),  # both replies taken: rule wording
+    ]
+    assert not result.rejected
+    assert [(r["body"]["temperature"], r["body"]["n"], r["body"]["seed"]) for r in handler.requests] == [
+        (0.8, 3, 0), (0.8, 3, 1), (0.8, 3, 2)]

@@ -116,11 +116,81 @@ def test_quality_filter_names_the_broken_rule(caption, rule):
 
 
 def test_quality_filter_accepts_true_captions():
-    scene = coastal_scene()
+    scene = coastal_scene()  # boxes: medium, medium, small; two touch the land; scattered
     for caption in ("Three ships in the upper left and lower right of the image.",
                     "Land covers about 25% of the scene along the north edge.",
-                    "Three small ships, two of them moored along the quay."):
+                    "Three ships of small and medium size, two of them moored along the quay.",
+                    "The radar scene shows three ships scattered across the scene, in the upper left.",
+                    "A SAR image with three medium and small vessels; land along the north edge."):
         assert check_caption(caption, scene, set(), Limits()) is None, caption
+
+
+_SIZES = "(medium from 0.30% of the chip, large from 1.50%)"
+
+
+@pytest.mark.parametrize("caption,problem", [
+    ("Three small ships, two of them moored along the quay.",
+     ("size_mismatch", f"states small ship(s), the boxes hold 1 small and 2 medium {_SIZES}")),
+    ("Three ships, all medium, two of them moored along the quay.",
+     ("size_mismatch", f"states medium ship(s), the boxes hold 1 small and 2 medium {_SIZES}")),
+    ("A SAR image with three ships, of small, medium and large size.",
+     ("size_mismatch", f"states small, medium and large ship(s), the boxes hold 1 small and 2 medium {_SIZES}")),
+    ("Three big vessels near the coast.",
+     ("size_mismatch", f"states large ship(s), the boxes hold 1 small and 2 medium {_SIZES}")),
+    ("Three ships clustered together.",
+     ("arrangement_mismatch", "states 'clustered together', the boxes are scattered")),
+    ("Three ships lined up in a row.", ("arrangement_mismatch", "states 'lined up in a row', the boxes are scattered")),
+    ("Three ships moored along the quay.",
+     ("arrangement_mismatch",
+      "states 'moored along the quay' (3 of 3 ship(s) moored), the boxes put 2 within 3 px of land")),
+    ("Three ships, one of them moored along the quay and the rest at sea.",
+     ("arrangement_mismatch",
+      "states 'one of them moored' (1 of 3 ship(s) moored), the boxes put 2 within 3 px of land")),
+    ("Three ships scattered at sea.",
+     ("arrangement_mismatch", "states 'at sea' (0 of 3 ship(s) moored), the boxes put 2 within 3 px of land")),
+])
+def test_size_and_arrangement_claims_are_held_to_the_boxes(caption, problem):
+    assert check_caption(caption, coastal_scene(), set(), Limits()) == problem
+
+
+def test_arrangement_without_a_mask_comes_from_box_spacing():
+    apart = Scene("p", 100, 100, [ship(5, 5, 10, 8), ship(80, 80, 85, 83)], True)
+    assert check_caption("Two ships far apart.", apart, set(), Limits()) is None
+    assert check_caption("Two ships close together.", apart, set(), Limits()) == (
+        "arrangement_mismatch", "states 'close together', the boxes are scattered")
+    alone = Scene("a", 100, 100, [ship(5, 5, 10, 8)], True)
+    assert check_caption("One ship, small in size, alone in the scene.", alone, set(), Limits()) is None
+    assert check_caption("One ship scattered across the scene.", alone, set(), Limits()) == (
+        "arrangement_mismatch", "states 'scattered', the boxes are a single box")
+
+
+def test_size_thresholds_come_from_the_config():
+    scene = Scene("t", 100, 100, [ship(0, 0, 10, 10)], True)  # 1% of the chip: medium by default
+    assert check_caption("One medium ship.", scene, set(), Limits()) is None
+    limits = Limits.of(CaptionConfig(size_medium=0.02, size_large=0.05))
+    assert check_caption("One medium ship.", scene, set(), limits) == (
+        "size_mismatch",
+        "states medium ship(s), the boxes hold 1 small (medium from 2.00% of the chip, large from 5.00%)")
+
+
+def test_a2c_drafts_never_break_the_size_and_arrangement_checks():
+    rng = np.random.default_rng(11)
+    rules = []
+    for i in range(150):
+        size = int(rng.choice([64, 120, 256]))
+        boxes = []
+        for _ in range(int(rng.choice([1, 2, 3, 4, 6, 9]))):
+            w, h = (int(v) for v in rng.integers(2, size // 4, 2))
+            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+            boxes.append(ship(x, y, x + w, y + h))
+        mask = None if i % 3 == 0 else np.zeros((size, size), dtype=np.int64)
+        if i % 3 == 2:
+            mask[:int(rng.integers(1, size // 2))] = 1
+        scene = Scene(f"r{i}", size, size, boxes, True, mask, {0: "sea", 1: "land"} if mask is not None else {})
+        result = narrate(scene, CaptionConfig(a2c_captions=6, sa2c_captions=0))
+        assert len(result.accepted) == 6
+        rules += [r.rule for r in result.rejected]
+    assert rules == []
 
 
 def test_land_words_contradict_a_mask_without_land():

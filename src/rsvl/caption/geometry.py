@@ -8,6 +8,7 @@ or next to land are moored along the coast) and otherwise from nearest-neighbour
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 
@@ -16,6 +17,8 @@ REGIONS = ("upper left", "upper middle", "upper right", "middle left", "center",
            "lower left", "lower middle", "lower right")
 """The nine region phrases, row by row; no phrase is a substring of another."""
 
+SIZES = ("small", "medium", "large")
+"""The size words of :func:`size_word`, smallest first."""
 
 
 def box_centre(box: dict) -> tuple[float, float]:
@@ -37,6 +40,21 @@ def size_word(box: dict, width: float, height: float, thresholds: tuple[float, f
     """
     share = (box["x_max"] - box["x_min"]) * (box["y_max"] - box["y_min"]) / (width * height)
     return "small" if share < thresholds[0] else "medium" if share < thresholds[1] else "large"
+
+
+def box_sizes(boxes: list[dict], width: float, height: float, thresholds: tuple[float, float]) -> Counter:
+    """Count boxes per :func:`size_word`; captions are drafted from and checked against this.
+
+    Args:
+        boxes: Manifest boxes.
+        width: Chip width.
+        height: Chip height.
+        thresholds: Area shares (fractions) where medium and large begin.
+
+    Returns:
+        Boxes per size word.
+    """
+    return Counter(size_word(b, width, height, thresholds) for b in boxes)
 
 
 def near_land(box: dict, land: np.ndarray, margin: int) -> bool:

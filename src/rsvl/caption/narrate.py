@@ -69,24 +69,43 @@ def draft(scene: Scene, config: CaptionConfig, optical_captions: list[str] = ())
     return drafts
 
 
-def rewrite(drafts: list[tuple[str, str]], rewriter: Rewriter, *, rewrite_drafts: bool) -> list[tuple[str, str, str]]:
+def _diversify(text: str, rewriter: Rewriter, taken: set[str], seed: int) -> tuple[str, str]:
+    diversify = getattr(rewriter, "diversify", None)
+    wordings = diversify(text, seed=seed) if diversify else [rewriter.rewrite(text)]
+    for wording in wordings:
+        if normalise(wording) not in taken:
+            return wording, rewriter.name
+    fallback = RuleRewriter()
+    return fallback.rewrite(text), fallback.name
+
+
+def rewrite(drafts: list[tuple[str, str]], rewriter: Rewriter, *, rewrite_drafts: bool, seed: int = 0,
+            existing: list[str] = ()) -> list[tuple[str, str, str]]:
     """Stage 2: reword candidates for SAR; ``(route, text, rewriter name)``.
 
     Optical captions are always rewritten (they speak of colours a SAR image lacks); A2C/SA2C
-    drafts are already SAR wording and go through the rewriter only when ``rewrite_drafts`` asks
-    for more varied language.
+    drafts are already SAR wording and are diversified only when ``rewrite_drafts`` asks for more
+    varied language: the rewriter offers several wordings (a chat model samples them) and the first
+    one not yet used for the image is kept; when every wording repeats an earlier caption, the
+    rule rewriter's wording is used instead.
 
     Args:
         drafts: Stage-1 output.
         rewriter: The backend.
-        rewrite_drafts: Also rewrite A2C/SA2C drafts.
+        rewrite_drafts: Also diversify A2C/SA2C drafts.
+        seed: Sampling seed of the first diversified draft (the next ones count up from it).
+        existing: Captions the image already has.
     """
     out = []
-    for route, text in drafts:
-        if route == "optical" or rewrite_drafts:
+    taken = {normalise(text) for text in existing}
+    for index, (route, text) in enumerate(drafts):
+        if route == "optical":
             out.append((route, rewriter.rewrite(text), rewriter.name))
+        elif rewrite_drafts:
+            out.append((route, *_diversify(text, rewriter, taken, seed + index)))
         else:
             out.append((route, text, TEMPLATE))
+        taken.add(normalise(out[-1][1]))
     return out
 
 
@@ -105,11 +124,12 @@ def narrate(scene: Scene, config: CaptionConfig, *, rewriter: Rewriter | None = 
         Accepted captions with route and rewriter, and rejected ones with their reasons.
     """
     rewriter = rewriter or RuleRewriter()
-    limits = Limits(config.min_words, config.max_words, config.max_chars, config.share_tolerance)
+    limits = Limits.of(config)
     seen = {normalise(text) for text in existing}
     result = Narration()
-    for route, text, wrote in rewrite(draft(scene, config, list(optical_captions)), rewriter,
-                                      rewrite_drafts=config.rewrite_drafts):
+    candidates = rewrite(draft(scene, config, list(optical_captions)), rewriter,
+                         rewrite_drafts=config.rewrite_drafts, seed=config.seed, existing=list(existing))
+    for route, text, wrote in candidates:
         problem = check_caption(text, scene, seen, limits)
         if problem:
             result.rejected.append(Rejected(text, route, wrote, *problem))

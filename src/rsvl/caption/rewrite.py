@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from rsvl.caption.words import fix_articles, normalise
 from rsvl.errors import RsvlError
 
 PROMPT_FILE = Path(__file__).parent / "prompts" / "sar_rewrite.md"
@@ -27,18 +28,59 @@ COLOUR_WORDS = (
     "navy", "olive", "maroon", "teal", "khaki", "reddish", "greenish", "bluish", "yellowish",
     "whitish", "greyish", "grayish", "brownish", "colorful", "colourful", "coloured", "colored",
 )
-"""Words that name a colour, which a SAR image cannot show; the quality filter rejects them."""
+"""Words that name a colour, which a SAR image cannot show; the quality filter rejects them outside names."""
 
 _COLOUR = r"(?:" + "|".join(COLOUR_WORDS) + r")"
 _COLOUR_RUN = re.compile(
-    rf"\b(?:(?:light|dark|bright|pale|deep)[\s-]+)?{_COLOUR}(?:-?(?:colou?red|roofed|ish))?"
-    rf"(?:(?:\s*,\s*|\s+and\s+|\s+or\s+|-){_COLOUR}(?:-?(?:colou?red|roofed|ish))?)*\b\s*",
+    rf"\b(?P<colour>(?:(?:light|dark|bright|pale|deep)[\s-]+)?{_COLOUR}(?:-?(?:colou?red|roofed|ish))?"
+    rf"(?:(?:\s*,\s*|\s+and\s+|\s+or\s+|-){_COLOUR}(?:-?(?:colou?red|roofed|ish))?)*)\b\s*",
     re.IGNORECASE,
 )
-_COLOUR_AND = re.compile(rf"\b(is|are|looks?|appears?)\s+(?:very\s+)?{_COLOUR}\s+and\s+", re.IGNORECASE)
-_COLOUR_PREDICATE = re.compile(rf"\s+(?:is|are|looks?|appears?)\s+(?:very\s+)?{_COLOUR}\b", re.IGNORECASE)
-_OPTICAL_NOUNS = re.compile(r"\b(?:(?:aerial|satellite|optical|remote sensing)\s+)?(?:image|photo|photograph|picture)\b",
-                            re.IGNORECASE)
+_COLOUR_AND = re.compile(rf"\b(is|are|looks?|appears?)\s+(?:very\s+)?(?P<colour>{_COLOUR})\s+and\s+", re.IGNORECASE)
+_COLOUR_PREDICATE = re.compile(rf"\s+(?:is|are|looks?|appears?)\s+(?:very\s+)?(?P<colour>{_COLOUR})\b", re.IGNORECASE)
+_COLOUR_WORD = re.compile(rf"\b{_COLOUR}\b", re.IGNORECASE)
+# "SAR" is among the prefixes so that a caption already about a SAR image keeps one "SAR".
+_OPTICAL_NOUNS = re.compile(r"\b(?:(?:SAR|radar|aerial|satellite|optical|remote sensing)\s+)*"
+                            r"(?:image|photo|photograph|picture)\b", re.IGNORECASE)
+
+
+def in_proper_name(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is part of a capitalised multi-word name ("Red Sea", "US Navy").
+
+    The words must be capitalised and followed by a capitalised word, or preceded by one that does
+    not open the sentence (a capital "Red" that opens "Red ships ..." is still a colour).
+
+    Args:
+        text: The caption.
+        start: Start of the words.
+        end: End of the words.
+    """
+    if not text[start:end][:1].isupper():
+        return False
+    following = re.match(r"\s+(\w)", text[end:])
+    if following and following.group(1).isupper():
+        return True
+    previous = re.search(r"(\w[\w'-]*)\s+$", text[:start])
+    if not previous or not previous.group(1)[:1].isupper():
+        return False
+    before = text[:previous.start()].rstrip()
+    return bool(before) and before[-1] not in ".!?"
+
+
+def colour_words(text: str) -> list[str]:
+    """Return the colour words of ``text`` that are not part of a proper name, in order.
+
+    Args:
+        text: A caption.
+    """
+    return [m.group(0) for m in _COLOUR_WORD.finditer(text) if not in_proper_name(text, m.start(), m.end())]
+
+
+def _unless_name(replacement: str):
+    def replace(match: re.Match) -> str:
+        named = in_proper_name(match.string, match.start("colour"), match.end("colour"))
+        return match.group(0) if named else match.expand(replacement)
+    return replace
 
 
 class RewriterError(RsvlError):
@@ -59,7 +101,9 @@ class RuleRewriter:
     """Deterministic rewrite: drop colour words and colour predicates, call the image a SAR image.
 
     It keeps every object, count and position because it only deletes colour phrases and renames
-    the picture, which is why it is the default when no language model is reachable.
+    the picture, which is why it is the default when no language model is reachable. Colour words
+    inside capitalised names ("Red Sea", "White House") are kept, and "a"/"an" are made to agree
+    with the word that follows once a colour word is gone.
     """
 
     name = "rule"
@@ -70,16 +114,23 @@ class RuleRewriter:
         Args:
             caption: An optical caption.
         """
-        text = _COLOUR_AND.sub(r"\1 ", caption)
-        text = _COLOUR_PREDICATE.sub("", text)
-        text = _COLOUR_RUN.sub("", text)
+        text = _COLOUR_AND.sub(_unless_name(r"\1 "), caption)
+        text = _COLOUR_PREDICATE.sub(_unless_name(""), text)
+        text = _COLOUR_RUN.sub(_unless_name(""), text)
         text = _OPTICAL_NOUNS.sub("SAR image", text)
-        text = re.sub(r"\b(a|an)\s+SAR\b", "a SAR", text, flags=re.IGNORECASE)
-        text = re.sub(r"\ban\s+(?=[^aeiouAEIOU\W])", "a ", text)
-        text = re.sub(r"\ba\s+(?=[aeiouAEIOU])", "an ", text)
+        text = fix_articles(text)
         text = re.sub(r"\s+([,.;:])", r"\1", text)
         text = re.sub(r"\s{2,}", " ", text).strip()
         return text[:1].upper() + text[1:] if text else text
+
+    def diversify(self, caption: str, *, seed: int = 0) -> list[str]:
+        """Return the one wording the rules give (:meth:`rewrite`); ``seed`` is unused.
+
+        Args:
+            caption: The caption to reword.
+            seed: Ignored (the rules are deterministic).
+        """
+        return [self.rewrite(caption)]
 
 
 @dataclass(frozen=True)
@@ -132,16 +183,21 @@ class ChatRewriter:
         prompt: Few-shot prompt (default: the packaged one).
         timeout_s: Seconds to wait for one completion.
         api_key: Bearer token, if the server wants one.
+        temperature: Sampling temperature of :meth:`diversify` (:meth:`rewrite` uses 0).
+        variants: Wordings :meth:`diversify` asks for in one request.
     """
 
     def __init__(self, base_url: str, model: str, *, prompt: FewShotPrompt | None = None,
-                 timeout_s: float = 30.0, api_key: str | None = None) -> None:
+                 timeout_s: float = 30.0, api_key: str | None = None, temperature: float = 0.8,
+                 variants: int = 3) -> None:
         self.url = base_url.rstrip("/") + "/v1/chat/completions"
         self.model = model
         self.name = f"chat:{model}"
         self.prompt = prompt or load_prompt()
         self.timeout_s = timeout_s
         self.api_key = api_key
+        self.temperature = temperature
+        self.variants = variants
 
     def rewrite(self, caption: str) -> str:
         """Ask the model for the SAR version of ``caption`` (temperature 0, one choice).
@@ -156,8 +212,34 @@ class ChatRewriter:
             RewriterError: The endpoint is unreachable, answers an HTTP error, or the reply is
                 not a chat completion with text.
         """
-        body = json.dumps({"model": self.model, "messages": self.prompt.messages(caption),
-                           "temperature": 0, "n": 1}).encode()
+        choices = self._complete(caption, {"temperature": 0, "n": 1})
+        reply = _first_line(choices[0])
+        if not reply:
+            raise RewriterError(f"chat endpoint {self.url} answered an empty completion")
+        return reply
+
+    def diversify(self, caption: str, *, seed: int = 0) -> list[str]:
+        """Ask for :attr:`variants` different SAR wordings of ``caption`` in one sampled request.
+
+        Args:
+            caption: The caption to reword.
+            seed: Sampling seed sent with the request, so a run can be repeated.
+
+        Returns:
+            The distinct wordings (compared without case and punctuation) in reply order; fewer
+            than asked for when the model repeats itself.
+
+        Raises:
+            RewriterError: As :meth:`rewrite`, or when no choice holds text.
+        """
+        choices = self._complete(caption, {"temperature": self.temperature, "n": self.variants, "seed": seed})
+        wordings = distinct([_first_line(choice) for choice in choices])
+        if not wordings:
+            raise RewriterError(f"chat endpoint {self.url} answered an empty completion")
+        return wordings
+
+    def _complete(self, caption: str, sampling: dict) -> list[str]:
+        body = json.dumps({"model": self.model, "messages": self.prompt.messages(caption), **sampling}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -172,16 +254,37 @@ class ChatRewriter:
             raise RewriterError(f"chat endpoint {self.url} is unreachable: {err}") from err
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RewriterError(f"chat endpoint {self.url} did not answer JSON: {err}") from err
+        return self._contents(payload)
+
+    def _contents(self, payload) -> list[str]:
         try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as err:
+            contents = [str(choice["message"]["content"]) for choice in payload["choices"]]
+        except (KeyError, TypeError):
+            contents = []
+        if not contents:
             raise RewriterError(f"chat endpoint {self.url} answered no choices[0].message.content: "
-                                f"{json.dumps(payload)[:200]}") from err
-        lines = [line.strip().strip("\"'").strip() for line in str(content).splitlines()]
-        lines = [line for line in lines if line]
-        if not lines:
-            raise RewriterError(f"chat endpoint {self.url} answered an empty completion")
-        return lines[0]
+                                f"{json.dumps(payload)[:200]}")
+        return contents
+
+
+def _first_line(content: str) -> str:
+    lines = [line.strip().strip("\"'").strip() for line in content.splitlines()]
+    return next((line for line in lines if line), "")
+
+
+def distinct(wordings: list[str]) -> list[str]:
+    """Drop empty wordings and repeats (compared as :func:`~rsvl.caption.words.normalise` does), keeping order.
+
+    Args:
+        wordings: Candidate captions.
+    """
+    seen, kept = set(), []
+    for wording in wordings:
+        key = normalise(wording)
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(wording)
+    return kept
 
 
 def build_rewriter(kind: str, chat=None) -> Rewriter:
@@ -196,4 +299,5 @@ def build_rewriter(kind: str, chat=None) -> Rewriter:
     if chat is None:
         raise RewriterError("the chat rewriter needs an endpoint (base_url and model)")
     api_key = os.environ.get(chat.api_key_env) if chat.api_key_env else None
-    return ChatRewriter(chat.base_url, chat.model, timeout_s=chat.timeout_s, api_key=api_key)
+    return ChatRewriter(chat.base_url, chat.model, timeout_s=chat.timeout_s, api_key=api_key,
+                        temperature=chat.temperature, variants=chat.variants)

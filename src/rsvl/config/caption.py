@@ -17,6 +17,10 @@ class ChatEndpoint(StrictModel):
     timeout_s: float = Field(30.0, gt=0)
     api_key_env: str | None = None
     """Name of an environment variable holding a bearer token; the token itself never sits in a config."""
+    temperature: float = Field(0.8, gt=0, le=2)
+    """Sampling temperature when drafts are diversified (``rewrite_drafts``); optical rewrites use 0."""
+    variants: int = Field(3, ge=1, le=8)
+    """Wordings asked for per diversified draft; the first one not already used for the image is kept."""
 
 
 class CaptionConfig(StrictModel):
