@@ -168,7 +168,7 @@ def log_evaluation(tracking_uri: str, run_id: str, evaluation: Evaluation, prefi
     values = {**evaluation.metrics, **evaluation.comparison_metrics}
     metrics = [Metric(f"{prefix}{key}", float(value), 0, 0) for key, value in values.items()]
     tags = [RunTag(f"{EVAL_DATA_TAG}.{name}", version) for name, version in evaluation.data.versions.items()]
-    # why: MLflow refuses tag values longer than 5000 characters
+    # why: MLflow refuses tag values past its length limit (5000 characters on older stores)
     tags += [RunTag(f"eval_skipped.{name}", reason[:5000]) for name, reason in evaluation.data.skipped.items()]
     tags += [RunTag(EVAL_DATA_TAG, evaluation.data.version()[:5000])]
     # why: log_batch takes at most 1000 metrics per call
