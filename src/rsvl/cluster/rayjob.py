@@ -1,14 +1,9 @@
 """Build the KubeRay ``ray.io/v1`` RayJob that runs one ``rsvl train`` on a Ray cluster of its own.
 
-The RayJob brings up a head pod (which runs the ``rsvl train`` driver, no training task) and one
-worker group sized from the ``train`` section: ``train.num_workers`` pods, each with
-``train.cpus_per_worker`` CPUs (plus a few for Ray itself) and one GPU when ``train.use_gpu``.
-Every pod mounts the shared ReadWriteMany volume, so Ray Train's checkpoints and the outputs
-outlive the cluster, which KubeRay deletes when the job ends; raw data is mounted read-only.
-The manifest is checked before it is sent: pinned image, durable paths, names the operator
-accepts. Pod templates are built from the ``kubernetes`` client's typed models (a misspelt field
-fails at once) and serialised to the API's camelCase dicts; the RayJob around them stays plain
-dicts, since the client has no models for custom resources.
+A head pod runs the ``rsvl train`` driver; one worker group is sized from the ``train`` section.
+Every pod mounts the shared ReadWriteMany volume so checkpoints and outputs outlive the cluster.
+Pod templates use the ``kubernetes`` client's typed models; the RayJob around them is plain dicts
+(see ``docs/kubernetes.md``).
 """
 
 from __future__ import annotations
@@ -50,10 +45,8 @@ _SHM_VOLUME = "dshm"
 def rayjob_name(run_name: str) -> str:
     """Return the RayJob name for a run: a DNS-1035 label of at most 47 characters.
 
-    Kubernetes names allow only lower-case letters, digits and ``-``; KubeRay also wants a leading
-    letter and at most 47 characters. A name that must be shortened keeps its end (where
-    :func:`rsvl.train.new_run_name` puts the time stamp and random suffix) and gains a short hash
-    of the full run name before it, so two long run names sharing a prefix stay apart.
+    A shortened name keeps its end (time stamp and random suffix) and gains a short hash of the
+    full run name, so two long run names sharing a prefix stay apart.
 
     Args:
         run_name: The training run's name (``train.storage_path/<run_name>`` holds its checkpoints).
@@ -65,10 +58,13 @@ def rayjob_name(run_name: str) -> str:
         raise ConfigError("the run name is empty; a RayJob needs a name")
     cleaned = re.sub(r"[^a-z0-9]+", "-", run_name.lower()).strip("-")
     if not cleaned or not cleaned[0].isalpha():
+        # DNS-1035 labels must start with a letter
         cleaned = f"rsvl-{cleaned}".strip("-")
     if len(cleaned) <= MAX_NAME_LENGTH:
         return cleaned
+    # why: 5 hex digits keep long names with a common prefix apart at little cost to the 47-char budget
     digest = hashlib.sha256(run_name.encode()).hexdigest()[:5]
+    # keep the end: new_run_name puts the time stamp and random suffix there
     tail = cleaned[-22:].strip("-")
     head = cleaned[: MAX_NAME_LENGTH - len(tail) - len(digest) - 2].strip("-")
     return f"{head}-{digest}-{tail}"
@@ -76,9 +72,6 @@ def rayjob_name(run_name: str) -> str:
 
 def require_pinned_image(image: str) -> str:
     """Refuse an image that could change under a run: no tag, ``:latest``, or a malformed digest.
-
-    A training run must be reproducible from its record, so the image is named by an immutable
-    digest (``repo@sha256:...``) or at least an explicit version tag.
 
     Args:
         image: A container image reference.
@@ -95,6 +88,7 @@ def require_pinned_image(image: str) -> str:
         if not _DIGEST_IMAGE.search(image):
             raise ConfigError(f"container image {image!r}: a digest must be '@sha256:' and 64 hex digits")
         return image
+    # why: only the last segment, since a registry host may carry a port (host:5000/repo)
     last_segment = image.rsplit("/", 1)[-1]
     repo, sep, tag = last_segment.partition(":")
     if not sep or not repo:
@@ -110,9 +104,7 @@ def require_pinned_image(image: str) -> str:
 
 
 def resolve_image(kuberay: KubeRayConfig) -> str:
-    """Return the image to run: ``kuberay.image`` when set, else the project's CUDA image at this checkout.
-
-    The CUDA image also runs CPU-only workers, so one image serves both.
+    """Return ``kuberay.image`` when set, else the project's CUDA image (it also runs CPU-only workers).
 
     Args:
         kuberay: The KubeRay settings.
@@ -142,6 +134,7 @@ def under_mount(path: str, mounts: str | Sequence[str], what: str) -> str:
         ConfigError: The path is relative, a URI, or outside every mount.
     """
     mounts = [mounts] if isinstance(mounts, str) else list(mounts)
+    # why: normalise so a path such as <mount>/../etc cannot pass as being under the mount
     normal = posixpath.normpath(path) if path.startswith("/") else ""
     if not normal or not any(normal == m or normal.startswith(m + "/") for m in mounts):
         where = " or ".join(repr(m) for m in mounts)
@@ -158,6 +151,7 @@ def _require_durable_tracking(tracking_uri: str, mount: str) -> None:
         path = tracking_uri[len("sqlite:///") :]
     elif tracking_uri.startswith("file:"):
         path = urlparse(tracking_uri).path
+    # a tracking server (http://, https://, databricks://) lives outside the cluster
     elif "://" in tracking_uri:
         return
     else:
@@ -166,15 +160,14 @@ def _require_durable_tracking(tracking_uri: str, mount: str) -> None:
 
 
 def _label_value(value: str, fallback: str) -> str:
+    # Kubernetes label values are at most 63 characters; anything else falls back to the RayJob name
     return value if len(value) <= 63 and _LABEL_VALUE.match(value) else fallback
 
 
 def entrypoint(
     cfg: RunConfig, *, run_name: str, config_path: str, dataset: str, out_dir: str, overrides: Sequence[str] = ()
 ) -> str:
-    """The shell command the RayJob runs on the head pod: the same ``rsvl train`` as on a laptop.
-
-    Every value is shell-quoted, so paths and overrides with spaces or quotes survive intact.
+    """The shell command the RayJob runs on the head pod (every value shell-quoted).
 
     Args:
         cfg: The resolved run config (its ``profile`` is passed on).
@@ -190,6 +183,7 @@ def entrypoint(
     argv = ["rsvl", "train", "--config", config_path, "--profile", cfg.profile, "--track", cfg.track,
             "--run-name", run_name]
     argv += ["--data", dataset, "--out", out_dir]
+    # why: in-cluster overrides come last, so they win over any --set the user gave
     for override in (*overrides, *IN_CLUSTER_OVERRIDES):
         argv += ["--set", override]
     return shlex.join(argv)
@@ -209,8 +203,7 @@ _SERIALIZER = _Serializer()
 def to_json(model: Any) -> Any:
     """Turn a ``kubernetes.client`` model into the JSON-ready dict the API expects.
 
-    Keys are the API's camelCase names; fields left unset (``None``) are omitted. Each call
-    builds new dicts, so two pods sharing a model do not share (or YAML-alias) its data.
+    Keys are camelCase, unset fields are omitted, and each call builds new dicts (no YAML aliases).
 
     Args:
         model: A model such as ``V1PodTemplateSpec``, or a list or dict of them.
@@ -250,6 +243,7 @@ def _pod_security(kuberay: KubeRayConfig) -> k8s.V1PodSecurityContext:
         run_as_user=kuberay.run_as_user,
         run_as_group=kuberay.run_as_group,
         fs_group=kuberay.fs_group,
+        # why: skip the recursive chown of the whole shared volume on every pod start
         fs_group_change_policy="OnRootMismatch",
         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
     )
@@ -295,6 +289,7 @@ def _ray_pod(
         mounts.append(k8s.V1VolumeMount(name=_DATA_VOLUME, mount_path=kuberay.data_mount_path, read_only=True))
         claim = k8s.V1PersistentVolumeClaimVolumeSource(claim_name=kuberay.data_volume_claim, read_only=True)
         volumes.append(k8s.V1Volume(name=_DATA_VOLUME, persistent_volume_claim=claim))
+    # why: a container's default /dev/shm is 64 MiB, too small for Ray's object store and DataLoader workers
     mounts.append(k8s.V1VolumeMount(name=_SHM_VOLUME, mount_path="/dev/shm"))
     volumes.append(
         k8s.V1Volume(name=_SHM_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=shm_size))
@@ -368,28 +363,22 @@ def build_rayjob(
 ) -> dict[str, Any]:
     """Build the RayJob manifest that trains ``cfg`` on a KubeRay cluster of its own.
 
-    Checks first what would otherwise fail hours into a run or lose its results: the image is
-    pinned, ``train.storage_path``, the dataset and the output folder are on the shared volume,
-    MLflow is reachable from the pods, and there is at least one Ray Train worker.
-
     Args:
         cfg: The resolved run config (``train`` sizes the cluster).
         kuberay: Namespace, image, volume, credentials and time limits.
-        run_name: The run's name: the RayJob's name derives from it, and checkpoints go to
-            ``train.storage_path/<fit>`` for each fit of the plan (see :func:`rsvl.config.plan.fit_run_names`).
+        run_name: The run's name; checkpoints go to ``train.storage_path/<fit>`` per fit.
         config_path: The config file's path inside the image.
         dataset: The dataset directory, on the shared volume.
         out_dir: The output folder, on the shared volume.
         image: The container image (see :func:`resolve_image`); must be pinned.
-        overrides: The ``--set`` overrides ``cfg`` was loaded with, repeated in the entrypoint so
-            the driver resolves the same config.
+        overrides: The ``--set`` overrides ``cfg`` was loaded with (repeated in the entrypoint).
 
     Returns:
-        The manifest as a JSON-ready dict; annotations ``rsvl/run-name``, ``rsvl/checkpoint-dirs``
-        (comma-separated, one per fit) and ``rsvl/out-dir`` tell :func:`rsvl.cluster.submit.submit_rayjob` where results land.
+        The manifest as a JSON-ready dict; its ``rsvl/*`` annotations say where results land.
 
     Raises:
-        ConfigError: A check above fails; the message names the value and the rule.
+        ConfigError: The image is not pinned, a path is off the shared volume, the MLflow store
+            would die with the cluster, or there is no Ray Train worker.
     """
 
     train = cfg.train
@@ -423,6 +412,7 @@ def build_rayjob(
         f"{ANNOTATION_PREFIX}config-digest": cfg.digest(),
     }
     env = _env(cfg, kuberay)
+    # extra_cpus: room for Ray's own processes beside the training worker
     worker_resources = {"cpu": str(train.cpus_per_worker + kuberay.worker.extra_cpus), "memory": kuberay.worker.memory}
     if train.use_gpu:
         worker_resources["nvidia.com/gpu"] = "1"
@@ -470,7 +460,9 @@ def build_rayjob(
             "backoffLimit": kuberay.backoff_limit,
             "rayClusterSpec": {
                 "rayVersion": metadata.version("ray"),
+                # fixed size: min = max = num_workers replicas
                 "enableInTreeAutoscaling": False,
+                # num-cpus 0: no training task is scheduled on the head, which only runs the driver
                 "headGroupSpec": {"rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"}, "template": to_json(head)},
                 "workerGroupSpecs": [
                     {

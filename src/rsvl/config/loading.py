@@ -1,23 +1,10 @@
 """Load a run's configuration: YAML layers merged with OmegaConf, validated by the strict section models.
 
-A paper's ``pipelines/<paper>/config.yaml`` names the shared ``pipelines/base.yaml`` under
-``extends`` and holds only what differs from it. Each file has ``defaults`` and one partial
-layer per ``profiles`` entry (``local``: laptop, no cluster; ``cluster``: Kubeflow + KubeRay on
-GPUs). Layers apply in this order, later ones winning (mappings merge, lists and values replace):
-
-1. the base file's ``defaults``, then its ``profiles.<profile>``;
-2. the paper file's ``defaults``, then its ``profiles.<profile>``;
-3. for a track other than ``main``, the track's ``defaults`` and ``profiles.<profile>``;
-4. dotted ``key=value`` overrides (``--set``, a pipeline run's ``overrides``).
-
-An overlay (the paper file over the base file, a track over its paper) that sets ``gate``, or
-names ``model.name``, replaces that section instead of merging into it
-(:data:`~rsvl.config.run.OVERLAY_REPLACES`): promotion rules and model settings belong to one
-model.
-
-The merged mapping is validated by :class:`~rsvl.config.run.RunConfig` (strict, frozen, no
-unknown keys), so a bad value fails before any work starts, naming the file, profile, field,
-rule and the layer that set it. :func:`explain` lists where every resolved value came from.
+A paper's ``pipelines/<paper>/config.yaml`` extends ``pipelines/base.yaml``; the base, the paper
+file, a track and ``--set`` overrides are merged in that order, each with ``defaults`` then
+``profiles.<profile>``. The layer order, the sections an overlay replaces
+(:data:`~rsvl.config.run.OVERLAY_REPLACES`) and validation are described in
+``docs/configuration.md``. :func:`explain` lists where every resolved value came from.
 """
 
 from __future__ import annotations
@@ -49,6 +36,7 @@ class _ConfigLoader(yaml.SafeLoader):
 
 _ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
+    # why: YAML 1.1 floats need a dot, so without this resolver `lr: 1e-3` would load as the string "1e-3"
     re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
     list("-+0123456789."),
 )
@@ -131,6 +119,7 @@ def merge_layers(layers: list[Layer]) -> tuple[dict[str, Any], Provenance]:
     provenance: Provenance = {}
     for layer in layers:
         for section in layer.replaces:
+            # an overlay that sets gate or names model.name replaces the section whole, so drop it before merging
             merged.pop(section, None)
             _forget(provenance, (section,))
         merged = _merge_one(merged, layer)
@@ -148,6 +137,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     Returns:
         A new merged dict; neither input is modified.
     """
+    # why: reuse merge_layers so every merge follows the same OmegaConf rules (lists replace, mappings merge)
     return merge_layers([Layer("base", base), Layer("override", override)])[0]
 
 
@@ -163,6 +153,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     Raises:
         ConfigError: An item is not ``dotted.key=value`` or its value is not YAML.
     """
+    # why: checked first so the error names the bad item, not OmegaConf's generic dotlist message
     for item in items:
         key, sep, _ = item.partition("=")
         if not sep or not key.strip():
@@ -195,6 +186,7 @@ def _format_errors(err: ValidationError, where: str, provenance: Provenance | No
     return "\n".join(lines)
 
 
+# why: a sentinel, since a key set to null (None) still counts as set
 _MISSING = object()
 
 
@@ -216,15 +208,13 @@ def track_overrides(items: list[str] | tuple[str, ...], track: str, tracks: list
     Args:
         items: Overrides as given (``train.lr=1e-4``, ``captioner:train.epochs=3``).
         track: The track being configured.
-        tracks: The paper's track names: a prefix naming none of them is refused (a typo such as
-            ``cpationer:`` would otherwise change nothing, silently).
+        tracks: The paper's track names; a prefix naming none of them is refused (catches typos).
 
     Returns:
         The overrides for ``track``, prefixes removed.
 
     Raises:
-        ConfigError: A prefix names no track of the paper, or a prefixed override touches a key
-            all tracks share (:data:`SHARED_KEYS`).
+        ConfigError: A prefix names no track, or a prefixed override touches a :data:`SHARED_KEYS` key.
     """
     chosen = []
     for item in items:
@@ -235,6 +225,7 @@ def track_overrides(items: list[str] | tuple[str, ...], track: str, tracks: list
         prefix, _, dotted = key.partition(":")
         if prefix not in tracks:
             raise ConfigError(f"override {item!r} names track {prefix!r}; the paper's tracks are {list(tracks)}")
+        # why: parse the value as YAML so `train={dataset: x}` is caught as well as `train.dataset=x`
         if _shared_keys(parse_overrides([f"{dotted}{sep}{value}"])):
             raise ConfigError(f"override {item!r}: {', '.join(SHARED_KEYS)} are shared by every track; "
                               "override them without a track prefix")
@@ -289,6 +280,7 @@ def _read_document(path: Path) -> _Document:
     if raw.get("extends") is not None:
         if not isinstance(raw["extends"], str):
             raise ConfigError(f"{path}: extends must be a path to the base config, got {raw['extends']!r}")
+        # why: normpath so layer sources read pipelines/base.yaml, not pipelines/<paper>/../base.yaml
         base_path = Path(os.path.normpath(path.parent / raw["extends"]))
         base_raw = _read_yaml(base_path)
         unknown = set(base_raw) - set(BASE_KEYS)
@@ -316,10 +308,8 @@ def _read_tracks(path: Path, section: Any) -> dict[str, dict[str, Any]]:
         Track name → ``{"defaults": layer, "profiles": {profile: layer}}``, in file order.
 
     Raises:
-        ConfigError: Naming the file and key: a value is not a mapping, a track is named
-            ``main`` or breaks the name pattern, an entry holds other keys than ``defaults`` and
-            ``profiles``, a profile is not one of :data:`PROFILES`, or a layer sets a key every
-            track shares (:data:`SHARED_KEYS`).
+        ConfigError: A value is not a mapping, a track name is ``main`` or invalid, an entry has
+            other keys, a profile is unknown, or a layer sets a :data:`SHARED_KEYS` key.
     """
     tracks = {}
     for name, entry in _mapping(section, f"{path}: tracks").items():
@@ -373,6 +363,7 @@ def _layers(document: _Document, profile: str, track: str, overrides: list[str] 
     overlays = [(f"{doc.path} ", doc.defaults, doc.profiles.get(profile, {})) for doc in files]
     if track != MAIN_TRACK:
         entry = document.tracks[track]
+        # the base file (index 0) replaces nothing: nothing lies below it
         overlays.append((f"{path} tracks.{track}.", entry["defaults"], entry["profiles"].get(profile, {})))
     layers = []
     for index, (source, defaults, own_profile) in enumerate(overlays):
@@ -393,6 +384,7 @@ def _resolve(path: str | Path, profile: str, overrides: list[str] | tuple[str, .
     path = Path(path)
     document = _read_document(path)
     merged, provenance = merge_layers(_layers(document, profile, track, overrides))
+    # why: identity fields come from the file and the arguments, whatever a layer sets
     merged.update(paper=document.paper, profile=profile, track=track)
     try:
         return RunConfig.model_validate(merged), provenance
@@ -407,26 +399,20 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     track: str = MAIN_TRACK,
 ) -> RunConfig:
-    """Load, merge and validate a paper config (the layers and their order: the module docstring).
-
-    The keys every track shares (``data``, ``caption``, ``train.dataset``,
-    ``train.image_column``: the pipeline trains all tracks on the main track's filtered data)
-    are refused in a track. The whole ``tracks`` section is checked whichever track is loaded.
+    """Load, merge and validate a paper config (layer order: ``docs/configuration.md``).
 
     Args:
         path: ``pipelines/<paper>/config.yaml``.
         profile: ``local`` or ``cluster``.
-        overrides: Dotted ``key=value`` overrides applied last (``<track>:key=value`` for one track;
-            these merge like any override, replacing nothing whole).
+        overrides: Dotted ``key=value`` overrides applied last (``<track>:key=value`` for one track).
         track: ``main`` or a name under ``tracks``.
 
     Returns:
         The validated, frozen :class:`RunConfig`.
 
     Raises:
-        ConfigError: A file is missing or not YAML, the profile or track is unknown, the
-            ``tracks`` section is malformed, or a field breaks a rule; the message names the
-            file, profile, field path, rule and the layer that set the value.
+        ConfigError: A file is missing or not YAML, the profile or track is unknown, the ``tracks``
+            section is malformed, or a field breaks a rule (naming file, profile, field and layer).
     """
     return _resolve(path, profile, overrides, track)[0]
 
@@ -446,9 +432,8 @@ def explain(
         track: ``main`` or a name under ``tracks``.
 
     Returns:
-        ``(dotted key, value, source)`` for every leaf of the resolved config in field order; a
-        list is one leaf. ``source`` is a layer's :attr:`Layer.source`, ``"default"`` for a
-        section model's default, ``"argument"`` for the profile and track asked for.
+        ``(dotted key, value, source)`` per leaf in field order (a list is one leaf); ``source`` is a
+        :attr:`Layer.source`, ``"default"`` or ``"argument"`` (profile and track).
 
     Raises:
         ConfigError: As :func:`load_config`.
@@ -473,6 +458,7 @@ def explain(
 def format_explain(rows: list[tuple[str, Any, str]]) -> str:
     """:func:`explain` rows as aligned text lines ``key = value    <- source``."""
     shown = [(key, json.dumps(value, separators=(", ", ": ")), source) for key, value, source in rows]
+    # why: overlong lines are left out of the width so one long list does not push every arrow right
     width = max((len(f"{key} = {value}") for key, value, _ in shown if len(f"{key} = {value}") <= 70), default=0)
     return "\n".join(f"{f'{key} = {value}':<{width}}  <- {source}" for key, value, source in shown)
 
@@ -504,15 +490,14 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...],
 
     Args:
         cfg: The resolved config.
-        overrides: Overrides as for :func:`load_config`; ``<track>:`` ones apply to that track only.
+        overrides: As for :func:`load_config`; ``<track>:`` ones apply to that track only.
         tracks: The paper's track names; a prefix naming none of them is refused.
 
     Returns:
         A new validated config.
 
     Raises:
-        ConfigError: An override is malformed, names an unknown track or breaks a rule (the
-            message names the field).
+        ConfigError: An override is malformed, names an unknown track or breaks a rule.
     """
     chosen = track_overrides(overrides, cfg.track, tracks)
     merged = deep_merge(cfg.model_dump(mode="json"), parse_overrides(chosen))
@@ -534,14 +519,14 @@ def configure_track(config_json: str, track: str, overrides: list[str] | tuple[s
     Args:
         config_json: ``{track: config}`` as :func:`tracks_json` writes it.
         track: The track to resolve.
-        overrides: As for :func:`apply_overrides`; prefixes must name one of the tracks.
+        overrides: As for :func:`apply_overrides`.
 
     Returns:
         The track's validated config.
 
     Raises:
-        ConfigError: Not such a JSON object, no such track, an override breaks a rule, or it
-            adds or removes the ``vqa`` section (the compiled DAG's steps cannot change at run time).
+        ConfigError: Bad JSON, no such track, an override breaks a rule, or it adds or removes the
+            ``vqa`` section (the compiled DAG's steps cannot change at run time).
     """
     try:
         tracks = json.loads(config_json)
@@ -563,12 +548,10 @@ def configure_track(config_json: str, track: str, overrides: list[str] | tuple[s
 
 
 def write_config_file(cfg: RunConfig, path: str | Path) -> Path:
-    """Write a resolved config as a ``pipelines/<paper>/config.yaml``-style file that loads back to ``cfg``.
+    """Write a resolved config as a ``config.yaml``-style file that loads back to ``cfg``.
 
-    Everything goes under ``defaults`` with an empty profile of ``cfg.profile`` (and, for a track
-    other than ``main``, an empty entry of that track), so
-    ``load_config(path, cfg.profile, track=cfg.track)`` returns an equal config (a RayJob's
-    ``rsvl train`` reads it).
+    Everything goes under ``defaults``, with an empty ``cfg.profile`` (and track) entry, so
+    ``load_config(path, cfg.profile, track=cfg.track)`` returns an equal config (a RayJob reads it).
 
     Args:
         cfg: The resolved config.
@@ -579,6 +562,7 @@ def write_config_file(cfg: RunConfig, path: str | Path) -> Path:
     """
     payload = cfg.model_dump(mode="json")
     track = payload.pop("track")
+    # an (empty) profile entry is needed: loading refuses a profile no file defines
     document = {"paper": payload.pop("paper"), "defaults": payload, "profiles": {payload.pop("profile"): {}}}
     if track != MAIN_TRACK:
         document["tracks"] = {track: {}}

@@ -66,6 +66,7 @@ def safe_media_name(name: str) -> str:
     Returns:
         A name made of letters, digits, ``.``, ``_`` and ``-`` (``aGrass__a001.jpg``).
     """
+    # why: drop '..' and root parts so a source name cannot climb out of media/
     parts = [p for p in Path(name).parts if p not in ("", ".", "..", "/")]
     flat = "__".join(_SAFE_NAME.sub("_", p) for p in parts)
     if not flat:
@@ -107,10 +108,9 @@ class IngestReport:
 
 
 class DatasetWriter:
-    """Build a canonical dataset directory row by row.
+    """Build a canonical dataset directory row by row; use as a context manager (written on exit).
 
-    Use as a context manager; rows and media added inside the block are written on exit.
-    An existing dataset at ``out_dir`` is replaced as a whole so stale media never linger.
+    An existing dataset at ``out_dir`` is replaced as a whole.
 
     Args:
         out_dir: Destination directory.
@@ -149,11 +149,13 @@ class DatasetWriter:
 
     def __enter__(self) -> "DatasetWriter":
         if self.out_dir.exists():
+            # why: replace the whole dataset so stale media never linger
             shutil.rmtree(self.out_dir)
         (self.out_dir / MEDIA_DIR).mkdir(parents=True)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        # why: after an exception nothing is written, so a half-built dataset has no manifest
         if exc_type is None:
             self.report = self.close()
 
@@ -263,6 +265,7 @@ class DatasetWriter:
         """
         table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
         write_parquet(table, self.out_dir / MANIFEST_FILE)
+        # why: sorted by path, so the table's bytes do not depend on the order files were written
         files = pa.Table.from_pylist(sorted(self._files.values(), key=lambda f: f["path"]), schema=FILES_SCHEMA)
         write_parquet(files, self.out_dir / FILES_FILE)
         write_quarantine(self.out_dir, self._quarantine)
@@ -277,20 +280,19 @@ class DatasetWriter:
                 "splits": _count(r["split"] for r in self._rows),
             },
         )
+        # sort_keys: stable bytes, so the same data gives the same DVC version
         (self.out_dir / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
         return IngestReport(self.out_dir, len(self._rows), len(self._quarantine), len(self._files), by_rule)
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write a dataset table uncompressed.
-
-    Compressors may pick different matches on different CPUs (hardware CRC hashing on ARM), and
-    the default data is pinned by the md5 of these bytes, so the tables are stored as they are.
+    """Write a dataset table uncompressed (the default data is pinned by the md5 of these bytes).
 
     Args:
         table: The table.
         path: Where to write it.
     """
+    # why: compressors may pick different matches on different CPUs (hardware CRC on ARM)
     pq.write_table(table, path, compression="none")
 
 
@@ -355,13 +357,11 @@ def read_meta(dataset_dir: str | Path) -> dict[str, Any]:
 def read_manifest(dataset_dir: str | Path, *, include_quarantined: bool = False) -> pd.DataFrame:
     """Read a dataset's manifest with the canonical column types, without its quarantined rows.
 
-    A row whose ``sample_id`` validation quarantined (:func:`quarantined_ids`) is left out even
-    when the manifest still lists it (a dataset validated in place), so no reader trains or
-    scores on a row that validation rejected.
+    Rows validation quarantined (:func:`quarantined_ids`) are left out even when still listed.
 
     Args:
         dataset_dir: Dataset directory.
-        include_quarantined: Return every stored row (validation itself, which re-checks them).
+        include_quarantined: Return every stored row (for validation, which re-checks them).
 
     Returns:
         One row per sample; list columns hold Python lists, null scalars are ``None``.
@@ -376,8 +376,7 @@ def read_manifest(dataset_dir: str | Path, *, include_quarantined: bool = False)
 def quarantined_ids(dataset_dir: str | Path) -> set[str]:
     """The sample ids of the rows validation quarantined (stage ``validate``) in a dataset.
 
-    Ingest records are not included: they name source records (a missing file, one bad question
-    of an image), which either never became a manifest row or left the rest of their row valid.
+    Ingest records name source records, not manifest rows, so they are not included.
 
     Args:
         dataset_dir: Dataset directory.
@@ -409,6 +408,7 @@ def without_ids(table: pa.Table, ids: set[str]) -> pa.Table:
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
     """Convert an Arrow manifest table to pandas with lists as lists and nulls as ``None``."""
     frame = pd.DataFrame({name: table.column(name).to_pylist() for name in table.column_names})
+    # why: object dtype so nulls are None, not NaN or NaT
     return frame.astype(object).where(frame.notna(), None) if len(frame) else frame
 
 
@@ -452,6 +452,7 @@ def relative_to_dataset(dataset_dir: Path, rel: str) -> Path:
     """
     base = Path(dataset_dir).resolve()
     target = (base / rel).resolve()
+    # why: resolve() follows '..' and symlinks, so a link out of the dataset is refused too
     if os.path.isabs(rel) or base not in target.parents:
         raise DataError(f"{dataset_dir}: media path {rel!r} points outside the dataset")
     return target

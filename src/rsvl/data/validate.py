@@ -1,13 +1,9 @@
 """Validate canonical datasets with Great Expectations and quarantine the rows that fail.
 
-For each dataset: read the manifest, compute the per-row facts (:mod:`rsvl.data.facts`), run
-the suite of the dataset's kind (:mod:`rsvl.data.suites`) on them, and turn every unexpected row
-into a quarantine record (stage ``validate``) that names the manifest row, the rule and the
-offending value. Records of an earlier validation are replaced for the rows the manifest still
-lists; records of rows a filter already removed (:mod:`rsvl.data.filtering`) and ingest records
-are kept. Validation reads every stored row, quarantined or not, so a fixed row is cleared. The
-report is written to ``validation.json`` beside the manifest; a dataset fails when its share of
-bad rows passes ``max_bad_fraction``.
+Per dataset: compute per-row facts (:mod:`rsvl.data.facts`), run the kind's suite
+(:mod:`rsvl.data.suites`) on them and turn every unexpected row into a ``validate`` quarantine
+record. Earlier ``validate`` records of rows still listed are replaced; ingest records and those of
+rows a filter removed stay. The report goes to ``validation.json`` (see ``docs/data.md``).
 """
 
 from __future__ import annotations
@@ -100,6 +96,7 @@ def _read(dataset_dir: Path):
     path = dataset_dir / MANIFEST_FILE
     try:
         stored = pq.read_schema(path).names
+        # why: read every stored row, quarantined or not, so a row that was fixed gets cleared
         manifest = read_manifest(dataset_dir, include_quarantined=True)
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{path}: cannot read the manifest ({err})") from err
@@ -107,14 +104,17 @@ def _read(dataset_dir: Path):
 
 
 def _run_suite(kind: str, facts, table_expectations: list, checks: list):
+    # why: great_expectations is slow to import; load it only when validating
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    # why: GX's progress bars would flood the step logs
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas("manifest").add_dataframe_asset("facts")
              .add_batch_definition_whole_dataframe("all_rows"))
     for index, expectation in enumerate(table_expectations):
+        # the meta tags tell table-level results from row checks and lead each result back to its check
         expectation.meta = {"table": index}
     for index, check in enumerate(checks):
         check.expectation.meta = {"check": index}
@@ -149,8 +149,7 @@ def check_rows(dataset_dir: Path, kind: str, manifest, facts, rules: CaptionRule
         rules: Caption limits.
 
     Returns:
-        One record per (failed expectation, row) in row order, ``where`` =
-        ``manifest.parquet row N (sample_id X)`` with N counted from 0.
+        One record per (failed expectation, row) in row order, ``where`` naming the 0-based row.
 
     Raises:
         DataError: A table-level expectation failed (a required column is not stored).
@@ -164,6 +163,7 @@ def check_rows(dataset_dir: Path, kind: str, manifest, facts, rules: CaptionRule
     if missing:
         raise DataError(f"{dataset_dir / MANIFEST_FILE}: a {kind} manifest needs columns {missing}, "
                         "which are not stored (expect_column_to_exist)")
+    # missing values become None (not NaN), so reasons and sample ids read None
     facts_rows = facts.astype(object).where(facts.notna(), None).to_dict("records")
     records = []
     for result in results:
@@ -172,6 +172,7 @@ def check_rows(dataset_dir: Path, kind: str, manifest, facts, rules: CaptionRule
         check = checks[result.expectation_config.meta["check"]]
         error = _raised(result)
         if error:
+            # why: an expectation that raised is a bug, not bad data; fail rather than pass the rows
             raise RuntimeError(f"expectation {check.rule} could not run on {dataset_dir}: {error}")
         for hit in result.result.get("unexpected_index_list") or []:
             row = int(hit["row"])
@@ -183,14 +184,14 @@ def check_rows(dataset_dir: Path, kind: str, manifest, facts, rules: CaptionRule
                 reason=check.reason(fact, record),
                 sample_id=fact.get("sample_id"),
             )))
+    # why: row then rule order, so the quarantine table is the same bytes on every run
     return [record for _, record in sorted(records, key=lambda pair: (pair[0], pair[1].rule))]
 
 
 def replace_validation_records(dataset_dir: Path, records: list[QuarantineRecord], listed: set[str]) -> Path:
     """Swap the ``validate`` quarantine rows of the rows still listed for ``records``.
 
-    Other stages' records stay, and so do ``validate`` records of rows no longer in the manifest
-    (a filtered dataset keeps naming the rows its filter removed when it is validated again).
+    Other stages' records, and ``validate`` records of rows no longer listed, stay.
 
     Args:
         dataset_dir: Dataset directory.
@@ -223,8 +224,7 @@ def validate_dataset(
         The report; check :attr:`ValidationReport.passed` or call ``raise_if_failed()``.
 
     Raises:
-        DataError: The directory is not a dataset, its manifest is unreadable or lacks a column
-            its kind needs.
+        DataError: Not a dataset, or its manifest is unreadable or lacks a column its kind needs.
         SchemaVersionError: The dataset was written by a newer schema version.
     """
     started = time.perf_counter()
@@ -241,6 +241,7 @@ def validate_dataset(
         dataset=dataset_dir,
         kind=meta["kind"],
         rows=len(manifest),
+        # a row breaking several rules counts once
         bad_rows=len({r.where for r in records}),
         max_bad_fraction=max_bad_fraction,
         quarantine_path=path,
@@ -257,9 +258,7 @@ def validate_tree(
     max_bad_fraction: float = 0.01,
     workers: int | None = None,
 ) -> list[ValidationReport]:
-    """Validate every dataset under ``root`` (or ``root`` itself) and fail if any passed the limit.
-
-    All datasets are validated (and quarantined) before the first failure is raised.
+    """Validate every dataset under ``root`` (all of them) and then fail if any passed the limit.
 
     Args:
         root: A dataset directory or a directory holding several.
@@ -271,8 +270,7 @@ def validate_tree(
         One report per dataset, in path order.
 
     Raises:
-        ValidationFailed: A dataset's bad share passed ``max_bad_fraction``; the message names the
-            rows, the rules with counts and the quarantine table of each failed dataset.
+        ValidationFailed: A dataset's bad share passed ``max_bad_fraction`` (one summary line each).
     """
     reports = [validate_dataset(d, rules, max_bad_fraction, workers) for d in find_datasets(root)]
     failed = [r for r in reports if not r.passed]

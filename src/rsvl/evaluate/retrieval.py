@@ -1,26 +1,8 @@
 """Image-text retrieval recall (PAPERS.md "Shared retrieval protocol"), computed block by block.
 
-Scores are ``S = T · Iᵀ`` of L2-normalised embeddings. Image→text R@K is the share of images
-with at least one of their captions among the top K texts; text→image R@K the share of captions
-whose image is among the top K images; K ∈ {1, 5, 10}, in percent; ``mR`` is the mean of the six.
-Ties count against the query: a caption (or image) ranks behind every wrong candidate that
-scores at least as high, so a model that gives everything the same embedding scores zero, not
-a hundred.
-
-Captions with the same text (after :func:`caption_key`: case and spacing ignored) are one answer:
-"There are no ships in this SAR image." written for ten empty HRSID tiles is right for each of
-them. Counted as foreign, the nine copies would tie with the query's own caption and cap
-image→text recall for every model, however good; a text query whose words several images share
-is likewise answered by any of them. :func:`retrieval_ranks` applies this when given the captions
-as ``text_keys``; the evaluation runner and the training loop's held-out scoring always do.
-
-The score matrix is never held whole: texts and images are taken ``block_size`` at a time, and
-each block only adds to two rank counters (one per text, one per image), so 100k images × 500k
-captions need the embeddings plus one ``block_size²`` block (4096² floats = 64 MiB by default).
-How a dot product is summed depends on the block shape, so the same pair can score a few float32
-ulps apart from one block size to another; a wrong candidate within :data:`TIE_TOLERANCE` of the
-true score therefore counts as a tie (against the query). That keeps the tie rule, and every
-number, the same for every block size.
+Scores are ``S = T · Iᵀ`` of L2-normalised embeddings; R@K for K ∈ {1, 5, 10} in both directions,
+in percent, and ``mR`` their mean. Ties count against the query, captions with the same text are
+one answer, and the score matrix is never held whole (see ``docs/evaluation-and-gate.md``).
 
 Metric keys (MLflow-safe): ``i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 mR``.
 """
@@ -88,8 +70,8 @@ def retrieval_ranks(
         image_embeddings: (images, dim), any scale (normalised here).
         text_embeddings: (texts, dim), any scale.
         text_image: For each text, the row of its image.
-        text_keys: For each text, its caption (see :func:`caption_key`): a text is then right for
-            every image that owns a text of the same key. ``None``: only for its own image.
+        text_keys: Each text's caption: a text is then right for every image owning the same
+            :func:`caption_key`. ``None``: only for its own image.
         block_size: Texts and images per score block; memory is about ``block_size²`` floats.
         device: Where the blocks are scored (default: where the embeddings are).
 
@@ -97,14 +79,14 @@ def retrieval_ranks(
         The ranks of both directions (ties counted against the query).
 
     Raises:
-        DataError: Sizes disagree, an image has no text, there is nothing to score, or
-            ``block_size`` is not positive.
+        DataError: Sizes disagree, an image has no text, nothing to score, or ``block_size`` < 1.
     """
     if block_size < 1:
         raise DataError(f"block_size must be positive, got {block_size}")
     n_images, n_texts = image_embeddings.shape[0], text_embeddings.shape[0]
     device = torch.device(device) if device is not None else image_embeddings.device
     owner = _check_owner(n_images, n_texts, text_image).to(device)
+    # why: score in float32 whatever dtype the embeddings come in (fp16/bf16 under AMP)
     images = nn.functional.normalize(image_embeddings.to(device, torch.float32), dim=-1)
     texts = nn.functional.normalize(text_embeddings.to(device, torch.float32), dim=-1)
     right = _RightAnswers(owner, n_images, text_keys)
@@ -113,9 +95,11 @@ def retrieval_ranks(
     best_text = torch.full((n_texts,), -torch.inf, device=device)
     best_image = torch.full((n_images,), -torch.inf, device=device)
     for t0, t1, i0, i1 in blocks:
+        # first pass: the best score of a right answer, per text and per image
         scores = torch.where(right.mask(t0, t1, i0, i1), texts[t0:t1] @ images[i0:i1].T, -torch.inf)
         best_text[t0:t1] = torch.maximum(best_text[t0:t1], scores.amax(dim=1))
         best_image[i0:i1] = torch.maximum(best_image[i0:i1], scores.amax(dim=0))
+    # why: lower the bar by TIE_TOLERANCE so block-shape summation noise counts as a tie, against the query
     best_text, best_image = best_text - TIE_TOLERANCE, best_image - TIE_TOLERANCE
     t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
     i2t = torch.zeros(n_images, dtype=torch.long, device=device)
@@ -138,6 +122,7 @@ class _RightAnswers:
             raise DataError(f"text_keys must give a caption for each of the {owner.numel()} texts, got {len(text_keys)}")
         ids: dict[str, int] = {}
         self.key = torch.tensor([ids.setdefault(caption_key(k), len(ids)) for k in text_keys], device=owner.device)
+        # why: one integer per (caption key, image) pair, so torch.isin can test pairs block by block
         pairs = torch.unique(self.key * n_images + owner)
         if pairs.numel() > len(ids):  # some caption belongs to several images
             self.pairs = pairs
@@ -176,6 +161,7 @@ def recall_curve(ranks: RetrievalRanks, max_k: int = 50) -> dict[str, list[float
     curve: dict[str, list[float]] = {"k": list(range(1, max_k + 1))}
     for direction in ("i2t", "t2i"):
         ranked = getattr(ranks, direction)
+        # why: ranks past max_k go to one overflow bin, which [:max_k] drops
         hits = torch.bincount(ranked.clamp(max=max_k), minlength=max_k + 1)[:max_k].cumsum(0)
         curve[direction] = (100.0 * hits.double() / ranked.numel()).tolist()
     return curve

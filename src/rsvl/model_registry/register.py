@@ -1,17 +1,10 @@
 """Register a saved rsvl model as an MLflow pyfunc version, once per identity, as ``candidate``.
 
 :func:`register_model` packages the folder as a models-from-code pyfunc
-(:mod:`rsvl.model_registry.pyfunc_model`, the folder as its ``model_dir`` artifact), checks that the
-package answers its own input example, logs it as an MLflow logged model and creates a model
-version tagged with the lineage, the identity (:mod:`rsvl.model_registry.identity`) and the logged
-model's id (``rsvl.logged_model_id``; the sqlite registry keeps no model id of its own). When a
-version with the same identity exists it is reused as it is, its tags from the first
-registration kept. Either way the version gets the alias ``candidate``; only the promotion gate
-moves ``champion`` (:func:`set_champion`).
-
-Everything goes through an explicit :class:`mlflow.MlflowClient`, so registering changes neither
-the process's tracking URI nor its active run. Two registrations of the same identity racing
-each other can both create a version; pipelines register one model at a time.
+(:mod:`rsvl.model_registry.pyfunc_model`), checks that it answers its own input example, logs it
+as an MLflow logged model and creates a version tagged with lineage, identity and the logged
+model's id (``rsvl.logged_model_id``). A version with the same identity is reused as it is. Only
+the promotion gate moves ``champion`` (:func:`set_champion`). See ``docs/registry-and-serving.md``.
 """
 
 from __future__ import annotations
@@ -90,6 +83,7 @@ def _has_code(err: MlflowException, code: int) -> bool:
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    # why: create and tolerate 'already exists' instead of checking first, which could race
     try:
         client.create_registered_model(name, description="rsvl embedder (text/image -> L2-normalised embeddings)")
     except MlflowException as err:
@@ -109,6 +103,7 @@ def _pip_requirements() -> list[str]:
     for package in SERVING_PACKAGES:
         try:
             requirements.append(f"{package}=={installed_version(package)}")
+        # a package not installed here is simply not pinned
         except PackageNotFoundError:
             continue
     return requirements
@@ -133,6 +128,7 @@ def _log_pyfunc(
 ) -> str:
     """Package ``model_dir`` as a pyfunc, check it, and log it; returns the logged model id."""
     in_bands = int(config["rsvl"]["in_bands"])
+    # only CoCa-style configs have a multimodal (text decoder) tower: the model is a captioner
     captioner = "multimodal_cfg" in config["model_cfg"]
     signature = embedder.signature(captioner)
     example = embedder.input_example(in_bands)
@@ -159,6 +155,7 @@ def _log_pyfunc(
             client.log_model_artifacts(logged.model_id, str(local_dir))
         if run_id is not None:
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    # why: BaseException, so an interrupt also marks the logged model FAILED instead of leaving it pending
     except BaseException:
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
         raise
@@ -180,20 +177,16 @@ def register_model(
         model_dir: Folder written by :func:`rsvl.models.save_model`.
         name: Registered model name (letters, digits, ``.``, ``_``, ``-``).
         lineage: Provenance, stored as model version tags.
-        tracking_uri: MLflow tracking store, also used as the registry (``sqlite:///...`` is made
-            absolute; its artifacts go to ``artifacts/`` beside the database).
-        run_id: MLflow run that produced the model; the logged model is attached to it and lives
-            in its experiment. Without it the model goes to ``experiment``.
+        tracking_uri: MLflow tracking store, also used as the registry (``sqlite:///...`` made absolute).
+        run_id: MLflow run that produced the model (the logged model joins it and its experiment).
         experiment: Experiment holding logged models that have no run.
 
     Returns:
-        The :class:`Registration`; ``created`` is False when an identical model was registered
-        before and its version was reused.
+        The :class:`Registration`; ``created`` is False when an identical model's version was reused.
 
     Raises:
         ConfigError: ``name`` breaks the naming rule.
-        ModelError: ``model_dir`` is not an rsvl model folder, or its pyfunc does not answer
-            its input example.
+        ModelError: ``model_dir`` is not an rsvl model folder, or its pyfunc fails its input example.
         mlflow.exceptions.MlflowException: The tracking store or ``run_id`` cannot be reached.
     """
     if not NAME_RULE.match(name):

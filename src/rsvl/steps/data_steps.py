@@ -51,10 +51,10 @@ def _rows(dataset_dir: Path) -> int:
 
 
 def ensure_default_data(cfg: RunConfig) -> Path:
-    """The embedded default data under ``data.root/default``, with any missing set written as ``make data`` does.
+    """The embedded default data under ``data.root/default``; missing sets are written as ``make data`` does.
 
-    Progressive stages and pinned eval sets read it whatever the run's own data is; a written set
-    is byte for byte the version ``data.dvc`` records. Sets already there are never touched.
+    Progressive stages and pinned eval sets read it; written sets match ``data.dvc`` byte for byte,
+    and sets already there are never touched.
 
     Args:
         cfg: The run config (``data.root``, ``data.seed``, ``data.generate_scale``, the caption rules).
@@ -92,12 +92,10 @@ def ensure_default_data(cfg: RunConfig) -> Path:
 
 
 def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") -> DataOutcome:
-    """Produce the run's training dataset in ``out_dir``.
+    """Produce the run's training dataset in ``out_dir``, after :func:`ensure_default_data`.
 
-    Either way the embedded default data under ``data.root`` is made complete first
-    (:func:`ensure_default_data`, byte for byte the DVC-tracked version), since progressive stages
-    and pinned eval sets read it. ``data.source: generate`` then copies ``train.dataset`` out of
-    ``data.root``; ``ingest`` converts ``data.format`` at ``data.path`` into the canonical format.
+    ``data.source: generate`` copies ``train.dataset`` out of ``data.root``; ``ingest`` converts
+    ``data.format`` at ``data.path`` into the canonical format.
 
     Args:
         cfg: The run config.
@@ -108,12 +106,12 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
         The :class:`DataOutcome`.
 
     Raises:
-        DataError: The source is missing, its workspace copy differs from DVC, or its version
-            is not ``expected_version``.
+        DataError: The source is missing, differs from its DVC version, or is not ``expected_version``.
     """
     from rsvl.data.adapters import ingest
 
     out = Path(out_dir)
+    # why: progressive stages and pinned eval sets read the default data whatever the run's own source
     ensure_default_data(cfg)
     if cfg.data.source == "generate":
         source = Path(cfg.data.root) / cfg.train.dataset
@@ -121,6 +119,7 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
             generated = ", ".join(f"default/{name}" for name in DEFAULT_SETS)
             raise DataError(f"{source}: train.dataset is not a dataset under data.root (the generated default "
                             f"datasets are {generated})")
+        # why: version the source before copying, so it is the DVC md5 of the tracked folder
         version = dataset_version(source)
         _copy(source, out)
         origin = f"`{source}` (embedded default data)"
@@ -139,10 +138,7 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
 def run_caption(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:
     """Caption the rows that have no captions yet with SAR-Narrator; captioned rows pass through.
 
-    Boxes become captions (A2C), sea/land masks become captions (SA2C), and paired optical
-    captions are rewritten for SAR (``caption.optical_captions``), then quality-filtered
-    (:mod:`rsvl.caption`). The source's quarantine table is carried over, so rows an earlier
-    step set aside stay listed with their reasons.
+    The source's quarantine table is carried over, so rows set aside earlier stay listed.
 
     Args:
         cfg: The run config (``caption`` section).
@@ -166,9 +162,7 @@ def run_caption(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) ->
 def run_filter(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:
     """Check every row with the great-expectations suites; keep the good ones; fail past the limit.
 
-    The output is a copy of ``dataset_dir`` whose manifest lists only the rows that passed; the
-    others stay in its ``quarantine.parquet`` (stage ``validate``, where, rule, reason), and
-    ``dataset_dir`` is left as it was (:func:`rsvl.data.filtering.filter_dataset`).
+    Writes a filtered copy (:func:`rsvl.data.filtering.filter_dataset`); ``dataset_dir`` is untouched.
 
     Args:
         cfg: The run config (caption rules, ``data.max_bad_fraction``).
@@ -176,12 +170,10 @@ def run_filter(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> 
         out_dir: The filtered dataset folder.
 
     Returns:
-        The :class:`DataOutcome`: ``rows`` kept, ``rows_quarantined`` set aside (all stages), and a
-        summary with the bad rows by rule and the kept and quarantined counts.
+        The :class:`DataOutcome`: ``rows`` kept, ``rows_quarantined`` (all stages) and a summary.
 
     Raises:
-        ValidationFailed: More than ``data.max_bad_fraction`` of the rows are bad; the message
-            names the rows, the rules and the quarantine table.
+        ValidationFailed: More than ``data.max_bad_fraction`` of the rows are bad.
     """
     from rsvl.data.filtering import filter_dataset, row_counts
 

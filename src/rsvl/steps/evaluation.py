@@ -1,11 +1,7 @@
 """The ``evaluate`` step: score a model on the run's pinned eval sets and record it in MLflow.
 
-Comparison models (the train step's ablations, such as SAR-TEXT's ``sar_only``, and with
-``evaluate.compare_base`` the untuned ``base`` model) are scored by the same code on the same
-prepared sets; their metrics are keyed ``<name>.<eval set>.<metric>`` (``sar_only.sar_test.mR``,
-``base.sar_test.CIDEr``) and logged beside the candidate's ``<eval set>.<metric>``, and the report
-opens with a table of every model's metrics and the differences. The gate scores no comparisons:
-it calls :func:`run_evaluation` without them.
+Comparison models (ablations, and the untuned ``base`` with ``evaluate.compare_base``) are scored
+on the same prepared sets and logged as ``<name>.<eval set>.<metric>``; the gate scores none.
 """
 
 from __future__ import annotations
@@ -58,10 +54,6 @@ class Evaluation:
 def comparison_models(cfg: RunConfig, train_out_dir: str | Path) -> dict[str, Path]:
     """The models the train step saved for ``cfg.train.ablations``, to score beside its model.
 
-    The train step writes exactly the configured ablations (``ablations/<name>/model``), so a
-    configured one without a model (an interrupted train step) and an entry of ``ablations/`` no
-    configured ablation names (an output of another config) are both refused, not skipped.
-
     Args:
         cfg: The run config whose train step wrote ``train_out_dir``.
         train_out_dir: The train step's output folder (``model/`` and ``ablations/`` inside).
@@ -70,8 +62,8 @@ def comparison_models(cfg: RunConfig, train_out_dir: str | Path) -> dict[str, Pa
         Ablation name → its saved model folder, in config order; empty when the config has none.
 
     Raises:
-        ModelError: A configured ablation has no saved model, or ``ablations/`` holds an entry that
-            is not a configured ablation (each is named).
+        ModelError: A configured ablation has no saved model (an interrupted train step), or
+            ``ablations/`` holds an entry no configured ablation names (another config's output).
     """
     from rsvl.models.io import CONFIG_NAME
     from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
@@ -95,12 +87,14 @@ def comparison_models(cfg: RunConfig, train_out_dir: str | Path) -> dict[str, Pa
 def _recorded_spec(model: ModelInput) -> dict[str, Any]:
     """The ``rsvl`` spec of a saved model folder (read from its config, weights untouched) or a built tuple."""
     if not isinstance(model, (str, Path)):
+        # why: a wrapped (DDP) model keeps rsvl_spec on its .module
         return getattr(getattr(model[0], "module", model[0]), "rsvl_spec", {})
     from rsvl.models.io import CONFIG_NAME
 
     path = Path(model) / CONFIG_NAME
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("rsvl") or {}
+    # AttributeError: the JSON is not an object
     except (OSError, json.JSONDecodeError, AttributeError) as err:
         raise ModelError(f"{path}: not a saved model's config ({err})") from err
 
@@ -108,11 +102,7 @@ def _recorded_spec(model: ModelInput) -> dict[str, Any]:
 def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
     """The model the candidate's fine-tuning started from, which ``base`` scores beside it.
 
-    Built as training builds its start model (``rsvl.train.loop``): ``train.init_from`` loaded
-    when set; else a fresh ``cfg.model``, built after seeding torch with ``train.seed`` (so a model
-    without pretrained weights is the same random init), with the image input training took from
-    its data (:func:`rsvl.train.data.image_inputs`: bands and band statistics). Fine-tuning keeps
-    that input, so it is read from the candidate, as the evaluate step is not given the data.
+    Built as training builds its start model (see ``docs/evaluation-and-gate.md``).
 
     Args:
         cfg: The run config the candidate was trained with.
@@ -122,8 +112,7 @@ def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
         The 4-tuple of :func:`rsvl.models.build_model` / :func:`rsvl.models.load_model`.
 
     Raises:
-        ConfigError: ``train.init_from`` holds no saved model, or the candidate is not a
-            fine-tuned ``cfg.model``.
+        ConfigError: ``train.init_from`` holds no saved model, or the candidate is not a fine-tuned ``cfg.model``.
         ModelError: The candidate's config cannot be read.
     """
     import torch
@@ -132,6 +121,7 @@ def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
     from rsvl.train.fit import init_weights
 
     if cfg.train.init_from:
+        # why: called for its check only; it raises ConfigError when init_from holds no saved model
         init_weights(cfg.train.init_from)
         return load_model(cfg.train.init_from)
     spec = _recorded_spec(candidate)
@@ -140,6 +130,7 @@ def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
                           f"model.name {cfg.model.name!r}; its base cannot be rebuilt from this config")
     in_bands, bands = int(spec["in_bands"]), spec.get("bands")
     band_stats = None if bands is None else {"bands": bands, **spec["normalisation"]}
+    # why: seed as training does, so a model without pretrained weights gets the same random init
     torch.manual_seed(cfg.train.seed)
     return build_model(cfg.model.name, cfg.model.pretrained, in_bands, band_stats, image_size=cfg.model.image_size)
 
@@ -161,9 +152,7 @@ def _comparisons(cfg: RunConfig, candidate: ModelInput, compare: Mapping[str, Mo
 
 def log_evaluation(tracking_uri: str, run_id: str, evaluation: Evaluation, prefix: str = "",
                    artifact_dir: str = ARTIFACT_DIR) -> None:
-    """Log an evaluation into an MLflow run: metrics (optionally prefixed), data versions, reports, pictures.
-
-    Comparison models' metrics go in beside the candidate's, as ``<name>.<eval set>.<metric>``.
+    """Log an evaluation into an MLflow run: metrics (comparisons' too), data versions, reports, pictures.
 
     Args:
         tracking_uri: The tracking store.
@@ -179,8 +168,10 @@ def log_evaluation(tracking_uri: str, run_id: str, evaluation: Evaluation, prefi
     values = {**evaluation.metrics, **evaluation.comparison_metrics}
     metrics = [Metric(f"{prefix}{key}", float(value), 0, 0) for key, value in values.items()]
     tags = [RunTag(f"{EVAL_DATA_TAG}.{name}", version) for name, version in evaluation.data.versions.items()]
+    # why: MLflow refuses tag values past its length limit (5000 characters on older stores)
     tags += [RunTag(f"eval_skipped.{name}", reason[:5000]) for name, reason in evaluation.data.skipped.items()]
     tags += [RunTag(EVAL_DATA_TAG, evaluation.data.version()[:5000])]
+    # why: log_batch takes at most 1000 metrics per call
     for start in range(0, len(metrics), 500):
         client.log_batch(run_id, metrics=metrics[start:start + 500])
     client.log_batch(run_id, tags=tags)
@@ -204,22 +195,19 @@ def run_evaluation(
     Args:
         cfg: The run config (eval sets, cache, Java metrics switch, tracking store).
         model: A saved model folder, or the tuple :func:`rsvl.models.build_model` returns.
-        out_dir: Receives ``report.md``, ``report.html``, ``evaluation.json`` and the pictures;
-            each comparison model's own report goes to ``compare.<name>/`` inside it.
+        out_dir: Receives the reports, ``evaluation.json``, pictures and ``compare.<name>/`` folders.
         data_root: Where relative eval datasets live (default ``cfg.data.root``).
         mlflow_run_id: Log metrics, data versions and the report folder into this run.
         title: Report title.
         eval_data: Eval sets already prepared (the gate scores two models on the same ones).
-        compare: Other models to score on the same sets, name → saved model folder (or built
-            tuple); e.g. :func:`comparison_models` of the train step's output.
-        compare_base: Also score :func:`base_model` of ``model`` as ``base`` (the evaluate step passes
-            ``cfg.evaluate.compare_base``; the gate never does).
+        compare: Other models to score on the same sets, name → saved folder or built tuple.
+        compare_base: Also score :func:`base_model` of ``model`` as ``base`` (never by the gate).
 
     Returns:
         The :class:`Evaluation`, comparison results in ``compared``.
 
     Raises:
-        DataError: Eval data missing, modified or not the pinned version (see :mod:`eval_data`).
+        DataError: Eval data missing, modified or not the pinned version.
         ModelError: A model cannot be loaded or cannot do a task asked of it.
         ConfigError: A comparison name that cannot prefix metric keys.
     """
@@ -229,6 +217,7 @@ def run_evaluation(
     out = Path(out_dir)
     settings = dict(data_root=data_root or cfg.data.root, batch_size=cfg.evaluate.batch_size,
                     java_metrics=cfg.evaluate.java_metrics)
+    # comparisons first: the candidate's report opens with their metrics table
     compared = {name: evaluate_model(other, data.sets, out / COMPARE_DIR.format(name=name),
                                      title=f"{heading}: {name} (comparison)", **settings)
                 for name, other in others.items()}

@@ -1,15 +1,9 @@
 """The ``train`` step: the train plan on this machine (``train.backend: local``) or as a KubeRay RayJob (``kuberay``).
 
-The plan is one fit, or with ``train.stages`` a progressive transfer and its ablations
-(:func:`rsvl.train.progressive.train_plan`). On ``kuberay`` the step copies the dataset and the
-resolved config to the shared volume (``train.kuberay.shared_mount_path/pipeline-runs/<run
-name>``), and the stage datasets and ``train.init_from`` too when the pods cannot read them where
-they are (under ``data/`` and ``init_from/`` there), submits a RayJob whose head runs the same
-``rsvl train`` there (:mod:`rsvl.cluster`), follows it to the end, copies its output folder back
-into the step's and reads every fit's numbers from its MLflow run. A RayJob that fails is deleted
-and the error says how to resume (same run name: the checkpoints are on the volume). Every copy
-is checked per path (:mod:`rsvl.cluster.volume`): its source exists, it arrived complete, and a
-destination that is, holds or lies in its source is refused rather than replaced.
+On ``kuberay`` the step copies the dataset, the resolved config and any inputs the pods cannot
+read to the shared volume (``<shared_mount_path>/pipeline-runs/<run name>``), submits a RayJob
+running the same ``rsvl train`` (:mod:`rsvl.cluster`), copies its output back and reads every
+fit's numbers from MLflow. Every copy is checked per path (:mod:`rsvl.cluster.volume`).
 """
 
 from __future__ import annotations
@@ -43,10 +37,8 @@ def _fit_numbers(result: FitResult) -> dict[str, float]:
 def summary_metrics(result: FitResult) -> dict[str, float]:
     """The numbers a run's UI shows for a train step: held-out retrieval before/after, steps, seconds.
 
-    The last fit's numbers are shown unprefixed; a progressive plan adds each stage's as
-    ``stage.<stage>.<key>`` (e.g. ``stage.optical.test_mR``, ``stage.sar.untrained_test_mR``) and
-    each ablation's last fit as ``ablation.<name>.<key>`` (e.g. ``ablation.sar_only.test_mR``), with
-    ``ablation.<name>.steps`` the steps of all its stages: the budget it shared with the progression.
+    The last fit's are unprefixed; stages add ``stage.<stage>.<key>``, ablations
+    ``ablation.<name>.<key>`` (``steps``: all its stages, the budget shared with the progression).
     """
     shown = _fit_numbers(result)
     for stage, fitted in result.stages.items():
@@ -84,6 +76,7 @@ def fit_result_from_mlflow(cfg: RunConfig, run_name: str, model_dir: Path, secon
     baseline = {}
     for key in [k for k in metrics if split and k.startswith(f"{split}_")]:
         first = min(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        # only a score logged at step 0 is the untrained baseline (a resumed run has none)
         if first.step == 0:
             baseline[key] = first.value
     steps = max((m.step for m in client.get_metric_history(run.info.run_id, "loss")), default=0)
@@ -134,9 +127,8 @@ def _readable_by_pods(path: Path, cfg: RunConfig) -> bool:
 def _inputs_for_pods(cfg: RunConfig, dataset_dir: Path, shared: Path) -> RunConfig:
     """``cfg`` with its stage datasets and ``train.init_from`` where the RayJob's pods can read them.
 
-    Paths already on the shared or data volume stay (made absolute: the pods do not run in this
-    step's directory); others are copied into the run's shared folder (``data/<stage dataset>``,
-    ``init_from/``), each copy checked (:mod:`rsvl.cluster.volume`), and the config points there.
+    Paths on the shared or data volume stay (made absolute); others are copied into the run's shared
+    folder (``data/<stage dataset>``, ``init_from/``) and the config points there.
 
     Raises:
         DataError: A stage names a dataset that does not exist.
@@ -150,6 +142,7 @@ def _inputs_for_pods(cfg: RunConfig, dataset_dir: Path, shared: Path) -> RunConf
             copy_path(source, shared / "data" / name)
         update["data"] = {"root": str(shared / "data")}
     elif sources:
+        # why: absolute, since the pods do not run in this step's directory
         update["data"] = {"root": os.path.abspath(cfg.data.root)}
     init_from = cfg.train.init_from
     if init_from and not _readable_by_pods(Path(init_from), cfg):
@@ -184,15 +177,14 @@ def run_train(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_
 
     Args:
         cfg: The run config (``train.backend`` says where the fit runs).
-        dataset_dir: The filtered training dataset (the stages without a dataset of their own train on it).
+        dataset_dir: The filtered training dataset (for stages without a dataset of their own).
         out_dir: Receives ``model/`` and ``config.json`` (and ``stages/``, ``ablations/<name>/model``).
         run_name: Resume or name the run (default: a new unique name); a re-run reuses finished stages.
         api_client: ``kuberay`` only: a ``kubernetes.client.ApiClient`` (default: in-cluster or kubeconfig).
 
     Returns:
-        The :class:`rsvl.train.FitResult` of the last fit (its ``mlflow_run_id`` is the run evaluate
-        and register log into), with a progression's stage and ablation fits in ``stages`` and
-        ``ablations``.
+        The last fit's :class:`rsvl.train.FitResult` (its MLflow run is the one evaluate and register
+        log into), with a progression's fits in ``stages`` and ``ablations``.
 
     Raises:
         TrainError: The fit (or its RayJob) failed; the message says how to resume.

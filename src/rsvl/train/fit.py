@@ -1,38 +1,11 @@
 """``fit``: one training run through Ray Train's ``TorchTrainer``, tracked in MLflow.
 
-Workers, CPUs and GPUs come from ``train`` (``num_workers``, ``cpus_per_worker``, ``use_gpu``).
-Without a cluster (no ``RAY_ADDRESS``) a local Ray instance is started with exactly the CPUs the
-workers need and stopped afterwards; a Ray session the caller already started is reused.
-
-``num_workers: 0`` is Ray Train's local mode: the same ``TorchTrainer`` runs the train function
-once, in this process, with no Ray instance at all. That is the laptop default: it saves Ray's
-start-up (about 20 s) and the background processes that otherwise take time slices from the
-two compute threads of a 2-core machine. Ray restarts nothing in local mode, so ``fit`` itself
-re-runs a failed attempt up to ``train.max_failures`` times, each resuming from the newest
-checkpoint in the run folder; a killed process resumes when launched again with the same name.
-Local mode needs a local ``storage_path``.
-
-Runs are named ``{paper}-{UTC time}-{6 hex}`` unless a name is given. Checkpoints go to
-``train.storage_path/<name>``; a worker that dies is restarted from the last checkpoint up to
-``train.max_failures`` times, and launching again with the same name resumes that run (Ray finds
-its checkpoints by name), so at most one checkpoint interval is lost. A name belongs to one fit
-identity (:mod:`rsvl.train.identity`: the paper, track, data, model and train sections, the
-training data by content and the start weights by SHA-256): the first launch records it in the
-run folder and a re-launch that would train something else is refused, naming what changed; only
-how the run is carried out (:data:`RELAUNCH_MAY_CHANGE`: retries, checkpoint and logging
-intervals, loader workers) may change.
-
-``train.init_from`` (a saved model folder) replaces the fresh ``cfg.model``: a run starts from
-those weights, and its identity holds their SHA-256 rather than the folder's path, so a re-launch
-from another output folder with the same weights resumes. A relative ``init_from`` is made
-absolute before the workers start (Ray's workers do not run in the launcher's directory). A
-single band with band statistics is not repeated into an RGB tower: the tower's first convolution
-is narrowed to it (:func:`rsvl.train.data.fit_model_to_data`). ``fit`` trains a config without
-``train.stages``; a progression goes through :func:`rsvl.train.progressive.train_plan`.
-
-A finished run leaves :data:`RESULT_FILE` in its run folder; launching it again trains nothing and returns the recorded
-result (the model is copied out of its last checkpoint again). That is how a progressive plan
-(:mod:`rsvl.train.progressive`) re-run by name reuses its finished stages.
+Workers, CPUs and GPUs come from ``train``; without a cluster a local Ray instance is started with
+the CPUs the workers need, and ``num_workers: 0`` runs Ray Train's local mode in this process
+(``fit`` then retries failed attempts itself, and needs a local ``storage_path``). Runs are named
+``{paper}-{UTC time}-{6 hex}``; a name belongs to one fit identity (:mod:`rsvl.train.identity`),
+and only :data:`RELAUNCH_MAY_CHANGE` may differ on a re-launch. A finished run leaves
+:data:`RESULT_FILE`, so launching it again returns the recorded result. Details: ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -139,6 +112,7 @@ def absolute_init_from(cfg: RunConfig) -> RunConfig:
     init_from = cfg.train.init_from
     if not init_from or Path(init_from).is_absolute():
         return cfg
+    # why: Ray's workers do not run in the launcher's working directory
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": str(Path(init_from).resolve())})})
 
 
@@ -238,6 +212,7 @@ def ray_session(cfg: RunConfig) -> Iterator[None]:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
+        # why: exactly the CPUs the workers need, not every core of the machine
         ray.init(num_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker, include_dashboard=False)
     try:
         yield
@@ -251,8 +226,10 @@ def _fit_in_process(trainer: Any, max_failures: int, run_name: str) -> Any:
     while True:
         try:
             return trainer.fit()
+        # why: any failure counts as an attempt, as Ray's FailureConfig does on a cluster
         except Exception as err:
             attempt += 1
+            # -1 means retry forever, as in Ray's FailureConfig
             if max_failures != -1 and attempt > max_failures:
                 raise
             logging.getLogger("rsvl.train").warning(
@@ -391,6 +368,7 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
                 result = trainer.fit()
         if result.checkpoint is None:
             raise TrainError(f"the run left no checkpoint in {storage}/{run_name}")
+    # why: whatever failed, close the MLflow run as FAILED and tell how to resume
     except Exception as err:
         close_run(tracking_uri, run_id, "FAILED")
         raise TrainError(

@@ -1,30 +1,13 @@
 """The per-worker train function Ray Train runs: one fit, resumable at any checkpoint.
 
-Every worker builds the model (or loads ``train.init_from``, a saved model folder: the previous
-stage of a progressive transfer), applies the trainable subset and the objective, wraps the model
-in DDP (``ray.train.torch.prepare_model``) and its loader (``prepare_data_loader``), and trains
-for ``train.max_steps`` or ``train.epochs`` epochs: AMP (bfloat16, or float16 with a grad
-scaler) and TF32 when on CUDA, gradient clipping, warmup + cosine. Rank 0 logs interval metrics
-to MLflow, prints a progress line, scores held-out retrieval before (fresh runs) and after
-training, and writes a checkpoint every ``train.checkpoint_every`` steps and at the end. Training
-continues only once Ray has committed the checkpoint (registered it in the run's snapshot), so a
-worker killed at any later moment loses at most one checkpoint interval.
+Every worker builds (or loads) the model, applies the trainable subset and objective, wraps model
+and loader for DDP and trains with AMP/TF32 on CUDA, gradient clipping and warmup + cosine. Rank 0
+logs to MLflow, scores held-out retrieval and writes checkpoints; a resumed worker continues with
+exactly the batches and random draws of an uninterrupted run (see ``docs/training.md``).
 
-In Ray Train's local mode (``local_mode``: one worker in the driver process) Ray keeps no
-checkpoints, so rank 0 moves each into the run folder itself (``checkpoint_step<N>``, the newest
-``train.keep_checkpoints`` kept) and resumes from the newest one found there.
-
-A resumed worker (a restarted worker group, or a re-launched run of the same name) restores the
-model, optimizer, scheduler and step from ``ray.train.get_checkpoint()`` (local mode: the run
-folder's newest step checkpoint) and continues at the
-next step with exactly the batches, augmentations and dropout an uninterrupted run would use:
-the batch order is a function of ``(seed, epoch)``, each sample's draws of ``(seed, epoch,
-index)``, and the step's torch seed of ``(seed, step, rank)``.
-
-**Test hooks.** ``RSVL_TEST_KILL_AT_STEP=K`` makes rank 0 exit abruptly (``os._exit``) just before
-step K, and ``RSVL_TEST_RAISE_AT_STEP=K`` makes it raise there; each fires once per run: it first
-writes ``rsvl-test-{kill|raise}-at-step-K`` into the run's storage folder, and a worker that
-finds that file carries on. Only the test suite sets them.
+**Test hooks.** ``RSVL_TEST_KILL_AT_STEP=K`` / ``RSVL_TEST_RAISE_AT_STEP=K`` make rank 0 exit
+(``os._exit``) or raise just before step K, once per run (a marker file in the run's storage
+folder stops a repeat). Only the test suite sets them.
 """
 
 from __future__ import annotations
@@ -123,6 +106,7 @@ class _Interval:
     def means(self, world_size: int) -> dict[str, float]:
         """Per-step means over the interval, averaged over all workers (a collective: call on every rank)."""
         keys = sorted(self.sums)
+        # why: float64 sums, so the all-reduced means lose no precision over long intervals
         totals = torch.tensor([self.sums[k] for k in keys] + [float(self.steps)], dtype=torch.float64)
         if world_size > 1:
             torch.distributed.all_reduce(totals)
@@ -186,6 +170,7 @@ class _Worker:
 
         train = self.train
         samples = ManifestDataset(self.dataset_dir, split="train")
+        # why: seed before building, so a fresh model's random init is the same on every launch
         torch.manual_seed(train.seed)
         model, preprocess_train, preprocess_val, tokenizer = self._start_model(samples)
         context = ObjectiveContext(self.rank, self.world, _pad_id(tokenizer))
@@ -265,6 +250,7 @@ class _Worker:
 
     def _step(self, fit: _Fit, batch: dict[str, Any], step: int) -> tuple[dict[str, torch.Tensor], float]:
         """Run optimizer step ``step`` (1-based); return the objective's outputs and the rate used."""
+        # why: the seed is a function of (seed, step, rank), so a resumed run draws the same dropout
         torch.manual_seed(sample_seed(self.train.seed, step, self.rank))
         with fit.autocast():
             out = fit.objective(fit.wrapped, batch)

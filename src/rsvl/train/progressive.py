@@ -1,31 +1,11 @@
 """Progressive transfer (``train.stages``) and its control runs (``train.ablations``), one fit per stage.
 
-SAR-RS-CLIP (PAPERS.md §1) trains one CLIP first on optical remote-sensing pairs, then on SAR
-pairs. :func:`train_plan` runs the stages in order, each a :func:`rsvl.train.fit` of its own: the
-stage's dataset (``stage.dataset`` under ``data.root``, or the run's dataset), its
-``epochs``/``max_steps``/``lr`` in place of ``train``'s, held-out retrieval on its dataset's
-``train.eval_split``, starting from the previous stage's model (the first stage from
-``cfg.model`` or ``train.init_from``). Every stage trains the same image tower: the first stage's
-data decides its bands (optical: three), and a later single-band stage (SAR chips) repeats its
-band (:func:`rsvl.models.preprocess.fit_bands`), or, when that band has band statistics, narrows
-the tower's first convolution to it (:func:`rsvl.train.data.fit_model_to_data`).
-
-Each ablation then trains only its named stages, from the first stage's start, with the whole
-progression's step budget (the sum of the steps its stages actually did) shared among its stages
-in proportion to the steps they did in the progression, so "SAR only" gets exactly the updates
-"optical then SAR" got.
-
-MLflow: one run per fit, named ``<run name>-<stage>`` (``<run name>-<ablation>-<stage>`` in an
-ablation), tagged :data:`STAGE_TAG` with the stage, :data:`PROGRESSION_TAG` with the plan's run
-name (linking all runs of one plan) and :data:`ABLATION_TAG` with the ablation. A fit that finished
-before is reused (see :func:`rsvl.train.fit`), so a plan re-run by name trains only what is left.
-Every fit's name and identity is checked before the first stage trains (:func:`check_plan`), so a
-bad later name does not fail after the earlier stages trained.
-
-Output folder (``out_dir``): ``model/`` (the last stage's model) and ``config.json`` (the run's
-resolved config), ``stages/<stage>/`` (the earlier stages' fits) and
-``ablations/<name>/model`` (each ablation's last fit, its earlier ones under
-``ablations/<name>/stages/``).
+:func:`train_plan` runs the stages in order (SAR-RS-CLIP: optical pairs, then SAR pairs), each a
+:func:`rsvl.train.fit` of its own starting from the previous stage's model; each ablation then
+trains only its named stages with the progression's step budget. Every fit's name and identity is
+checked first (:func:`check_plan`), and finished fits are reused. MLflow runs are tagged
+:data:`STAGE_TAG`, :data:`PROGRESSION_TAG` and :data:`ABLATION_TAG`. Output folder layout and
+details: ``docs/training.md``.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ def qa_pairs(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 def strip_image_token(question: str) -> str:
     """Remove LLaVA's ``<image>`` token (and the newline beside it) from a human turn."""
+    # why: the newline variants go first, so no stray newline is left behind
     return question.replace(IMAGE_TOKEN + "\n", "").replace("\n" + IMAGE_TOKEN, "").replace(IMAGE_TOKEN, "").strip()
 
 
@@ -109,8 +110,7 @@ def read_llava(path: str | Path) -> list[dict[str, Any]]:
         The records, as stored (extra keys kept).
 
     Raises:
-        DataError: The file is missing or not JSON, its top level is not a list, a record breaks a
-            rule of :func:`check_record`, or two records share an id (the file and index are named).
+        DataError: Missing or not JSON, not a list, a record breaks :func:`check_record`, or an id repeats.
     """
     path = Path(path)
     try:

@@ -1,19 +1,10 @@
 """Closed-set VQA models on a frozen CLIP, behind one interface a generative model can also fill.
 
-SAR-GPT (PAPERS.md §1) is a TinyGPT-V multimodal LLM; no such weights exist offline, so these are
-closed-set stand-ins built on an rsvl open_clip model (:func:`rsvl.models.build_model` /
-:func:`rsvl.models.load_model`):
-
-* :class:`ClipAnswerRanker`: zero-shot answer ranking. Each candidate answer is written into a
-  statement ("there are 3 ships in the image"), the text tower embeds it, and the candidate whose
-  statement is closest (cosine) to the image embedding wins.
-* :class:`ClipLinearHead`: one multinomial logistic regression per question on frozen, L2-normalised
-  and standardised image embeddings, trained on the train split's generated questions.
-* :class:`MajorityAnswer`: the most frequent training answer per question (the baseline a
-  learned head must beat).
-
-All answer from the closed set of answers seen per question in training (:func:`answer_vocabulary`).
-A generative model plugs in by implementing :class:`VqaModel`.
+Stand-ins for SAR-GPT (no TinyGPT-V weights exist offline), on an rsvl open_clip model:
+:class:`ClipAnswerRanker` (zero-shot: the answer whose statement best matches the image),
+:class:`ClipLinearHead` (a logistic-regression head per question on frozen embeddings) and
+:class:`MajorityAnswer` (the baseline). All answer from the closed answer set seen per question in
+training (:func:`answer_vocabulary`); a generative model plugs in by implementing :class:`VqaModel`.
 """
 
 from __future__ import annotations
@@ -74,10 +65,7 @@ def _check_pairs(images: Sequence[Any], questions: Sequence[str], known: dict[st
 
 
 class ClipImageEncoder:
-    """A frozen open_clip image tower with its validation preprocessing.
-
-    Images are preprocessed and encoded ``batch_size`` at a time, so memory holds one batch of
-    pixels however many images are embedded.
+    """A frozen open_clip image tower with its validation preprocessing, encoding one batch at a time.
 
     Args:
         model: An rsvl open_clip model (put in eval mode here).
@@ -94,10 +82,12 @@ class ClipImageEncoder:
         self.preprocess = preprocess
         self.device = device
         self.batch_size = batch_size
+        # models built outside rsvl carry no rsvl_spec: assume RGB
         self.in_bands = int(getattr(model, "rsvl_spec", {}).get("in_bands", 3))
 
     def _encode(self, images: Sequence[Any]) -> torch.Tensor:
         batch = torch.stack([self.preprocess(fit_bands(image, self.in_bands)) for image in images])
+        # why: float32 on the CPU, so embeddings combine and compare whatever the device or AMP dtype
         return self.model.encode_image(batch.to(self.device)).float().cpu()
 
     @torch.no_grad()
@@ -105,10 +95,10 @@ class ClipImageEncoder:
         """L2-normalised embeddings (images, dim) on the CPU; a repeated image object is embedded once.
 
         Args:
-            images: Images in memory (one per question: the same object repeats for each question
-                about it).
+            images: Images in memory (the same object repeats for each question about it).
         """
         unique: dict[int, int] = {}
+        # why: key on object identity; the same image object repeats for each question about it
         order = [unique.setdefault(id(image), len(unique)) for image in images]
         firsts = list({slot: image for image, slot in zip(images, order)}.values())
         parts = [self._encode(firsts[start:start + self.batch_size])
@@ -120,9 +110,7 @@ class ClipImageEncoder:
     def embed_sequence(self, images: Sequence[Any]) -> torch.Tensor:
         """L2-normalised embeddings of a long, possibly lazy sequence, read one slice at a time.
 
-        Slices ``images[i:i + batch_size]`` in order, so a lazy sequence such as
-        :class:`rsvl.vqa.scoring.RecordImages` holds one batch of images in memory: a train
-        split of tens of thousands of tiles is never loaded whole.
+        A lazy sequence such as :class:`rsvl.vqa.scoring.RecordImages` then holds one batch in memory.
 
         Args:
             images: Any sequence supporting ``len`` and slicing (no de-duplication).
@@ -145,8 +133,7 @@ def answer_statement(question: str, answer: str) -> str:
         answer: A candidate answer.
 
     Returns:
-        E.g. ``"there are 3 ships in the image"``, ``"there is no ship in the image"``,
-        ``"the largest ship is in the upper left of the image"``, ``"the image shows only open sea"``.
+        E.g. ``"there are 3 ships in the image"`` or ``"the image shows only open sea"``.
     """
     kind, noun = parse_question(question)
     if kind == "presence":
@@ -241,6 +228,7 @@ def train_softmax_head(features: torch.Tensor, targets: torch.Tensor, classes: i
     """
     torch.manual_seed(0)
     head = nn.Linear(features.shape[1], classes)
+    # why: a zero start makes the L-BFGS path, and so the head, independent of the random init
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     optimiser = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
@@ -251,6 +239,7 @@ def train_softmax_head(features: torch.Tensor, targets: torch.Tensor, classes: i
         loss.backward()
         return loss
 
+    # why: from_embeddings runs under no_grad, and L-BFGS needs gradients
     with torch.enable_grad():
         optimiser.step(closure)
     return head.eval()
@@ -277,8 +266,7 @@ class ClipLinearHead:
             model: An rsvl open_clip model (frozen; only the heads learn).
             preprocess: Its validation preprocessing.
             records: Training LLaVA records.
-            images: The image of each record, in the same order; pass a lazy
-                :class:`rsvl.vqa.scoring.RecordImages` so only one batch is in memory at a time.
+            images: The image of each record, in order (a lazy :class:`rsvl.vqa.scoring.RecordImages`).
             device: Where the model lives.
             weight_decay: L2 penalty of each head.
 
@@ -307,8 +295,7 @@ class ClipLinearHead:
             weight_decay: L2 penalty of each head.
 
         Returns:
-            The fitted model. A question with one training answer gets no head (it always
-            answers that).
+            The fitted model; a question with one training answer gets no head (it always answers that).
 
         Raises:
             DataError: ``records`` is empty or its length differs from the embeddings'.
@@ -316,6 +303,7 @@ class ClipLinearHead:
         if not records or len(records) != len(embeddings):
             raise DataError(f"need one embedding per training record and at least one record "
                             f"({len(records)} records, {len(embeddings)} embeddings)")
+        # why: clamp so a constant embedding dimension does not divide by zero
         mean, std = embeddings.mean(dim=0), embeddings.std(dim=0).clamp_min(1e-6)
         features = (embeddings - mean) / std
         rows: dict[str, list[tuple[int, str]]] = {}

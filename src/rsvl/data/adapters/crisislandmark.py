@@ -10,21 +10,12 @@ Layout (the CLOSP authors' loader reads the same structure)::
         /<key>.attrs["crs"]        "EPSG:32633", "EPSG:4326" ...
         /<key>.attrs["timestamp"]  ISO 8601 text (naive = UTC) or seconds since 1970 (UTC)
 
-Rows: 2-band patches become modality ``sar`` with ``s1``; 12- or 13-band patches modality
-``multispectral`` with ``s2`` (float32 arrays, values as stored). ``lat``/``lon`` are the centre
-pixel's coordinates (``coords[:, H // 2, W // 2]``) converted to WGS 84 by :func:`rsvl.data.geo.to_lonlat`
-(WGS 84 and UTM zones natively, other CRSs only with pyproj); no ``coords`` leaves them null.
-``labels`` are CrisisLandMark classes (CORINE-19 names are mapped to Dynamic World, see
-:mod:`rsvl.data.labels`); ``captions``/``long_caption`` are the label text ("trees. water").
-Shard keys that no metadata row names are not ingested; their count is ``unlisted_keys`` in
-``dataset.json``.
-
-Quarantine rules (``where`` = ``metadata.parquet:<row from 0>``): ``split_value``,
-``label_value`` (no label, or a name outside the 12 classes), ``file_exists`` (the key is in no
-shard), ``unique_id`` (a key in two shards), ``array_decode`` (an unreadable shard, or a group
-without a readable ``image``), ``band_shape`` (not (bands, H, W)), ``band_count`` (neither 2 nor 12/13 bands),
-``finite_values`` (NaN or inf), ``coords`` (wrong shape), ``crs`` (missing or not convertible
-CRS) and ``timestamp`` (unparseable).
+Rows: 2-band patches are ``sar``/``s1``, 12- or 13-band ones ``multispectral``/``s2``; lat/lon are
+the centre pixel's WGS 84 position; labels are CrisisLandMark classes (CORINE-19 names mapped) and
+the captions their text. Unlisted shard keys are counted as ``unlisted_keys`` in ``dataset.json``.
+Quarantine rules (``where`` = ``metadata.parquet:<row>``): ``split_value``, ``label_value``,
+``file_exists``, ``unique_id``, ``array_decode``, ``band_shape``, ``band_count``,
+``finite_values``, ``coords``, ``crs`` and ``timestamp``.
 """
 
 from __future__ import annotations
@@ -73,6 +64,7 @@ def parse_timestamp(value: object) -> str | None:
         return None
     if isinstance(value, bytes):
         value = value.decode("utf-8")
+    # why: bool is an int subclass, but True is no timestamp
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         moment = dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
     elif isinstance(value, str):
@@ -94,18 +86,18 @@ def parse_labels(value: object) -> list[str]:
 
 
 def index_shards(source: Path) -> tuple[dict[str, Path], list[tuple[str, str, str]]]:
-    """Find which shard holds each key.
+    """Find which shard holds each key (the first shard holding a key wins).
 
     Args:
         source: The CrisisLandMark folder, searched recursively for ``*.h5``/``*.hdf5``.
 
     Returns:
-        ``{key: shard}`` (the first shard holding a key wins) and the problems found, as
-        ``(where, rule, reason)``: a key repeated in a later shard (``unique_id``) or a shard
-        that cannot be opened (``array_decode``).
+        ``{key: shard}`` and the problems found as ``(where, rule, reason)``: ``unique_id`` for a
+        repeated key, ``array_decode`` for a shard that cannot be opened.
     """
     index: dict[str, Path] = {}
     problems: list[tuple[str, str, str]] = []
+    # why: sorted, so 'the first shard wins' picks the same shard on every machine
     shards = sorted(p for p in source.rglob("*") if p.suffix.lower() in SHARD_SUFFIXES and p.is_file())
     for shard in shards:
         try:
@@ -134,8 +126,7 @@ def centre_lonlat(coords: np.ndarray | None, crs: object) -> tuple[float | None,
         ``(lon, lat)``, or ``(None, None)`` when there are no coordinates.
 
     Raises:
-        MemberError: ``coords`` has the wrong shape (``coords``) or the CRS is missing or cannot
-            be converted (``crs``).
+        MemberError: ``coords`` has the wrong shape, or the CRS is missing or not convertible.
     """
     if coords is None:
         return None, None
@@ -174,9 +165,11 @@ def read_member(shard: Path, key: str) -> dict:
             if not isinstance(group, h5py.Group) or not isinstance(group.get("image"), h5py.Dataset):
                 raise MemberError("array_decode", f"{shard.name}:{key} has no 'image' dataset")
             image = np.asarray(group["image"][()], dtype=np.float32)
+            # why: float64, since UTM coordinates (~1e6 m) would lose metres in float32
             coords = np.asarray(group["coords"][()], dtype=np.float64) if "coords" in group else None
             crs = group.attrs.get("crs")
             timestamp = group.attrs.get("timestamp")
+    # why: h5py raises any of these for a damaged member or a key that is not a group
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise MemberError("array_decode", f"{shard.name}:{key} cannot be read ({err})") from err
     if image.ndim != 3:

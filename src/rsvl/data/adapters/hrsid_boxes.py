@@ -6,30 +6,13 @@ Layout::
     SOURCE/masks/<chip>_instance_id_RGB.png     one colour per ship (optional; copied as ``mask``)
     SOURCE/ship_boxes.json                      {"<chip>.png": [{x_min, y_min, x_max, y_max, area_px, label}]}
 
-The box file counts ``x_max``/``y_max`` inclusively (the last pixel of the ship); rows store them
-in the manifest's pixel-edge convention (:mod:`rsvl.data.boxes`), so 1 is added to both.
-
-Each chip is stored as a single-band lossless PNG: channel 0 is kept after checking that every
-channel is identical. Quarantine rules:
-
-- ``file_exists``: the chip named in the box file is not in ``images/``.
-- ``image_decode``: the chip or its mask cannot be decoded.
-- ``sar_single_channel``: the channels differ, so the chip is not a replicated single-band image.
-- ``mask_size``: the mask's size differs from the chip's (the row is kept out).
-- ``box_fields``: a box entry lacks a coordinate or has a non-numeric one (that box only).
-- ``box_bounds``: a box is empty, inverted or outside the chip (that box only; the chip keeps
-  its other boxes).
-- ``not_listed``: a file in ``images/`` has no entry in the box file, so its boxes are unknown
-  (a chip without ships is listed with ``[]``).
-- ``unique_id``: a chip's stem (its sample id, and the stem of its tiles' ids) is already used by
-  a chip of another extension that passed these checks (``a.png`` after ``a.jpg``); the first in
-  file-name order keeps it, and the second is set aside before any of its files is written.
-
-The same parsing and rules feed ``hrsid-tiles`` (:mod:`rsvl.data.adapters.hrsid_tiles`), which
-cuts each accepted chip into 200 px tiles; :func:`hrsid_chips` is the shared entry point.
-
-Split (ours, deterministic): :func:`rsvl.data.adapters.class_folder.hash_split` of the chip's file
-name (70/10/20 by SHA-256), since HRSID's own split files are not part of this layout.
+Box maxima are inclusive in the file and exclusive pixel edges in rows (:mod:`rsvl.data.boxes`).
+Each chip is stored as a single-band lossless PNG. Quarantine rules: ``file_exists``,
+``image_decode``, ``sar_single_channel`` (channels differ), ``mask_size``, ``box_fields`` and
+``box_bounds`` (that box only), ``not_listed`` (no entry in the box file; a chip without ships is
+listed with ``[]``), ``unique_id`` (a stem already taken by an accepted chip of another extension;
+the first in file-name order keeps it). ``hrsid-tiles`` shares these checks via :func:`hrsid_chips`.
+Split: :func:`rsvl.data.adapters.class_folder.hash_split` of the chip's file name (70/10/20).
 """
 
 from __future__ import annotations
@@ -65,6 +48,7 @@ def single_band_png(chip: np.ndarray) -> bytes:
     Returns:
         The PNG bytes.
     """
+    # why: initial=0 so a chip with no pixels does not raise
     dtype = np.uint8 if chip.max(initial=0) <= 255 else np.uint16
     buffer = io.BytesIO()
     Image.fromarray(chip.astype(dtype)).save(buffer, format="PNG")
@@ -84,8 +68,7 @@ def parse_boxes(entries: list, where: str, writer: DatasetWriter, sample_id: str
         height: Chip height in pixels.
 
     Returns:
-        ``(index in entries, box)`` for every accepted box, in pixel-edge coordinates; the index
-        lets later stages name the source entry (``ship_boxes.json:<chip>[index]``).
+        ``(index in entries, box)`` per accepted box, in pixel-edge coordinates.
     """
     boxes = []
     for index, entry in enumerate(entries):
@@ -96,6 +79,7 @@ def parse_boxes(entries: list, where: str, writer: DatasetWriter, sample_id: str
             writer.quarantine(where=box_where, rule="box_fields", sample_id=sample_id,
                               reason=f"{box_where}: box needs numeric {', '.join(_COORDS)}, got {entry!r}")
             continue
+        # HRSID's maxima are the last pixel (inclusive); manifest boxes use exclusive pixel edges
         box = make_box(x_min, y_min, x_max + 1, y_max + 1, str(entry.get("label") or "ship"))
         problem = box_problem(box, width, height)
         if problem:
@@ -185,6 +169,7 @@ def _load_chip(source: Path, chip_name: str, entries: list, writer: DatasetWrite
     mask_path: Path | None = source / "masks" / f"{sample_id}{MASK_SUFFIX}"
     if mask_path.is_file():
         try:
+            # why: the header is enough, since the mask is copied as is, never decoded here
             mask_size = image_header(mask_path)[:2]
         except DataError as err:
             writer.quarantine(where=where, rule="image_decode", reason=str(err), sample_id=sample_id)
@@ -212,11 +197,8 @@ def _quarantine_unlisted(source: Path, listing: dict[str, list], writer: Dataset
 
 
 def hrsid_chips(source: Path, listing: dict[str, list], writer: DatasetWriter) -> Iterator[HrsidChip]:
-    """Yield the chips of ``listing`` that pass the quarantine rules, in file-name order.
+    """Yield the chips of ``listing`` that pass the shared quarantine rules, in file-name order.
 
-    Both HRSID formats (whole chips and tiles) go through here, so the shared checks (listing,
-    decoding, channels, mask size, boxes, unique stems) are the same for both; ``hrsid-tiles``
-    then applies its own (``tile_size``, ``tile_box_lost``, a mask that cannot be cut).
     Files in ``images/`` missing from the listing are quarantined (``not_listed``) first.
 
     Args:
@@ -229,6 +211,7 @@ def hrsid_chips(source: Path, listing: dict[str, list], writer: DatasetWriter) -
     """
     _quarantine_unlisted(source, listing, writer)
     taken: dict[str, str] = {}
+    # why: file-name order decides which of two same-stem chips keeps the sample id
     for chip_name, entries in sorted(listing.items()):
         sample_id = Path(chip_name).stem
         if sample_id in taken:
@@ -239,6 +222,7 @@ def hrsid_chips(source: Path, listing: dict[str, list], writer: DatasetWriter) -
             continue
         chip = _load_chip(source, chip_name, entries, writer)
         if chip is not None:
+            # why: only an accepted chip claims its stem, so a rejected a.jpg leaves it to a.png
             taken[sample_id] = chip_name
             yield chip
 

@@ -34,6 +34,7 @@ def sample_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     Returns:
         A NumPy generator that depends only on the three integers.
     """
+    # why: a seed sequence of the three integers, so adding samples elsewhere never shifts these draws
     return np.random.default_rng([seed, stream, index])
 
 
@@ -62,6 +63,7 @@ def _interpolate(grid: np.ndarray, size: int, axis: int) -> np.ndarray:
     total = None
     for tap in range(4):
         term = np.take(grid, index[:, tap], axis=axis) * weights[tap].reshape(shape)
+        # why: explicit adds in tap order; a library resampler may fuse or reorder them per CPU
         total = term if total is None else total + term
     return total
 
@@ -69,10 +71,8 @@ def _interpolate(grid: np.ndarray, size: int, axis: int) -> np.ndarray:
 def smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
     """Draw smooth noise in [0, 1] by bicubic upsampling of a coarse random grid.
 
-    Coarse grids give large blobs (land-cover patches, coastlines), fine grids give texture; it is
-    much cheaper than filtering white noise and looks natural enough for learning. The
-    interpolation is written out tap by tap (see :mod:`rsvl.data.synthetic.exact`), so the field
-    is the same on every CPU.
+    Coarse grids give large blobs (land-cover patches, coastlines), fine grids texture; the taps are
+    summed in a fixed order (see :mod:`rsvl.data.synthetic.exact`), so the field is the same on every CPU.
 
     Args:
         rng: Generator to draw from.
@@ -86,15 +86,15 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) 
     coarse = rng.random((cells, cells))
     field = _interpolate(_interpolate(coarse, width, axis=1), height, axis=0)
     low, high = float(field.min()), float(field.max())
+    # why: the floor avoids dividing by zero for a flat field
     return (field - low) / max(high - low, 1e-6)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
     """Encode an 8-bit grey (H, W) or RGB (H, W, 3) array as PNG without metadata.
 
-    The image data is stored uncompressed (deflate "stored" blocks, filter 0 on every row), so
-    the bytes depend on the pixels alone, not on which zlib (zlib, zlib-ng, a SIMD build) the
-    machine has: compressed deflate streams differ between those.
+    The data is stored uncompressed, so the bytes depend on the pixels alone, not on the machine's
+    zlib build (compressed deflate streams differ between zlib, zlib-ng and SIMD builds).
 
     Args:
         pixels: uint8 array.
@@ -105,6 +105,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     height, width = pixels.shape[:2]
     colour_type = 0 if pixels.ndim == 2 else 2
+    # each row starts with PNG filter byte 0 ('None'), so no filter choice depends on the encoder
     rows = np.concatenate([np.zeros((height, 1), dtype=np.uint8), pixels.reshape(height, -1)], axis=1)
     raw = rows.tobytes()
     blocks = []
@@ -112,6 +113,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
         chunk = raw[start:start + _STORED_BLOCK]
         final = 1 if start + _STORED_BLOCK >= len(raw) else 0
         blocks.append(struct.pack("<BHH", final, len(chunk), 0xFFFF ^ len(chunk)) + chunk)
+    # zlib header 0x78 0x01 (no compression preset), then the stored blocks and the Adler-32 of the raw data
     stream = b"\x78\x01" + b"".join(blocks) + struct.pack(">I", zlib.adler32(raw))
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
@@ -139,6 +141,7 @@ def assign_splits(count: int, rng: np.random.Generator) -> list[str]:
     n_val = round(count * SPLIT_FRACTIONS[1])
     ordered = ["train"] * n_train + ["val"] * n_val + ["test"] * (count - n_train - n_val)
     splits = [""] * count
+    # why: shuffle which samples get each split, so the shares are exact and the assignment still random
     for slot, sample in enumerate(rng.permutation(count)):
         splits[sample] = ordered[slot]
     return splits

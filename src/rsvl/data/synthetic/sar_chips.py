@@ -1,20 +1,9 @@
 """Procedural SAR ship chips: sea/land reflectivity, ships with exact boxes, speckle, captions.
 
-Physics kept on purpose, because SAR models learn exactly these cues:
-
-* The scene is a *reflectivity* map first (sea ~0.03, land 0.2-0.6 with texture and bright
-  built-up points, ships 3-10: a steel hull and its double bounce outshine everything else).
-* Speckle is multiplicative, the average of ``L`` looks (nearly Gamma: mean 1, variance 0.95/L), applied
-  to intensity, which is how multi-looked SAR intensity behaves; it is why the sea looks grainy
-  and why thresholds on single pixels fail.
-* The chip stores amplitude (square root of intensity) scaled to 8 bits, like HRSID's PNGs, so
-  the sea is dark and ships saturate.
-
-Ships are elongated ellipses at an orientation; some are moored along the quay (parallel to the
-coastline, just off it), others scattered at sea. Boxes are the pixel-edge extents of each ship's
-mask (``x_max``/``y_max`` exclusive), so they are exact by construction. Captions follow
-SAR-Narrator's A2C route (count, size, position in image thirds, arrangement) and SA2C route
-(land/sea proportions), derived from the same masks.
+A chip is a reflectivity map (dark sea, textured land, very bright ships) with multiplicative
+multi-look speckle, stored as 8-bit amplitude like HRSID's PNGs. Boxes are the pixel-edge extents
+of each ship's mask (``x_max``/``y_max`` exclusive), so they are exact by construction; captions
+follow SAR-Narrator's A2C and SA2C routes. The physics kept on purpose: ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -81,10 +70,7 @@ def land_mask(rng: np.random.Generator) -> tuple[np.ndarray, str | None]:
 
 
 def reflectivity(rng: np.random.Generator, land: np.ndarray) -> np.ndarray:
-    """Mean backscatter intensity of sea and land before speckle.
-
-    Land is bright and textured with small very bright blocks (buildings, cranes); the sea is
-    dark with a gentle wind-driven gradient.
+    """Mean backscatter intensity before speckle: bright textured land with very bright blocks, dark sea.
 
     Args:
         rng: Generator.
@@ -97,6 +83,7 @@ def reflectivity(rng: np.random.Generator, land: np.ndarray) -> np.ndarray:
     ground = uniform(rng, 0.2, 0.45) * (0.4 + 1.2 * smooth_field(rng, SIZE, SIZE, 12))
     sigma = np.where(land, ground, sea).astype(np.float32)
     ys, xs = np.nonzero(land)
+    # about one bright block (building, crane) per 250 land pixels
     for _ in range(int(len(xs) / 250)):
         pick = int(rng.integers(len(xs)))
         y, x = ys[pick], xs[pick]
@@ -129,19 +116,18 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def _coast_spot(rng: np.random.Generator, land: np.ndarray, side: str, half_width: float):
     """A point just off the coastline and the angle parallel to it."""
+    # why: 12 px exceeds half the longest hull (22 px), so a ship parallel to the coast stays inside the chip
     t = int(rng.integers(12, SIZE - 12))
     line = land[:, t] if side in ("top", "bottom") else land[t, :]
     edge = int(line.sum())
+    # the extra 1.5 px leaves a gap between hull and quay
     offset = edge + half_width + 1.5 if side in ("top", "left") else SIZE - edge - half_width - 1.5
     angle = normal(rng, 0, 0.12) + (0.0 if side in ("top", "bottom") else math.pi / 2)
     return ((t + 0.5, offset) if side in ("top", "bottom") else (offset, t + 0.5)), angle
 
 
 def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) -> list[Ship]:
-    """Place 0-8 non-touching ships: moored along the quay (coastal chips) and scattered at sea.
-
-    A candidate is rejected when it touches land, leaves the chip or comes within two pixels of
-    another ship, so every ship is a separate bright blob that its box describes.
+    """Place 0-8 ships, moored along the quay (coastal chips) or at sea, none touching land or another.
 
     Args:
         rng: Generator.
@@ -154,8 +140,10 @@ def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) ->
     wanted = choose(rng, range(9), [0.08, 0.16, 0.16, 0.14, 0.12, 0.1, 0.09, 0.08, 0.07])
     moored_wanted = int(rng.integers(0, wanted + 1)) if side else 0
     occupied = np.zeros((SIZE, SIZE), dtype=bool)
+    # why: ships at sea keep 10 px from the coast, so only moored ones lie along it
     open_water = ~_dilate(land, 10)
     ships: list[Ship] = []
+    # why: bounded attempts; a crowded chip ends with fewer ships than drawn
     for _ in range(wanted * 30):
         if len(ships) == wanted:
             break
@@ -174,6 +162,7 @@ def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) ->
         clear_of_land = not (mask & land).any() if moored else not (mask & ~open_water).any()
         if inside and clear_of_land and not (mask & occupied).any():
             ships.append(Ship(mask, box, moored, length))
+            # why: a 2 px margin keeps every ship a separate blob its box describes
             occupied |= _dilate(mask, 2)
     return ships
 
@@ -181,6 +170,7 @@ def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) ->
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     grown = mask.copy()
     for _ in range(radius):
+        # why: read from `grown`, write to a copy, so each pass grows by exactly one pixel
         step = grown.copy()
         step[1:, :] |= grown[:-1, :]
         step[:-1, :] |= grown[1:, :]
@@ -196,13 +186,13 @@ def speckle(rng: np.random.Generator, sigma: np.ndarray, looks: int) -> np.ndarr
     Args:
         rng: Generator.
         sigma: Mean intensity per pixel.
-        looks: Number of looks ``L``; speckle has mean 1 and variance 0.95/L (the average of ``L``
-            squared circular-Gaussian looks, :func:`rsvl.data.synthetic.exact.speckle`).
+        looks: Number of looks ``L``; speckle has mean 1 and variance 0.95/L.
 
     Returns:
         uint8 (SIZE, SIZE): ``sqrt(intensity) * AMPLITUDE_GAIN``, clipped to 255.
     """
     intensity = sigma * speckle_draws(rng, looks, sigma.shape)
+    # why: rint before the cast, since astype alone truncates
     return np.clip(np.rint(np.sqrt(intensity) * AMPLITUDE_GAIN), 0, 255).astype(np.uint8)
 
 
@@ -216,6 +206,7 @@ def render_chip(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[
     sigma = reflectivity(rng, land)
     ships = place_ships(rng, land, side)
     for ship in ships:
+        # why: hulls (steel plus double bounce) outshine sea and land, as in real SAR
         sigma[ship.mask] = uniform(rng, 3.0, 10.0)
     pixels = speckle(rng, sigma, int(rng.choice([2, 3, 4])))
     return pixels, land.astype(np.uint8), ships, side
