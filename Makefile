@@ -12,6 +12,9 @@ PROFILE ?= local
 DATA ?= data/default
 TARGET ?= local
 BENCH ?= pipeline_quality
+# pytest-xdist processes for make test / test-fast; each test file stays in one process (its module fixtures run once)
+TEST_WORKERS ?= 2
+TEST_ARGS = -n $(TEST_WORKERS) --dist loadfile
 KFP_HOST ?=
 VERBOSE ?=
 PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml)))
@@ -32,13 +35,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 setup: $(VENV)/.installed
 	@$(RSVL) --help >/dev/null && echo "setup done: $(VENV) ready (activate with 'source $(VENV)/bin/activate')"
 
-## test: the whole suite, slow end-to-end runs included (CI runs this)
+## test: the whole suite, slow end-to-end runs included, in TEST_WORKERS processes (CI runs this)
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_ARGS)
 
 ## test-fast: the suite without the slow end-to-end runs
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(TEST_ARGS) -m "not slow"
 
 ## bench: a benchmark from bench/ (BENCH=pipeline_quality, the default: full-budget sar_text quality against thresholds, ~30-45 min on 2 cores; BENCH=train_throughput: our trainer against open_clip's); ARGS=... passes options
 bench: $(VENV)/.installed

@@ -228,6 +228,7 @@ def test_saved_model_reloads_and_is_the_trained_one(local_reference, workdir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # Ray start-ups and worker restarts are slow on 2 busy cores
 def test_relaunch_with_the_same_name_resumes_the_run(interrupted, workdir):
     failure, result = interrupted
     assert "sar_text-interrupted" in str(failure) and "resume" in str(failure)
@@ -240,6 +241,7 @@ def test_relaunch_with_the_same_name_resumes_the_run(interrupted, workdir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_killed_worker_resumes_at_the_next_step_with_the_same_losses(interrupted, local_reference, workdir):
     """Against the local-mode fit: the Ray worker trains like local mode, and resumes exactly."""
     _, result = interrupted
@@ -256,6 +258,7 @@ def test_killed_worker_resumes_at_the_next_step_with_the_same_losses(interrupted
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_new_name_starts_fresh_and_a_changed_config_cannot_resume(interrupted, local_reference, workdir, optical):
     _, result = interrupted
     assert result.run_name != local_reference.run_name
@@ -265,6 +268,7 @@ def test_a_new_name_starts_fresh_and_a_changed_config_cannot_resume(interrupted,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_relative_init_from_reaches_the_ray_workers(ray_session, workdir, optical, monkeypatch):
     torch.manual_seed(1)
     save_model(build_model("rsvl-tiny")[0], workdir / "start-model")
@@ -275,6 +279,7 @@ def test_a_relative_init_from_reaches_the_ray_workers(ray_session, workdir, opti
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_train_command_fits_the_local_default_and_reports_test_mr(workdir, optical, repo_root):
     """``rsvl train`` on the local default config (no Ray: ``num_workers: 0``), two steps; the full
     budget's quality (far above untrained) is ``make bench``."""
