@@ -95,3 +95,20 @@ def test_archived_source_is_unpacked_with_guarded_paths(tmp_path):
     with pytest.raises(UnsafeArchiveError, match=r"contains '\.\.'"):
         ingest("class-folder", evil, tmp_path / "out2")
     assert not (tmp_path.parent / "escaped.png").exists()
+
+
+def test_split_aliases_in_labels_csv_map_to_the_manifest_splits(tmp_path):
+    """``validation``/``dev``/``Training`` are the shared aliases (rsvl.data.splits), as the other adapters read them."""
+    source = tmp_path / "set"
+    (source / "images" / "Forest").mkdir(parents=True)
+    written = {"a": "validation", "b": "dev", "c": " Training ", "d": "TEST", "e": "holdout"}
+    for stem in written:
+        Image.new("RGB", (4, 4)).save(source / "images" / "Forest" / f"{stem}.png")
+    (source / "labels.csv").write_text("filepath,label,split\n" + "".join(
+        f"Forest/{stem}.png,forest,{split}\n" for stem, split in written.items()))
+    report = ingest("class-folder", source, tmp_path / "out")
+    assert (report.rows, report.quarantined) == (4, 1)
+    splits = read_manifest(tmp_path / "out").set_index("sample_id")["split"].to_dict()
+    assert splits == {"Forest/a": "val", "Forest/b": "val", "Forest/c": "train", "Forest/d": "test"}
+    reason = read_quarantine(tmp_path / "out").set_index("where").loc["labels.csv:6", "reason"]
+    assert "'holdout'" in reason and "validation" in reason

@@ -18,6 +18,7 @@ from pathlib import Path
 from rsvl.data.adapters import register
 from rsvl.data.adapters.row_checks import image_header
 from rsvl.data.schema import IMAGE_SUFFIXES, SPLITS
+from rsvl.data.splits import SPLIT_ALIASES, canonical_split
 from rsvl.data.store import DatasetWriter, IngestReport
 from rsvl.errors import DataError
 
@@ -71,12 +72,13 @@ def ingest_class_folder(source: Path, out: Path, *, name: str | None = None) -> 
     rows = _rows_from_csv(labels) if labels.is_file() else _rows_from_folders(root)
     with DatasetWriter(out, name=name or source.name, kind="classification",
                        adapter="class-folder", source=str(source)) as writer:
-        for where, rel, label, split in rows:
-            split = split or hash_split(rel)
+        for where, rel, label, written in rows:
+            split = canonical_split(written) if written else hash_split(rel)
             path = root / rel
-            if split not in SPLITS:
+            if split is None:
                 writer.quarantine(where=where, rule="split_value",
-                                  reason=f"split {split!r} is not one of {SPLITS}", sample_id=rel)
+                                  reason=f"split {written!r} is not one of {SPLITS} or an alias "
+                                         f"({', '.join(SPLIT_ALIASES)})", sample_id=rel)
                 continue
             if not path.is_file():
                 writer.quarantine(where=where, rule="file_exists", reason=f"{path} does not exist", sample_id=rel)
