@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from rsvl.config.evaluate import STANDARD_PREFIX
 from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import DataError
 from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts
@@ -28,9 +29,6 @@ RECALL_KS = (1, 5, 10)
 BLOCK_SIZE = 4096
 TIE_TOLERANCE = 1e-5
 """Cosine scores this close to the true one tie with it (float32 summation noise is ~1e-7)."""
-STANDARD_PREFIX = "std_"
-"""Put before the standard protocol's metric names (``std_mR``); inside the metric name, since a dot
-would read as a comparison model's part of ``<model>.<eval set>.<metric>``."""
 
 
 @dataclass(frozen=True)
