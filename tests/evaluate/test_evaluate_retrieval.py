@@ -170,7 +170,8 @@ def test_the_standard_protocol_counts_identical_captions_of_other_images_as_wron
         assert [metrics[f"std_{direction}_r{k}"] for k in (1, 5, 10)] == [37.5, 37.5, 100.0]
     assert metrics["std_mR"] == pytest.approx(350 / 6)
     assert metrics["mR"] - metrics["std_mR"] == pytest.approx(250 / 6)
-    assert metrics_from_ranks(ranks.standard, STANDARD_PREFIX) == {k: metrics[k] for k in metrics if k.startswith("std_")}
+    standard = {key: value for key, value in metrics.items() if key.startswith("std_")}
+    assert metrics_from_ranks(ranks.standard, STANDARD_PREFIX) == standard
 
 
 def test_text_keys_must_match_the_texts():
