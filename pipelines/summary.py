@@ -1,10 +1,11 @@
 """The closing summary of a local pipeline run, read back from the registry and the tracking store.
 
 Per track: the version the run registered and its aliases, the gate's decision with its reasons,
-and a table of the headline metrics (the gate's metrics, each eval set's headline metric, VQA's
-overall accuracy): the candidate beside the champion and beside the comparisons the evaluate step
-scored on the same sets (a progressive plan's ablations, e.g. ``sar_only``; the untuned ``base``
-model; VQA's ``majority`` and ``random`` answers).
+and a table of the headline metrics (the gate's metrics, each eval set's headline metric, for
+retrieval its standard-protocol ``std_mR`` too, VQA's overall accuracy): the candidate beside the
+champion and beside the comparisons the evaluate step scored on the same sets (the untuned ``base``
+model first, then a progressive plan's ablations, e.g. ``sar_only``, and VQA's ``majority`` and
+``random`` answers).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from rsvl.config import RunConfig
+from rsvl.config import UNTUNED, RunConfig
+from rsvl.config.evaluate import STANDARD_PREFIX
 
 HEADLINE = {"retrieval": "mR", "captioning": "CIDEr", "zero_shot": "zs_top1"}
 """The metric shown for an eval set, by task (``ndcg`` shows its ``ndcg_at_<k>``)."""
+BESIDE = {"retrieval": f"{STANDARD_PREFIX}mR"}
+"""A second row for a task's headline: retrieval's standard-protocol mR, comparable with the literature."""
 
 VQA_HEADLINE = "vqa.overall"
 
@@ -24,14 +28,14 @@ def headline_metrics(cfg: RunConfig) -> list[str]:
     """The metrics a person reads first for ``cfg``'s track, in order, without repeats.
 
     The gate's floors and improvement rules first (the decision hangs on them), then each eval
-    set's headline metric, then ``vqa.overall`` when the track has a VQA step.
+    set's headline metric (a retrieval set's ``mR`` followed by its ``std_mR``), then
+    ``vqa.overall`` when the track has a VQA step.
     """
     names = [*cfg.gate.minimums, *cfg.gate.min_improvement]
     for eval_set in cfg.evaluate.sets:
         for task in eval_set.tasks:
             metric = f"ndcg_at_{eval_set.ndcg_k}" if task == "ndcg" else HEADLINE.get(task)
-            if metric:
-                names.append(f"{eval_set.name}.{metric}")
+            names += [f"{eval_set.name}.{name}" for name in (metric, BESIDE.get(task)) if name]
     if cfg.vqa is not None:
         names.append(VQA_HEADLINE)
     return list(dict.fromkeys(names))
@@ -47,6 +51,10 @@ def comparisons(metrics: Mapping[str, float], shown: Iterable[str]) -> dict[str,
     Args:
         metrics: The candidate run's metrics.
         shown: The metrics the table shows.
+
+    Returns:
+        The comparisons in the order found, except that ``base`` comes first (the gain over it is
+        the headline).
     """
     found: dict[str, dict[str, float]] = {}
     for metric in shown:
@@ -59,7 +67,7 @@ def comparisons(metrics: Mapping[str, float], shown: Iterable[str]) -> dict[str,
                 if other[:at] + other[at + 1:] == parts:
                     found.setdefault(other[at], {})[metric] = value
                     break
-    return found
+    return dict(sorted(found.items(), key=lambda item: item[0] != UNTUNED))
 
 
 def _number(value: float | None) -> str:

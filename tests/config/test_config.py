@@ -262,6 +262,13 @@ def test_the_sar_text_captioner_resolves_its_own_model(repo_root):
         "coca_ViT-L-14", "mscoco_finetuned_laion2b_s13b_b90k", None)
 
 
+@pytest.mark.parametrize("profile", ["local", "cluster"])
+def test_every_sar_text_track_scores_its_untuned_base_beside_it(repo_root, profile):
+    tracks = load_tracks(repo_root / "pipelines" / "sar_text" / "config.yaml", profile)
+    assert {name: cfg.evaluate.compare_base for name, cfg in tracks.items()} == {"main": True, "captioner": True}
+    assert [ablation.name for ablation in tracks["main"].train.ablations] == ["sar_only"]
+
+
 def test_run_time_overrides_must_name_a_track_of_the_paper(tmp_path):
     tracks = load_tracks(write(tmp_path, TRACKED), "local")
     with pytest.raises(ConfigError, match="names track 'cpationer'"):

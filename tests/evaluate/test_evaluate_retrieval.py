@@ -1,5 +1,6 @@
 """Retrieval recall: the seven numbers of the shared protocol by hand, and blocked ranking equal to a dense
-reference for every block size, ties included (counted against the query)."""
+reference for every block size, ties included (counted against the query), under both protocols
+(identical captions merged; standard: each caption its own answer)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import torch
 
 from rsvl.errors import DataError
 from rsvl.evaluate.retrieval import (
+    STANDARD_PREFIX,
     TIE_TOLERANCE,
     metrics_from_ranks,
+    protocol_ranks,
     recall_curve,
     recall_metrics,
     retrieval_ranks,
@@ -125,6 +128,50 @@ def test_empty_tiles_with_one_caption_do_not_cap_recall():
     keyed = metrics_from_ranks(retrieval_ranks(images, texts, owner, text_keys=captions))
     assert without["i2t_r1"] == pytest.approx(100 * 6 / 16)
     assert keyed["i2t_r1"] == 100.0 and keyed["t2i_r1"] == 100.0
+
+
+@pytest.mark.parametrize("case", [quantised_case, continuous_case])
+@pytest.mark.parametrize("block_size", BLOCK_SIZES)
+def test_both_protocols_equal_their_dense_references_with_shared_captions(case, block_size):
+    images, texts, owner = case()
+    captions = shared_captions(owner, seed=2)
+    texts[[t for t, c in enumerate(captions) if c.startswith("same")]] = texts[1].clone()
+    keys = [" ".join(c.split()).lower() for c in captions]
+    merged_i2t, merged_t2i = dense_reference_ranks(images, texts, owner, TIE_TOLERANCE, keys)
+    std_i2t, std_t2i = dense_reference_ranks(images, texts, owner, TIE_TOLERANCE)
+    ranks = protocol_ranks(images, texts, owner, captions, block_size=block_size)
+    assert (ranks.merged.i2t.tolist(), ranks.merged.t2i.tolist()) == (merged_i2t.tolist(), merged_t2i.tolist())
+    assert (ranks.standard.i2t.tolist(), ranks.standard.t2i.tolist()) == (std_i2t.tolist(), std_t2i.tolist())
+    metrics, ks = ranks.metrics(), (1, 5, 10)
+    assert list(metrics) == KEYS + [f"std_{key}" for key in KEYS]
+    assert [metrics[f"std_i2t_r{k}"] for k in ks] == pytest.approx(reference_recall(std_i2t, ks))
+    assert [metrics[f"std_t2i_r{k}"] for k in ks] == pytest.approx(reference_recall(std_t2i, ks))
+    assert [metrics[f"i2t_r{k}"] for k in ks] == pytest.approx(reference_recall(merged_i2t, ks))
+    assert [metrics[f"t2i_r{k}"] for k in ks] == pytest.approx(reference_recall(merged_t2i, ks))
+    assert (merged_i2t != std_i2t).any() and (merged_t2i != std_t2i).any()  # the case tells the protocols apart
+
+
+def test_the_standard_protocol_counts_identical_captions_of_other_images_as_wrong():
+    # Ten ship-less tiles narrated alike and six with their own caption; a perfect model.
+    # Standard: each empty tile's caption ties with the nine copies (and its text with the nine other
+    # empty tiles), so its rank is 9: missed at R@1 and R@5, found at R@10, in both directions.
+    # R@1 = R@5 = 6/16 = 37.5 %, R@10 = 100 %; std_mR = (4 × 37.5 + 2 × 100) / 6 = 350/6; merged: all 100.
+    images = torch.eye(16)
+    captions = ["There are no ships in this SAR image."] * 10 + [f"{n} ships" for n in range(6)]
+    texts = torch.cat([images[:10].mean(dim=0, keepdim=True).repeat(10, 1), images[10:]])
+    owner = list(range(16))
+    ranks = protocol_ranks(images, texts, owner, captions, block_size=5)
+    metrics = ranks.metrics()
+    assert ranks.standard.i2t.tolist() == ranks.standard.t2i.tolist() == [9] * 10 + [0] * 6
+    want_i2t, want_t2i = dense_reference_ranks(images, texts, owner, TIE_TOLERANCE)
+    assert (ranks.standard.i2t.tolist(), ranks.standard.t2i.tolist()) == (want_i2t.tolist(), want_t2i.tolist())
+    assert all(metrics[key] == 100.0 for key in KEYS)
+    for direction in ("i2t", "t2i"):
+        assert [metrics[f"std_{direction}_r{k}"] for k in (1, 5, 10)] == [37.5, 37.5, 100.0]
+    assert metrics["std_mR"] == pytest.approx(350 / 6)
+    assert metrics["mR"] - metrics["std_mR"] == pytest.approx(250 / 6)
+    standard = {key: value for key, value in metrics.items() if key.startswith("std_")}
+    assert metrics_from_ranks(ranks.standard, STANDARD_PREFIX) == standard
 
 
 def test_text_keys_must_match_the_texts():

@@ -212,9 +212,10 @@ def test_the_summary_shows_candidate_champion_and_comparisons_with_gate_and_alia
     experiment = client.create_experiment("sar_text")
     old = _run(client, experiment, {"sar_test.mR": 25.0, "optical_test.mR": 55.0, "vqa.overall": 0.6})
     new = _run(client, experiment, {
-        "sar_test.mR": 28.5, "sar_test.i2t_r1": 10.0, "optical_test.mR": 59.2, "vqa.overall": 0.66,
-        "sar_only.sar_test.mR": 31.1, "sar_only.optical_test.mR": 20.0, "vqa.majority.overall": 0.58,
-        "vqa.random.overall": 0.45, "loss": 1.5})
+        "sar_test.mR": 28.5, "sar_test.std_mR": 24.0, "sar_test.i2t_r1": 10.0, "optical_test.mR": 59.2,
+        "vqa.overall": 0.66, "sar_only.sar_test.mR": 31.1, "sar_only.sar_test.std_mR": 27.0,
+        "sar_only.optical_test.mR": 20.0, "base.sar_test.mR": 12.0, "base.sar_test.std_mR": 9.0,
+        "vqa.majority.overall": 0.58, "vqa.random.overall": 0.45, "loss": 1.5})
     _register(client, "sar_rs_clip", old, "promoted", "first champion", "champion")
     _register(client, "sar_rs_clip", new, "passed", "sar_test.mR 28.5 >= 20; +3.5 over champion", "candidate")
     coca = _run(client, experiment, {"sar_test.BLEU_4": 0.27, "sar_test.CIDEr": 0.24, "base.sar_test.BLEU_4": 0.0,
@@ -226,10 +227,11 @@ def test_the_summary_shows_candidate_champion_and_comparisons_with_gate_and_alia
     main = shown[shown.index("--- track main: sar_rs_clip ---"):]
     assert main[1] == "registered: sar_rs_clip v2 (aliases: candidate); champion: v1; candidate: v2"
     assert main[2] == "gate: passed: sar_test.mR 28.5 >= 20; +3.5 over champion"
-    assert main[3].split() == ["metric", "candidate", "v2", "champion", "v1", "sar_only", "majority", "random"]
-    assert main[4].split() == ["sar_test.mR", "28.50", "25.00", "31.10", "-", "-"]
-    assert main[5].split() == ["optical_test.mR", "59.20", "55.00", "20.00", "-", "-"]
-    assert main[6].split() == ["vqa.overall", "0.660", "0.600", "-", "0.580", "0.450"]
+    assert main[3].split() == ["metric", "candidate", "v2", "champion", "v1", "base", "sar_only", "majority", "random"]
+    assert main[4].split() == ["sar_test.mR", "28.50", "25.00", "12.00", "31.10", "-", "-"]
+    assert main[5].split() == ["sar_test.std_mR", "24.00", "-", "9.000", "27.00", "-", "-"]
+    assert main[6].split() == ["optical_test.mR", "59.20", "55.00", "-", "20.00", "-", "-"]  # no std_mR logged: no row
+    assert main[7].split() == ["vqa.overall", "0.660", "0.600", "-", "-", "0.580", "0.450"]
     coca_lines = shown[shown.index("--- track captioner: sar_rs_coca ---"):]
     assert coca_lines[1] == "registered: sar_rs_coca v1 (aliases: candidate, champion); champion: v1; candidate: v1"
     assert coca_lines[2] == "gate: promoted: sar_test.BLEU_4 0.27 >= 0.05"
@@ -247,7 +249,9 @@ def test_a_track_with_nothing_registered_says_so(tracks):
 
 
 def test_headline_metrics_and_comparisons(tracks):
-    assert headline_metrics(tracks["main"]) == ["sar_test.mR", "optical_test.mR", "hrsid.mR", "vqa.overall"]
+    assert headline_metrics(tracks["main"]) == ["sar_test.mR", "sar_test.std_mR", "optical_test.mR",
+                                                "optical_test.std_mR", "hrsid.mR", "hrsid.std_mR", "vqa.overall"]
     assert headline_metrics(tracks["captioner"]) == ["sar_test.BLEU_4", "sar_test.CIDEr", "hrsid.CIDEr"]
     found = comparisons({"a.b": 1.0, "x.a.b": 2.0, "a.y.b": 3.0, "a.b.z": 4.0, "stage.x.a.b": 5.0}, ["a.b"])
     assert found == {"x": {"a.b": 2.0}, "y": {"a.b": 3.0}, "z": {"a.b": 4.0}}
+    assert list(comparisons({"x.a.b": 1.0, "a.base.b": 2.0}, ["a.b"])) == ["base", "x"]  # the untuned start first

@@ -208,10 +208,11 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     overrides = _smallest_budgets(tmp_path, default_data.parent)
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     first = capsys.readouterr().out
-    assert len(first.splitlines()) <= 40, first  # one line a step, sparse progress, the summary
+    assert len(first.splitlines()) <= 44, first  # one line a step, sparse progress, the summary (std_mR rows)
     assert "executor_input" not in first and "closure" not in first and "base image" not in first
     assert "\nok     filter    main " in first and " rows kept, " in first
-    assert "\n  sar_test.mR " in first and "\n  sar_test.CIDEr " in first and "\n  vqa.overall " in first, first
+    assert "\n  sar_test.mR " in first and "\n  sar_test.std_mR " in first and "\n  sar_test.CIDEr " in first, first
+    assert "\n  vqa.overall " in first, first
     for name in ("sar_rs_clip", "sar_rs_coca"):
         assert f"registered: {name} v1 (aliases: candidate, champion)" in first, first[-4000:]
     client = MlflowClient(tracking)
@@ -219,7 +220,8 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     assert clip.tags[DECISION_TAG] == PROMOTED
     assert {"pipeline_run_id", "git_commit", "train_data_md5", "eval_data_md5", "config_hash"} <= set(clip.tags)
     metrics = client.get_run(clip.run_id).data.metrics
-    assert {"sar_test.mR", "sar_only.sar_test.mR", "optical_test.mR"} <= set(metrics)
+    assert {"sar_test.mR", "sar_test.std_mR", "sar_only.sar_test.mR", "base.sar_test.mR", "base.sar_test.std_mR",
+            "optical_test.mR"} <= set(metrics)
     assert {"vqa.overall", "vqa.random.overall", "vqa.presence", "vqa.count", "vqa.position", "vqa.land",
             "vqa.majority.overall"} <= set(metrics)
 

@@ -27,8 +27,11 @@ from rsvl.steps.promotion import run_gate
 from rsvl.steps.registration import run_register
 from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
 from rsvl.train.data import image_inputs
+from rsvl.train.progressive import stage_config
 
-RETRIEVAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mR")
+MERGED_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "mR")
+RETRIEVAL_KEYS = (*MERGED_KEYS, *(f"std_{key}" for key in MERGED_KEYS))
+"""Identical captions merged, then the standard protocol (each caption its own answer)."""
 
 
 ABLATED = {"stages": [{"name": "optical"}, {"name": "sar"}], "ablations": [{"name": "sar_only", "stages": ["sar"]}]}
@@ -175,6 +178,16 @@ def test_the_base_model_takes_the_image_input_training_took_from_its_data(tmp_pa
     with pytest.raises(ConfigError, match="is a 'rsvl-tiny' model, not a fine-tuned model.name 'rsvl-tiny-coca'"):
         base_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": "rsvl-tiny-coca"})}),
                    candidate)
+
+
+def test_the_base_of_a_progressive_plan_is_the_fresh_model_its_first_stage_starts_from(root):
+    """SAR-RS-CLIP's base: the seeded ``cfg.model`` before the optical stage (the ``sar_only`` ablation's start too)."""
+    plan = RunConfig.model_validate(settings(root, {**ABLATED, "seed": 6}))
+    base = base_model(plan, root / "train" / MODEL_DIR)[0]
+    torch.manual_seed(6)
+    assert same_weights(base.state_dict(), build_model("rsvl-tiny")[0].state_dict())
+    first = stage_config(plan, plan.train.stages[0], plan.train.init_from)
+    assert (first.train.init_from, first.train.seed, first.model) == (None, 6, plan.model)
 
 
 def test_the_base_model_is_train_init_from_when_set(tmp_path):

@@ -19,6 +19,9 @@ from rsvl.errors import ConfigError
 Task = Literal["retrieval", "zero_shot", "ndcg", "captioning"]
 TASKS: tuple[str, ...] = ("retrieval", "zero_shot", "ndcg", "captioning")
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+STANDARD_PREFIX = "std_"
+"""Before the standard-protocol recall names (``sar_test.std_mR``, see :mod:`rsvl.evaluate.retrieval`);
+inside the metric name, since one more dot would read as a comparison model's part of a key."""
 
 
 class EvalSource(StrictModel):

@@ -1,10 +1,14 @@
 """Image-text retrieval recall (PAPERS.md "Shared retrieval protocol"), computed block by block.
 
 Scores are ``S = T · Iᵀ`` of L2-normalised embeddings; R@K for K ∈ {1, 5, 10} in both directions,
-in percent, and ``mR`` their mean. Ties count against the query, captions with the same text are
-one answer, and the score matrix is never held whole (see ``docs/evaluation-and-gate.md``).
+in percent, and ``mR`` their mean. Ties count against the query and the score matrix is never held
+whole (see ``docs/evaluation-and-gate.md``). Two protocols, one ranking code (:func:`retrieval_ranks`):
 
-Metric keys (MLflow-safe): ``i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 mR``.
+* merged: captions with the same text are one answer, right for every image owning it;
+* standard (the literature's): each caption its own answer, right only for its own image.
+
+Metric keys (MLflow-safe): merged ``i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 mR``; standard the
+same after ``std_`` (``std_i2t_r1`` … ``std_mR``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from rsvl.config.evaluate import STANDARD_PREFIX
 from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import DataError
 from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts
@@ -71,7 +76,7 @@ def retrieval_ranks(
         text_embeddings: (texts, dim), any scale.
         text_image: For each text, the row of its image.
         text_keys: Each text's caption: a text is then right for every image owning the same
-            :func:`caption_key`. ``None``: only for its own image.
+            :func:`caption_key` (the merged protocol). ``None``: only for its own image (the standard one).
         block_size: Texts and images per score block; memory is about ``block_size²`` floats.
         device: Where the blocks are scored (default: where the embeddings are).
 
@@ -140,12 +145,69 @@ def recall_at(ranks: torch.Tensor, k: int) -> float:
     return 100.0 * int((ranks < k).sum()) / ranks.numel()
 
 
-def metrics_from_ranks(ranks: RetrievalRanks) -> dict[str, float]:
-    """The seven protocol numbers from :func:`retrieval_ranks` (see the module docstring)."""
-    metrics = {f"i2t_r{k}": recall_at(ranks.i2t, k) for k in RECALL_KS}
-    metrics.update({f"t2i_r{k}": recall_at(ranks.t2i, k) for k in RECALL_KS})
-    metrics["mR"] = sum(metrics.values()) / len(metrics)
+def metrics_from_ranks(ranks: RetrievalRanks, prefix: str = "") -> dict[str, float]:
+    """The seven protocol numbers from :func:`retrieval_ranks` (see the module docstring).
+
+    Args:
+        ranks: Output of :func:`retrieval_ranks`.
+        prefix: Put before every key (:data:`STANDARD_PREFIX` for the standard protocol).
+
+    Returns:
+        ``<prefix>i2t_r{K}``, ``<prefix>t2i_r{K}`` for K in 1, 5, 10, and ``<prefix>mR``, in percent.
+    """
+    recalls = [recall_at(ranks.i2t, k) for k in RECALL_KS] + [recall_at(ranks.t2i, k) for k in RECALL_KS]
+    names = [f"i2t_r{k}" for k in RECALL_KS] + [f"t2i_r{k}" for k in RECALL_KS]
+    metrics = {f"{prefix}{name}": value for name, value in zip(names, recalls)}
+    metrics[f"{prefix}mR"] = sum(recalls) / len(recalls)
     return metrics
+
+
+@dataclass(frozen=True)
+class ProtocolRanks:
+    """The ranks of one model's embeddings under both protocols.
+
+    Attributes:
+        merged: Captions with the same :func:`caption_key` are one answer (the unprefixed metrics).
+        standard: Each caption its own answer, as in the literature (the ``std_`` metrics).
+    """
+
+    merged: RetrievalRanks
+    standard: RetrievalRanks
+
+    def metrics(self) -> dict[str, float]:
+        """The seven merged numbers, then the seven standard ones under :data:`STANDARD_PREFIX`."""
+        return {**metrics_from_ranks(self.merged), **metrics_from_ranks(self.standard, STANDARD_PREFIX)}
+
+
+def protocol_ranks(
+    image_embeddings: torch.Tensor,
+    text_embeddings: torch.Tensor,
+    text_image: Sequence[int],
+    captions: Sequence[str],
+    *,
+    block_size: int = BLOCK_SIZE,
+    device: str | torch.device | None = None,
+) -> ProtocolRanks:
+    """Rank every query under both protocols, each with :func:`retrieval_ranks`.
+
+    Args:
+        image_embeddings: (images, dim), any scale (normalised here).
+        text_embeddings: (texts, dim), any scale.
+        text_image: For each text, the row of its image.
+        captions: For each text, its caption (merges identical captions in ``merged``).
+        block_size: Texts and images per score block (see :func:`retrieval_ranks`).
+        device: Where the blocks are scored (default: where the embeddings are).
+
+    Returns:
+        The merged and the standard ranks.
+
+    Raises:
+        DataError: Sizes disagree, an image has no text, or there is nothing to score.
+    """
+    merged = retrieval_ranks(image_embeddings, text_embeddings, text_image, text_keys=captions,
+                             block_size=block_size, device=device)
+    standard = retrieval_ranks(image_embeddings, text_embeddings, text_image, block_size=block_size, device=device)
+    return ProtocolRanks(merged=merged, standard=standard)
 
 
 def recall_curve(ranks: RetrievalRanks, max_k: int = 50) -> dict[str, list[float]]:

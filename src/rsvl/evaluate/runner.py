@@ -3,7 +3,8 @@
 Each eval set (:class:`rsvl.config.evaluate.EvalSet`) names a canonical dataset split, the media
 column the image tower reads and its tasks:
 
-* ``retrieval``: the seven recall numbers (:mod:`rsvl.evaluate.retrieval`), a recall@K curve and a
+* ``retrieval``: the seven recall numbers of each protocol (:mod:`rsvl.evaluate.retrieval`: identical
+  captions merged, and under ``std_`` each caption its own answer), a recall@K curve (merged) and a
   grid of the top-5 images of a few captions;
 * ``zero_shot``: GeoRSCLIP-template zero-shot accuracy, per-class accuracy and a confusion matrix
   (:mod:`rsvl.evaluate.zero_shot`); classes are the labels of the whole dataset, all splits;
@@ -12,7 +13,7 @@ column the image tower reads and its tasks:
 * ``captioning``: captions written by a CoCa model scored by BLEU/ROUGE-L/CIDEr (+ METEOR/SPICE
   where they run) and a table of generated captions beside the references.
 
-Metric keys are ``<eval set>.<metric>``: ``optical_test.mR``, ``optical_test.i2t_r1``,
+Metric keys are ``<eval set>.<metric>``: ``optical_test.mR``, ``optical_test.i2t_r1``, ``optical_test.std_mR``,
 ``rsscn7.zs_top1``, ``rsscn7.zs_mean_class``, ``rsscn7.zs_class.parking_lot``,
 ``s1s2_test.ndcg_at_1000``, ``sar_test.CIDEr``. Metrics that could not be computed appear under the
 same key in ``unavailable`` with the reason, never as 0. Images are embedded once per eval set and
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,7 +56,7 @@ from rsvl.evaluate.report import (
     save_thumbnail,
     write_reports,
 )
-from rsvl.evaluate.retrieval import caption_key, metrics_from_ranks, recall_curve, retrieval_ranks
+from rsvl.evaluate.retrieval import caption_key, protocol_ranks, recall_curve
 from rsvl.evaluate.zero_shot import class_vectors, classify
 
 CURVE_MAX_K = 50
@@ -175,14 +177,18 @@ def _retrieval(ctx: _Context) -> _Outcome:
     captions, owner = captions_of(ctx.dataset, ctx.eval_set.media)
     images = ctx.image_embeddings
     texts = embed_texts(ctx.model, ctx.tokenizer, captions, ctx.batch_size, ctx.device)
-    ranks = retrieval_ranks(images, texts, owner, text_keys=captions, device=ctx.device)
-    curve = recall_curve(ranks, min(CURVE_MAX_K, max(len(images), len(texts))))
+    ranks = protocol_ranks(images, texts, owner, captions, device=ctx.device)
+    curve = recall_curve(ranks.merged, min(CURVE_MAX_K, max(len(images), len(texts))))
     name = ctx.eval_set.name
-    out = _Outcome(metrics=metrics_from_ranks(ranks), details={"recall_curve": curve})
+    out = _Outcome(metrics=ranks.metrics(), details={"recall_curve": curve})
     out.pictures["recall_curve"] = plot_recall_curves(curve, f"{name}: recall@K", ctx.out_dir / "recall_curve.png")
     owned: list[set[str]] = [set() for _ in range(len(images))]
     for caption, row in zip(captions, owner):
         owned[row].add(caption_key(caption))
+    owners = Counter(key for keys in owned for key in keys)
+    shared = sum(count > 1 for count in owners.values())
+    out.notes.append(f"retrieval: {len(captions)} captions of {len(images)} images; {shared} caption texts belong to "
+                     "several images (one answer in the unprefixed recall, each caption its own in std_*)")
     shown = min(TOP_SHOWN, len(images))
     normalised = nn.functional.normalize(images, dim=-1)
     examples = []
