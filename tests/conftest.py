@@ -23,6 +23,13 @@ def pytest_report_header(config) -> str:
     return f"rsvl: {shutil.disk_usage(base).free / 2**30:.1f} GiB free at {base}"
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Real-data tests (``real_data`` marker or the ``shared_data`` fixture) are ``slow``: out of ``make test-fast``."""
+    for item in items:
+        if "real_data" in item.keywords or "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _module_tmp_cleanup(request, tmp_path_factory):
     """Remove the folders a module's fixtures made with ``tmp_path_factory`` once the module passed.
