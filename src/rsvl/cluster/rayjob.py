@@ -62,7 +62,7 @@ def rayjob_name(run_name: str) -> str:
         cleaned = f"rsvl-{cleaned}".strip("-")
     if len(cleaned) <= MAX_NAME_LENGTH:
         return cleaned
-    # why: 5 hex digits keep long names with a common prefix apart at little cost to the 47-char budget
+    # 5 hex digits keep long names with a common prefix apart at little cost to the 47-char budget
     digest = hashlib.sha256(run_name.encode()).hexdigest()[:5]
     # keep the end: new_run_name puts the time stamp and random suffix there
     tail = cleaned[-22:].strip("-")
@@ -88,7 +88,7 @@ def require_pinned_image(image: str) -> str:
         if not _DIGEST_IMAGE.search(image):
             raise ConfigError(f"container image {image!r}: a digest must be '@sha256:' and 64 hex digits")
         return image
-    # why: only the last segment, since a registry host may carry a port (host:5000/repo)
+    # only the last segment, since a registry host may carry a port (host:5000/repo)
     last_segment = image.rsplit("/", 1)[-1]
     repo, sep, tag = last_segment.partition(":")
     if not sep or not repo:
@@ -134,7 +134,7 @@ def under_mount(path: str, mounts: str | Sequence[str], what: str) -> str:
         ConfigError: The path is relative, a URI, or outside every mount.
     """
     mounts = [mounts] if isinstance(mounts, str) else list(mounts)
-    # why: normalise so a path such as <mount>/../etc cannot pass as being under the mount
+    # normalise so a path such as <mount>/../etc cannot pass as being under the mount
     normal = posixpath.normpath(path) if path.startswith("/") else ""
     if not normal or not any(normal == m or normal.startswith(m + "/") for m in mounts):
         where = " or ".join(repr(m) for m in mounts)
@@ -183,7 +183,7 @@ def entrypoint(
     argv = ["rsvl", "train", "--config", config_path, "--profile", cfg.profile, "--track", cfg.track,
             "--run-name", run_name]
     argv += ["--data", dataset, "--out", out_dir]
-    # why: in-cluster overrides come last, so they win over any --set the user gave
+    # in-cluster overrides come last, so they win over any --set the user gave
     for override in (*overrides, *IN_CLUSTER_OVERRIDES):
         argv += ["--set", override]
     return shlex.join(argv)
@@ -243,7 +243,7 @@ def _pod_security(kuberay: KubeRayConfig) -> k8s.V1PodSecurityContext:
         run_as_user=kuberay.run_as_user,
         run_as_group=kuberay.run_as_group,
         fs_group=kuberay.fs_group,
-        # why: skip the recursive chown of the whole shared volume on every pod start
+        # skip the recursive chown of the whole shared volume on every pod start
         fs_group_change_policy="OnRootMismatch",
         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
     )
@@ -289,7 +289,7 @@ def _ray_pod(
         mounts.append(k8s.V1VolumeMount(name=_DATA_VOLUME, mount_path=kuberay.data_mount_path, read_only=True))
         claim = k8s.V1PersistentVolumeClaimVolumeSource(claim_name=kuberay.data_volume_claim, read_only=True)
         volumes.append(k8s.V1Volume(name=_DATA_VOLUME, persistent_volume_claim=claim))
-    # why: a container's default /dev/shm is 64 MiB, too small for Ray's object store and DataLoader workers
+    # a container's default /dev/shm is 64 MiB, too small for Ray's object store and DataLoader workers
     mounts.append(k8s.V1VolumeMount(name=_SHM_VOLUME, mount_path="/dev/shm"))
     volumes.append(
         k8s.V1Volume(name=_SHM_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=shm_size))

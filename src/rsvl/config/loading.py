@@ -36,7 +36,7 @@ class _ConfigLoader(yaml.SafeLoader):
 
 _ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    # why: YAML 1.1 floats need a dot, so without this resolver `lr: 1e-3` would load as the string "1e-3"
+    # YAML 1.1 floats need a dot, so without this resolver `lr: 1e-3` would load as the string "1e-3"
     re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
     list("-+0123456789."),
 )
@@ -137,7 +137,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     Returns:
         A new merged dict; neither input is modified.
     """
-    # why: reuse merge_layers so every merge follows the same OmegaConf rules (lists replace, mappings merge)
+    # reuse merge_layers so every merge follows the same OmegaConf rules (lists replace, mappings merge)
     return merge_layers([Layer("base", base), Layer("override", override)])[0]
 
 
@@ -153,7 +153,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     Raises:
         ConfigError: An item is not ``dotted.key=value`` or its value is not YAML.
     """
-    # why: checked first so the error names the bad item, not OmegaConf's generic dotlist message
+    # checked first so the error names the bad item, not OmegaConf's generic dotlist message
     for item in items:
         key, sep, _ = item.partition("=")
         if not sep or not key.strip():
@@ -186,7 +186,7 @@ def _format_errors(err: ValidationError, where: str, provenance: Provenance | No
     return "\n".join(lines)
 
 
-# why: a sentinel, since a key set to null (None) still counts as set
+# a sentinel, since a key set to null (None) still counts as set
 _MISSING = object()
 
 
@@ -225,7 +225,7 @@ def track_overrides(items: list[str] | tuple[str, ...], track: str, tracks: list
         prefix, _, dotted = key.partition(":")
         if prefix not in tracks:
             raise ConfigError(f"override {item!r} names track {prefix!r}; the paper's tracks are {list(tracks)}")
-        # why: parse the value as YAML so `train={dataset: x}` is caught as well as `train.dataset=x`
+        # parse the value as YAML so `train={dataset: x}` is caught as well as `train.dataset=x`
         if _shared_keys(parse_overrides([f"{dotted}{sep}{value}"])):
             raise ConfigError(f"override {item!r}: {', '.join(SHARED_KEYS)} are shared by every track; "
                               "override them without a track prefix")
@@ -280,7 +280,7 @@ def _read_document(path: Path) -> _Document:
     if raw.get("extends") is not None:
         if not isinstance(raw["extends"], str):
             raise ConfigError(f"{path}: extends must be a path to the base config, got {raw['extends']!r}")
-        # why: normpath so layer sources read pipelines/base.yaml, not pipelines/<paper>/../base.yaml
+        # normpath so layer sources read pipelines/base.yaml, not pipelines/<paper>/../base.yaml
         base_path = Path(os.path.normpath(path.parent / raw["extends"]))
         base_raw = _read_yaml(base_path)
         unknown = set(base_raw) - set(BASE_KEYS)
@@ -384,7 +384,7 @@ def _resolve(path: str | Path, profile: str, overrides: list[str] | tuple[str, .
     path = Path(path)
     document = _read_document(path)
     merged, provenance = merge_layers(_layers(document, profile, track, overrides))
-    # why: identity fields come from the file and the arguments, whatever a layer sets
+    # identity fields come from the file and the arguments, whatever a layer sets
     merged.update(paper=document.paper, profile=profile, track=track)
     try:
         return RunConfig.model_validate(merged), provenance
@@ -458,7 +458,7 @@ def explain(
 def format_explain(rows: list[tuple[str, Any, str]]) -> str:
     """:func:`explain` rows as aligned text lines ``key = value    <- source``."""
     shown = [(key, json.dumps(value, separators=(", ", ": ")), source) for key, value, source in rows]
-    # why: overlong lines are left out of the width so one long list does not push every arrow right
+    # overlong lines are left out of the width so one long list does not push every arrow right
     width = max((len(f"{key} = {value}") for key, value, _ in shown if len(f"{key} = {value}") <= 70), default=0)
     return "\n".join(f"{f'{key} = {value}':<{width}}  <- {source}" for key, value, source in shown)
 

@@ -66,7 +66,7 @@ def safe_media_name(name: str) -> str:
     Returns:
         A name made of letters, digits, ``.``, ``_`` and ``-`` (``aGrass__a001.jpg``).
     """
-    # why: drop '..' and root parts so a source name cannot climb out of media/
+    # drop '..' and root parts so a source name cannot climb out of media/
     parts = [p for p in Path(name).parts if p not in ("", ".", "..", "/")]
     flat = "__".join(_SAFE_NAME.sub("_", p) for p in parts)
     if not flat:
@@ -149,13 +149,13 @@ class DatasetWriter:
 
     def __enter__(self) -> "DatasetWriter":
         if self.out_dir.exists():
-            # why: replace the whole dataset so stale media never linger
+            # replace the whole dataset so stale media never linger
             shutil.rmtree(self.out_dir)
         (self.out_dir / MEDIA_DIR).mkdir(parents=True)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        # why: after an exception nothing is written, so a half-built dataset has no manifest
+        # after an exception nothing is written, so a half-built dataset has no manifest
         if exc_type is None:
             self.report = self.close()
 
@@ -265,7 +265,7 @@ class DatasetWriter:
         """
         table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
         write_parquet(table, self.out_dir / MANIFEST_FILE)
-        # why: sorted by path, so the table's bytes do not depend on the order files were written
+        # sorted by path, so the table's bytes do not depend on the order files were written
         files = pa.Table.from_pylist(sorted(self._files.values(), key=lambda f: f["path"]), schema=FILES_SCHEMA)
         write_parquet(files, self.out_dir / FILES_FILE)
         write_quarantine(self.out_dir, self._quarantine)
@@ -292,7 +292,7 @@ def write_parquet(table: pa.Table, path: Path) -> None:
         table: The table.
         path: Where to write it.
     """
-    # why: compressors may pick different matches on different CPUs (hardware CRC on ARM)
+    # compressors may pick different matches on different CPUs (hardware CRC on ARM)
     pq.write_table(table, path, compression="none")
 
 
@@ -408,7 +408,7 @@ def without_ids(table: pa.Table, ids: set[str]) -> pa.Table:
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
     """Convert an Arrow manifest table to pandas with lists as lists and nulls as ``None``."""
     frame = pd.DataFrame({name: table.column(name).to_pylist() for name in table.column_names})
-    # why: object dtype so nulls are None, not NaN or NaT
+    # object dtype so nulls are None, not NaN or NaT
     return frame.astype(object).where(frame.notna(), None) if len(frame) else frame
 
 
@@ -452,7 +452,7 @@ def relative_to_dataset(dataset_dir: Path, rel: str) -> Path:
     """
     base = Path(dataset_dir).resolve()
     target = (base / rel).resolve()
-    # why: resolve() follows '..' and symlinks, so a link out of the dataset is refused too
+    # resolve() follows '..' and symlinks, so a link out of the dataset is refused too
     if os.path.isabs(rel) or base not in target.parents:
         raise DataError(f"{dataset_dir}: media path {rel!r} points outside the dataset")
     return target

@@ -96,7 +96,7 @@ def _read(dataset_dir: Path):
     path = dataset_dir / MANIFEST_FILE
     try:
         stored = pq.read_schema(path).names
-        # why: read every stored row, quarantined or not, so a row that was fixed gets cleared
+        # read every stored row, quarantined or not, so a row that was fixed gets cleared
         manifest = read_manifest(dataset_dir, include_quarantined=True)
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{path}: cannot read the manifest ({err})") from err
@@ -104,12 +104,12 @@ def _read(dataset_dir: Path):
 
 
 def _run_suite(kind: str, facts, table_expectations: list, checks: list):
-    # why: great_expectations is slow to import; load it only when validating
+    # great_expectations is slow to import; load it only when validating
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
-    # why: GX's progress bars would flood the step logs
+    # GX's progress bars would flood the step logs
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas("manifest").add_dataframe_asset("facts")
              .add_batch_definition_whole_dataframe("all_rows"))
@@ -172,7 +172,7 @@ def check_rows(dataset_dir: Path, kind: str, manifest, facts, rules: CaptionRule
         check = checks[result.expectation_config.meta["check"]]
         error = _raised(result)
         if error:
-            # why: an expectation that raised is a bug, not bad data; fail rather than pass the rows
+            # an expectation that raised is a bug, not bad data; fail rather than pass the rows
             raise RuntimeError(f"expectation {check.rule} could not run on {dataset_dir}: {error}")
         for hit in result.result.get("unexpected_index_list") or []:
             row = int(hit["row"])
@@ -184,7 +184,7 @@ def check_rows(dataset_dir: Path, kind: str, manifest, facts, rules: CaptionRule
                 reason=check.reason(fact, record),
                 sample_id=fact.get("sample_id"),
             )))
-    # why: row then rule order, so the quarantine table is the same bytes on every run
+    # row then rule order, so the quarantine table is the same bytes on every run
     return [record for _, record in sorted(records, key=lambda pair: (pair[0], pair[1].rule))]
 
 

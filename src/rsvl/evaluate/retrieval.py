@@ -91,7 +91,7 @@ def retrieval_ranks(
     n_images, n_texts = image_embeddings.shape[0], text_embeddings.shape[0]
     device = torch.device(device) if device is not None else image_embeddings.device
     owner = _check_owner(n_images, n_texts, text_image).to(device)
-    # why: score in float32 whatever dtype the embeddings come in (fp16/bf16 under AMP)
+    # score in float32 whatever dtype the embeddings come in (fp16/bf16 under AMP)
     images = nn.functional.normalize(image_embeddings.to(device, torch.float32), dim=-1)
     texts = nn.functional.normalize(text_embeddings.to(device, torch.float32), dim=-1)
     right = _RightAnswers(owner, n_images, text_keys)
@@ -104,7 +104,7 @@ def retrieval_ranks(
         scores = torch.where(right.mask(t0, t1, i0, i1), texts[t0:t1] @ images[i0:i1].T, -torch.inf)
         best_text[t0:t1] = torch.maximum(best_text[t0:t1], scores.amax(dim=1))
         best_image[i0:i1] = torch.maximum(best_image[i0:i1], scores.amax(dim=0))
-    # why: lower the bar by TIE_TOLERANCE so block-shape summation noise counts as a tie, against the query
+    # lower the bar by TIE_TOLERANCE so block-shape summation noise counts as a tie, against the query
     best_text, best_image = best_text - TIE_TOLERANCE, best_image - TIE_TOLERANCE
     t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
     i2t = torch.zeros(n_images, dtype=torch.long, device=device)
@@ -127,7 +127,7 @@ class _RightAnswers:
             raise DataError(f"text_keys must give a caption for each of the {owner.numel()} texts, got {len(text_keys)}")
         ids: dict[str, int] = {}
         self.key = torch.tensor([ids.setdefault(caption_key(k), len(ids)) for k in text_keys], device=owner.device)
-        # why: one integer per (caption key, image) pair, so torch.isin can test pairs block by block
+        # one integer per (caption key, image) pair, so torch.isin can test pairs block by block
         pairs = torch.unique(self.key * n_images + owner)
         if pairs.numel() > len(ids):  # some caption belongs to several images
             self.pairs = pairs
@@ -223,7 +223,7 @@ def recall_curve(ranks: RetrievalRanks, max_k: int = 50) -> dict[str, list[float
     curve: dict[str, list[float]] = {"k": list(range(1, max_k + 1))}
     for direction in ("i2t", "t2i"):
         ranked = getattr(ranks, direction)
-        # why: ranks past max_k go to one overflow bin, which [:max_k] drops
+        # ranks past max_k go to one overflow bin, which [:max_k] drops
         hits = torch.bincount(ranked.clamp(max=max_k), minlength=max_k + 1)[:max_k].cumsum(0)
         curve[direction] = (100.0 * hits.double() / ranked.numel()).tolist()
     return curve

@@ -83,7 +83,7 @@ def _has_code(err: MlflowException, code: int) -> bool:
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
-    # why: create and tolerate 'already exists' instead of checking first, which could race
+    # create and tolerate 'already exists' instead of checking first, which could race
     try:
         client.create_registered_model(name, description="rsvl embedder (text/image -> L2-normalised embeddings)")
     except MlflowException as err:
@@ -155,7 +155,7 @@ def _log_pyfunc(
             client.log_model_artifacts(logged.model_id, str(local_dir))
         if run_id is not None:
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
-    # why: BaseException, so an interrupt also marks the logged model FAILED instead of leaving it pending
+    # BaseException, so an interrupt also marks the logged model FAILED instead of leaving it pending
     except BaseException:
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
         raise

@@ -111,7 +111,7 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
     from rsvl.data.adapters import ingest
 
     out = Path(out_dir)
-    # why: progressive stages and pinned eval sets read the default data whatever the run's own source
+    # progressive stages and pinned eval sets read the default data whatever the run's own source
     ensure_default_data(cfg)
     if cfg.data.source == "generate":
         source = Path(cfg.data.root) / cfg.train.dataset
@@ -119,7 +119,7 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
             generated = ", ".join(f"default/{name}" for name in DEFAULT_SETS)
             raise DataError(f"{source}: train.dataset is not a dataset under data.root (the generated default "
                             f"datasets are {generated})")
-        # why: version the source before copying, so it is the DVC md5 of the tracked folder
+        # version the source before copying, so it is the DVC md5 of the tracked folder
         version = dataset_version(source)
         _copy(source, out)
         origin = f"`{source}` (embedded default data)"

@@ -87,7 +87,7 @@ def comparison_models(cfg: RunConfig, train_out_dir: str | Path) -> dict[str, Pa
 def _recorded_spec(model: ModelInput) -> dict[str, Any]:
     """The ``rsvl`` spec of a saved model folder (read from its config, weights untouched) or a built tuple."""
     if not isinstance(model, (str, Path)):
-        # why: a wrapped (DDP) model keeps rsvl_spec on its .module
+        # a wrapped (DDP) model keeps rsvl_spec on its .module
         return getattr(getattr(model[0], "module", model[0]), "rsvl_spec", {})
     from rsvl.models.io import CONFIG_NAME
 
@@ -121,7 +121,7 @@ def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
     from rsvl.train.fit import init_weights
 
     if cfg.train.init_from:
-        # why: called for its check only; it raises ConfigError when init_from holds no saved model
+        # called for its check only; it raises ConfigError when init_from holds no saved model
         init_weights(cfg.train.init_from)
         return load_model(cfg.train.init_from)
     spec = _recorded_spec(candidate)
@@ -130,7 +130,7 @@ def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
                           f"model.name {cfg.model.name!r}; its base cannot be rebuilt from this config")
     in_bands, bands = int(spec["in_bands"]), spec.get("bands")
     band_stats = None if bands is None else {"bands": bands, **spec["normalisation"]}
-    # why: seed as training does, so a model without pretrained weights gets the same random init
+    # seed as training does, so a model without pretrained weights gets the same random init
     torch.manual_seed(cfg.train.seed)
     return build_model(cfg.model.name, cfg.model.pretrained, in_bands, band_stats, image_size=cfg.model.image_size)
 
@@ -168,10 +168,10 @@ def log_evaluation(tracking_uri: str, run_id: str, evaluation: Evaluation, prefi
     values = {**evaluation.metrics, **evaluation.comparison_metrics}
     metrics = [Metric(f"{prefix}{key}", float(value), 0, 0) for key, value in values.items()]
     tags = [RunTag(f"{EVAL_DATA_TAG}.{name}", version) for name, version in evaluation.data.versions.items()]
-    # why: MLflow refuses tag values past its length limit (5000 characters on older stores)
+    # MLflow refuses tag values past its length limit (5000 characters on older stores)
     tags += [RunTag(f"eval_skipped.{name}", reason[:5000]) for name, reason in evaluation.data.skipped.items()]
     tags += [RunTag(EVAL_DATA_TAG, evaluation.data.version()[:5000])]
-    # why: log_batch takes at most 1000 metrics per call
+    # log_batch takes at most 1000 metrics per call
     for start in range(0, len(metrics), 500):
         client.log_batch(run_id, metrics=metrics[start:start + 500])
     client.log_batch(run_id, tags=tags)

@@ -142,7 +142,7 @@ def _inputs_for_pods(cfg: RunConfig, dataset_dir: Path, shared: Path) -> RunConf
             copy_path(source, shared / "data" / name)
         update["data"] = {"root": str(shared / "data")}
     elif sources:
-        # why: absolute, since the pods do not run in this step's directory
+        # absolute, since the pods do not run in this step's directory
         update["data"] = {"root": os.path.abspath(cfg.data.root)}
     init_from = cfg.train.init_from
     if init_from and not _readable_by_pods(Path(init_from), cfg):

@@ -112,7 +112,7 @@ def absolute_init_from(cfg: RunConfig) -> RunConfig:
     init_from = cfg.train.init_from
     if not init_from or Path(init_from).is_absolute():
         return cfg
-    # why: Ray's workers do not run in the launcher's working directory
+    # Ray's workers do not run in the launcher's working directory
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": str(Path(init_from).resolve())})})
 
 
@@ -212,7 +212,7 @@ def ray_session(cfg: RunConfig) -> Iterator[None]:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
-        # why: exactly the CPUs the workers need, not every core of the machine
+        # exactly the CPUs the workers need, not every core of the machine
         ray.init(num_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker, include_dashboard=False)
     try:
         yield
@@ -226,7 +226,7 @@ def _fit_in_process(trainer: Any, max_failures: int, run_name: str) -> Any:
     while True:
         try:
             return trainer.fit()
-        # why: any failure counts as an attempt, as Ray's FailureConfig does on a cluster
+        # any failure counts as an attempt, as Ray's FailureConfig does on a cluster
         except Exception as err:
             attempt += 1
             # -1 means retry forever, as in Ray's FailureConfig
@@ -368,7 +368,7 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
                 result = trainer.fit()
         if result.checkpoint is None:
             raise TrainError(f"the run left no checkpoint in {storage}/{run_name}")
-    # why: whatever failed, close the MLflow run as FAILED and tell how to resume
+    # whatever failed, close the MLflow run as FAILED and tell how to resume
     except Exception as err:
         close_run(tracking_uri, run_id, "FAILED")
         raise TrainError(

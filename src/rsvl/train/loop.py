@@ -106,7 +106,7 @@ class _Interval:
     def means(self, world_size: int) -> dict[str, float]:
         """Per-step means over the interval, averaged over all workers (a collective: call on every rank)."""
         keys = sorted(self.sums)
-        # why: float64 sums, so the all-reduced means lose no precision over long intervals
+        # float64 sums, so the all-reduced means lose no precision over long intervals
         totals = torch.tensor([self.sums[k] for k in keys] + [float(self.steps)], dtype=torch.float64)
         if world_size > 1:
             torch.distributed.all_reduce(totals)
@@ -170,7 +170,7 @@ class _Worker:
 
         train = self.train
         samples = ManifestDataset(self.dataset_dir, split="train")
-        # why: seed before building, so a fresh model's random init is the same on every launch
+        # seed before building, so a fresh model's random init is the same on every launch
         torch.manual_seed(train.seed)
         model, preprocess_train, preprocess_val, tokenizer = self._start_model(samples)
         context = ObjectiveContext(self.rank, self.world, _pad_id(tokenizer))
@@ -250,7 +250,7 @@ class _Worker:
 
     def _step(self, fit: _Fit, batch: dict[str, Any], step: int) -> tuple[dict[str, torch.Tensor], float]:
         """Run optimizer step ``step`` (1-based); return the objective's outputs and the rate used."""
-        # why: the seed is a function of (seed, step, rank), so a resumed run draws the same dropout
+        # the seed is a function of (seed, step, rank), so a resumed run draws the same dropout
         torch.manual_seed(sample_seed(self.train.seed, step, self.rank))
         with fit.autocast():
             out = fit.objective(fit.wrapped, batch)

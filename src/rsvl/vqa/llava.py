@@ -62,7 +62,7 @@ def qa_pairs(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 def strip_image_token(question: str) -> str:
     """Remove LLaVA's ``<image>`` token (and the newline beside it) from a human turn."""
-    # why: the newline variants go first, so no stray newline is left behind
+    # the newline variants go first, so no stray newline is left behind
     return question.replace(IMAGE_TOKEN + "\n", "").replace("\n" + IMAGE_TOKEN, "").replace(IMAGE_TOKEN, "").strip()
 
 

@@ -87,7 +87,7 @@ class ClipImageEncoder:
 
     def _encode(self, images: Sequence[Any]) -> torch.Tensor:
         batch = torch.stack([self.preprocess(fit_bands(image, self.in_bands)) for image in images])
-        # why: float32 on the CPU, so embeddings combine and compare whatever the device or AMP dtype
+        # float32 on the CPU, so embeddings combine and compare whatever the device or AMP dtype
         return self.model.encode_image(batch.to(self.device)).float().cpu()
 
     @torch.no_grad()
@@ -98,7 +98,7 @@ class ClipImageEncoder:
             images: Images in memory (the same object repeats for each question about it).
         """
         unique: dict[int, int] = {}
-        # why: key on object identity; the same image object repeats for each question about it
+        # key on object identity; the same image object repeats for each question about it
         order = [unique.setdefault(id(image), len(unique)) for image in images]
         firsts = list({slot: image for image, slot in zip(images, order)}.values())
         parts = [self._encode(firsts[start:start + self.batch_size])
@@ -228,7 +228,7 @@ def train_softmax_head(features: torch.Tensor, targets: torch.Tensor, classes: i
     """
     torch.manual_seed(0)
     head = nn.Linear(features.shape[1], classes)
-    # why: a zero start makes the L-BFGS path, and so the head, independent of the random init
+    # a zero start makes the L-BFGS path, and so the head, independent of the random init
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     optimiser = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
@@ -239,7 +239,7 @@ def train_softmax_head(features: torch.Tensor, targets: torch.Tensor, classes: i
         loss.backward()
         return loss
 
-    # why: from_embeddings runs under no_grad, and L-BFGS needs gradients
+    # from_embeddings runs under no_grad, and L-BFGS needs gradients
     with torch.enable_grad():
         optimiser.step(closure)
     return head.eval()
@@ -303,7 +303,7 @@ class ClipLinearHead:
         if not records or len(records) != len(embeddings):
             raise DataError(f"need one embedding per training record and at least one record "
                             f"({len(records)} records, {len(embeddings)} embeddings)")
-        # why: clamp so a constant embedding dimension does not divide by zero
+        # clamp so a constant embedding dimension does not divide by zero
         mean, std = embeddings.mean(dim=0), embeddings.std(dim=0).clamp_min(1e-6)
         features = (embeddings - mean) / std
         rows: dict[str, list[tuple[int, str]]] = {}

@@ -64,7 +64,7 @@ def parse_timestamp(value: object) -> str | None:
         return None
     if isinstance(value, bytes):
         value = value.decode("utf-8")
-    # why: bool is an int subclass, but True is no timestamp
+    # bool is an int subclass, but True is no timestamp
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         moment = dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
     elif isinstance(value, str):
@@ -97,7 +97,7 @@ def index_shards(source: Path) -> tuple[dict[str, Path], list[tuple[str, str, st
     """
     index: dict[str, Path] = {}
     problems: list[tuple[str, str, str]] = []
-    # why: sorted, so 'the first shard wins' picks the same shard on every machine
+    # sorted, so 'the first shard wins' picks the same shard on every machine
     shards = sorted(p for p in source.rglob("*") if p.suffix.lower() in SHARD_SUFFIXES and p.is_file())
     for shard in shards:
         try:
@@ -165,11 +165,11 @@ def read_member(shard: Path, key: str) -> dict:
             if not isinstance(group, h5py.Group) or not isinstance(group.get("image"), h5py.Dataset):
                 raise MemberError("array_decode", f"{shard.name}:{key} has no 'image' dataset")
             image = np.asarray(group["image"][()], dtype=np.float32)
-            # why: float64, since UTM coordinates (~1e6 m) would lose metres in float32
+            # float64, since UTM coordinates (~1e6 m) would lose metres in float32
             coords = np.asarray(group["coords"][()], dtype=np.float64) if "coords" in group else None
             crs = group.attrs.get("crs")
             timestamp = group.attrs.get("timestamp")
-    # why: h5py raises any of these for a damaged member or a key that is not a group
+    # h5py raises any of these for a damaged member or a key that is not a group
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise MemberError("array_decode", f"{shard.name}:{key} cannot be read ({err})") from err
     if image.ndim != 3:

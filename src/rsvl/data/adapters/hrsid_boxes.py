@@ -48,7 +48,7 @@ def single_band_png(chip: np.ndarray) -> bytes:
     Returns:
         The PNG bytes.
     """
-    # why: initial=0 so a chip with no pixels does not raise
+    # initial=0 so a chip with no pixels does not raise
     dtype = np.uint8 if chip.max(initial=0) <= 255 else np.uint16
     buffer = io.BytesIO()
     Image.fromarray(chip.astype(dtype)).save(buffer, format="PNG")
@@ -169,7 +169,7 @@ def _load_chip(source: Path, chip_name: str, entries: list, writer: DatasetWrite
     mask_path: Path | None = source / "masks" / f"{sample_id}{MASK_SUFFIX}"
     if mask_path.is_file():
         try:
-            # why: the header is enough, since the mask is copied as is, never decoded here
+            # the header is enough, since the mask is copied as is, never decoded here
             mask_size = image_header(mask_path)[:2]
         except DataError as err:
             writer.quarantine(where=where, rule="image_decode", reason=str(err), sample_id=sample_id)
@@ -211,7 +211,7 @@ def hrsid_chips(source: Path, listing: dict[str, list], writer: DatasetWriter) -
     """
     _quarantine_unlisted(source, listing, writer)
     taken: dict[str, str] = {}
-    # why: file-name order decides which of two same-stem chips keeps the sample id
+    # file-name order decides which of two same-stem chips keeps the sample id
     for chip_name, entries in sorted(listing.items()):
         sample_id = Path(chip_name).stem
         if sample_id in taken:
@@ -222,7 +222,7 @@ def hrsid_chips(source: Path, listing: dict[str, list], writer: DatasetWriter) -
             continue
         chip = _load_chip(source, chip_name, entries, writer)
         if chip is not None:
-            # why: only an accepted chip claims its stem, so a rejected a.jpg leaves it to a.png
+            # only an accepted chip claims its stem, so a rejected a.jpg leaves it to a.png
             taken[sample_id] = chip_name
             yield chip
 

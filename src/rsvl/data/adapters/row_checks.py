@@ -39,7 +39,7 @@ def index_images(root: Path) -> dict[str, Path]:
         DataError: Two image files share a stem, so a record naming it would be ambiguous.
     """
     index: dict[str, Path] = {}
-    # why: sorted, so the ambiguity error names the same pair on every file system
+    # sorted, so the ambiguity error names the same pair on every file system
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             if path.stem in index:
@@ -61,10 +61,10 @@ def image_header(path: Path) -> tuple[int, int, int]:
         DataError: The file cannot be identified as an image.
     """
     try:
-        # why: Image.open reads only the header; the pixels are never loaded here
+        # Image.open reads only the header; the pixels are never loaded here
         with Image.open(path) as image:
             return image.width, image.height, len(image.getbands())
-    # why: Pillow raises any of these for a truncated or corrupt header
+    # Pillow raises any of these for a truncated or corrupt header
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: cannot read image header ({err})") from err
 

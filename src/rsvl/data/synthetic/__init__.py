@@ -34,7 +34,7 @@ def sample_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     Returns:
         A NumPy generator that depends only on the three integers.
     """
-    # why: a seed sequence of the three integers, so adding samples elsewhere never shifts these draws
+    # a seed sequence of the three integers, so adding samples elsewhere never shifts these draws
     return np.random.default_rng([seed, stream, index])
 
 
@@ -63,7 +63,7 @@ def _interpolate(grid: np.ndarray, size: int, axis: int) -> np.ndarray:
     total = None
     for tap in range(4):
         term = np.take(grid, index[:, tap], axis=axis) * weights[tap].reshape(shape)
-        # why: explicit adds in tap order; a library resampler may fuse or reorder them per CPU
+        # explicit adds in tap order; a library resampler may fuse or reorder them per CPU
         total = term if total is None else total + term
     return total
 
@@ -86,7 +86,7 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) 
     coarse = rng.random((cells, cells))
     field = _interpolate(_interpolate(coarse, width, axis=1), height, axis=0)
     low, high = float(field.min()), float(field.max())
-    # why: the floor avoids dividing by zero for a flat field
+    # the floor avoids dividing by zero for a flat field
     return (field - low) / max(high - low, 1e-6)
 
 
@@ -141,7 +141,7 @@ def assign_splits(count: int, rng: np.random.Generator) -> list[str]:
     n_val = round(count * SPLIT_FRACTIONS[1])
     ordered = ["train"] * n_train + ["val"] * n_val + ["test"] * (count - n_train - n_val)
     splits = [""] * count
-    # why: shuffle which samples get each split, so the shares are exact and the assignment still random
+    # shuffle which samples get each split, so the shares are exact and the assignment still random
     for slot, sample in enumerate(rng.permutation(count)):
         splits[sample] = ordered[slot]
     return splits

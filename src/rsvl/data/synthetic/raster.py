@@ -32,7 +32,7 @@ def rectangle(shape: tuple[int, int], x0: int, y0: int, x1: int, y1: int) -> np.
         (height, width) bool.
     """
     mask = np.zeros(shape, dtype=bool)
-    # why: clamp at 0 so a negative corner clips instead of wrapping around as a negative index
+    # clamp at 0 so a negative corner clips instead of wrapping around as a negative index
     mask[max(int(y0), 0):max(int(y1) + 1, 0), max(int(x0), 0):max(int(x1) + 1, 0)] = True
     return mask
 
@@ -114,7 +114,7 @@ def wavy_band(shape: tuple[int, int], offset: float, amplitude: float, phase: fl
     xs, ys = pixel_centres(*shape)
     along, across = (ys, xs) if vertical else (xs, ys)
     span = shape[0] if vertical else shape[1]
-    # why: exact.sin, not np.sin, whose result depends on the CPU's SIMD kernels
+    # exact.sin, not np.sin, whose result depends on the CPU's SIMD kernels
     centre = offset + amplitude * exact.sin(phase + along * (2 * np.pi / span))
     return np.abs(across - centre) <= width / 2
 
@@ -122,6 +122,6 @@ def wavy_band(shape: tuple[int, int], offset: float, amplitude: float, phase: fl
 def _rotated(shape: tuple[int, int], cx: float, cy: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = pixel_centres(*shape)
     dx, dy = xs - cx, ys - cy
-    # why: exact cos/sin so the rotation, and thus the pixels covered, are the same on every CPU
+    # exact cos/sin so the rotation, and thus the pixels covered, are the same on every CPU
     c, s = float(exact.cos(angle)), float(exact.sin(angle))
     return dx * c + dy * s, dy * c - dx * s

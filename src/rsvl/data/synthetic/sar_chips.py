@@ -116,7 +116,7 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def _coast_spot(rng: np.random.Generator, land: np.ndarray, side: str, half_width: float):
     """A point just off the coastline and the angle parallel to it."""
-    # why: 12 px exceeds half the longest hull (22 px), so a ship parallel to the coast stays inside the chip
+    # 12 px exceeds half the longest hull (22 px), so a ship parallel to the coast stays inside the chip
     t = int(rng.integers(12, SIZE - 12))
     line = land[:, t] if side in ("top", "bottom") else land[t, :]
     edge = int(line.sum())
@@ -140,10 +140,10 @@ def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) ->
     wanted = choose(rng, range(9), [0.08, 0.16, 0.16, 0.14, 0.12, 0.1, 0.09, 0.08, 0.07])
     moored_wanted = int(rng.integers(0, wanted + 1)) if side else 0
     occupied = np.zeros((SIZE, SIZE), dtype=bool)
-    # why: ships at sea keep 10 px from the coast, so only moored ones lie along it
+    # ships at sea keep 10 px from the coast, so only moored ones lie along it
     open_water = ~_dilate(land, 10)
     ships: list[Ship] = []
-    # why: bounded attempts; a crowded chip ends with fewer ships than drawn
+    # bounded attempts; a crowded chip ends with fewer ships than drawn
     for _ in range(wanted * 30):
         if len(ships) == wanted:
             break
@@ -162,7 +162,7 @@ def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) ->
         clear_of_land = not (mask & land).any() if moored else not (mask & ~open_water).any()
         if inside and clear_of_land and not (mask & occupied).any():
             ships.append(Ship(mask, box, moored, length))
-            # why: a 2 px margin keeps every ship a separate blob its box describes
+            # a 2 px margin keeps every ship a separate blob its box describes
             occupied |= _dilate(mask, 2)
     return ships
 
@@ -170,7 +170,7 @@ def place_ships(rng: np.random.Generator, land: np.ndarray, side: str | None) ->
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     grown = mask.copy()
     for _ in range(radius):
-        # why: read from `grown`, write to a copy, so each pass grows by exactly one pixel
+        # read from `grown`, write to a copy, so each pass grows by exactly one pixel
         step = grown.copy()
         step[1:, :] |= grown[:-1, :]
         step[:-1, :] |= grown[1:, :]
@@ -192,7 +192,7 @@ def speckle(rng: np.random.Generator, sigma: np.ndarray, looks: int) -> np.ndarr
         uint8 (SIZE, SIZE): ``sqrt(intensity) * AMPLITUDE_GAIN``, clipped to 255.
     """
     intensity = sigma * speckle_draws(rng, looks, sigma.shape)
-    # why: rint before the cast, since astype alone truncates
+    # rint before the cast, since astype alone truncates
     return np.clip(np.rint(np.sqrt(intensity) * AMPLITUDE_GAIN), 0, 255).astype(np.uint8)
 
 
@@ -206,7 +206,7 @@ def render_chip(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[
     sigma = reflectivity(rng, land)
     ships = place_ships(rng, land, side)
     for ship in ships:
-        # why: hulls (steel plus double bounce) outshine sea and land, as in real SAR
+        # hulls (steel plus double bounce) outshine sea and land, as in real SAR
         sigma[ship.mask] = uniform(rng, 3.0, 10.0)
     pixels = speckle(rng, sigma, int(rng.choice([2, 3, 4])))
     return pixels, land.astype(np.uint8), ships, side
