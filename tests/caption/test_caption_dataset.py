@@ -127,6 +127,31 @@ def test_optical_captions_and_rejections_are_reported(sar_uncaptioned, tmp_path)
     assert report.by_route["optical"] == 1
 
 
+def test_the_generated_chips_optical_twins_feed_the_optical_route_truthfully(tmp_path):
+    """Every route captions the generated chips; the twins' captions agree with the chips' boxes and masks,
+    so the filter refuses none of them for what they claim (only repeats of an A2C wording go)."""
+    write_sar_chips(tmp_path / "sar", seed=5, count=40)
+    config = CaptionConfig(recaption=True, optical_captions="optical_captions.json")
+    report = caption_dataset(tmp_path / "sar", tmp_path / "out", config)
+    assert set(report.by_route) == {"a2c", "sa2c", "optical"}
+    assert "40 rows from" in report.optical_route
+    optical = [r for r in read_rejected(tmp_path / "out") if r["route"] == "optical"]
+    assert {r["rule"] for r in optical} <= {"duplicate"}
+    twins = json.loads((tmp_path / "sar" / "optical_captions.json").read_text())
+    assert report.by_route["optical"] + len(optical) == sum(len(texts) for texts in twins.values())
+    rows = {r["sample_id"]: r for r in read_manifest(tmp_path / "sar").to_dict("records")}
+    for item in read_provenance(tmp_path / "out"):
+        if item["route"] == "optical" and _COUNT.search(item["caption"]):
+            assert stated_count(item["caption"]) == len(rows[item["sample_id"]]["boxes"]), item
+
+
+def test_a_dataset_without_the_relative_optical_file_has_an_empty_optical_route(sar_uncaptioned, tmp_path):
+    bare, _ = sar_uncaptioned
+    report = caption_dataset(bare, tmp_path / "out", CaptionConfig(optical_captions="optical_captions.json"))
+    assert "optical" not in report.by_route
+    assert report.optical_route.startswith(f"none ({bare} has no optical_captions.json")
+
+
 @pytest.mark.real_data
 def test_hrsid_captions_state_the_right_count_and_regions(shared_data, tmp_path):
     source = shared_data / "hrsid_samples"

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsvl.data.generate import DEFAULT_SETS, OPTICAL_PER_CLASS, S1S2_PATCHES, SAR_CHIPS
+from rsvl.data.generate import DEFAULT_SETS, S1S2_PATCHES, SAR_CHIPS, optical_rows
 from rsvl.data.store import read_manifest
-from rsvl.data.synthetic import optical_scenes
 
 RSVL = Path(sys.executable).parent / "rsvl"
 
@@ -36,7 +35,7 @@ def test_generated_default_validates_clean_and_is_the_version_data_dvc_records(d
     # the committed data.dvc holds exactly data/default: generation + validation reproduce it bit for bit
     assert f"{dvc_dir_md5(default_data.parent, 'default')}.dir" == recorded["md5"]
     assert sum(1 for path in default_data.rglob("*") if path.is_file()) == recorded["nfiles"]
-    expected_rows = {"optical": OPTICAL_PER_CLASS * len(optical_scenes.DRAWERS), "sar": SAR_CHIPS, "s1s2": S1S2_PATCHES}
+    expected_rows = {"optical": sum(optical_rows().values()), "sar": SAR_CHIPS, "s1s2": S1S2_PATCHES}
     for name in DEFAULT_SETS:
         report = json.loads((default_data / name / "validation.json").read_text())
         assert (report["rows"], report["bad_rows"], report["passed"]) == (expected_rows[name], 0, True)

@@ -15,8 +15,12 @@ from rsvl.config import RunConfig
 from rsvl.data.generate import (
     DEFAULT_SETS,
     OPTICAL_PER_CLASS,
+    OPTICAL_TWINS_FILE,
     S1S2_PATCHES,
     SAR_CHIPS,
+    SHIP_SCENES,
+    SHIP_SCENES_PER_CLASS,
+    TWIN_CAPTIONS,
     generate_default,
     write_sar_chips,
 )
@@ -47,11 +51,13 @@ def _sentences(text: str) -> int:
 
 
 def test_counts_and_kinds(default):
-    """Rows from the generator's sizes; files per row by kind: an optical image; a SAR chip and its sea/land
-    mask; a Sentinel-1 and a Sentinel-2 patch."""
+    """Rows from the generator's sizes; files per row by kind: an optical image; a SAR chip, its sea/land
+    mask and its optical twin; a Sentinel-1 and a Sentinel-2 patch."""
     out, reports = default
-    rows = [len(optical_scenes.DRAWERS) * OPTICAL_PER_CLASS, SAR_CHIPS, S1S2_PATCHES]
-    assert [(r.rows, r.files, r.quarantined) for r in reports] == [(n, n * files, 0) for n, files in zip(rows, (1, 2, 2))]
+    optical = len(optical_scenes.DRAWERS) * OPTICAL_PER_CLASS + len(SHIP_SCENES) * SHIP_SCENES_PER_CLASS
+    rows = [optical, SAR_CHIPS, S1S2_PATCHES]
+    assert [(r.rows, r.files, r.quarantined) for r in reports] == [(n, n * files, 0) for n, files in zip(rows, (1, 3, 2))]
+    assert SAR_CHIPS < optical / 4  # SAR pairs are scarce next to optical ones, as in SAR-RS-CLIP
     for name, report in zip(DEFAULT_SETS, reports):  # the reports say what is on disk
         assert len(read_manifest(out / name)) == report.rows and len(read_files(out / name)) == report.files
     kinds = {name: read_meta(out / name)["kind"] for name in DEFAULT_SETS}
@@ -112,8 +118,9 @@ def test_rejects_bad_scale_and_seed(tmp_path):
 
 def test_round_trip_media_files_and_hashes(default):
     out, _ = default
-    shapes = {"optical": {"image": (3, 96, 96)}, "sar": {"image": (1, 128, 128), "mask": (1, 128, 128)},
-              "s1s2": {"s1": (2, 32, 32), "s2": (12, 32, 32)}}
+    shapes = {"optical": {"image": {(3, 96, 96), (3, 128, 128)}},
+              "sar": {"image": {(1, 128, 128)}, "mask": {(1, 128, 128)}},
+              "s1s2": {"s1": {(2, 32, 32)}, "s2": {(12, 32, 32)}}}
     for name, expected in shapes.items():
         dataset = out / name
         manifest = read_manifest(dataset)
@@ -121,10 +128,11 @@ def test_round_trip_media_files_and_hashes(default):
         assert set(manifest["split"]) <= set(SPLITS) and set(manifest["split"]) == set(SPLITS)
         assert manifest["sample_id"].is_unique
         media = [rel for column in MEDIA_COLUMNS for rel in manifest[column] if rel is not None]
-        assert sorted(media) == sorted(files.index)
-        for column, shape in expected.items():
+        twins = [f"media/{sample_id}_optical.png" for sample_id in manifest["sample_id"]] if name == "sar" else []
+        assert sorted(media + twins) == sorted(files.index)
+        for column, allowed in expected.items():
             for rel in manifest[column].iloc[::25]:
-                assert _load(dataset, rel).shape == shape
+                assert _load(dataset, rel).shape in allowed
                 assert files.loc[rel, "sha256"] == sha256_file(relative_to_dataset(dataset, rel))
 
 
@@ -132,9 +140,10 @@ def test_optical_classes_splits_and_captions(default):
     out, _ = default
     manifest = read_manifest(out / "optical")
     per_class = manifest.groupby("label")["split"].value_counts().unstack()
-    assert len(per_class) >= 7
-    assert (per_class.sum(axis=1) == 50).all()
-    assert (per_class["train"] == 35).all() and (per_class["test"] >= 7).all()
+    wanted = {**{label: OPTICAL_PER_CLASS for label in optical_scenes.DRAWERS},
+              **{label: SHIP_SCENES_PER_CLASS for label in SHIP_SCENES}}
+    assert per_class.sum(axis=1).to_dict() == wanted
+    assert (per_class["train"] == (per_class.sum(axis=1) * 0.7).round()).all() and (per_class["test"] >= 7).all()
     for captions, long_caption in zip(manifest["captions"], manifest["long_caption"]):
         assert len(set(captions)) >= 3
         assert _sentences(long_caption) >= 3
@@ -200,6 +209,48 @@ def test_sar_captions_state_the_box_count(default):
             assert match, f"{row.sample_id}: no ship count in {text!r}"
             word = match.group(1).lower()
             assert NUMBERS.get(word, int(word) if word.isdigit() else -1) == len(row.boxes), text
+
+
+def test_optical_ship_scenes_state_the_ship_count(default):
+    """Every caption of a harbour or open-sea scene that counts ships gives the same count (the twin test
+    below checks the drawing against the boxes)."""
+    out, _ = default
+    manifest = read_manifest(out / "optical")
+    ships = manifest[manifest["label"].isin(list(SHIP_SCENES))]
+    for row in ships.itertuples():
+        counts = {COUNT_PHRASE.search(text) for text in row.captions}
+        stated = {NUMBERS.get(m.group(1).lower(), -1) for m in counts if m}
+        assert len(stated) == 1, f"{row.sample_id}: captions disagree on the count: {row.captions}"
+    assert set(ships["label"]) == set(SHIP_SCENES)
+
+
+def _light_blobs(rgb: np.ndarray, water: np.ndarray) -> np.ndarray:
+    """Pixels on the water brighter than any sea colour (hulls: white, light grey or orange)."""
+    return (rgb.max(axis=0) > 150) & water
+
+
+def test_each_sar_chip_has_a_co_registered_optical_twin_with_captions(default):
+    """The twin shows the chip's ships where its boxes are, and its captions count them."""
+    out, _ = default
+    dataset = out / "sar"
+    manifest = read_manifest(dataset)
+    twins = json.loads((dataset / OPTICAL_TWINS_FILE).read_text(encoding="utf-8"))
+    assert sorted(twins) == sorted(manifest["sample_id"])
+    for row in manifest.itertuples():
+        twin = _load(dataset, f"media/{row.sample_id}_optical.png")
+        assert twin.shape == (3, 128, 128)
+        water = _load(dataset, row.mask)[0] == 0
+        in_box = np.zeros(water.shape, dtype=bool)
+        for box in row.boxes:
+            x0, y0, x1, y1 = (int(box[k]) for k in ("x_min", "y_min", "x_max", "y_max"))
+            in_box[y0:y1, x0:x1] = True
+            assert _light_blobs(twin, water)[y0:y1, x0:x1].any(), f"{row.sample_id}: no hull in the twin's box"
+        assert not (_light_blobs(twin, water) & ~in_box).any(), f"{row.sample_id}: a twin hull outside every box"
+        assert len(twins[row.sample_id]) == TWIN_CAPTIONS
+        for text in twins[row.sample_id]:
+            match = COUNT_PHRASE.search(text)
+            if match:
+                assert NUMBERS[match.group(1).lower()] == len(row.boxes), text
 
 
 def test_s1s2_labels_captions_location_and_band_stats(default):

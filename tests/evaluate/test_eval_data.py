@@ -212,12 +212,25 @@ def test_the_narration_record_covers_the_narrator_code_and_the_optical_captions_
     optical.write_text('{"s0": ["a harbour with two ships"]}')
     cfg = config([{"name": "x", "dataset": "x", "tasks": ["zero_shot"]}], tmp_path,
                  caption={"optical_captions": str(optical)})
-    first = narration_record(cfg, "md5")
+    first = narration_record(cfg, "md5", tmp_path)
     assert first["narrator"] == code_version("rsvl.caption")
     assert first["optical_captions"] == hashlib.sha256(optical.read_bytes()).hexdigest()
     optical.write_text('{"s0": ["a harbour with three ships"]}')
-    assert narration_record(cfg, "md5")["optical_captions"] != first["optical_captions"]
-    assert narration_record(config([], tmp_path), "md5")["optical_captions"] is None
+    assert narration_record(cfg, "md5", tmp_path)["optical_captions"] != first["optical_captions"]
+    assert narration_record(config([], tmp_path), "md5", tmp_path)["optical_captions"] is None
+
+
+def test_a_relative_optical_captions_file_is_read_from_the_narrated_dataset(tmp_path):
+    cfg = config([{"name": "x", "dataset": "x", "tasks": ["zero_shot"]}], tmp_path,
+                 caption={"optical_captions": "optical_captions.json"})
+    paired, unpaired = tmp_path / "paired", tmp_path / "unpaired"
+    paired.mkdir()
+    unpaired.mkdir()
+    (paired / "optical_captions.json").write_text('{"s0": ["two ships at the quay"]}')
+    expected = hashlib.sha256((paired / "optical_captions.json").read_bytes()).hexdigest()
+    assert narration_record(cfg, "md5", paired)["optical_captions"] == expected
+    # a dataset without co-registered optical images (HRSID) narrates with an empty optical route
+    assert narration_record(cfg, "md5", unpaired)["optical_captions"] is None
 
 
 def test_a_config_without_eval_sets_or_with_only_skipped_sets_cannot_evaluate(tmp_path):

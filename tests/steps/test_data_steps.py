@@ -13,7 +13,8 @@ from rsvl.data.generate import write_optical_scenes
 from rsvl.data.store import QuarantineRecord, read_quarantine, write_quarantine
 from rsvl.data.versioning import dvc_md5
 from rsvl.errors import DataError
-from rsvl.steps.data_steps import run_caption, run_ingest
+from rsvl.data.scene_captions import CAPTIONS_PER_ROW, TEMPLATES, scene_captions
+from rsvl.steps.data_steps import ensure_stage_data, run_caption, run_ingest
 
 CFG = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"}})
 
@@ -53,3 +54,44 @@ def test_ingest_refuses_data_of_another_version_than_the_run_asked_for(tmp_path,
     outcome = run_ingest(cfg, tmp_path / "ingested", expected_version=pinned)
     rows = len(ManifestDataset(default_data / "sar", load_media=False))
     assert outcome.version == pinned and outcome.rows == rows
+
+
+def _stage_cfg(root, source) -> RunConfig:
+    return RunConfig.model_validate({
+        "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+        "data": {"root": str(root), "max_bad_fraction": 0.5},
+        "train": {"stages": [{"name": "optical", "dataset": "scenes/rsscn7",
+                              "source": {"format": "class-folder", "path": str(source)}},
+                             {"name": "sar"}]}})
+
+
+def test_a_stage_source_is_ingested_once_with_captions_from_its_class_labels(tmp_path, repo_root):
+    """The committed RSSCN7-layout fixture: 6 listed images, one with an unknown split, one missing."""
+    cfg = _stage_cfg(tmp_path / "data", repo_root / "tests" / "data" / "class-folder")
+    target = tmp_path / "data" / "scenes" / "rsscn7"
+    assert ensure_stage_data(cfg) == [target]
+    frame = ManifestDataset(target, load_media=False).frame.set_index("sample_id")
+    assert sorted(frame.index) == ["aGrass/a001", "aGrass/a002", "bField/b001", "dRiverLake/d001"]
+    phrases = {"grass": "grassland", "field": "farmland fields", "river lake": "river lake"}
+    for sample_id, row in frame.iterrows():
+        captions = list(row["captions"])
+        assert len(captions) == len(set(captions)) == CAPTIONS_PER_ROW
+        assert all(phrases[row["label"]] in caption.lower() for caption in captions), captions
+    assert list(frame.loc["aGrass/a001", "captions"]) != list(frame.loc["aGrass/a002", "captions"])
+    stamp = (target / "manifest.parquet").stat().st_mtime_ns
+    assert ensure_stage_data(cfg) == []  # there already: never touched again
+    assert (target / "manifest.parquet").stat().st_mtime_ns == stamp
+    assert [p.name for p in target.parent.iterdir()] == ["rsscn7"]  # no scratch left behind
+
+
+def test_an_absent_stage_source_names_the_stage_and_the_path(tmp_path):
+    cfg = _stage_cfg(tmp_path / "data", tmp_path / "nowhere")
+    with pytest.raises(DataError, match=r"train.stages 'optical': source .*nowhere is absent"):
+        ensure_stage_data(cfg)
+
+
+def test_scene_captions_name_rsscn7_classes_as_a_reader_would():
+    assert all("a river or lake" in c.lower() for c in scene_captions("riverlake", "x"))
+    assert all("snow field" in c.lower() for c in scene_captions("Snow_Field", "x"))
+    assert scene_captions("forest", "a") == scene_captions("forest", "a")
+    assert len(set(scene_captions("forest", "a", count=len(TEMPLATES)))) == len(TEMPLATES)

@@ -8,6 +8,7 @@ words, or contradict the annotations. :func:`caption_dataset` applies it to a ca
 
 from rsvl.config.caption import CaptionConfig, ChatEndpoint
 from rsvl.caption.dataset import (
+    optical_captions_path,
     PROVENANCE_FILE,
     REJECTED_FILE,
     CaptionReport,
@@ -20,6 +21,7 @@ from rsvl.caption.rewrite import ChatRewriter, Rewriter, RewriterError, RuleRewr
 from rsvl.caption.scene import Scene
 
 __all__ = [
+    "optical_captions_path",
     "PROVENANCE_FILE", "REJECTED_FILE", "Caption", "CaptionConfig", "CaptionReport", "ChatEndpoint",
     "ChatRewriter", "Narration", "Rejected", "Rewriter", "RewriterError", "RuleRewriter", "Scene",
     "caption_dataset", "load_prompt", "narrate", "read_provenance", "read_rejected",

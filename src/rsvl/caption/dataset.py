@@ -52,6 +52,8 @@ class CaptionReport:
     by_route: dict[str, int] = field(default_factory=dict)
     by_rewriter: dict[str, int] = field(default_factory=dict)
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    optical_route: str = "off"
+    """Where the optical route's captions came from, or why it had none."""
 
     def summary(self) -> str:
         """One paragraph for the CLI and pipeline logs."""
@@ -59,7 +61,8 @@ class CaptionReport:
         rejected = ", ".join(f"{k}: {v}" for k, v in sorted(self.rejected_by_rule.items())) or "none"
         return (f"{self.rows} rows written to {self.out_dir}: {self.captioned} captioned, "
                 f"{self.passed_through} passed through, {self.uncaptioned} left without captions; "
-                f"captions by route: {routes}; rejected: {rejected} (see {self.out_dir / REJECTED_FILE})")
+                f"captions by route: {routes}; optical route: {self.optical_route}; "
+                f"rejected: {rejected} (see {self.out_dir / REJECTED_FILE})")
 
 
 def _mask_classes(config: CaptionConfig, meta: dict) -> dict[int, str]:
@@ -72,11 +75,41 @@ def _mask_classes(config: CaptionConfig, meta: dict) -> dict[int, str]:
         raise DataError(f"mask_values must map integer pixel values to class names, got {values!r}") from err
 
 
-def _optical_captions(path: str | None) -> dict[str, list[str]]:
+def optical_captions_path(config: CaptionConfig, dataset_dir: str | Path) -> Path | None:
+    """Where the optical route reads its captions for one dataset, or ``None`` when it has none.
+
+    An absolute ``config.optical_captions`` is read as given and must exist. A relative one names a
+    file inside the dataset being captioned (the generated SAR set ships ``optical_captions.json``
+    of its co-registered optical twins), so the file travels with the data to every step; a
+    dataset without that file (HRSID) has no co-registered optical images, and its optical route
+    is empty.
+
+    Args:
+        config: Caption settings.
+        dataset_dir: The dataset being captioned.
+
+    Returns:
+        The file, or ``None`` when the route is off or the dataset has no such file.
+
+    Raises:
+        DataError: An absolute path that does not exist.
+    """
+    if config.optical_captions is None:
+        return None
+    path = Path(config.optical_captions)
+    if path.is_absolute():
+        if not path.is_file():
+            raise DataError(f"caption.optical_captions: {path} does not exist")
+        return path
+    inside = Path(dataset_dir) / path
+    return inside if inside.is_file() else None
+
+
+def _optical_captions(path: Path | None) -> dict[str, list[str]]:
     if path is None:
         return {}
     try:
-        listing = json.loads(Path(path).read_text(encoding="utf-8"))
+        listing = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{path}: cannot read optical captions as UTF-8 JSON ({err})") from err
     if not isinstance(listing, dict) or not all(
@@ -133,7 +166,8 @@ def caption_dataset(dataset_dir: str | Path, out_dir: str | Path, config: Captio
     meta = read_meta(dataset_dir)
     manifest = read_manifest(dataset_dir)
     classes = _mask_classes(config, meta)
-    optical = _optical_captions(config.optical_captions)
+    optical_file = optical_captions_path(config, dataset_dir)
+    optical = _optical_captions(optical_file)
     rewriter = rewriter or build_rewriter(config.rewriter, config.chat)
     extra = {k: v for k, v in meta.items() if k not in _META_KEYS_SET_BY_WRITER}
     extra["captioned_by"] = {"step": ADAPTER, "from": str(dataset_dir), "rewriter": rewriter.name,
@@ -169,8 +203,14 @@ def caption_dataset(dataset_dir: str | Path, out_dir: str | Path, config: Captio
             writer.add_row(**row)
     pq.write_table(pa.Table.from_pylist(provenance, schema=PROVENANCE_SCHEMA), out_dir / PROVENANCE_FILE)
     pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA), out_dir / REJECTED_FILE)
+    if optical_file is not None:
+        route = f"captions of co-registered optical images for {len(optical)} rows from {optical_file}"
+    elif config.optical_captions is not None:
+        route = f"none ({dataset_dir} has no {config.optical_captions}: no co-registered optical images)"
+    else:
+        route = "off"
     return CaptionReport(out_dir, len(manifest), counts["captioned"], counts["passed_through"],
-                         counts["uncaptioned"], dict(by_route), dict(by_rewriter), dict(by_rule))
+                         counts["uncaptioned"], dict(by_route), dict(by_rewriter), dict(by_rule), route)
 
 
 def read_provenance(dataset_dir: str | Path) -> list[dict]:

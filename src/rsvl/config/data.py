@@ -23,6 +23,14 @@ class CaptionRules(StrictModel):
         return self
 
 
+class DataSource(StrictModel):
+    """A dataset to ingest (``rsvl data ingest``) when its canonical folder is not there yet: an eval
+    set's or a progressive stage's."""
+
+    format: str = Field(min_length=1)
+    path: str = Field(min_length=1)
+
+
 class DataConfig(StrictModel):
     """Where a run's data comes from and how strictly it is checked."""
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from rsvl.config.base import StrictModel
+from rsvl.config.data import DataSource
 from rsvl.errors import ConfigError
 
 Task = Literal["retrieval", "zero_shot", "ndcg", "captioning"]
@@ -24,11 +25,8 @@ STANDARD_PREFIX = "std_"
 inside the metric name, since one more dot would read as a comparison model's part of a key."""
 
 
-class EvalSource(StrictModel):
-    """Where to ingest an eval set from when its dataset is not there yet (``rsvl data ingest``)."""
-
-    format: str = Field(min_length=1)
-    path: str = Field(min_length=1)
+EvalSource = DataSource
+"""Where to ingest an eval set from when its dataset is not there yet (the shared :class:`DataSource`)."""
 
 
 class EvalSet(StrictModel):

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from rsvl.config.base import StrictModel
 from rsvl.config.cluster import KubeRayConfig
+from rsvl.config.data import DataSource
 
 
 class ObjectiveConfig(StrictModel):
@@ -66,9 +67,18 @@ class StageConfig(StrictModel):
 
     name: str = Field(pattern=PLAN_NAME)
     dataset: str | None = Field(None, min_length=1)
+    source: DataSource | None = None
+    """Ingested into ``data.root/<dataset>`` by the ingest step when that folder is missing (RSSCN7 as
+    SAR-RS-CLIP's optical stage); rows with a class label and no captions get captions from it."""
     epochs: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
     lr: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _source_needs_a_folder(self) -> "StageConfig":
+        if self.source is not None and self.dataset is None:
+            raise ValueError(f"stage {self.name!r}: a 'source' needs a 'dataset' folder name to ingest it into")
+        return self
 
     @field_validator("dataset")
     @classmethod

@@ -34,52 +34,80 @@ Layout under ``out``:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rsvl.data.band_stats import BandStats
 from rsvl.data.labels import labels_to_text
 from rsvl.data.store import DatasetWriter, IngestReport
 from rsvl.data.synthetic import assign_splits, png_bytes, sample_rng
-from rsvl.data.synthetic import optical_captions, optical_scenes, s1s2_patches, sar_chips
+from rsvl.data.synthetic import harbour, optical_captions, optical_scenes, s1s2_patches, sar_chips
 
 ADAPTER = "generate-default"
 DEFAULT_SETS = ("optical", "sar", "s1s2")  # the folders generate_default writes, in its order
 OPTICAL_PER_CLASS = 50
+SHIP_SCENES = {"harbour": True, "open sea": False}
+"""Optical classes drawn from harbour layouts (the value: coastal or not), as the SAR chips are."""
+SHIP_SCENES_PER_CLASS = 150
 SAR_CHIPS = 150
 S1S2_PATCHES = 200
-_OPTICAL, _SAR, _S1S2, _SPLITS = 1, 2, 3, 9
+OPTICAL_TWINS_FILE = "optical_captions.json"
+"""In ``sar/``: captions of each chip's co-registered optical twin, ``{sample_id: [captions]}``."""
+TWIN_CAPTIONS = 2
+_OPTICAL, _SAR, _S1S2, _SPLITS, _TWINS = 1, 2, 3, 9, 4
+
+
+def optical_rows(scale: int = 1) -> dict[str, int]:
+    """Rows per class of the optical set at ``scale``: land-cover scenes, then ship scenes."""
+    return {**{label: OPTICAL_PER_CLASS * scale for label in optical_scenes.DRAWERS},
+            **{label: SHIP_SCENES_PER_CLASS * scale for label in SHIP_SCENES}}
+
+
+def _ship_scene(coastal: bool):
+    def draw(rng):
+        return harbour.render_optical(rng, harbour.draw_layout(rng, coastal))
+    return draw
 
 
 def _source(seed: int) -> str:
     return f"rsvl.data.generate seed={seed}"
 
 
-def write_optical_scenes(out: str | Path, *, seed: int = 0, per_class: int = OPTICAL_PER_CLASS) -> IngestReport:
+def write_optical_scenes(out: str | Path, *, seed: int = 0, per_class: int = OPTICAL_PER_CLASS,
+                         ship_scenes_per_class: int = SHIP_SCENES_PER_CLASS) -> IngestReport:
     """Write the optical captioning set (RGB PNG scenes with class labels and captions).
+
+    Eight land-cover classes are 96 px scenes; the ``harbour`` and ``open sea`` classes are
+    128 px harbour layouts (:mod:`rsvl.data.synthetic.harbour`), the ships, quays and coasts the
+    SAR chips show, drawn independently of the chips.
 
     Args:
         out: Dataset directory (replaced if it exists).
         seed: Random seed.
-        per_class: Images per class.
+        per_class: Images per land-cover class.
+        ship_scenes_per_class: Images per ship-scene class.
 
     Returns:
         The writer's report.
     """
-    classes = list(optical_scenes.DRAWERS)
-    meta = {"classes": classes, "image_size": optical_scenes.SIZE, "generator_seed": seed}
+    drawers = {**{label: (draw, optical_scenes.SIZE, per_class) for label, draw in optical_scenes.DRAWERS.items()},
+               **{label: (_ship_scene(coastal), harbour.SIZE, ship_scenes_per_class)
+                  for label, coastal in SHIP_SCENES.items()}}
+    meta = {"classes": list(drawers), "image_size": {label: size for label, (_, size, _) in drawers.items()},
+            "generator_seed": seed}
     with DatasetWriter(out, name="synthetic-optical", kind="captioning", adapter=ADAPTER,
                        source=_source(seed), extra_meta=meta) as writer:
-        for class_index, label in enumerate(classes):
-            splits = assign_splits(per_class, sample_rng(seed, _SPLITS, _OPTICAL * 100 + class_index))
+        for class_index, (label, (draw, size, count)) in enumerate(drawers.items()):
+            splits = assign_splits(count, sample_rng(seed, _SPLITS, _OPTICAL * 100 + class_index))
             for i, split in enumerate(splits):
                 rng = sample_rng(seed, _OPTICAL, class_index * 1_000_000 + i)
-                pixels, facts = optical_scenes.DRAWERS[label](rng)
+                pixels, facts = draw(rng)
                 captions, long_caption = optical_captions.describe(label, facts, rng)
                 sample_id = f"{label.replace(' ', '_')}_{i:05d}"
                 writer.add_row(
                     sample_id=sample_id, split=split, modality="optical",
                     image=writer.write_bytes(png_bytes(pixels), f"{sample_id}.png"),
-                    bands=3, width=optical_scenes.SIZE, height=optical_scenes.SIZE,
+                    bands=3, width=size, height=size,
                     captions=captions, long_caption=long_caption, label=label, source=_source(seed),
                 )
     return writer.report
@@ -87,6 +115,11 @@ def write_optical_scenes(out: str | Path, *, seed: int = 0, per_class: int = OPT
 
 def write_sar_chips(out: str | Path, *, seed: int = 0, count: int = SAR_CHIPS) -> IngestReport:
     """Write the SAR ship-detection set (8-bit chips, ship boxes, captions, land/sea masks).
+
+    Every chip has a co-registered optical twin: the same layout imaged optically
+    (``media/<id>_optical.png``), whose captions are in :data:`OPTICAL_TWINS_FILE`: the input of
+    SAR-Narrator's optical route (``caption.optical_captions``). The twins are drawn from a stream
+    of their own, so the chips are the same with or without them.
 
     Args:
         out: Dataset directory (replaced if it exists).
@@ -97,17 +130,24 @@ def write_sar_chips(out: str | Path, *, seed: int = 0, count: int = SAR_CHIPS) -
         The writer's report.
     """
     meta = {"mask_values": {"0": "sea", "1": "land"}, "box_convention": "pixel edges, max exclusive",
-            "image_size": sar_chips.SIZE, "generator_seed": seed}
+            "image_size": sar_chips.SIZE, "generator_seed": seed,
+            "optical_twins": {"images": "media/<sample_id>_optical.png", "captions": OPTICAL_TWINS_FILE}}
+    twins: dict[str, list[str]] = {}
     splits = assign_splits(count, sample_rng(seed, _SPLITS, _SAR))
     with DatasetWriter(out, name="synthetic-sar-ships", kind="detection", adapter=ADAPTER,
                        source=_source(seed), extra_meta=meta) as writer:
         for i, split in enumerate(splits):
             rng = sample_rng(seed, _SAR, i)
-            pixels, land, ships, side = sar_chips.render_chip(rng)
-            captions, long_caption = sar_chips.describe_chip(ships, side, float(land.mean()), rng)
+            pixels, land, layout = sar_chips.render_chip(rng)
+            captions, long_caption = sar_chips.describe_chip(layout.ships, layout.side, layout.land_share, rng)
             sample_id = f"sar_{i:05d}"
+            twin_rng = sample_rng(seed, _TWINS, i)
+            twin, facts = harbour.render_optical(twin_rng, layout)
+            twin_label = "harbour" if layout.side else "open sea"
+            twins[sample_id] = optical_captions.describe(twin_label, facts, twin_rng)[0][:TWIN_CAPTIONS]
+            writer.write_bytes(png_bytes(twin), f"{sample_id}_optical.png")
             boxes = [dict(zip(("x_min", "y_min", "x_max", "y_max"), map(float, s.box)), label="ship")
-                     for s in ships]
+                     for s in layout.ships]
             writer.add_row(
                 sample_id=sample_id, split=split, modality="sar",
                 image=writer.write_bytes(png_bytes(pixels), f"{sample_id}.png"),
@@ -115,6 +155,8 @@ def write_sar_chips(out: str | Path, *, seed: int = 0, count: int = SAR_CHIPS) -
                 bands=1, width=sar_chips.SIZE, height=sar_chips.SIZE,
                 captions=captions, long_caption=long_caption, boxes=boxes, source=_source(seed),
             )
+    # sorted keys and a trailing newline: the same chips give the same bytes
+    (Path(out) / OPTICAL_TWINS_FILE).write_text(json.dumps(twins, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return writer.report
 
 
@@ -164,7 +206,8 @@ def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[Ing
     Args:
         out: Parent directory; ``optical/``, ``sar/`` and ``s1s2/`` are (re)created inside it.
         seed: Random seed; the same seed gives byte-identical media and manifests.
-        scale: Size multiplier: 50 scenes per class, 150 SAR chips and 200 S1/S2 pairs per unit.
+        scale: Size multiplier: per unit 50 scenes per land-cover class and 150 per ship-scene class,
+            150 SAR chips and 200 S1/S2 pairs.
 
     Returns:
         The three ingest reports, in the order optical, SAR, S1/S2.
@@ -178,7 +221,8 @@ def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[Ing
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     out = Path(out)
     return [
-        write_optical_scenes(out / "optical", seed=seed, per_class=OPTICAL_PER_CLASS * scale),
+        write_optical_scenes(out / "optical", seed=seed, per_class=OPTICAL_PER_CLASS * scale,
+                             ship_scenes_per_class=SHIP_SCENES_PER_CLASS * scale),
         write_sar_chips(out / "sar", seed=seed, count=SAR_CHIPS * scale),
         write_s1s2_patches(out / "s1s2", seed=seed, count=S1S2_PATCHES * scale),
     ]

@@ -201,20 +201,23 @@ def _materialise(eval_set: EvalSet, data_root: Path, cache_dir: Path) -> Path | 
     return cached_dataset(path, record, lambda out: ingest(eval_set.source.format, source, out, name=eval_set.name))
 
 
-def narration_record(cfg: RunConfig, source_version: str) -> dict:
+def narration_record(cfg: RunConfig, source_version: str, place: Path) -> dict:
     """What a narrated copy is made from: source version, caption config, narrator code, optical captions.
 
     Args:
         cfg: The run config (``caption`` section).
         source_version: The source's data version.
+        place: The source dataset directory (a relative ``optical_captions`` file lies inside it).
     """
+    from rsvl.caption import optical_captions_path
+
     caption_cfg = cfg.caption.model_copy(update={"recaption": True})
-    optical = caption_cfg.optical_captions
+    optical = optical_captions_path(caption_cfg, place)
     return {
         "source": source_version,
         "caption": caption_cfg.model_dump(mode="json"),
         "narrator": code_version("rsvl.caption"),
-        "optical_captions": sha256_file(optical) if optical is not None and Path(optical).is_file() else None,
+        "optical_captions": sha256_file(optical) if optical is not None else None,
     }
 
 
@@ -233,7 +236,7 @@ def narrated_copy(eval_set: EvalSet, place: Path, source_version: str, cfg: RunC
     from rsvl.caption import caption_dataset
 
     caption_cfg = cfg.caption.model_copy(update={"recaption": True})
-    record = narration_record(cfg, source_version)
+    record = narration_record(cfg, source_version, place)
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:DIGEST_CHARS]
     copy = cached_dataset(Path(cfg.evaluate.cache_dir) / f"{eval_set.name}-{NARRATED}-{digest}", record,
                           lambda out: caption_dataset(place, out, caption_cfg))

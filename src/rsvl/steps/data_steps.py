@@ -91,6 +91,52 @@ def ensure_default_data(cfg: RunConfig) -> Path:
     return default
 
 
+def ensure_stage_data(cfg: RunConfig) -> list[Path]:
+    """Ingest every progressive stage's ``source`` whose ``data.root/<dataset>`` folder is missing.
+
+    Rows with a class label and no captions get captions from it (:mod:`rsvl.data.scene_captions`),
+    then the set is validated as the default data is; folders already there are never touched.
+
+    Args:
+        cfg: The run config (``train.stages``, ``data.root``, the caption rules).
+
+    Returns:
+        The folders written by this call.
+
+    Raises:
+        DataError: A stage's source is absent.
+    """
+    from rsvl.data.adapters import ingest
+    from rsvl.data.scene_captions import add_label_captions
+    from rsvl.data.validate import validate_dataset
+
+    written = []
+    root = Path(cfg.data.root)
+    for stage in cfg.train.stages:
+        if stage.source is None or (root / stage.dataset / META_FILE).is_file():
+            continue
+        source = Path(stage.source.path)
+        if not source.exists():
+            raise DataError(f"train.stages {stage.name!r}: source {source} is absent (format {stage.source.format}); "
+                            f"put the data there or drop the stage's source")
+        target = root / stage.dataset
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # built beside the target and renamed, so a reader never sees a half-written set
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            ingest(stage.source.format, source, scratch / "set", name=target.name)
+            add_label_captions(scratch / "set")
+            validate_dataset(scratch / "set", rules=cfg.data.captions,
+                             max_bad_fraction=cfg.data.max_bad_fraction).raise_if_failed()
+            if target.exists():  # debris of an interrupted write
+                shutil.rmtree(target)
+            (scratch / "set").rename(target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        written.append(target)
+    return written
+
+
 def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") -> DataOutcome:
     """Produce the run's training dataset in ``out_dir``, after :func:`ensure_default_data`.
 
@@ -113,6 +159,7 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
     out = Path(out_dir)
     # progressive stages and pinned eval sets read the default data whatever the run's own source
     ensure_default_data(cfg)
+    ensure_stage_data(cfg)
     if cfg.data.source == "generate":
         source = Path(cfg.data.root) / cfg.train.dataset
         if not (source / META_FILE).is_file():

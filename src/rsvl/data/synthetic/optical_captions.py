@@ -134,9 +134,68 @@ def _bare_land(f: Facts) -> list[str]:
     ]
 
 
+_THIRDS = ("upper left", "upper middle", "upper right", "middle left", "center", "middle right",
+           "lower left", "lower middle", "lower right")
+
+
+def _ship_words(f: Facts) -> tuple[int, int, str, str]:
+    """Ship count, moored count, their thirds (``"upper left and center"``) and the coloured noun."""
+    ships = f["ships"]
+    found = {third for third, _ in ships}
+    return (len(ships), sum(moored for _, moored in ships), join_words([t for t in _THIRDS if t in found]),
+            f"{f['ship_colour']} ship")
+
+
+def _mooring(total: int, moored: int) -> str:
+    """The arrangement words A2C uses, so the quality filter can hold an optical caption to the boxes."""
+    if moored == total:
+        return "moored along the quay"
+    if moored == 0:
+        return "at sea, away from the coast"
+    return f", {number_word(moored)} of them moored along the quay and the rest at sea"
+
+
+def _harbour(f: Facts) -> list[str]:
+    total, moored, where, coloured = _ship_words(f)
+    verb = "is" if total == 1 else "are"
+    edge = {"top": "upper", "bottom": "lower", "left": "left", "right": "right"}[f["side"]]
+    share = f"the {f['cover']} land covers about {round(f['land_share'] * 100)}% of the image"
+    lines = [
+        f"a harbour with {plural(total, 'ship')} and {f['cover']} land along the {edge} edge",
+        f"there {verb} {plural(total, 'ship')} in this image",
+        f"{share} and the rest is {f['sea']} sea",
+        f"an aerial image of a coast with a concrete quay and {plural(total, 'ship')}",
+    ]
+    if total:
+        lines += [f"{plural(total, coloured)} in the {where} of the image",
+                  f"{plural(total, 'ship')} {_mooring(total, moored)}".replace(" ,", ","),
+                  f"{f['sea']} water next to the quay with {plural(total, coloured)} in the {where}"]
+    else:
+        lines += [f"{f['sea']} sea along a concrete quay with no ships moored", "an empty harbour with no ships"]
+    return lines
+
+
+def _open_sea(f: Facts) -> list[str]:
+    total, _, where, coloured = _ship_words(f)
+    verb = "is" if total == 1 else "are"
+    lines = [
+        f"there {verb} {plural(total, 'ship')} in this image",
+        f"{plural(total, coloured)} on the {f['sea']} open sea",
+        f"open water with no land and {plural(total, 'ship')}",
+        f"an aerial image of the {f['sea']} open sea",
+    ]
+    if total:
+        lines += [f"{plural(total, 'ship')} in the {where} of the image",
+                  f"{plural(total, coloured)} on calm water in the {where}"]
+    else:
+        lines += [f"calm {f['sea']} open sea with no ships", "an empty stretch of open water"]
+    return lines
+
+
 SHORT_TEMPLATES: dict[str, Callable[[Facts], list[str]]] = {
     "forest": _forest, "water": _water, "farmland": _farmland, "residential": _residential,
     "industrial": _industrial, "grassland": _grassland, "parking lot": _parking, "bare land": _bare_land,
+    "harbour": _harbour, "open sea": _open_sea,
 }
 
 _OVERVIEW = {
@@ -148,6 +207,8 @@ _OVERVIEW = {
     "grassland": "This aerial image shows open grassland.",
     "parking lot": "This aerial image shows a parking lot.",
     "bare land": "This is an aerial image of bare land.",
+    "harbour": "This aerial image shows a harbour on the coast.",
+    "open sea": "This aerial image shows the open sea.",
 }
 _CONTEXT = {
     "forest": "There are no buildings in the scene.",
@@ -158,6 +219,8 @@ _CONTEXT = {
     "grassland": "No buildings or roads are visible.",
     "parking lot": "White lines mark the parking spaces on the asphalt.",
     "bare land": "There is no vegetation on the ground.",
+    "harbour": "A light concrete quay separates the land from the water.",
+    "open sea": "No land is visible anywhere in the scene.",
 }
 
 
