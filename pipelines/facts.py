@@ -1,7 +1,8 @@
 """The fact that matters of a finished pipeline step, for its console line.
 
 ``ingest``/``caption``/``filter``: rows kept and quarantined (rows of the output dataset's
-``manifest.parquet`` and ``quarantine.parquet``); ``train``: the final loss; ``vqa`` and
+``manifest.parquet`` and ``quarantine.parquet``), for ``caption`` also the captions each narrator
+route wrote (``caption_provenance.parquet``); ``train``: the final loss; ``vqa`` and
 ``evaluate``: the headline metric beside its comparisons; ``register``: the version and its
 aliases; ``gate``: the decision; ``promote``: the champion.
 """
@@ -37,6 +38,19 @@ def dataset_rows(folder: str | Path) -> tuple[int, int]:
     """Rows kept (``manifest.parquet``) and quarantined (``quarantine.parquet``) of a dataset folder."""
     folder = Path(folder)
     return _rows(folder / MANIFEST_FILE), _rows(folder / QUARANTINE_FILE)
+
+
+def caption_routes(folder: str | Path) -> dict[str, int]:
+    """Captions the caption step wrote per narrator route (``a2c``, ``sa2c``, ``optical``), in route order."""
+    import pyarrow.parquet as pq
+
+    from rsvl.caption import PROVENANCE_FILE, ROUTES
+
+    path = Path(folder) / PROVENANCE_FILE
+    if not path.is_file():
+        return {}
+    routes = pq.read_table(path, columns=["route"]).column("route").to_pylist()
+    return {route: routes.count(route) for route in ROUTES if route in routes}
 
 
 def artifact_metrics(artifact: Any) -> dict[str, float]:
@@ -87,7 +101,12 @@ class StepFacts:
         version = result.outputs.get("Output")
         return f"{kept} rows kept, {quarantined} quarantined" + (f" (data {str(version)[:12]})" if version else "")
 
-    _ingest = _caption = _filter = _data
+    _ingest = _filter = _data
+
+    def _caption(self, result: StepResult, cfg: RunConfig) -> str:
+        routes = caption_routes(_path(result.outputs[DATASET_OUTPUTS["caption"]]))
+        listed = ", ".join(f"{route} {count}" for route, count in routes.items())
+        return self._data(result, cfg) + (f"; captions by route: {listed}" if listed else "")
 
     def _train(self, result: StepResult, _cfg: RunConfig) -> str:
         values = artifact_metrics(result.outputs["metrics"])

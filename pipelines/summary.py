@@ -100,6 +100,32 @@ def metrics_table(candidate: Mapping[str, float], champion: Mapping[str, float] 
     return lines
 
 
+def verdict_lines(cfg: RunConfig, candidate: Mapping[str, float]) -> list[str]:
+    """Say, per comparison model (the untuned base, each ablation), whether the candidate is ahead.
+
+    One line each, over every retrieval set's headline ``mR`` both were scored on, so a run where
+    progressive transfer does not beat its SAR-only control says so in words, not only in the table.
+
+    Args:
+        cfg: The track's config (eval sets, ``compare_base``, ablations).
+        candidate: The candidate run's metrics.
+
+    Returns:
+        Lines such as ``candidate vs sar_only: sar_test.mR 28.50 vs 31.10 (-2.60): ahead on 0 of 1 sets``.
+    """
+    names = ([UNTUNED] if cfg.evaluate.compare_base else []) + [ablation.name for ablation in cfg.train.ablations]
+    metrics = [f"{s.name}.{HEADLINE['retrieval']}" for s in cfg.evaluate.sets if "retrieval" in s.tasks]
+    lines = []
+    for name in names:
+        pairs = [(metric, candidate[metric], candidate[f"{name}.{metric}"]) for metric in metrics
+                 if metric in candidate and f"{name}.{metric}" in candidate]
+        if pairs:
+            parts = ", ".join(f"{metric} {ours:.2f} vs {theirs:.2f} ({ours - theirs:+.2f})" for metric, ours, theirs in pairs)
+            ahead = sum(ours > theirs for _, ours, theirs in pairs)
+            lines.append(f"  candidate vs {name}: {parts}: ahead on {ahead} of {len(pairs)} sets")
+    return lines
+
+
 def _run_metrics(client, run_id: str | None) -> dict[str, float]:
     return dict(client.get_run(run_id).data.metrics) if run_id else {}
 
@@ -128,10 +154,10 @@ def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]
     lines.append(f"registered: {name} v{candidate.version} (aliases: {own}); "
                  f"champion: v{champion_version or 'none'}; candidate: v{aliases.get('candidate', 'none')}")
     lines.append(f"gate: {tags.get('gate.decision', 'not run')}: {tags.get('gate.reasons', '') or '-'}")
-    lines += metrics_table(_run_metrics(client, candidate.run_id),
-                           _run_metrics(client, champion.run_id) if champion is not None else None,
+    metrics = _run_metrics(client, candidate.run_id)
+    lines += metrics_table(metrics, _run_metrics(client, champion.run_id) if champion is not None else None,
                            champion_version, headline_metrics(cfg), str(candidate.version))
-    return lines
+    return lines + verdict_lines(cfg, metrics)
 
 
 def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float, log_dir: Path | None = None,

@@ -23,9 +23,10 @@ from mlflow.entities import Metric
 from pipelines import UnknownPaper, known_papers
 from pipelines.console import CACHED, FAILED, OK, StepConsole, StepResult, format_progress, format_step_line, split_label
 from pipelines.dag import paper_tracks
-from pipelines.facts import dataset_rows
+from pipelines.facts import caption_routes, dataset_rows
 from pipelines.run import main, run_local
 from pipelines.summary import comparisons, headline_metrics, print_summary, track_lines
+from rsvl.caption import PROVENANCE_FILE
 from rsvl.console import PROGRESS_LINE, Progress, format_eta
 from rsvl.data.store import MANIFEST_FILE, QUARANTINE_FILE
 from rsvl.model_registry import registry_client
@@ -84,6 +85,14 @@ def test_rows_kept_and_quarantined_are_read_from_the_dataset_folder(tmp_path):
     assert dataset_rows(tmp_path) == (7, 0)
     pq.write_table(pa.table({"sample_id": ["bad1", "bad2"]}), tmp_path / QUARANTINE_FILE)
     assert dataset_rows(tmp_path) == (7, 2)
+
+
+def test_the_caption_step_counts_the_captions_of_each_narrator_route(tmp_path):
+    assert caption_routes(tmp_path) == {}  # no provenance table: nothing to say
+    routes = ["optical", "a2c", "sa2c", "a2c", "optical", "a2c"]
+    pq.write_table(pa.table({"sample_id": ["s"] * 6, "caption": [f"c{i}" for i in range(6)], "route": routes,
+                             "rewriter": ["rule"] * 6}), tmp_path / PROVENANCE_FILE)
+    assert list(caption_routes(tmp_path).items()) == [("a2c", 3), ("sa2c", 1), ("optical", 2)]
 
 
 # --- routing, under the real KFP local runner ---------------------------------------------------
@@ -232,12 +241,17 @@ def test_the_summary_shows_candidate_champion_and_comparisons_with_gate_and_alia
     assert main[5].split() == ["sar_test.std_mR", "24.00", "-", "9.000", "27.00", "-", "-"]
     assert main[6].split() == ["optical_test.mR", "59.20", "55.00", "-", "20.00", "-", "-"]  # no std_mR logged: no row
     assert main[7].split() == ["vqa.overall", "0.660", "0.600", "-", "-", "0.580", "0.450"]
+    # the transfer's verdict in words: ahead of the untuned base, behind its SAR-only control on sar_test
+    assert main[8] == "  candidate vs base: sar_test.mR 28.50 vs 12.00 (+16.50): ahead on 1 of 1 sets"
+    assert main[9] == ("  candidate vs sar_only: sar_test.mR 28.50 vs 31.10 (-2.60), "
+                       "optical_test.mR 59.20 vs 20.00 (+39.20): ahead on 1 of 2 sets")
     coca_lines = shown[shown.index("--- track captioner: sar_rs_coca ---"):]
     assert coca_lines[1] == "registered: sar_rs_coca v1 (aliases: candidate, champion); champion: v1; candidate: v1"
     assert coca_lines[2] == "gate: promoted: sar_test.BLEU_4 0.27 >= 0.05"
     assert coca_lines[3].split() == ["metric", "candidate", "v1", "champion", "v1", "base"]
     assert coca_lines[4].split() == ["sar_test.BLEU_4", "0.270", "0.270", "0.000"]
     assert coca_lines[5].split() == ["sar_test.CIDEr", "0.240", "0.240", "0.010"]
+    assert not coca_lines[6].startswith("  candidate vs")  # a captioning track has no retrieval verdict
     assert shown[0] == "=== sar_text pipeline finished in 1.5 min ==="
     assert shown[-2] == f"task outputs: {(tmp_path / 'kfp').resolve()}; step logs: {tmp_path / 'logs'}"
 

@@ -208,9 +208,12 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     overrides = _smallest_budgets(tmp_path, default_data.parent)
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     first = capsys.readouterr().out
-    assert len(first.splitlines()) <= 44, first  # one line a step, sparse progress, the summary (std_mR rows)
+    assert len(first.splitlines()) <= 46, first  # one line a step, sparse progress, the summary (std_mR rows, verdicts)
     assert "executor_input" not in first and "closure" not in first and "base image" not in first
     assert "\nok     filter    main " in first and " rows kept, " in first
+    caption_line = next(line for line in first.splitlines() if line.startswith("ok     caption   main "))
+    assert "captions by route: a2c " in caption_line and ", sa2c " in caption_line and ", optical " in caption_line
+    assert "\n  candidate vs sar_only: sar_test.mR " in first and "\n  candidate vs base: sar_test.mR " in first
     assert "\n  sar_test.mR " in first and "\n  sar_test.std_mR " in first and "\n  sar_test.CIDEr " in first, first
     assert "\n  vqa.overall " in first, first
     for name in ("sar_rs_clip", "sar_rs_coca"):

@@ -16,13 +16,13 @@ from rsvl.caption.dataset import (
     read_provenance,
     read_rejected,
 )
-from rsvl.caption.narrate import Caption, Narration, Rejected, narrate
+from rsvl.caption.narrate import ROUTES, Caption, Narration, Rejected, narrate
 from rsvl.caption.rewrite import ChatRewriter, Rewriter, RewriterError, RuleRewriter, load_prompt
 from rsvl.caption.scene import Scene
 
 __all__ = [
     "optical_captions_path",
-    "PROVENANCE_FILE", "REJECTED_FILE", "Caption", "CaptionConfig", "CaptionReport", "ChatEndpoint",
+    "PROVENANCE_FILE", "REJECTED_FILE", "ROUTES", "Caption", "CaptionConfig", "CaptionReport", "ChatEndpoint",
     "ChatRewriter", "Narration", "Rejected", "Rewriter", "RewriterError", "RuleRewriter", "Scene",
     "caption_dataset", "load_prompt", "narrate", "read_provenance", "read_rejected",
 ]

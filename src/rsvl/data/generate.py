@@ -49,6 +49,7 @@ OPTICAL_PER_CLASS = 50
 SHIP_SCENES = {"harbour": True, "open sea": False}
 """Optical classes drawn from harbour layouts (the value: coastal or not), as the SAR chips are."""
 SHIP_SCENES_PER_CLASS = 150
+"""Three times a land-cover class: ships are what the SAR stage is scored on."""
 SAR_CHIPS = 150
 S1S2_PATCHES = 200
 OPTICAL_TWINS_FILE = "optical_captions.json"
@@ -74,7 +75,7 @@ def _source(seed: int) -> str:
 
 
 def write_optical_scenes(out: str | Path, *, seed: int = 0, per_class: int = OPTICAL_PER_CLASS,
-                         ship_scenes_per_class: int = SHIP_SCENES_PER_CLASS) -> IngestReport:
+                         ship_scenes_per_class: int = 0) -> IngestReport:
     """Write the optical captioning set (RGB PNG scenes with class labels and captions).
 
     Eight land-cover classes are 96 px scenes; the ``harbour`` and ``open sea`` classes are
@@ -85,14 +86,14 @@ def write_optical_scenes(out: str | Path, *, seed: int = 0, per_class: int = OPT
         out: Dataset directory (replaced if it exists).
         seed: Random seed.
         per_class: Images per land-cover class.
-        ship_scenes_per_class: Images per ship-scene class.
+        ship_scenes_per_class: Images per ship-scene class; 0 (the default) writes land-cover classes only.
 
     Returns:
         The writer's report.
     """
     drawers = {**{label: (draw, optical_scenes.SIZE, per_class) for label, draw in optical_scenes.DRAWERS.items()},
                **{label: (_ship_scene(coastal), harbour.SIZE, ship_scenes_per_class)
-                  for label, coastal in SHIP_SCENES.items()}}
+                  for label, coastal in SHIP_SCENES.items() if ship_scenes_per_class}}
     meta = {"classes": list(drawers), "image_size": {label: size for label, (_, size, _) in drawers.items()},
             "generator_seed": seed}
     with DatasetWriter(out, name="synthetic-optical", kind="captioning", adapter=ADAPTER,
