@@ -266,7 +266,8 @@ def test_the_sar_text_captioner_resolves_its_own_model(repo_root):
 def test_every_sar_text_track_scores_its_untuned_base_beside_it(repo_root, profile):
     tracks = load_tracks(repo_root / "pipelines" / "sar_text" / "config.yaml", profile)
     assert {name: cfg.evaluate.compare_base for name, cfg in tracks.items()} == {"main": True, "captioner": True}
-    assert [ablation.name for ablation in tracks["main"].train.ablations] == ["sar_only"]
+    assert [(a.name, a.budget) for a in tracks["main"].train.ablations] == [("sar_only", "progression"),
+                                                                           ("sar_direct", "stages")]
 
 
 def test_run_time_overrides_must_name_a_track_of_the_paper(tmp_path):

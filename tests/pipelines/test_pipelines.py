@@ -208,7 +208,7 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     overrides = _smallest_budgets(tmp_path, default_data.parent)
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     first = capsys.readouterr().out
-    assert len(first.splitlines()) <= 46, first  # one line a step, sparse progress, the summary (std_mR rows, verdicts)
+    assert len(first.splitlines()) <= 48, first  # one line a step, sparse progress, the summary (std_mR rows, verdicts)
     assert "executor_input" not in first and "closure" not in first and "base image" not in first
     assert "\nok     filter    main " in first and " rows kept, " in first
     caption_line = next(line for line in first.splitlines() if line.startswith("ok     caption   main "))
@@ -236,6 +236,9 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     ablation = [run for run in runs.values() if run.data.tags.get("rsvl.ablation") == "sar_only"]
     assert len(ablation) == 1
     assert _steps(client, ablation[0]) == _steps(client, stages["optical"]) + _steps(client, stages["sar"])
+    (direct,) = [run for run in runs.values() if run.data.tags.get("rsvl.ablation") == "sar_direct"]
+    assert _steps(client, direct) == _steps(client, stages["sar"])  # the SAR stage's own schedule
+    assert "sar_direct.sar_test.mR" in metrics
 
     coca = client.get_model_version("sar_rs_coca", "1")
     assert coca.tags[DECISION_TAG] == PROMOTED

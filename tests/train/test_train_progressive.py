@@ -63,7 +63,7 @@ def plan_config(workdir: Path, **train: object) -> RunConfig:
         max_failures=0, storage_path=str(workdir / "ray"), dataset="default/sar",
         stages=[{"name": "optical", "dataset": "default/optical", "max_steps": OPTICAL_STEPS},
                 {"name": "sar", "max_steps": SAR_STEPS, "lr": 5e-4}],
-        ablations=[{"name": "sar_only", "stages": ["sar"]}],
+        ablations=[{"name": "sar_only", "stages": ["sar"]}, {"name": "sar_direct", "stages": ["sar"], "budget": "stages"}],
     )
     return RunConfig.model_validate({
         "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
@@ -108,7 +108,7 @@ def test_each_stage_is_a_tagged_mlflow_run_of_its_own_data_and_length(plan, work
         assert run.data.params["train.stages"] == "[]"
         assert loss_steps(workdir, run.info.run_id) == list(range(1, steps + 1))
         assert plan.stages[stage].metrics["test_mR"] > 0
-    assert len(runs_of(workdir, **{PROGRESSION_TAG: NAME})) == 3
+    assert len(runs_of(workdir, **{PROGRESSION_TAG: NAME})) == 4  # two stages, two one-stage ablations
 
 
 def test_stage_two_starts_from_stage_one_weights_with_the_band_repeated(plan, workdir):
@@ -159,12 +159,13 @@ def test_eval_scores_single_band_sar_on_the_rgb_model(plan, workdir, tmp_path):
 
 def test_a_rerun_by_name_reuses_every_finished_fit(plan, workdir):
     again = train_plan(plan_config(workdir), workdir / "sar", workdir / "again", run_name=NAME)
-    fits = [*again.stages.values(), *again.ablations["sar_only"].stages.values()]
+    fits = [*again.stages.values(), *(fit for name in ("sar_only", "sar_direct")
+                                      for fit in again.ablations[name].stages.values())]
     assert all(fitted.reused for fitted in fits) and again.reused
     assert again.mlflow_run_id == plan.mlflow_run_id and again.metrics == plan.metrics
     assert again.ablations["sar_only"].mlflow_run_id == plan.ablations["sar_only"].mlflow_run_id
     assert loss_steps(workdir, plan.mlflow_run_id) == list(range(1, SAR_STEPS + 1))
-    assert len(runs_of(workdir, **{PROGRESSION_TAG: NAME})) == 3
+    assert len(runs_of(workdir, **{PROGRESSION_TAG: NAME})) == 4
     for model in ("model", "ablations/sar_only/model", "stages/optical/model"):
         before, after = weights(workdir / "out" / model), weights(workdir / "again" / model)
         assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before), model
@@ -183,6 +184,16 @@ def test_init_from_must_hold_a_saved_model(workdir):
     cfg = plan_config(workdir, stages=[], ablations=[], init_from=str(workdir / "empty-model"))
     with pytest.raises(ConfigError, match="train.init_from .*empty-model.*open_clip_model.safetensors is missing"):
         fit(cfg, workdir / "sar", workdir / "no-init", run_name="sar_text-no-init")
+
+
+def test_an_ablation_on_its_stages_own_budget_runs_the_sar_schedule_from_the_start_weights(plan, workdir):
+    """``budget: stages``: the SAR stage's own steps and rate, from the fresh model instead of stage one's."""
+    direct = plan.ablations["sar_direct"]
+    assert list(direct.stages) == ["sar"] and direct.steps == SAR_STEPS == plan.stages["sar"].steps
+    (run,) = runs_of(workdir, **{ABLATION_TAG: "sar_direct"})
+    assert run.data.params["train.max_steps"] == str(SAR_STEPS) and run.data.params["train.lr"] == "0.0005"
+    assert direct.baseline["test_mR"] == pytest.approx(plan.ablations["sar_only"].baseline["test_mR"], abs=1e-6)
+    assert direct.baseline["test_mR"] != pytest.approx(plan.stages["sar"].baseline["test_mR"], abs=1e-6)
 
 
 def test_band_rules_and_budget_shares():

@@ -91,7 +91,8 @@ class StageConfig(StrictModel):
 
 class AblationConfig(StrictModel):
     """A control run (``train.ablations``): only the named stages, from the same starting weights,
-    with the whole progression's step budget (steps shared in proportion to the stages' own).
+    with the whole progression's step budget (steps shared in proportion to the stages' own) or,
+    with ``budget: stages``, each stage's own steps.
 
     SAR-RS-CLIP's "SAR only" run is ``{name: sar_only, stages: [sar]}``. Its model is scored on the
     same eval sets as the candidate and reported beside it.
@@ -99,6 +100,10 @@ class AblationConfig(StrictModel):
 
     name: str = Field(pattern=PLAN_NAME)
     stages: list[str] = Field(min_length=1)
+    budget: Literal["progression", "stages"] = "progression"
+    """``progression``: the whole progression's steps, shared among the named stages (equal compute);
+    ``stages``: each named stage keeps the steps it did in the progression (the same schedule, from
+    the start weights instead of the earlier stages': what the earlier stages add)."""
 
 
 class TrainConfig(StrictModel):

@@ -99,6 +99,22 @@ def ablation_budget(steps: Mapping[str, int], total: int) -> dict[str, int]:
     return shares
 
 
+def ablation_steps(cfg: RunConfig, name: str, steps: Mapping[str, int]) -> dict[str, int]:
+    """The steps each stage of ablation ``name`` runs, by its ``budget`` rule.
+
+    Args:
+        cfg: The plan's config.
+        name: The ablation.
+        steps: Steps each stage of the progression does (planned or done).
+
+    Returns:
+        Stage name → steps, for the ablation's stages.
+    """
+    ablation = next(item for item in cfg.train.ablations if item.name == name)
+    chosen = {stage.name: steps[stage.name] for stage in ablation_stages(cfg, name)}
+    return chosen if ablation.budget == "stages" else ablation_budget(chosen, sum(steps.values()))
+
+
 def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | None,
                  max_steps: int | None = None) -> RunConfig:
     """The config of one stage's fit: a plain fit (no stages) with the stage's dataset, length and rate.
@@ -174,8 +190,7 @@ def planned_fits(cfg: RunConfig, datasets: Mapping[str, Path], run_name: str) ->
              for stage in cfg.train.stages}
     fits: list[PlannedFit] = []
     for ablation, stages in _chains(cfg):
-        budget = ablation_budget({stage.name: steps[stage.name] for stage in stages}, sum(steps.values())) \
-            if ablation else None
+        budget = ablation_steps(cfg, ablation, steps) if ablation else None
         for index, stage in enumerate(stages):
             start = cfg.train.init_from if index == 0 else PENDING_START
             stage_cfg = stage_config(cfg, stage, start, budget[stage.name] if budget else None)
@@ -270,11 +285,10 @@ def _train_checked_plan(cfg: RunConfig, datasets: Mapping[str, Path], out_dir: P
     tags = {PROGRESSION_TAG: run_name}
     progression = _chain(cfg, stages, datasets, out_dir, run_name, tags)
     (out_dir / CONFIG_ARTIFACT).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), encoding="utf-8")
-    total = sum(result.steps for result in progression.values())
     ablations: dict[str, FitResult] = {}
     for ablation in cfg.train.ablations:
         chosen = ablation_stages(cfg, ablation.name)
-        budget = ablation_budget({stage.name: progression[stage.name].steps for stage in chosen}, total)
+        budget = ablation_steps(cfg, ablation.name, {name: result.steps for name, result in progression.items()})
         fits = _chain(cfg, chosen, datasets, out_dir / ABLATIONS_DIR / ablation.name, run_name,
                       {**tags, ABLATION_TAG: ablation.name}, budget, ablation.name)
         ablations[ablation.name] = replace(list(fits.values())[-1], stages=fits)
