@@ -246,9 +246,15 @@ def train_softmax_head(features: torch.Tensor, targets: torch.Tensor, classes: i
         loss.backward()
         return loss
 
-    # from_embeddings runs under no_grad, and L-BFGS needs gradients
-    with torch.enable_grad():
-        optimiser.step(closure)
+    # from_embeddings runs under no_grad, and L-BFGS needs gradients; the matrices are a few hundred
+    # rows, where more threads only wait on each other (20x slower on 2 busy cores)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.enable_grad():
+            optimiser.step(closure)
+    finally:
+        torch.set_num_threads(threads)
     return head.eval()
 
 
