@@ -39,13 +39,13 @@ def tiny_overrides(workdir: Path, data_root: Path) -> list[str]:
 
     One fit (no progressive stages, no ablation) of the seeded ``rsvl-tiny`` CLIP for two steps of
     16 pairs, still scored on the held-out test split before and after; evaluation on the pinned
-    ``sar_test`` set alone; a gate minimum of 0 so the first version passes.
+    ``sar_test`` set alone (so VQA on the run dataset alone); a gate minimum of 0 so the first version passes.
     """
     return [f"data.root={data_root}", f"mlflow.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
             f"train.storage_path={workdir / 'ray'}", f"evaluate.cache_dir={workdir / 'eval_data'}",
             "main:model={name: rsvl-tiny, pretrained: null, image_size: null}",
             "main:train.stages=[]", "main:train.ablations=[]", "main:train.max_steps=2", "main:train.batch_size=16",
-            "main:train.warmup_steps=1", "main:train.log_every=1", f"main:evaluate.sets=[{SAR_TEST}]",
+            "main:train.warmup_steps=1", "main:train.log_every=1", f"main:evaluate.sets=[{SAR_TEST}]", "main:vqa.sets=[]",
             "main:gate.minimums={sar_test.mR: 0.0}"]
 
 

@@ -5,7 +5,8 @@ and a table of the headline metrics (the gate's metrics, each eval set's headlin
 retrieval its standard-protocol ``std_mR`` too, VQA's overall accuracy): the candidate beside the
 champion and beside the comparisons the evaluate step scored on the same sets (the untuned ``base``
 model first, then a progressive plan's ablations, e.g. ``sar_only``, and VQA's ``majority`` and
-``random`` answers).
+``random`` answers); then, with a VQA step, its table of every model (candidate, ablations, base,
+majority and random answers) on every set, per question type.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ BESIDE = {"retrieval": f"{STANDARD_PREFIX}mR"}
 """A second row for a task's headline: retrieval's standard-protocol mR, comparable with the literature."""
 
 VQA_HEADLINE = "vqa.overall"
+VQA_TYPES = ("presence", "count", "position", "land", "land_sea", "overall")
+"""The VQA table's columns (:data:`rsvl.vqa.QUESTION_TYPES`, then overall), those any set has."""
 
 
 def headline_metrics(cfg: RunConfig) -> list[str]:
@@ -126,12 +129,38 @@ def verdict_lines(cfg: RunConfig, candidate: Mapping[str, float]) -> list[str]:
     return lines
 
 
+def vqa_table(metrics: Mapping[str, float]) -> list[str]:
+    """The VQA step's models × sets table from ``vqa.<set>.<model>.<type>`` metrics (none: no lines).
+
+    Rows: per set (in the order found) each model and baseline (``candidate``, comparisons,
+    ``majority``, ``random``, in the order found); columns: the question types any set has, then
+    ``overall``; accuracy in percent, ``-`` where a set asks no question of a type.
+    """
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split(".")
+        if len(parts) == 4 and parts[0] == "vqa" and parts[3] in VQA_TYPES:
+            cells.setdefault((parts[1], parts[2]), {})[parts[3]] = value
+    if not cells:
+        return []
+    kinds = [kind for kind in VQA_TYPES if any(kind in row for row in cells.values())]
+    width = max(len(f"{s} {m}") for s, m in cells) + 2
+    lines = ["  VQA accuracy (%), every model on every set:",
+             "  " + "set model".ljust(width) + "  ".join(kind.rjust(8) for kind in kinds)]
+    for set_name in dict.fromkeys(s for s, _ in cells):
+        for (name, model), row in cells.items():
+            if name == set_name:
+                values = ["-" if kind not in row else f"{100 * row[kind]:.1f}" for kind in kinds]
+                lines.append("  " + f"{name} {model}".ljust(width) + "  ".join(v.rjust(8) for v in values))
+    return lines
+
+
 def _run_metrics(client, run_id: str | None) -> dict[str, float]:
     return dict(client.get_run(run_id).data.metrics) if run_id else {}
 
 
 def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]:
-    """The summary of one track: registered version and aliases, gate decision and reasons, metrics table.
+    """The summary of one track: registered version and aliases, gate decision and reasons, metrics, VQA tables.
 
     Args:
         cfg: The track's config (registered name, gate, eval sets).
@@ -157,7 +186,7 @@ def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]
     metrics = _run_metrics(client, candidate.run_id)
     lines += metrics_table(metrics, _run_metrics(client, champion.run_id) if champion is not None else None,
                            champion_version, headline_metrics(cfg), str(candidate.version))
-    return lines + verdict_lines(cfg, metrics)
+    return lines + verdict_lines(cfg, metrics) + vqa_table(metrics)
 
 
 def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float, log_dir: Path | None = None,

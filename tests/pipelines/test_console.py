@@ -224,7 +224,10 @@ def test_the_summary_shows_candidate_champion_and_comparisons_with_gate_and_alia
         "sar_test.mR": 28.5, "sar_test.std_mR": 24.0, "sar_test.i2t_r1": 10.0, "optical_test.mR": 59.2,
         "vqa.overall": 0.66, "sar_only.sar_test.mR": 31.1, "sar_only.sar_test.std_mR": 27.0,
         "sar_only.optical_test.mR": 20.0, "base.sar_test.mR": 12.0, "base.sar_test.std_mR": 9.0,
-        "vqa.majority.overall": 0.58, "vqa.random.overall": 0.45, "loss": 1.5})
+        "vqa.majority.overall": 0.58, "vqa.random.overall": 0.45, "loss": 1.5,
+        "vqa.run.candidate.count": 0.3, "vqa.run.candidate.land": 0.9, "vqa.run.candidate.overall": 0.66,
+        "vqa.run.base.count": 0.25, "vqa.run.base.land": 0.95, "vqa.run.base.overall": 0.7,
+        "vqa.hrsid.candidate.count": 0.5, "vqa.hrsid.candidate.overall": 0.55, "vqa.hrsid.random.overall": 0.27})
     _register(client, "sar_rs_clip", old, "promoted", "first champion", "champion")
     _register(client, "sar_rs_clip", new, "passed", "sar_test.mR 28.5 >= 20; +3.5 over champion", "candidate")
     coca = _run(client, experiment, {"sar_test.BLEU_4": 0.27, "sar_test.CIDEr": 0.24, "base.sar_test.BLEU_4": 0.0,
@@ -245,6 +248,12 @@ def test_the_summary_shows_candidate_champion_and_comparisons_with_gate_and_alia
     assert main[8] == "  candidate vs base: sar_test.mR 28.50 vs 12.00 (+16.50): ahead on 1 of 1 sets"
     assert main[9] == ("  candidate vs sar_only: sar_test.mR 28.50 vs 31.10 (-2.60), "
                        "optical_test.mR 59.20 vs 20.00 (+39.20): ahead on 1 of 2 sets")
+    assert main[10] == "  VQA accuracy (%), every model on every set:"
+    assert main[11].split() == ["set", "model", "count", "land", "overall"]  # the types some set has, in order
+    assert [line.split() for line in main[12:17]] == [
+        ["run", "candidate", "30.0", "90.0", "66.0"], ["run", "base", "25.0", "95.0", "70.0"],
+        ["hrsid", "candidate", "50.0", "-", "55.0"], ["hrsid", "random", "-", "-", "27.0"],
+        ["---", "track", "captioner:", "sar_rs_coca", "---"]]
     coca_lines = shown[shown.index("--- track captioner: sar_rs_coca ---"):]
     assert coca_lines[1] == "registered: sar_rs_coca v1 (aliases: candidate, champion); champion: v1; candidate: v1"
     assert coca_lines[2] == "gate: promoted: sar_test.BLEU_4 0.27 >= 0.05"

@@ -208,7 +208,8 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     overrides = _smallest_budgets(tmp_path, default_data.parent)
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     first = capsys.readouterr().out
-    assert len(first.splitlines()) <= 48, first  # one line a step, sparse progress, the summary (std_mR rows, verdicts)
+    # one line a step, sparse progress, the summary (std_mR rows, verdicts, VQA's models × sets table: 14 lines with sar_direct)
+    assert len(first.splitlines()) <= 60, first
     assert "executor_input" not in first and "closure" not in first and "base image" not in first
     assert "\nok     filter    main " in first and " rows kept, " in first
     caption_line = next(line for line in first.splitlines() if line.startswith("ok     caption   main "))
@@ -216,6 +217,7 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     assert "\n  candidate vs sar_only: sar_test.mR " in first and "\n  candidate vs base: sar_test.mR " in first
     assert "\n  sar_test.mR " in first and "\n  sar_test.std_mR " in first and "\n  sar_test.CIDEr " in first, first
     assert "\n  vqa.overall " in first, first
+    assert "\n  VQA accuracy (%), every model on every set:" in first and "\n  run sar_only " in first, first
     for name in ("sar_rs_clip", "sar_rs_coca"):
         assert f"registered: {name} v1 (aliases: candidate, champion)" in first, first[-4000:]
     client = MlflowClient(tracking)
@@ -227,6 +229,8 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
             "optical_test.mR"} <= set(metrics)
     assert {"vqa.overall", "vqa.random.overall", "vqa.presence", "vqa.count", "vqa.position", "vqa.land",
             "vqa.majority.overall"} <= set(metrics)
+    assert {f"vqa.run.{model}.{kind}" for model in ("candidate", "sar_only", "base", "majority", "random")
+            for kind in ("overall", "count", "land")} <= set(metrics)
 
     runs = {run.data.tags["rsvl.run_name"]: run for run in _trainings(client)}
     stages = {run.data.tags.get("rsvl.stage"): run for run in runs.values()

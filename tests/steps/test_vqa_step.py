@@ -11,24 +11,30 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from kfp import dsl
 from mlflow import MlflowClient
+from PIL import Image
+from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 from rsvl.config import RunConfig
+from rsvl.data.adapters.class_folder import hash_split
 from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.data.store import sha256_file
 from rsvl.errors import ConfigError, DataError, ModelError
 from rsvl.mlflow_store import experiment_id
 from rsvl.models import build_model, load_model, save_model
 from rsvl.models.io import WEIGHTS_NAME
+from rsvl.steps.evaluation import base_model, comparison_models
 from rsvl.steps.vqa import LLAVA_TEST, LLAVA_TRAIN, MODEL_TAG, run_vqa
 from rsvl.vqa import (
     QUESTION_TYPES,
     ClipAnswerRanker,
     ClipLinearHead,
+    MajorityAnswer,
     answer_vocabulary,
     evaluate_vqa,
     load_vqa_model,
@@ -38,6 +44,7 @@ from rsvl.vqa import (
     vqa_from_dataset,
 )
 from rsvl.vqa.persist import VQA_CONFIG_NAME, VQA_WEIGHTS_NAME
+from rsvl.vqa.scoring import RecordImages
 
 EXPERIMENT = "test-vqa"
 
@@ -86,7 +93,9 @@ def test_metrics_per_question_type_and_overall_lie_in_the_unit_interval(outcome,
     types = set(QUESTION_TYPES)
     expected = {"vqa.overall", *(f"vqa.{t}" for t in types)}
     expected |= {f"vqa.{b}.{t}" for b in ("majority", "random") for t in ("overall", *types)}
+    expected |= {f"vqa.run.{m}.{t}" for m in ("candidate", "majority", "random") for t in ("overall", *types)}
     assert set(outcome.metrics) == expected
+    assert all(outcome.metrics[f"vqa.run.candidate.{t}"] == outcome.metrics[f"vqa.{t}"] for t in ("overall", *types))
     assert all(0.0 <= value <= 1.0 for value in outcome.metrics.values())
     scores = outcome.scores["linear_head"]
     test = vqa_from_dataset(sar_dir, "test")
@@ -229,3 +238,111 @@ def test_a_dataset_without_boxes_or_mask_yields_no_questions(workdir, clip_dir):
 def test_a_config_without_a_vqa_section_is_refused(workdir, sar_dir, clip_dir):
     with pytest.raises(ConfigError, match="has no vqa section"):
         run_vqa(config(workdir), clip_dir, sar_dir, workdir / "no-config")
+
+
+# --- every model on every set --------------------------------------------------------------------
+
+def _png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint8)).save(path)
+
+
+def _hrsid_like(root: Path) -> Path:
+    """An HRSID-layout source of two 400 px chips (4 tiles each), one hashing to train, one to test; ships only."""
+    names = [f"chip{i}.png" for i in range(50)]
+    chips = {split: next(name for name in names if hash_split(name) == split) for split in ("train", "test")}
+    rng = np.random.default_rng(0)
+    listing = {}
+    for chip in chips.values():
+        pixels = rng.integers(0, 60, (400, 400))
+        boxes = []
+        for _ in range(int(rng.integers(3, 7))):
+            x, y = (int(v) for v in rng.integers(10, 380, 2))
+            pixels[y:y + 10, x:x + 10] = 240
+            boxes.append({"x_min": x, "y_min": y, "x_max": x + 9, "y_max": y + 9, "area_px": 100, "label": "ship"})
+        _png(root / "images" / chip, np.stack([pixels] * 3, axis=-1))
+        listing[chip] = boxes
+    (root / "ship_boxes.json").write_text(json.dumps(listing), encoding="utf-8")
+    return root
+
+
+def compared_config(workdir: Path, sets: list[dict], vqa_sets: list[str]) -> RunConfig:
+    return RunConfig.model_validate({
+        "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
+        "vqa": {"model": "linear_head", "sets": vqa_sets},
+        "train": {"ablations": [{"name": "sar_only", "stages": ["sar"]}],
+                  "stages": [{"name": "optical"}, {"name": "sar"}]},
+        "evaluate": {"compare_base": True, "cache_dir": str(workdir / "eval_cache"), "sets": sets},
+        "mlflow": {"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}", "experiment": EXPERIMENT},
+    })
+
+
+@pytest.fixture(scope="module")
+def compared(workdir, sar_dir, clip_dir):
+    """The step with the sar_only ablation, the untuned base, a present and an absent HRSID-like eval set."""
+    torch.manual_seed(7)
+    # a train step's folder with the ablation (the candidate stays at the module's train/model)
+    ablation = save_model(build_model("rsvl-tiny")[0], workdir / "ablated" / "ablations" / "sar_only" / "model")
+    sets = [{"name": "hrsid", "source": {"format": "hrsid-tiles", "path": str(_hrsid_like(workdir / "hrsid_src"))},
+             "split": "test", "tasks": ["retrieval"], "narrate": True, "optional": True},
+            {"name": "gone", "source": {"format": "hrsid-tiles", "path": str(workdir / "absent")},
+             "split": "test", "tasks": ["retrieval"], "optional": True}]
+    cfg = compared_config(workdir, sets, ["hrsid", "gone"])
+    outcome = run_vqa(cfg, clip_dir, sar_dir, workdir / "compared", device="cpu",
+                      compare=comparison_models(cfg, workdir / "ablated"), compare_base=True)
+    return cfg, ablation, outcome
+
+
+def test_the_table_has_one_row_per_model_and_set_each_as_fitted_alone(compared, workdir, sar_dir, clip_dir):
+    cfg, ablation, outcome = compared
+    assert list(outcome.table) == ["run", "hrsid"]
+    rows = ["candidate", "sar_only", "base", "majority", "random"]
+    assert all(list(outcome.table[name]) == rows for name in outcome.table)
+    hrsid = workdir / "eval_cache" / "hrsid"
+    built = {"candidate": load_model(clip_dir), "sar_only": load_model(ablation), "base": base_model(cfg, clip_dir)}
+    for set_name, dataset, test_split in (("run", sar_dir, "test"), ("hrsid", hrsid, "test")):
+        train, test = vqa_from_dataset(dataset, "train"), vqa_from_dataset(dataset, test_split)
+        for name, (model, _, preprocess, _) in built.items():
+            alone = ClipLinearHead.fit(model, preprocess, train, RecordImages(train, dataset))
+            assert outcome.table[set_name][name].predictions == evaluate_vqa(alone, test, dataset).predictions, name
+        majority = evaluate_vqa(MajorityAnswer(train), test, dataset)
+        assert outcome.table[set_name]["majority"].per_type == majority.per_type
+    # HRSID tiles have ship boxes and no sea/land mask: only the box questions
+    assert set(outcome.table["hrsid"]["candidate"].per_type) == {"presence", "count", "position"}
+    assert outcome.table["hrsid"]["random"].per_type["presence"] == pytest.approx(0.5)
+
+
+def test_every_model_and_set_has_its_metrics_and_an_absent_set_its_reason(compared):
+    _, _, outcome = compared
+    for set_name, rows in outcome.table.items():
+        for row, scores in rows.items():
+            assert outcome.metrics[f"vqa.{set_name}.{row}.overall"] == scores.overall
+            assert {f"vqa.{set_name}.{row}.{kind}" for kind in scores.per_type} <= set(outcome.metrics)
+    assert not any(key.startswith("vqa.gone.") for key in outcome.metrics)
+    assert outcome.metrics["vqa.overall"] == outcome.metrics["vqa.run.candidate.overall"]
+    assert set(outcome.skipped) == {"gone"} and "is absent" in outcome.skipped["gone"]
+
+
+def test_the_report_shows_the_models_by_sets_table(compared):
+    _, _, outcome = compared
+    report = outcome.report_md.read_text(encoding="utf-8")
+    print("\n" + report)
+    assert "| set | model | presence | count | position | land | land_sea | overall |" in report
+    candidate = outcome.table["hrsid"]["candidate"]
+    cells = [f"{100 * candidate.per_type[k]:.1f}" for k in ("presence", "count", "position")]
+    assert (f"| hrsid | candidate (progressive: optical → sar) | {' | '.join(cells)} | - | - | "
+            f"{100 * candidate.overall:.1f} |") in report
+    assert "| run | sar_only (sar) |" in report and "| run | base (untuned start model) |" in report
+    assert f"| hrsid | *questions* | {' | '.join(str(candidate.support[k]) for k in ('presence', 'count', 'position'))}" \
+        in report
+    assert "- set `gone` skipped: source " in report
+
+
+def test_a_vqa_set_must_name_an_eval_set_scored_on_a_held_out_split(workdir):
+    sar_test = {"name": "sar_test", "dataset": "default/sar", "split": "test", "tasks": ["retrieval"]}
+    with pytest.raises(ValidationError, match=r"vqa.sets 'hrsid' is no evaluate.sets entry \(known: \['sar_test'\]\)"):
+        compared_config(workdir, [sar_test], ["hrsid"])
+    with pytest.raises(ValidationError, match="overlaps vqa.train_split 'train'"):
+        compared_config(workdir, [{**sar_test, "split": "train"}], ["sar_test"])
+    with pytest.raises(ValidationError, match="not 'run', the run dataset's own name"):
+        compared_config(workdir, [sar_test], ["run"])

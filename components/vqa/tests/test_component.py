@@ -28,12 +28,15 @@ def test_the_vqa_model_metrics_and_summary_are_written_and_logged(run_config, tr
     values = metrics.metadata
     assert read_json(tmp_path / "metrics") == values
     assert {"vqa.overall", *(f"vqa.{kind}" for kind in QUESTION_TYPES), "vqa.majority.overall"} <= set(values)
+    # the untuned base beside the candidate (sar_text's evaluate.compare_base), on the run dataset
+    assert {f"vqa.run.{model}.{kind}" for model in ("candidate", "base", "majority", "random")
+            for kind in ("overall", *QUESTION_TYPES)} <= set(values)
     assert all(0.0 <= value <= 1.0 for value in values.values())
-    assert (tmp_path / "summary.md").read_text(encoding="utf-8").startswith("# SAR VQA: linear_head")
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8").startswith(f"# SAR VQA: {run_config.vqa.model}")
 
     clip = Path(trained.model.path) / "model"
     weights = sha256_file(clip / WEIGHTS_NAME)
-    assert vqa_model.metadata == {"kind": "linear_head", "clip_weights_sha256": weights}
+    assert vqa_model.metadata == {"kind": run_config.vqa.model, "clip_weights_sha256": weights}
     assert read_vqa_config(tmp_path / "vqa_model" / "model").clip.weights_sha256 == weights
     test = read_llava(tmp_path / "vqa_model" / LLAVA_TEST)
     assert test == vqa_from_dataset(filtered.dataset_dir, "test")
@@ -45,5 +48,5 @@ def test_the_vqa_model_metrics_and_summary_are_written_and_logged(run_config, tr
     client = MlflowClient(run_config.mlflow.tracking_uri)
     run = client.get_run(trained.mlflow_run_id)
     assert {key: run.data.metrics[key] for key in values} == pytest.approx(values)
-    assert run.data.tags[MODEL_TAG] == "linear_head"
+    assert run.data.tags[MODEL_TAG] == run_config.vqa.model
     assert {"vqa/report.md", "vqa/model"} <= {a.path for a in client.list_artifacts(trained.mlflow_run_id, "vqa")}

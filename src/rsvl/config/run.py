@@ -14,7 +14,7 @@ from rsvl.config.data import DataConfig
 from rsvl.config.evaluate import EvaluateConfig
 from rsvl.config.gate import GateConfig
 from rsvl.config.train import NAME, TrainConfig
-from rsvl.config.vqa import VqaConfig
+from rsvl.config.vqa import BASELINES as VQA_BASELINES, CANDIDATE as VQA_CANDIDATE, VqaConfig
 
 PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
 MAIN_TRACK = "main"
@@ -79,7 +79,22 @@ class RunConfig(StrictModel):
             if ablation.name in sets or ablation.name in reserved:
                 raise ValueError(f"train.ablations {ablation.name!r} prefixes its metric keys as a comparison model: "
                                  f"it may be neither an eval set name {sorted(sets)} nor one of {sorted(reserved)}")
+        if self.vqa is not None:
+            self._check_vqa_sets()
         return self
+
+    def _check_vqa_sets(self) -> None:
+        """``vqa.sets`` name eval sets scored on another split than VQA fits on; no model is named like a baseline."""
+        by_name = {eval_set.name: eval_set for eval_set in self.evaluate.sets}
+        for name in self.vqa.sets:
+            if name not in by_name:
+                raise ValueError(f"vqa.sets {name!r} is no evaluate.sets entry (known: {sorted(by_name)})")
+            if by_name[name].split in (None, self.vqa.train_split):
+                raise ValueError(f"vqa.sets {name!r}: eval set split {by_name[name].split!r} overlaps "
+                                 f"vqa.train_split {self.vqa.train_split!r}, which the heads are fitted on")
+        clashes = sorted({ablation.name for ablation in self.train.ablations} & {*VQA_BASELINES, VQA_CANDIDATE})
+        if clashes:
+            raise ValueError(f"train.ablations {clashes} would name a VQA row like {[VQA_CANDIDATE, *VQA_BASELINES]}")
 
     def digest(self) -> str:
         """Return a stable SHA-256 of the resolved config (a lineage tag for registered models)."""

@@ -263,6 +263,34 @@ def _require_captions(eval_set: EvalSet, place: Path) -> None:
         )
 
 
+def pinned_dataset(eval_set: EvalSet, data_root: str | Path, cache_dir: str | Path) -> tuple[Path, str] | str:
+    """One eval set's source dataset (before any narration), ingested when needed and checked against its pin.
+
+    Args:
+        eval_set: The set.
+        data_root: Where relative datasets live.
+        cache_dir: The evaluation cache (``evaluate.cache_dir``), where ``source`` sets are ingested.
+
+    Returns:
+        ``(dataset directory, data version)``, or the reason an ``optional`` set is skipped.
+
+    Raises:
+        DataError: A dataset missing without a source, a non-optional source absent, modified DVC
+            data, or a version other than the set's ``dvc_version`` pin.
+    """
+    place = _materialise(eval_set, Path(data_root), Path(cache_dir))
+    if isinstance(place, str):
+        return place
+    version = dataset_version(place)
+    if eval_set.dvc_version is not None and eval_set.dvc_version != version:
+        raise DataError(
+            f"eval set {eval_set.name!r}: {place} is data version {version}, but the config pins "
+            f"{eval_set.dvc_version}; {_pin_remedy(place, version)}, or update evaluate.sets[].dvc_version "
+            "deliberately"
+        )
+    return place, version
+
+
 def prepare_eval_data(cfg: RunConfig, data_root: str | Path | None = None) -> EvalData:
     """Make every eval set of ``cfg.evaluate`` ready, version it and check its pin.
 
@@ -287,17 +315,11 @@ def prepare_eval_data(cfg: RunConfig, data_root: str | Path | None = None) -> Ev
     cache_dir = Path(cfg.evaluate.cache_dir)
     ready, versions, skipped = [], {}, {}
     for eval_set in cfg.evaluate.sets:
-        place = _materialise(eval_set, root, cache_dir)
-        if isinstance(place, str):
-            skipped[eval_set.name] = place
+        resolved = pinned_dataset(eval_set, root, cache_dir)
+        if isinstance(resolved, str):
+            skipped[eval_set.name] = resolved
             continue
-        version = dataset_version(place)
-        if eval_set.dvc_version is not None and eval_set.dvc_version != version:
-            raise DataError(
-                f"eval set {eval_set.name!r}: {place} is data version {version}, but the config pins "
-                f"{eval_set.dvc_version}; {_pin_remedy(place, version)}, or update evaluate.sets[].dvc_version "
-                "deliberately"
-            )
+        place, version = resolved
         if eval_set.narrate:
             place, version = narrated_copy(eval_set, place, version, cfg)
         _require_captions(eval_set, place)

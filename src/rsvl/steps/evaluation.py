@@ -135,8 +135,22 @@ def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
     return build_model(cfg.model.name, cfg.model.pretrained, in_bands, band_stats, image_size=cfg.model.image_size)
 
 
-def _comparisons(cfg: RunConfig, candidate: ModelInput, compare: Mapping[str, ModelInput] | None,
-                 compare_base: bool) -> dict[str, Any]:
+def comparisons(cfg: RunConfig, candidate: ModelInput, compare: Mapping[str, ModelInput] | None,
+                compare_base: bool) -> dict[str, Any]:
+    """The comparison models to score beside ``candidate``: ``compare``, then ``base`` with ``compare_base``.
+
+    Args:
+        cfg: The run config the candidate was trained with.
+        candidate: The fine-tuned model (saved folder or built tuple).
+        compare: Other models, name → saved folder or built tuple (usually :func:`comparison_models`).
+        compare_base: Add :func:`base_model` of the candidate as ``base``.
+
+    Returns:
+        Name → saved folder or built tuple, in that order.
+
+    Raises:
+        ConfigError: A name that cannot prefix metric keys, or a given ``base`` beside ``compare_base``.
+    """
     models: dict[str, Any] = dict(compare or {})
     sets = {eval_set.name for eval_set in cfg.evaluate.sets}
     for name in models:
@@ -212,7 +226,7 @@ def run_evaluation(
         ConfigError: A comparison name that cannot prefix metric keys.
     """
     data = eval_data or prepare_eval_data(cfg, data_root)
-    others = _comparisons(cfg, model, compare, compare_base)
+    others = comparisons(cfg, model, compare, compare_base)
     heading = title or f"{cfg.paper} evaluation"
     out = Path(out_dir)
     settings = dict(data_root=data_root or cfg.data.root, batch_size=cfg.evaluate.batch_size,

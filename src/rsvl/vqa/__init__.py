@@ -3,6 +3,7 @@
 PAPERS.md §1 "SAR-GPT" fine-tunes a small multimodal LLM on LLaVA-format SAR VQA. This package
 writes that training format from detection boxes and land/sea masks, and evaluates any model
 behind :class:`VqaModel`; offline, the models are closed-set CLIP rankers and linear heads
+and heads on the image tower's embedding or feature grid
 (no multimodal LLM weights are available here). :mod:`rsvl.vqa.persist` saves them as a small folder
 that names its CLIP by weights SHA-256; :func:`rsvl.steps.vqa.run_vqa` is the pipeline's ``vqa`` step.
 
@@ -32,6 +33,7 @@ from rsvl.vqa.models import (
     answer_statement,
     answer_vocabulary,
 )
+from rsvl.vqa.spatial import ClipSpatialHead
 from rsvl.vqa.persist import load_vqa_model, read_vqa_config, save_vqa_model
 from rsvl.vqa.questions import QUESTION_TYPES, question_type, vqa_from_dataset
 
@@ -39,6 +41,7 @@ __all__ = [
     "QUESTION_TYPES",
     "ClipAnswerRanker",
     "ClipLinearHead",
+    "ClipSpatialHead",
     "MajorityAnswer",
     "VqaModel",
     "VqaScores",

@@ -85,10 +85,20 @@ class ClipImageEncoder:
         # models built outside rsvl carry no rsvl_spec: assume RGB
         self.in_bands = int(getattr(model, "rsvl_spec", {}).get("in_bands", 3))
 
+    def _batch(self, images: Sequence[Any]) -> torch.Tensor:
+        return torch.stack([self.preprocess(fit_bands(image, self.in_bands)) for image in images])
+
     def _encode(self, images: Sequence[Any]) -> torch.Tensor:
-        batch = torch.stack([self.preprocess(fit_bands(image, self.in_bands)) for image in images])
         # float32 on the CPU, so embeddings combine and compare whatever the device or AMP dtype
-        return self.model.encode_image(batch.to(self.device)).float().cpu()
+        return self.model.encode_image(self._batch(images).to(self.device)).float().cpu()
+
+    @staticmethod
+    def _unique(images: Sequence[Any]) -> tuple[list[int], list[Any]]:
+        """Each image's slot among the distinct image objects, and those objects in slot order."""
+        unique: dict[int, int] = {}
+        # key on object identity; the same image object repeats for each question about it
+        order = [unique.setdefault(id(image), len(unique)) for image in images]
+        return order, list({slot: image for image, slot in zip(images, order)}.values())
 
     @torch.no_grad()
     def embed(self, images: Sequence[Any]) -> torch.Tensor:
@@ -97,10 +107,7 @@ class ClipImageEncoder:
         Args:
             images: Images in memory (the same object repeats for each question about it).
         """
-        unique: dict[int, int] = {}
-        # key on object identity; the same image object repeats for each question about it
-        order = [unique.setdefault(id(image), len(unique)) for image in images]
-        firsts = list({slot: image for image, slot in zip(images, order)}.values())
+        order, firsts = self._unique(images)
         parts = [self._encode(firsts[start:start + self.batch_size])
                  for start in range(0, len(firsts), self.batch_size)]
         embeddings = nn.functional.normalize(torch.cat(parts), dim=-1)
@@ -239,10 +246,51 @@ def train_softmax_head(features: torch.Tensor, targets: torch.Tensor, classes: i
         loss.backward()
         return loss
 
-    # from_embeddings runs under no_grad, and L-BFGS needs gradients
-    with torch.enable_grad():
-        optimiser.step(closure)
+    # from_embeddings runs under no_grad, and L-BFGS needs gradients; the matrices are a few hundred
+    # rows, where more threads only wait on each other (20x slower on 2 busy cores)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.enable_grad():
+            optimiser.step(closure)
+    finally:
+        torch.set_num_threads(threads)
     return head.eval()
+
+
+def standardise(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean, std, standardised features)`` over the rows; a constant column gets std 1e-6, not 0."""
+    mean, std = features.mean(dim=0), features.std(dim=0).clamp_min(1e-6)
+    return mean, std, (features - mean) / std
+
+
+def fit_heads(records: Sequence[dict[str, Any]], features: torch.Tensor,
+              weight_decay: float = 1e-3) -> dict[str, tuple[list[str], nn.Linear | None]]:
+    """One softmax head per question string on the rows of ``features`` (row i: ``records[i]``'s image).
+
+    Args:
+        records: Training LLaVA records.
+        features: (records, dim) standardised features.
+        weight_decay: L2 penalty of each head.
+
+    Returns:
+        ``{question: (sorted answers, head)}``; a question with one training answer gets no head.
+    """
+    rows: dict[str, list[tuple[int, str]]] = {}
+    for index, record in enumerate(records):
+        for question, answer in qa_pairs(record):
+            rows.setdefault(question, []).append((index, answer))
+    heads: dict[str, tuple[list[str], nn.Linear | None]] = {}
+    for question, pairs in rows.items():
+        classes = sorted({answer for _, answer in pairs})
+        if len(classes) == 1:
+            heads[question] = (classes, None)
+            continue
+        index = {answer: i for i, answer in enumerate(classes)}
+        x = features[torch.tensor([i for i, _ in pairs])]
+        y = torch.tensor([index[a] for _, a in pairs])
+        heads[question] = (classes, train_softmax_head(x, y, len(classes), weight_decay))
+    return heads
 
 
 class ClipLinearHead:
@@ -303,24 +351,12 @@ class ClipLinearHead:
         if not records or len(records) != len(embeddings):
             raise DataError(f"need one embedding per training record and at least one record "
                             f"({len(records)} records, {len(embeddings)} embeddings)")
-        # clamp so a constant embedding dimension does not divide by zero
-        mean, std = embeddings.mean(dim=0), embeddings.std(dim=0).clamp_min(1e-6)
-        features = (embeddings - mean) / std
-        rows: dict[str, list[tuple[int, str]]] = {}
-        for index, record in enumerate(records):
-            for question, answer in qa_pairs(record):
-                rows.setdefault(question, []).append((index, answer))
-        heads: dict[str, tuple[list[str], nn.Linear | None]] = {}
-        for question, pairs in rows.items():
-            classes = sorted({answer for _, answer in pairs})
-            if len(classes) == 1:
-                heads[question] = (classes, None)
-                continue
-            index = {answer: i for i, answer in enumerate(classes)}
-            x = features[torch.tensor([i for i, _ in pairs])]
-            y = torch.tensor([index[a] for _, a in pairs])
-            heads[question] = (classes, train_softmax_head(x, y, len(classes), weight_decay))
-        return cls(encoder, mean, std, heads)
+        mean, std, features = standardise(embeddings)
+        return cls(encoder, mean, std, fit_heads(records, features, weight_decay))
+
+    def _features(self, images: Sequence[Any]) -> torch.Tensor:
+        """The unstandardised features of images in memory (here: their embeddings)."""
+        return self.encoder.embed(images)
 
     @property
     def vocabulary(self) -> dict[str, list[str]]:
@@ -333,7 +369,7 @@ class ClipLinearHead:
         _check_pairs(images, questions, self.vocabulary)
         if not questions:
             return []
-        features = (self.encoder.embed(images) - self.mean) / self.std
+        features = (self._features(images) - self.mean) / self.std
         answers = []
         for feature, question in zip(features, questions):
             classes, head = self.heads[question]

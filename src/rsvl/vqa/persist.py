@@ -4,13 +4,15 @@ A saved VQA model sits on a saved CLIP (:func:`rsvl.models.save_model`) and name
 SHA-256 of the CLIP's weights file rather than copying it, so the folder is a few kilobytes and
 cannot silently be paired with another CLIP. The folder holds:
 
-* ``vqa_model.json``: format and version, ``kind`` (``linear_head`` or ``answer_ranker``), the
-  ``clip`` it sits on (weights SHA-256 and architecture), the closed ``vocabulary`` (sorted answers
-  per question), and for the linear head its feature ``normalisation`` and the tensor name of each
-  question's ``heads`` entry. A question's type is not stored: scoring derives it from the question
+* ``vqa_model.json``: format and version, ``kind`` (``linear_head``, ``spatial_head`` or
+  ``answer_ranker``), the ``clip`` it sits on (weights SHA-256 and architecture), the closed
+  ``vocabulary`` (sorted answers per question), and for the heads their feature ``normalisation``
+  and the tensor name of each question's ``heads`` entry; the spatial head also its ``grid``
+  (cells a side, principal components per cell). A question's type is not stored: scoring derives it from the question
   (:func:`rsvl.vqa.questions.question_type`).
-* ``vqa_heads.safetensors`` (linear head only): the standardisation mean and standard deviation and
-  each head's ``weight``/``bias``.
+* ``vqa_heads.safetensors`` (heads only): the standardisation mean and standard deviation,
+  each head's ``weight``/``bias``, and for the spatial head the cell projection's ``cell_mean`` and
+  ``cell_basis`` (:class:`rsvl.vqa.spatial.CellProjection`).
 
 The folder may come from elsewhere (a pipeline artifact, a registry download), so loading reads
 tensors with safetensors only, validates the JSON strictly and checks that the tensors are exactly
@@ -34,12 +36,14 @@ from rsvl.models import load_model
 from rsvl.models.io import WEIGHTS_NAME
 from rsvl.config.base import StrictModel
 from rsvl.vqa.models import ClipAnswerRanker, ClipImageEncoder, ClipLinearHead
+from rsvl.vqa.spatial import CellProjection, ClipSpatialHead, GridEncoder
 
 VQA_CONFIG_NAME = "vqa_model.json"
 VQA_WEIGHTS_NAME = "vqa_heads.safetensors"
 FORMAT = "rsvl-closed-set-vqa"
 FORMAT_VERSION = 1
 MEAN_KEY, STD_KEY = "feature_mean", "feature_std"
+CELL_MEAN_KEY, CELL_BASIS_KEY = "cell_mean", "cell_basis"
 
 ClosedSetModel = ClipLinearHead | ClipAnswerRanker
 
@@ -60,16 +64,25 @@ class Normalisation(StrictModel):
     std: Literal["feature_std"] = STD_KEY
 
 
+class Grid(StrictModel):
+    """The spatial head's feature grid: cells a side and principal components kept per cell."""
+
+    rows: int = Field(ge=1)
+    cols: int = Field(ge=1)
+    components: int = Field(ge=1)
+
+
 class SavedVqa(StrictModel):
     """The contents of ``vqa_model.json``."""
 
     format: Literal["rsvl-closed-set-vqa"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
-    kind: Literal["linear_head", "answer_ranker"]
+    kind: Literal["linear_head", "spatial_head", "answer_ranker"]
     clip: ClipReference
     vocabulary: dict[str, list[str]]
     normalisation: Normalisation | None = None
     heads: dict[str, str] = {}
+    grid: Grid | None = None
 
 
 def clip_reference(clip_dir: str | Path, architecture: str | None = None) -> ClipReference:
@@ -88,7 +101,7 @@ def save_vqa_model(model: ClosedSetModel, out_dir: str | Path, clip_dir: str | P
     """Write a closed-set VQA model as a folder that :func:`load_vqa_model` reads back.
 
     Args:
-        model: A fitted :class:`ClipLinearHead` or a :class:`ClipAnswerRanker`.
+        model: A fitted :class:`ClipLinearHead` (or :class:`ClipSpatialHead`) or a :class:`ClipAnswerRanker`.
         out_dir: Destination folder; created if needed, its files overwritten (an answer ranker
             saved over a linear head removes the heads file it has no use for).
         clip_dir: The saved CLIP the model runs on (recorded by its weights' SHA-256).
@@ -106,7 +119,8 @@ def save_vqa_model(model: ClosedSetModel, out_dir: str | Path, clip_dir: str | P
     architecture = getattr(model.encoder.model, "rsvl_spec", {}).get("architecture")
     vocabulary = {question: list(answers) for question, answers in model.vocabulary.items()}
     saved = {
-        "kind": "linear_head" if isinstance(model, ClipLinearHead) else "answer_ranker",
+        "kind": ("spatial_head" if isinstance(model, ClipSpatialHead) else
+                 "linear_head" if isinstance(model, ClipLinearHead) else "answer_ranker"),
         "clip": clip_reference(clip_dir, architecture),
         "vocabulary": vocabulary,
     }
@@ -121,6 +135,11 @@ def save_vqa_model(model: ClosedSetModel, out_dir: str | Path, clip_dir: str | P
                 tensors[f"heads.{index}.weight"] = head.weight
                 tensors[f"heads.{index}.bias"] = head.bias
         saved.update(normalisation=Normalisation(), heads=heads)
+        if isinstance(model, ClipSpatialHead):
+            projection = model.projection
+            tensors.update({CELL_MEAN_KEY: projection.mean, CELL_BASIS_KEY: projection.basis})
+            saved["grid"] = Grid(rows=projection.grid[0], cols=projection.grid[1],
+                                 components=projection.basis.shape[1])
         save_file({key: value.detach().cpu().float().contiguous() for key, value in tensors.items()},
                   str(directory / VQA_WEIGHTS_NAME), metadata={"format": FORMAT})
     else:
@@ -145,9 +164,11 @@ def read_vqa_config(vqa_dir: str | Path) -> SavedVqa:
     for question, answers in saved.vocabulary.items():
         if not answers or len(set(answers)) != len(answers):
             raise ModelError(f"{path}: the answers of {question!r} must be a non-empty list without repeats")
-    if saved.kind == "linear_head":
+    if (saved.grid is not None) != (saved.kind == "spatial_head"):
+        raise ModelError(f"{path}: a 'grid' belongs to a spatial_head, and a spatial_head needs one")
+    if saved.kind in ("linear_head", "spatial_head"):
         if saved.normalisation is None:
-            raise ModelError(f"{path}: a linear_head needs its 'normalisation'")
+            raise ModelError(f"{path}: a {saved.kind} needs its 'normalisation'")
         for question, answers in saved.vocabulary.items():
             if (len(answers) > 1) != (question in saved.heads):
                 raise ModelError(f"{path}: question {question!r} has {len(answers)} answers; a head is stored "
@@ -178,18 +199,26 @@ def _tensor(tensors: dict[str, torch.Tensor], key: str, shape: tuple[int, ...], 
     return tensor.float()
 
 
-def _linear_head(saved: SavedVqa, vqa_dir: Path, encoder: ClipImageEncoder) -> ClipLinearHead:
+def _heads(saved: SavedVqa, vqa_dir: Path, encoder: ClipImageEncoder) -> ClipLinearHead:
     path = vqa_dir / VQA_WEIGHTS_NAME
     if not path.is_file():
-        raise ModelError(f"{path}: missing; a linear_head stores its heads there")
+        raise ModelError(f"{path}: missing; a {saved.kind} stores its heads there")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ModelError(f"{path}: not a readable safetensors file ({err})") from err
     dim = int(encoder.model.rsvl_spec["model_cfg"]["embed_dim"])
+    expected = {MEAN_KEY, STD_KEY} | {f"{name}.{part}" for name in saved.heads.values() for part in ("weight", "bias")}
+    projection = None
+    if saved.grid is not None:
+        expected |= {CELL_MEAN_KEY, CELL_BASIS_KEY}
+        channels = tensors[CELL_MEAN_KEY].shape[0] if CELL_MEAN_KEY in tensors else 0
+        projection = CellProjection(_tensor(tensors, CELL_MEAN_KEY, (channels,), path),
+                                    _tensor(tensors, CELL_BASIS_KEY, (channels, saved.grid.components), path),
+                                    (saved.grid.rows, saved.grid.cols))
+        dim += projection.dim
     mean = _tensor(tensors, MEAN_KEY, (dim,), path)
     std = _tensor(tensors, STD_KEY, (dim,), path)
-    expected = {MEAN_KEY, STD_KEY} | {f"{name}.{part}" for name in saved.heads.values() for part in ("weight", "bias")}
     extra = sorted(set(tensors) - expected)
     if extra:
         raise ModelError(f"{path}: tensors {extra} belong to no head of {vqa_dir / VQA_CONFIG_NAME}; "
@@ -205,6 +234,8 @@ def _linear_head(saved: SavedVqa, vqa_dir: Path, encoder: ClipImageEncoder) -> C
             head.weight.copy_(_tensor(tensors, f"{name}.weight", (len(answers), dim), path))
             head.bias.copy_(_tensor(tensors, f"{name}.bias", (len(answers),), path))
         heads[question] = (list(answers), head.eval())
+    if projection is not None:
+        return ClipSpatialHead(encoder, projection, mean, std, heads)
     return ClipLinearHead(encoder, mean, std, heads)
 
 
@@ -217,7 +248,8 @@ def load_vqa_model(vqa_dir: str | Path, clip_dir: str | Path, device: str | torc
         device: Where the CLIP runs.
 
     Returns:
-        The :class:`ClipLinearHead` or :class:`ClipAnswerRanker`, answering as when it was saved.
+        The :class:`ClipLinearHead`, :class:`ClipSpatialHead` or :class:`ClipAnswerRanker`, answering
+        as when it was saved.
 
     Raises:
         ModelError: A file is missing or malformed, a tensor has the wrong shape, or ``clip_dir``
@@ -230,4 +262,5 @@ def load_vqa_model(vqa_dir: str | Path, clip_dir: str | Path, device: str | torc
     model = model.to(device)
     if saved.kind == "answer_ranker":
         return ClipAnswerRanker(model, preprocess, tokenizer, dict(saved.vocabulary), device)
-    return _linear_head(saved, directory, ClipImageEncoder(model, preprocess, device))
+    encoder = (GridEncoder if saved.kind == "spatial_head" else ClipImageEncoder)(model, preprocess, device)
+    return _heads(saved, directory, encoder)
