@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -15,6 +16,7 @@ from rsvl.data.versioning import dvc_md5
 from rsvl.errors import DataError
 from rsvl.data.scene_captions import CAPTIONS_PER_ROW, TEMPLATES, scene_captions
 from rsvl.steps.data_steps import ensure_stage_data, run_caption, run_ingest
+from rsvl.train.progressive import stage_dataset
 
 CFG = RunConfig.model_validate({"paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"}})
 
@@ -59,17 +61,21 @@ def test_ingest_refuses_data_of_another_version_than_the_run_asked_for(tmp_path,
 def _stage_cfg(root, source) -> RunConfig:
     return RunConfig.model_validate({
         "paper": "sar_text", "profile": "local", "model": {"name": "rsvl-tiny"},
-        "data": {"root": str(root), "max_bad_fraction": 0.5},
+        "data": {"root": str(root / "data"), "max_bad_fraction": 0.5},
+        "evaluate": {"cache_dir": str(root / "cache")},
         "train": {"stages": [{"name": "optical", "dataset": "scenes/rsscn7",
                               "source": {"format": "class-folder", "path": str(source)}},
                              {"name": "sar"}]}})
 
 
-def test_a_stage_source_is_ingested_once_with_captions_from_its_class_labels(tmp_path, repo_root):
+def test_a_stage_source_is_ingested_once_into_the_cache_with_captions_from_its_class_labels(tmp_path, repo_root):
     """The committed RSSCN7-layout fixture: 6 listed images, one with an unknown split, one missing."""
-    cfg = _stage_cfg(tmp_path / "data", repo_root / "tests" / "data" / "class-folder")
-    target = tmp_path / "data" / "scenes" / "rsscn7"
-    assert ensure_stage_data(cfg) == [target]
+    source = tmp_path / "rsscn7"
+    shutil.copytree(repo_root / "tests" / "data" / "class-folder", source)
+    cfg = _stage_cfg(tmp_path, source)
+    target = (tmp_path / "cache" / "stages" / "scenes" / "rsscn7").resolve()
+    assert ensure_stage_data(cfg) == [target] and not (tmp_path / "data").exists()  # the DVC-tracked root untouched
+    assert stage_dataset(cfg, cfg.train.stages[0], None) == tmp_path / "cache" / "stages" / "scenes" / "rsscn7"
     frame = ManifestDataset(target, load_media=False).frame.set_index("sample_id")
     assert sorted(frame.index) == ["aGrass/a001", "aGrass/a002", "bField/b001", "dRiverLake/d001"]
     phrases = {"grass": "grassland", "field": "farmland fields", "river lake": "river lake"}
@@ -79,13 +85,16 @@ def test_a_stage_source_is_ingested_once_with_captions_from_its_class_labels(tmp
         assert all(phrases[row["label"]] in caption.lower() for caption in captions), captions
     assert list(frame.loc["aGrass/a001", "captions"]) != list(frame.loc["aGrass/a002", "captions"])
     stamp = (target / "manifest.parquet").stat().st_mtime_ns
-    assert ensure_stage_data(cfg) == []  # there already: never touched again
+    assert ensure_stage_data(cfg) == [target]  # made from the same files: reused as it is
     assert (target / "manifest.parquet").stat().st_mtime_ns == stamp
     assert [p.name for p in target.parent.iterdir()] == ["rsscn7"]  # no scratch left behind
+    (source / "images" / "aGrass" / "a002.jpg").unlink()  # the source changed: ingested again
+    assert ensure_stage_data(cfg) == [target]
+    assert "aGrass/a002" not in ManifestDataset(target, load_media=False).frame["sample_id"].tolist()
 
 
 def test_an_absent_stage_source_names_the_stage_and_the_path(tmp_path):
-    cfg = _stage_cfg(tmp_path / "data", tmp_path / "nowhere")
+    cfg = _stage_cfg(tmp_path, tmp_path / "nowhere")
     with pytest.raises(DataError, match=r"train.stages 'optical': source .*nowhere is absent"):
         ensure_stage_data(cfg)
 

@@ -23,7 +23,8 @@ from rsvl.config import RunConfig, deep_merge
 from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.errors import DataError, TrainError
 from rsvl.models import load_model
-from rsvl.steps.training import RUNS_DIR, run_train, summary_metrics
+from rsvl.steps.training import RUNS_DIR, _inputs_for_pods, run_train, summary_metrics
+from rsvl.train.progressive import stage_dataset
 
 SCHEMA = Path(__file__).resolve().parents[2] / "k8s" / "schemas" / "ray.io_rayjobs.json"
 
@@ -145,3 +146,20 @@ def test_volume_copies_check_each_path(tmp_path):
         (tmp_path / "empty").mkdir()
         copy_contents(tmp_path / "empty", tmp_path / "out")
     assert not list(tmp_path.glob("**/.*copying*"))
+
+
+def test_a_stage_ingested_from_a_source_is_copied_where_the_pods_read_it(tmp_path):
+    """A stage under data.root and one in the laptop's evaluate.cache_dir: each copied to the volume, the
+    config pointing at the copies (the pods resolve ``evaluate.cache_dir/<dataset>`` as this step did)."""
+    write_optical_scenes(tmp_path / "laptop-data" / "default" / "optical", seed=0, per_class=2)
+    write_optical_scenes(tmp_path / "laptop-cache" / "stages" / "rsscn7", seed=1, per_class=2)
+    stages = [{"name": "optical", "dataset": "rsscn7", "source": {"format": "class-folder", "path": "/data/rsscn7"}},
+              {"name": "synthetic", "dataset": "default/optical"}, {"name": "sar"}]
+    cfg = RunConfig.model_validate(deep_merge(kuberay_config(tmp_path, stages=stages).model_dump(mode="json"), {
+        "data": {"root": str(tmp_path / "laptop-data")}, "evaluate": {"cache_dir": str(tmp_path / "laptop-cache")}}))
+    shared = tmp_path / "shared" / "runs" / "r"
+    on_pods = _inputs_for_pods(cfg, tmp_path / "sar", shared)
+    assert (on_pods.data.root, on_pods.evaluate.cache_dir) == (str(shared / "data"), str(shared / "evaluate"))
+    for stage, copied in zip(on_pods.train.stages, (shared / "evaluate" / "stages" / "rsscn7", shared / "data" / "default" / "optical")):
+        assert stage_dataset(on_pods, stage, None) == copied
+        assert (copied / "manifest.parquet").read_bytes() == (stage_dataset(cfg, stage, None) / "manifest.parquet").read_bytes()

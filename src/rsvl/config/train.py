@@ -68,8 +68,8 @@ class StageConfig(StrictModel):
     name: str = Field(pattern=PLAN_NAME)
     dataset: str | None = Field(None, min_length=1)
     source: DataSource | None = None
-    """Ingested into ``data.root/<dataset>`` by the ingest step when that folder is missing (RSSCN7 as
-    SAR-RS-CLIP's optical stage); rows with a class label and no captions get captions from it."""
+    """Ingested into ``evaluate.cache_dir/stages/<dataset>`` by the ingest step, again when its files change
+    (RSSCN7 as SAR-RS-CLIP's optical stage); rows with a class label and no captions get captions from it."""
     epochs: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
     lr: float | None = Field(None, gt=0.0)

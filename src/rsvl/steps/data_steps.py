@@ -92,16 +92,18 @@ def ensure_default_data(cfg: RunConfig) -> Path:
 
 
 def ensure_stage_data(cfg: RunConfig) -> list[Path]:
-    """Ingest every progressive stage's ``source`` whose ``data.root/<dataset>`` folder is missing.
+    """Ingest every progressive stage's ``source`` into the cache (``evaluate.cache_dir/stages/<dataset>``).
 
-    Rows with a class label and no captions get captions from it (:mod:`rsvl.data.scene_captions`),
-    then the set is validated as the default data is; folders already there are never touched.
+    The cache, not ``data.root``, holds it: a folder under ``data.root`` would change the DVC
+    version of the default data. Rows with a class label and no captions get captions from it
+    (:mod:`rsvl.data.scene_captions`), and the set is validated as the default data is. A copy made
+    from the same source files and code is reused; a changed source is ingested again.
 
     Args:
-        cfg: The run config (``train.stages``, ``data.root``, the caption rules).
+        cfg: The run config (``train.stages``, ``evaluate.cache_dir``, the caption rules).
 
     Returns:
-        The folders written by this call.
+        The stage datasets, in stage order.
 
     Raises:
         DataError: A stage's source is absent.
@@ -109,32 +111,27 @@ def ensure_stage_data(cfg: RunConfig) -> list[Path]:
     from rsvl.data.adapters import ingest
     from rsvl.data.scene_captions import add_label_captions
     from rsvl.data.validate import validate_dataset
+    from rsvl.evaluate.pinned_data import cached_dataset, code_version, source_fingerprint
+    from rsvl.train.progressive import stage_dataset
 
-    written = []
-    root = Path(cfg.data.root)
+    places = []
     for stage in cfg.train.stages:
-        if stage.source is None or (root / stage.dataset / META_FILE).is_file():
+        if stage.source is None:
             continue
         source = Path(stage.source.path)
         if not source.exists():
             raise DataError(f"train.stages {stage.name!r}: source {source} is absent (format {stage.source.format}); "
                             f"put the data there or drop the stage's source")
-        target = root / stage.dataset
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # built beside the target and renamed, so a reader never sees a half-written set
-        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            ingest(stage.source.format, source, scratch / "set", name=target.name)
-            add_label_captions(scratch / "set")
-            validate_dataset(scratch / "set", rules=cfg.data.captions,
-                             max_bad_fraction=cfg.data.max_bad_fraction).raise_if_failed()
-            if target.exists():  # debris of an interrupted write
-                shutil.rmtree(target)
-            (scratch / "set").rename(target)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        written.append(target)
-    return written
+        record = {"format": stage.source.format, "source": str(source.resolve()),
+                  "source_files": source_fingerprint(source), "code": code_version("rsvl.data")}
+
+        def build(out: Path, stage=stage, source=source) -> None:
+            ingest(stage.source.format, source, out, name=Path(stage.dataset).name)
+            add_label_captions(out)
+            validate_dataset(out, rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction).raise_if_failed()
+
+        places.append(cached_dataset(stage_dataset(cfg, stage, None, must_exist=False), record, build))
+    return places
 
 
 def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") -> DataOutcome:

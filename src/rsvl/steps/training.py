@@ -128,22 +128,27 @@ def _inputs_for_pods(cfg: RunConfig, dataset_dir: Path, shared: Path) -> RunConf
     """``cfg`` with its stage datasets and ``train.init_from`` where the RayJob's pods can read them.
 
     Paths on the shared or data volume stay (made absolute); others are copied into the run's shared
-    folder (``data/<stage dataset>``, ``init_from/``) and the config points there.
+    folder (``data/<stage dataset>``, ``evaluate/stages/<stage dataset>`` for a stage ingested from a
+    source, ``init_from/``) and the config points there.
 
     Raises:
         DataError: A stage names a dataset that does not exist.
         ConfigError: ``train.init_from`` holds no saved model.
     """
     update: dict = {}
-    named = [stage for stage in cfg.train.stages if stage.dataset is not None]
-    sources = {stage.dataset: stage_dataset(cfg, stage, dataset_dir) for stage in named}
-    if sources and not _readable_by_pods(Path(cfg.data.root), cfg):
-        for name, source in sources.items():
-            copy_path(source, shared / "data" / name)
-        update["data"] = {"root": str(shared / "data")}
-    elif sources:
-        # absolute, since the pods do not run in this step's directory
-        update["data"] = {"root": os.path.abspath(cfg.data.root)}
+    # stages under data.root, and stages ingested from a source into evaluate.cache_dir
+    for section, key, root, ingested in (("data", "root", cfg.data.root, False),
+                                         ("evaluate", "cache_dir", cfg.evaluate.cache_dir, True)):
+        named = [stage for stage in cfg.train.stages
+                 if stage.dataset is not None and (stage.source is not None) == ingested]
+        sources = [stage_dataset(cfg, stage, dataset_dir) for stage in named]
+        if sources and not _readable_by_pods(Path(root), cfg):
+            for source in sources:
+                copy_path(source, shared / section / source.relative_to(root))
+            update[section] = {key: str(shared / section)}
+        elif sources:
+            # absolute, since the pods do not run in this step's directory
+            update[section] = {key: os.path.abspath(root)}
     init_from = cfg.train.init_from
     if init_from and not _readable_by_pods(Path(init_from), cfg):
         if not Path(init_from).is_dir():
