@@ -256,7 +256,8 @@ def test_the_sar_text_captioner_resolves_its_own_model(repo_root):
     path = repo_root / "pipelines" / "sar_text" / "config.yaml"
     local = load_tracks(path, "local")
     assert local["main"].model.image_size == 96
-    assert local["captioner"].model.model_dump() == {"name": "rsvl-tiny-coca", "pretrained": None, "image_size": None}
+    assert local["captioner"].model.model_dump() == {
+        "name": "rsvl-effnetlite0-coca", "pretrained": "packaged", "image_size": 96}
     cluster = load_tracks(path, "cluster")["captioner"].model
     assert (cluster.name, cluster.pretrained, cluster.image_size) == (
         "coca_ViT-L-14", "mscoco_finetuned_laion2b_s13b_b90k", None)

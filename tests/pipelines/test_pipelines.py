@@ -178,7 +178,7 @@ def _smallest_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     """Overrides that keep every step of the sar_text pipeline but train and score the least that proves the wiring.
 
     Two optimizer steps per SAR-RS-CLIP stage (so the ``sar_only`` ablation's budget, the whole
-    progression's, is 4), two for the CoCa captioner (40 epochs at the local profile), every eval
+    progression's, is 4), two for the CoCa captioner (30 epochs at the local profile), every eval
     set scored on at most 8 rows (``limit``) with the Java caption tools off (they have their own
     tests), no held-out retrieval inside the fits (the evaluate step scores the models), and gate minimums of 0 so the first version is promoted and the aliases and the cached
     re-run's champion are exercised; each gate rule is still checked and its decision recorded.

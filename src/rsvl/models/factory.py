@@ -10,6 +10,9 @@
 * a path to a local weights file (safetensors preferred; ``.pt``/``.bin`` load with
   ``weights_only=True``).
 
+A timm image tower whose config asks for ``output_tokens`` becomes a
+:class:`rsvl.models.towers.TimmTokenTower`, so a CoCa decoder can read a pretrained CNN.
+
 Inputs with ``in_bands != 3`` get a widened first convolution (:mod:`rsvl.models.bands`) and need
 the dataset's ``band_stats``. The returned model carries ``rsvl_spec``, everything
 :func:`rsvl.models.io.save_model` needs to write it in open_clip's local-dir format.
@@ -32,6 +35,7 @@ from rsvl.errors import ModelError
 from rsvl.models.bands import normalisation_from_stats, widen_first_conv
 from rsvl.models.preprocess import Preprocess, make_preprocess, rgb_normalisation
 from rsvl.models.architectures import Architecture, get_architecture
+from rsvl.models.towers import attach_timm_tokens
 from rsvl.models.weights import ensure_tag_available, load_packaged
 
 PACKAGED = "packaged"
@@ -178,7 +182,8 @@ def build_model(
             )
     except (RuntimeError, FileNotFoundError, ValueError, OSError) as err:
         raise ModelError(f"cannot build {name!r} with pretrained={pretrained!r}: {err}") from err
-    if pretrained is None:
+    attach_timm_tokens(model, model_cfg)
+    if pretrained in (None, PACKAGED):
         init_coca_decoder_projection(model)
     if pretrained == PACKAGED:
         for entry in architecture.packaged_weights:

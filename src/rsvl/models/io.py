@@ -5,7 +5,8 @@ A saved model is a folder with ``open_clip_config.json`` (``model_cfg``, ``prepr
 ``open_clip_model.safetensors``. A Hugging Face text tower also gets its ``config.json`` and
 tokenizer files there, and its ``hf_model_name``/``hf_tokenizer_name`` point at the folder, so
 ``open_clip.create_model("local-dir:<folder>")`` and ``open_clip.get_tokenizer("local-dir:<folder>")``
-reload a three-band model with nothing else installed. :func:`load_model` also re-points the text
+reload a three-band model with nothing else installed (except a timm tower with image tokens,
+:mod:`rsvl.models.towers`, which only :func:`load_model` rebuilds). :func:`load_model` also re-points the text
 tower at the folder when it has moved, and widens the first convolution of multispectral and SAR
 models before loading their weights. Nothing is unpickled.
 """
@@ -30,6 +31,7 @@ from rsvl.errors import ModelError
 from rsvl.models.bands import widen_first_conv
 from rsvl.models.factory import BuiltModel, assemble_inputs, quiet_open_clip
 from rsvl.models.preprocess import rgb_normalisation
+from rsvl.models.towers import attach_timm_tokens
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -134,6 +136,7 @@ def load_model(model_dir: str | Path) -> BuiltModel:
                 pretrained_text=False,
                 **overrides,
             )
+        attach_timm_tokens(model, model_cfg)
         if spec["in_bands"] != 3:
             widen_first_conv(model.visual, spec["in_bands"], spec["bands"])
         load_checkpoint(model, str(weights_path), strict=True)
