@@ -320,7 +320,8 @@ def test_results_locations_are_recorded_in_annotations():
     storage = cfg.train.storage_path
     assert [stage.name for stage in cfg.train.stages] == ["optical", "sar"]
     assert annotations["rsvl/checkpoint-dirs"].split(",") == [
-        f"{storage}/{RUN}-optical", f"{storage}/{RUN}-sar", f"{storage}/{RUN}-sar_only-sar"]
+        f"{storage}/{RUN}-optical", f"{storage}/{RUN}-sar", f"{storage}/{RUN}-sar_only-sar",
+        f"{storage}/{RUN}-sar_direct-sar"]
     single = cluster_config("train.stages=[]", "train.ablations=[]")
     assert build(single)["metadata"]["annotations"]["rsvl/checkpoint-dirs"] == f"{storage}/{RUN}"
     assert annotations["rsvl/out-dir"] == OUT

@@ -258,7 +258,8 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     assert second.count(f"v1 {ALREADY_CHAMPION}: kept as it is") == 2, second  # the re-run's gate step lines
     for name in ("sar_rs_clip", "sar_rs_coca"):
         assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
-    assert len(_trainings(client)) == len(runs) == 4, "the second run trained again instead of reusing the cached train steps"
+    # two stages, two ablations (sar_only, sar_direct) and the captioner
+    assert len(_trainings(client)) == len(runs) == 5, "the second run trained again instead of reusing the cached train steps"
     print(first + second)  # the two runs' consoles, shown by `pytest -rP`
 
 

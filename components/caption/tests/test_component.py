@@ -25,7 +25,9 @@ def test_the_captioned_dataset_is_the_librarys_and_carries_the_quarantine(run_co
     assert out.metadata == {"rows": captioned.rows} and captioned.rows == len(frame) == ingested.rows
     assert all(len(captions) > 0 for captions in frame["captions"])
     assert read_meta(tmp_path / "captioned")["captioned_by"]["step"] == "sar-narrator"
-    expected = captioned.summary.replace(str(captioned.dataset_dir), str(tmp_path / "captioned"))  # it names its output
+    # it names its output, and its input's optical-twin captions file
+    expected = (captioned.summary.replace(str(captioned.dataset_dir), str(tmp_path / "captioned"))
+                .replace(str(ingested.dataset_dir), str(source)))
     assert (tmp_path / "summary.md").read_text(encoding="utf-8") == expected + "\n"
     assert f"{captioned.rows} captioned, 0 passed through" in expected
     carried = read_quarantine(tmp_path / "captioned")
