@@ -21,10 +21,11 @@ images are drawn so that classes, ships and land covers are learnable, not noise
 
 Layout under ``out``:
 
-* ``optical/``: ``captioning`` set of RGB scenes, eight land-cover classes, five captions and a
-  long caption per image; splits stratified by class.
+* ``optical/``: ``captioning`` set of RGB scenes, eight land-cover classes and the ``harbour`` and
+  ``open sea`` ship scenes, five captions and a long caption per image; splits stratified by class.
 * ``sar/``: ``detection`` set of 8-bit SAR chips with ship boxes, A2C/SA2C captions and a
-  land/sea mask (0 sea, 1 land) per chip.
+  land/sea mask (0 sea, 1 land) per chip, and each chip's co-registered optical twin
+  (``media/<id>_optical.png``) with its captions in :data:`OPTICAL_TWINS_FILE`.
 * ``s1s2/``: ``multisensor`` set of paired S1 (VV, VH dB) and S2 (12 bands, reflectance × 10000)
   arrays with multi-labels, ``". "``-joined label captions, location and time; the train split's
   per-band mean/std are stored in ``dataset.json`` under ``band_stats`` (the BigEarthNet adapter's
