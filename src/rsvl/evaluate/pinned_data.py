@@ -117,6 +117,16 @@ def source_fingerprint(source: Path) -> str:
     return digest.hexdigest()
 
 
+def source_record(data_format: str, source: Path) -> dict:
+    """What an ingested copy of ``source`` is made from: format, path, its files, the ingest code.
+
+    The cache record of an eval set's and of a progressive stage's ingested source alike
+    (:func:`cached_dataset` rebuilds the copy when it changes).
+    """
+    return {"format": data_format, "source": str(source.resolve()), "source_files": source_fingerprint(source),
+            "adapters": code_version("rsvl.data")}
+
+
 def _record_of(place: Path) -> dict | None:
     try:
         return json.loads((place / META_FILE).read_text(encoding="utf-8")).get(CACHE_RECORD)
@@ -196,8 +206,7 @@ def _materialise(eval_set: EvalSet, data_root: Path, cache_dir: Path) -> Path | 
         if eval_set.optional:
             return reason
         raise DataError(f"eval set {eval_set.name!r}: {reason} (mark the set optional to skip it)")
-    record = {"format": eval_set.source.format, "source": str(source.resolve()),
-              "source_files": source_fingerprint(source), "adapters": code_version("rsvl.data")}
+    record = source_record(eval_set.source.format, source)
     return cached_dataset(path, record, lambda out: ingest(eval_set.source.format, source, out, name=eval_set.name))
 
 

@@ -111,7 +111,7 @@ def ensure_stage_data(cfg: RunConfig) -> list[Path]:
     from rsvl.data.adapters import ingest
     from rsvl.data.scene_captions import add_label_captions
     from rsvl.data.validate import validate_dataset
-    from rsvl.evaluate.pinned_data import cached_dataset, code_version, source_fingerprint
+    from rsvl.evaluate.pinned_data import cached_dataset, source_record
     from rsvl.train.progressive import stage_dataset
 
     places = []
@@ -122,8 +122,7 @@ def ensure_stage_data(cfg: RunConfig) -> list[Path]:
         if not source.exists():
             raise DataError(f"train.stages {stage.name!r}: source {source} is absent (format {stage.source.format}); "
                             f"put the data there or drop the stage's source")
-        record = {"format": stage.source.format, "source": str(source.resolve()),
-                  "source_files": source_fingerprint(source), "code": code_version("rsvl.data")}
+        record = source_record(stage.source.format, source)
 
         def build(out: Path, stage=stage, source=source) -> None:
             ingest(stage.source.format, source, out, name=Path(stage.dataset).name)
