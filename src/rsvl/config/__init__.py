@@ -38,6 +38,7 @@ from rsvl.config.run import (
     RESERVED_NAMES,
     SHARED_KEYS,
     OVERLAY_REPLACES,
+    LocationConfig,
     MlflowConfig,
     ModelConfig,
     RegistryConfig,
@@ -49,7 +50,7 @@ from rsvl.config.vqa import VqaConfig
 __all__ = [
     "UNTUNED", "MAIN_TRACK", "PAPERS", "PROFILES", "RESERVED_NAMES", "SHARED_KEYS", "OVERLAY_REPLACES",
     "AblationConfig", "CaptionConfig", "CaptionRules", "ChatEndpoint", "DataConfig", "DataSource", "EvalSet", "EvalSource",
-    "EvaluateConfig", "GateConfig", "KubeRayConfig", "Layer", "MlflowConfig", "ModelConfig", "ObjectiveConfig",
+    "EvaluateConfig", "GateConfig", "KubeRayConfig", "Layer", "LocationConfig", "MlflowConfig", "ModelConfig", "ObjectiveConfig",
     "RegistryConfig", "RunConfig", "StageConfig", "StrictModel", "TrainConfig", "TrainableConfig", "VqaConfig",
     "ablation_stages", "apply_overrides", "configure_track", "deep_merge", "explain", "fit_run_names",
     "format_explain", "load_config", "load_eval_sets", "load_tracks", "merge_layers", "parse_overrides",

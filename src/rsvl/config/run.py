@@ -18,7 +18,7 @@ from rsvl.config.vqa import BASELINES as VQA_BASELINES, CANDIDATE as VQA_CANDIDA
 
 PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
 MAIN_TRACK = "main"
-SHARED_KEYS = ("data", "caption", "train.dataset", "train.image_column")
+SHARED_KEYS = ("data", "caption", "train.dataset", "train.image_column", "train.sensors")
 """Config keys every track of a paper shares: the pipeline trains every track on the main track's filtered data."""
 OVERLAY_REPLACES = {"gate": None, "model": "name"}
 """Sections an overlay replaces instead of merging into, and the key that makes it (``None``: any value).
@@ -34,12 +34,23 @@ RESERVED_NAMES = ("candidate", "champion")
 """Metric prefixes of the gate's run; a comparison model named so would be mistaken for one of its models."""
 
 
+class LocationConfig(StrictModel):
+    """GeoCLOSP's location encoder (``rsvl.models.location``): spherical harmonics of degree < ``legendre_polys``,
+    a SIREN of ``layers`` sine layers ``hidden`` wide, a linear layer into the text space."""
+
+    legendre_polys: int = Field(10, ge=1, le=30)
+    hidden: int = Field(256, ge=1)
+    layers: int = Field(2, ge=1)
+
+
 class ModelConfig(StrictModel):
-    """Which registered architecture to build, with which weights and input size."""
+    """Which registered architecture to build, with which weights and input size (and a location encoder)."""
 
     name: str
     pretrained: str | None = None
     image_size: int | None = Field(None, gt=0)
+    location: LocationConfig | None = None
+    """A sensor model (``train.sensors``) with a location encoder into its space: GeoCLOSP."""
 
 
 class MlflowConfig(StrictModel):
@@ -70,6 +81,12 @@ class RunConfig(StrictModel):
     registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
     vqa: VqaConfig | None = None
+
+    @model_validator(mode="after")
+    def _location_needs_sensors(self) -> "RunConfig":
+        if self.model.location is not None and not self.train.sensors:
+            raise ValueError("model.location (GeoCLOSP's location encoder) needs a sensor model: set train.sensors")
+        return self
 
     @model_validator(mode="after")
     def _ablations_name_comparisons(self) -> "RunConfig":

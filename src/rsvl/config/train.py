@@ -24,6 +24,9 @@ class ObjectiveConfig(StrictModel):
     logit_scale: float | None = Field(None, gt=0.0, le=100.0)
     contrastive_weight: float = Field(1.0, ge=0.0)
     caption_weight: float = Field(2.0, ge=0.0)
+    batching: Literal["per_sensor", "mixed"] = "per_sensor"
+    """Sensor models (``train.sensors``) only: ``per_sensor`` is CLOSP's text bridge, one loss per sensor's own
+    batch, averaged; ``mixed`` the naive control, every sensor's pairs in one contrastive batch."""
 
 
 TowerMode = Literal["train", "freeze", "projection", "last_blocks"]
@@ -101,6 +104,9 @@ class AblationConfig(StrictModel):
     name: str = Field(pattern=PLAN_NAME)
     stages: list[str] = Field(min_length=1)
     budget: Literal["progression", "stages"] = "progression"
+    objective: ObjectiveConfig | None = None
+    """The ablation's fits train with this objective instead of ``train.objective`` (CLOSP's naive
+    control: ``{name: closp, batching: mixed}``); ``None`` keeps the run's."""
     """``progression``: the whole progression's steps, shared among the named stages (equal compute);
     ``stages``: each named stage keeps the steps it did in the progression (the same schedule, from
     the start weights instead of the earlier stages': what the earlier stages add)."""
@@ -141,6 +147,13 @@ class TrainConfig(StrictModel):
     storage_path: str = ".ray_results"
     dataset: str = "default/optical"
     image_column: Literal["image", "s1", "s2"] = "image"
+    sensors: list[Literal["s1", "s2"]] = []
+    """A sensor model (CLOSP): one image tower per listed media column, each trained on the rows that have it,
+    one batch per sensor each step (``rsvl.models.multisensor``); replaces ``image_column``. Empty: one tower."""
+    schedule: Literal["cosine", "onecycle"] = "cosine"
+    """``cosine``: linear warmup over ``warmup_steps`` then cosine decay; ``onecycle``: PyTorch's OneCycleLR
+    (cosine up from lr/25 over ``pct_start`` of the steps, then down to lr/25e4), CLOSP's schedule."""
+    pct_start: float = Field(0.1, gt=0.0, lt=1.0)
     eval_split: Literal["train", "val", "test"] | None = "test"
     eval_baseline: bool = True
     objective: ObjectiveConfig = ObjectiveConfig()
@@ -156,6 +169,8 @@ class TrainConfig(StrictModel):
         names = [stage.name for stage in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"train.stages names repeat: {names}")
+        if len(set(self.sensors)) != len(self.sensors):
+            raise ValueError(f"train.sensors repeat: {self.sensors}")
         controls = [ablation.name for ablation in self.ablations]
         if len(set(controls)) != len(controls):
             raise ValueError(f"train.ablations names repeat: {controls}")

@@ -90,6 +90,17 @@ class ManifestDataset(Dataset):
             sample = self.transforms(sample)
         return sample
 
+    def with_media(self, column: str) -> "ManifestDataset":
+        """The rows that have ``column`` media (a sensor's rows of an unpaired S1/S2 set), as a new dataset.
+
+        Args:
+            column: A media column (``image``, ``s1``, ``s2``).
+        """
+        subset = ManifestDataset.__new__(ManifestDataset)
+        subset.__dict__.update(self.__dict__)
+        subset.frame = self.frame[self.frame[column].notna()].reset_index(drop=True)
+        return subset
+
     @property
     def band_stats(self) -> dict[str, dict[str, list[float]]]:
         """Per-band mean/std recorded by the adapter or generator (empty when none)."""

@@ -307,7 +307,7 @@ def evaluate_retrieval(
         tokenizer: The model's tokenizer.
         dataset_dir: Canonical dataset directory.
         split: Split to score (``None``: all rows).
-        media: Media column the image tower reads.
+        media: Media column the image tower reads; only the rows that have it are scored.
         device: Where the model lives.
 
     Returns:
@@ -316,9 +316,9 @@ def evaluate_retrieval(
     Raises:
         DataError: The split is empty or a sample cannot be scored.
     """
-    dataset = ManifestDataset(dataset_dir, split=split)
+    dataset = ManifestDataset(dataset_dir, split=split).with_media(media)
     if len(dataset) == 0:
-        raise DataError(f"{dataset_dir}: split {split!r} is empty; nothing to evaluate")
+        raise DataError(f"{dataset_dir}: split {split!r} has no {media!r} rows; nothing to evaluate")
     was_training = model.training
     model.eval()
     try:

@@ -23,7 +23,7 @@ import open_clip
 from open_clip.factory import load_checkpoint
 from open_clip.transform import PreprocessCfg
 from open_clip.utils import to_2tuple
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
 
@@ -70,7 +70,9 @@ def save_model(model: nn.Module, out_dir: str | Path) -> Path:
         model.text.config.save_pretrained(directory)
         AutoTokenizer.from_pretrained(text_cfg["hf_tokenizer_name"]).save_pretrained(directory)
     model_cfg = _point_text_tower_at(copy.deepcopy(spec["model_cfg"]), directory)
-    current = model.visual.preprocess_cfg
+    # a sensor model's towers share one architecture, so any tower's preprocess_cfg is the model's
+    visual = next(iter(model.visual.values())) if isinstance(model.visual, nn.ModuleDict) else model.visual
+    current = visual.preprocess_cfg
     preprocess_cfg = {key: current[key] for key in PREPROCESS_KEYS if key in current}
     rsvl = {k: v for k, v in spec.items() if k != "model_cfg"}
     config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg, "rsvl": rsvl}
@@ -95,6 +97,47 @@ def _spec_of_plain_open_clip(config: dict[str, Any]) -> dict[str, Any]:
         "image_size": list(to_2tuple(size)),
         "interpolation": preprocess_cfg.get("interpolation", "bicubic"),
     }
+
+
+def _create_local(directory: Path, model_cfg: dict[str, Any], text_here: bool) -> nn.Module:
+    """open_clip's model of a local-dir folder, with no weights loaded (they come from the safetensors file)."""
+    overrides: dict[str, Any] = {}
+    if text_here:
+        _point_text_tower_at(model_cfg, directory)
+        overrides["text_cfg"] = {**model_cfg["text_cfg"], "hf_model_pretrained": False}
+    with quiet_open_clip():
+        model = open_clip.create_model(f"local-dir:{directory}", load_weights=False, pretrained_image=False,
+                                       pretrained_text=False, **overrides)
+    attach_timm_tokens(model, model_cfg)
+    return model
+
+
+def _load_sensor_model(directory: Path, weights_path: Path, model_cfg: dict[str, Any], spec: dict[str, Any],
+                       text_here: bool) -> BuiltModel:
+    """Rebuild a :class:`rsvl.models.multisensor.SensorCLIP` folder: one image tower per sensor, the text tower once."""
+    from rsvl.models.multisensor import SensorCLIP, sensor_preprocess
+
+    try:
+        towers, text = {}, None
+        for sensor, sensor_spec in spec["sensors"].items():
+            built = _create_local(directory, copy.deepcopy(model_cfg), text_here)
+            if sensor_spec["in_bands"] != 3:
+                widen_first_conv(built.visual, sensor_spec["in_bands"], sensor_spec["bands"])
+            towers[sensor] = built.visual
+            text = text if text is not None else built.text
+        location = None
+        if spec.get("location"):
+            from rsvl.models.location import LocationEncoder
+
+            location = LocationEncoder(**spec["location"])
+        model = SensorCLIP(towers, text, {s: v["in_bands"] for s, v in spec["sensors"].items()}, location)
+        model.load_state_dict(load_file(str(weights_path)), strict=True)
+    except (RuntimeError, ValueError, OSError, KeyError, TypeError) as err:
+        raise ModelError(f"{directory}: cannot load the saved sensor model ({err})") from err
+    if text_here:
+        _point_text_tower_at(model_cfg, directory)
+    model.rsvl_spec = {**spec, "model_cfg": model_cfg}
+    return (model, *sensor_preprocess(model.rsvl_spec), open_clip.get_tokenizer(f"local-dir:{directory}"))
 
 
 def load_model(model_dir: str | Path) -> BuiltModel:
@@ -123,20 +166,10 @@ def load_model(model_dir: str | Path) -> BuiltModel:
         spec = config.get("rsvl") or _spec_of_plain_open_clip(config)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise ModelError(f"{config_path}: not an open_clip local-dir config ({err})") from err
-    overrides: dict[str, Any] = {}
-    if text_here:
-        _point_text_tower_at(model_cfg, directory)
-        overrides["text_cfg"] = {**model_cfg["text_cfg"], "hf_model_pretrained": False}
+    if spec.get("sensors"):
+        return _load_sensor_model(directory, weights_path, model_cfg, spec, text_here)
     try:
-        with quiet_open_clip():
-            model = open_clip.create_model(
-                f"local-dir:{directory}",
-                load_weights=False,
-                pretrained_image=False,
-                pretrained_text=False,
-                **overrides,
-            )
-        attach_timm_tokens(model, model_cfg)
+        model = _create_local(directory, model_cfg, text_here)
         if spec["in_bands"] != 3:
             widen_first_conv(model.visual, spec["in_bands"], spec["bands"])
         load_checkpoint(model, str(weights_path), strict=True)

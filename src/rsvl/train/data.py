@@ -8,7 +8,8 @@ with any number of loader workers.
 
 Batch entries an objective can ask for (:data:`BATCH_FIELDS`): ``image`` (N, bands, H, W),
 ``text`` (tokens of one caption per image), ``long_text`` (tokens of ``long_caption``),
-``location`` (N, 2: latitude, longitude). ``sample_id`` (a list) is always there.
+``location`` (N, 2: latitude, longitude). ``sample_id`` (a list) is always there. A sensor model's
+batch holds one such batch per sensor under ``sensors`` (:class:`EpochBatches`).
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def image_inputs(dataset: ManifestDataset, column: str = "image") -> tuple[int, 
     return bands, stats or None
 
 
-def saved_in_bands(model_dir: str | Path) -> int:
-    """Bands the image tower of a saved model folder takes (three for a plain open_clip folder).
+def saved_spec(model_dir: str | Path) -> dict[str, Any]:
+    """The ``rsvl`` section of a saved model folder's config (empty for a plain open_clip folder).
 
     Raises:
         ModelError: The folder holds no readable model config.
@@ -84,7 +85,26 @@ def saved_in_bands(model_dir: str | Path) -> int:
     except (OSError, json.JSONDecodeError) as err:
         raise ModelError(f"{config_path}: not a saved model's config ({err}); train.init_from needs a folder "
                          "written by rsvl.models.save_model") from err
-    return int((config.get("rsvl") or {}).get("in_bands", 3))
+    return config.get("rsvl") or {}
+
+
+def saved_in_bands(model_dir: str | Path) -> int:
+    """Bands the image tower of a saved model folder takes (three for a plain open_clip folder).
+
+    Raises:
+        ModelError: The folder holds no readable model config.
+    """
+    return int(saved_spec(model_dir).get("in_bands") or 3)
+
+
+def saved_sensor_bands(model_dir: str | Path) -> dict[str, int]:
+    """Sensor → bands of each image tower of a saved sensor model (empty for a one-tower model).
+
+    Raises:
+        ModelError: The folder holds no readable model config.
+    """
+    sensors = saved_spec(model_dir).get("sensors") or {}
+    return {sensor: int(spec["in_bands"]) for sensor, spec in sensors.items()}
 
 
 def fit_model_to_data(built: BuiltModel, dataset: ManifestDataset, column: str = "image") -> BuiltModel:
@@ -269,3 +289,38 @@ class EpochBatchSampler(Sampler[list[int]]):
         for batch in range(self.start, len(self)):
             first = batch * self.global_batch + self.rank * self.batch_size
             yield order[first:first + self.batch_size].tolist()
+
+
+class EpochBatches:
+    """A fit's batches, epoch by epoch: one stream of pairs, or one per sensor taken together.
+
+    With one stream (key ``None``) the loader's batches pass through. With sensor streams
+    (``train.sensors``) each step takes one batch of every sensor, never mixed, and yields
+    ``{"sample_id": all ids, "sensors": {sensor: that sensor's batch}}``; an epoch is as many
+    steps as the sensor with the fewest batches has (the others' surplus batches of that epoch's
+    permutation are skipped), so every sensor keeps its own resumable ``(seed, epoch)`` order.
+
+    Args:
+        streams: Stream key (sensor, or ``None``) → ``(sampler, pairs, loader)``.
+    """
+
+    def __init__(self, streams: dict[str | None, tuple[EpochBatchSampler, CaptionPairs, Any]]) -> None:
+        self.streams = streams
+
+    def __len__(self) -> int:
+        return min(len(sampler) for sampler, _, _ in self.streams.values())
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Iterate epoch ``epoch`` from its batch ``start_batch`` on, in every stream."""
+        for sampler, pairs, _ in self.streams.values():
+            sampler.set_epoch(epoch, start_batch)
+            pairs.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if list(self.streams) == [None]:
+            yield from self.streams[None][2]
+            return
+        sensors = list(self.streams)
+        for parts in zip(*(loader for _, _, loader in self.streams.values())):
+            yield {"sample_id": [sid for part in parts for sid in part["sample_id"]],
+                   "sensors": dict(zip(sensors, parts))}

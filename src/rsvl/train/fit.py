@@ -27,7 +27,7 @@ from rsvl.config import RunConfig
 from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import ConfigError, DataError, TrainError
 from rsvl.train.checkpoint import MODEL_DIR
-from rsvl.train.data import check_bands_fit, data_bands, image_inputs, saved_in_bands
+from rsvl.train.data import check_bands_fit, data_bands, image_inputs, saved_in_bands, saved_sensor_bands
 from rsvl.train.identity import (  # noqa: F401  (init_weights, identity_digest, RUN_CONFIG_FILE: re-exported)
     RELAUNCH_MAY_CHANGE,
     RUN_CONFIG_FILE,
@@ -182,9 +182,29 @@ def check_fit_setup(cfg: RunConfig, dataset_dir: Path) -> None:
             raise DataError(f"{dataset_dir}: split {split!r} is empty; train needs 'train' and train.eval_split rows")
 
 
+def _check_sensor_inputs(cfg: RunConfig, dataset_dir: Path) -> None:
+    """A sensor model's data: rows of every sensor in ``train`` and ``train.eval_split``, bands its saved towers take."""
+    saved = saved_sensor_bands(cfg.train.init_from) if cfg.train.init_from else {}
+    for sensor in cfg.train.sensors:
+        for split in ("train", cfg.train.eval_split):
+            if split and not len(ManifestDataset(dataset_dir, split=split, load_media=False).with_media(sensor)):
+                raise DataError(f"{dataset_dir}: split {split!r} has no {sensor!r} rows; train.sensors "
+                                f"{cfg.train.sensors} needs each sensor's rows in 'train' and train.eval_split")
+        if saved:
+            if sensor not in saved:
+                raise DataError(f"train.init_from {cfg.train.init_from} has towers {sorted(saved)}, not {sensor!r}")
+            bands = data_bands(ManifestDataset(dataset_dir, split="train").with_media(sensor), sensor)
+            check_bands_fit(bands, saved[sensor], f"{dataset_dir} ({sensor!r})")
+
+
 def _check_inputs(cfg: RunConfig, dataset_dir: Path, inputs_dir: Path) -> None:
     train = cfg.train
     check_fit_setup(cfg, dataset_dir)
+    if train.sensors:
+        if train.init_from:
+            init_weights(train.init_from)
+        _check_sensor_inputs(cfg, dataset_dir)
+        return
     if train.init_from:
         init_weights(train.init_from)
         in_bands = saved_in_bands(train.init_from)

@@ -28,9 +28,11 @@ from rsvl.config import RunConfig, TrainConfig
 from rsvl.data.dataset import ManifestDataset
 from rsvl.evaluate.retrieval import evaluate_retrieval
 from rsvl.models import build_model, load_model
+from rsvl.models.multisensor import build_sensor_model
 from rsvl.train.checkpoint import latest_checkpoint, persist_checkpoint, read_checkpoint, write_checkpoint
 from rsvl.train.data import (
     CaptionPairs,
+    EpochBatches,
     EpochBatchSampler,
     TextImageCollate,
     fit_model_to_data,
@@ -38,7 +40,7 @@ from rsvl.train.data import (
     sample_seed,
 )
 from rsvl.train.objectives import Objective, ObjectiveContext, build_objective
-from rsvl.train.schedule import warmup_cosine
+from rsvl.train.schedule import lr_schedule
 from rsvl.train.tracking import MetricLogger
 from rsvl.train.trainable import apply_trainable, param_groups, set_train_mode
 
@@ -124,9 +126,7 @@ class _Fit:
     scheduler: Any
     scaler: Any
     autocast: Callable[[], Any]
-    sampler: EpochBatchSampler
-    pairs: CaptionPairs
-    loader: Any
+    batches: EpochBatches
     preprocess_val: Any
     tokenizer: Any
     sizes: dict[str, int]
@@ -181,19 +181,26 @@ class _Worker:
         optimizer = torch.optim.AdamW(
             param_groups(model, train.weight_decay), lr=train.lr, betas=ADAM_BETAS, eps=ADAM_EPS
         )
-        sampler = EpochBatchSampler(len(samples), train.batch_size, self.rank, self.world, train.seed)
-        pairs = CaptionPairs(samples, preprocess_train, media=train.image_column, seed=train.seed)
-        loader = torch.utils.data.DataLoader(
-            pairs, batch_sampler=sampler, num_workers=train.loader_workers,
-            collate_fn=TextImageCollate(tokenizer, objective.batch_fields),
-        )
-        total = train.max_steps or train.epochs * len(sampler)
+        collate = TextImageCollate(tokenizer, objective.batch_fields)
+        streams = {}
+        # a sensor model reads each sensor's rows as its own stream, with its own order (seed + 1 + index)
+        media = {None: (train.image_column, train.seed)} if not train.sensors else {
+            sensor: (sensor, sample_seed(train.seed, index + 1)) for index, sensor in enumerate(train.sensors)}
+        for key, (column, seed) in media.items():
+            rows = samples if key is None else samples.with_media(column)
+            sampler = EpochBatchSampler(len(rows), train.batch_size, self.rank, self.world, seed)
+            pairs = CaptionPairs(rows, preprocess_train, media=column, seed=seed)
+            loader = torch.utils.data.DataLoader(pairs, batch_sampler=sampler, num_workers=train.loader_workers,
+                                                 collate_fn=collate)
+            streams[key] = (sampler, pairs, ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False))
+        batches = EpochBatches(streams)
+        total = train.max_steps or train.epochs * len(batches)
         autocast, scaler = self._amp()
         return _Fit(
             model=model, wrapped=wrapped, objective=objective, optimizer=optimizer,
-            scheduler=warmup_cosine(optimizer, total, train.warmup_steps), scaler=scaler, autocast=autocast,
-            sampler=sampler, pairs=pairs, loader=ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False),
-            preprocess_val=preprocess_val, tokenizer=tokenizer, sizes=sizes, steps_per_epoch=len(sampler), total=total,
+            scheduler=lr_schedule(optimizer, train.schedule, total, train.warmup_steps, train.pct_start),
+            scaler=scaler, autocast=autocast, batches=batches, preprocess_val=preprocess_val, tokenizer=tokenizer,
+            sizes=sizes, steps_per_epoch=len(batches), total=total,
         )
 
     def _start_model(self, samples: ManifestDataset) -> Any:
@@ -205,22 +212,33 @@ class _Worker:
         """
         column = self.train.image_column
         if self.train.init_from:
-            return fit_model_to_data(load_model(self.train.init_from), samples, column)
+            built = load_model(self.train.init_from)
+            return built if self.train.sensors else fit_model_to_data(built, samples, column)
         model_cfg = self.cfg.model
         decider = samples
         if self.inputs_dir not in (None, self.dataset_dir):
             decider = ManifestDataset(self.inputs_dir, split="train")
+        if self.train.sensors:
+            return build_sensor_model(
+                model_cfg.name, model_cfg.pretrained, {s: image_inputs(decider.with_media(s), s) for s in self.train.sensors},
+                image_size=model_cfg.image_size,
+                location=model_cfg.location.model_dump() if model_cfg.location else None)
         in_bands, band_stats = image_inputs(decider, column)
         built = build_model(model_cfg.name, model_cfg.pretrained, in_bands, band_stats, image_size=model_cfg.image_size)
         return fit_model_to_data(built, samples, column)
 
     def _evaluate(self, fit: _Fit, step: int) -> dict[str, float]:
         split = self.train.eval_split
-        scores = evaluate_retrieval(fit.model, fit.preprocess_val, fit.tokenizer, self.dataset_dir, split,
-                                    media=self.train.image_column, device=self.device)
-        named = {f"{split}_{key}": value for key, value in scores.items()}
+        named: dict[str, float] = {}
+        # a sensor model is scored per sensor: text→S1 as <split>_s1_mR, text→S2 as <split>_s2_mR
+        for column in self.train.sensors or [self.train.image_column]:
+            prefix = f"{split}_{column}_" if self.train.sensors else f"{split}_"
+            scores = evaluate_retrieval(fit.model, fit.preprocess_val, fit.tokenizer, self.dataset_dir, split,
+                                        media=column, device=self.device)
+            named.update({f"{prefix}{key}": value for key, value in scores.items()})
+            log.info("step %d: %s retrieval%s mR %.2f", step, split, f" ({column})" if self.train.sensors else "",
+                     scores["mR"])
         self.logger.log(named, step)
-        log.info("step %d: %s retrieval mR %.2f", step, split, scores["mR"])
         return named
 
     def _resume_directory(self) -> Any:
@@ -292,9 +310,8 @@ class _Worker:
         interval, started, last_loss = _Interval(), time.perf_counter(), float("nan")
         while step < fit.total:
             epoch, offset = divmod(step, fit.steps_per_epoch)
-            fit.sampler.set_epoch(epoch, offset)
-            fit.pairs.set_epoch(epoch)
-            for batch in fit.loader:
+            fit.batches.set_epoch(epoch, offset)
+            for batch in fit.batches:
                 _test_failure_hook(step + 1, self.rank, self.run_dir)
                 out, lr = self._step(fit, batch, step + 1)
                 step += 1

@@ -11,8 +11,11 @@ alignment, dual long/short text, location alignment) is a new registered class, 
 * ``after_step(model)`` runs after each optimizer step (clamping).
 
 Registered here: ``clip`` (symmetric InfoNCE, learnable or fixed scale; open_clip's
-``ClipLoss``, gathering features across workers) and ``coca`` (contrastive + captioning;
-open_clip's ``CoCaLoss``, for CoCa models).
+``ClipLoss``, gathering features across workers), ``coca`` (contrastive + captioning;
+open_clip's ``CoCaLoss``, for CoCa models), and for sensor models (``train.sensors``,
+:class:`rsvl.models.multisensor.SensorCLIP`) ``closp`` (CLOSP's text bridge: each sensor's own
+batch against its texts, the per-sensor losses averaged; ``batching: mixed`` is the naive control
+with every sensor in one batch) and ``geoclosp`` (``closp`` plus location↔image alignment).
 """
 
 from __future__ import annotations
@@ -187,3 +190,67 @@ class CocaObjective(_ContrastiveScale):
             "caption_loss": caption.detach(),
             "logit_scale": out["logit_scale"].detach(),
         }
+
+
+class _SensorContrastive(_ContrastiveScale):
+    """Contrastive losses over a sensor model's batch (``batch["sensors"]``: one batch per sensor)."""
+
+    batch_fields: ClassVar[tuple[str, ...]] = ("image", "text")
+
+    def __init__(self, cfg: ObjectiveConfig, context: ObjectiveContext = ObjectiveContext()) -> None:
+        super().__init__(cfg, context)
+        self.loss = ClipLoss(local_loss=True, gather_with_grad=True, rank=context.rank, world_size=context.world_size)
+
+    def features(self, model: nn.Module, batch: dict[str, Any]) -> tuple[list[list[str]], dict[str, Any]]:
+        """One forward over every sensor's batch; the groups of sensors that share a contrastive batch.
+
+        Raises:
+            ModelError: The batch is not a sensor model's (``train.sensors`` is empty).
+        """
+        sensors = batch.get("sensors")
+        if not sensors:
+            raise ModelError(f"objective {self.name!r} needs a sensor model and its per-sensor batches: set train.sensors")
+        location = ({s: part["location"] for s, part in sensors.items()} if "location" in self.batch_fields else None)
+        out = model(image={s: part["image"] for s, part in sensors.items()},
+                    text={s: part["text"] for s, part in sensors.items()}, location=location)
+        groups = [list(sensors)] if self.cfg.batching == "mixed" else [[s] for s in sensors]
+        return groups, out
+
+    def pair_loss(self, out: dict[str, Any], group: list[str]) -> torch.Tensor:
+        """The loss of one contrastive batch (the group's sensors together); the image↔text term here."""
+        images = torch.cat([out["image_features"][s] for s in group])
+        texts = torch.cat([out["text_features"][s] for s in group])
+        return self.loss(images, texts, out["logit_scale"])
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        groups, out = self.features(model, batch)
+        losses = {"_".join(group): self.pair_loss(out, group) for group in groups}
+        loss = self.cfg.contrastive_weight * sum(losses.values()) / len(losses)
+        return {"loss": loss, **{f"loss_{name}": value.detach() for name, value in losses.items()},
+                "logit_scale": out["logit_scale"].detach()}
+
+
+@register_objective("closp")
+class ClospObjective(_SensorContrastive):
+    """CLOSP: per sensor ``[CE(s·E_i E_tᵀ) + CE(s·E_t E_iᵀ)] / 2`` over its own batch, averaged over sensors.
+
+    S1 and S2 never share a batch (text is the bridge); with ``batching: mixed`` they do (the naive control).
+    The scale ``s`` is ``logit_scale`` (CLOSP: fixed at 1.0, ``learn_logit_scale: false``).
+    """
+
+
+@register_objective("geoclosp")
+class GeoClospObjective(_SensorContrastive):
+    """GeoCLOSP: the mean of the image→text, text→image, location→image and image→location CE terms.
+
+    Per contrastive batch ``(ClipLoss(image, text) + ClipLoss(location, image)) / 2``, each ClipLoss the
+    mean of its two directions, so the four terms weigh equally; averaged over the batches as ``closp``.
+    """
+
+    batch_fields: ClassVar[tuple[str, ...]] = ("image", "text", "location")
+
+    def pair_loss(self, out: dict[str, Any], group: list[str]) -> torch.Tensor:
+        """Image↔text and location↔image, averaged."""
+        images = torch.cat([out["image_features"][s] for s in group])
+        places = torch.cat([out["location_features"][s] for s in group])
+        return (super().pair_loss(out, group) + self.loss(places, images, out["logit_scale"])) / 2

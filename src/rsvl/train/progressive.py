@@ -134,7 +134,7 @@ def ablation_steps(cfg: RunConfig, name: str, steps: Mapping[str, int]) -> dict[
 
 
 def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | None,
-                 max_steps: int | None = None) -> RunConfig:
+                 max_steps: int | None = None, ablation: str | None = None) -> RunConfig:
     """The config of one stage's fit: a plain fit (no stages) with the stage's dataset, length and rate.
 
     Args:
@@ -142,6 +142,7 @@ def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | Non
         stage: The stage.
         init_from: The model folder it starts from (``None``: a fresh ``cfg.model``).
         max_steps: An ablation's share of the budget, replacing the stage's own length.
+        ablation: The ablation this fit belongs to: its ``objective``, when set, replaces ``train.objective``.
     """
     train = cfg.train
     if max_steps is not None:
@@ -154,6 +155,9 @@ def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | Non
         "epochs": epochs, "max_steps": steps, "lr": stage.lr or train.lr, "dataset": stage.dataset or train.dataset,
         "init_from": str(init_from) if init_from is not None else None, "stages": [], "ablations": [],
     }
+    control = next((item for item in train.ablations if item.name == ablation), None)
+    if control is not None and control.objective is not None:
+        update["objective"] = control.objective.model_dump(mode="json")
     return RunConfig.model_validate(deep_merge(cfg.model_dump(mode="json"), {"train": update}))
 
 
@@ -170,6 +174,8 @@ def _check_bands(cfg: RunConfig, datasets: Mapping[str, Path]) -> None:
     band with band statistics stays narrowed for the stages after.
     """
     column = cfg.train.image_column
+    if cfg.train.sensors:  # each sensor's tower is built for, and checked against, its own rows (rsvl.train.fit)
+        return
     if cfg.train.init_from:
         init_weights(cfg.train.init_from)
         start = saved_in_bands(cfg.train.init_from)
@@ -190,7 +196,9 @@ def planned_steps(cfg: RunConfig, dataset_dir: Path) -> int:
         DataError: The data holds fewer training samples than one global batch.
     """
     train = cfg.train
-    rows = len(ManifestDataset(dataset_dir, split="train", load_media=False))
+    split = ManifestDataset(dataset_dir, split="train", load_media=False)
+    # a sensor model's epoch is as long as its sensor with the fewest rows allows (rsvl.train.data.EpochBatches)
+    rows = min(len(split.with_media(sensor)) for sensor in train.sensors) if train.sensors else len(split)
     global_batch = train.batch_size * max(train.num_workers, 1)
     if rows < global_batch:
         raise DataError(f"{dataset_dir}: {rows} training samples are fewer than one global batch ({global_batch}); "
@@ -211,7 +219,7 @@ def planned_fits(cfg: RunConfig, datasets: Mapping[str, Path], run_name: str) ->
         budget = ablation_steps(cfg, ablation, steps) if ablation else None
         for index, stage in enumerate(stages):
             start = cfg.train.init_from if index == 0 else PENDING_START
-            stage_cfg = stage_config(cfg, stage, start, budget[stage.name] if budget else None)
+            stage_cfg = stage_config(cfg, stage, start, budget[stage.name] if budget else None, ablation)
             fits.append(PlannedFit(stage_run_name(run_name, stage.name, ablation), stage_cfg, datasets[stage.name],
                                    index == 0))
     return fits
@@ -253,7 +261,7 @@ def _chain(cfg: RunConfig, stages: Sequence[StageConfig], datasets: Mapping[str,
     init_from: str | Path | None = cfg.train.init_from
     fits: dict[str, FitResult] = {}
     for index, stage in enumerate(stages):
-        stage_cfg = stage_config(cfg, stage, init_from, budget[stage.name] if budget else None)
+        stage_cfg = stage_config(cfg, stage, init_from, budget[stage.name] if budget else None, ablation)
         result = fit(stage_cfg, datasets[stage.name], stage_out_dir(folder, stages, index),
                      run_name=stage_run_name(run_name, stage.name, ablation), inputs_from=first,
                      tags={**tags, STAGE_TAG: stage.name})

@@ -83,12 +83,19 @@ def _tower(model: nn.Module, name: str, base: str, roots: tuple[str, ...]) -> To
 def towers(model: nn.Module) -> dict[str, Tower]:
     """Find the image and text towers of an open_clip CLIP, CustomTextCLIP or CoCa model.
 
+    A sensor model (:class:`rsvl.models.multisensor.SensorCLIP`) has one image tower per sensor,
+    ``image_s1``, ``image_s2``; ``train.trainable.image_tower`` sets them all.
+
     Raises:
         ModelError: The model has no ``visual`` tower.
     """
     if not isinstance(getattr(model, "visual", None), nn.Module):
         raise ModelError(f"{type(model).__name__} has no image tower (model.visual)")
-    found = {"image": _tower(model, "image", "visual", ("visual",))}
+    if isinstance(model.visual, nn.ModuleDict):
+        found = {f"image_{sensor}": _tower(model, f"image_{sensor}", f"visual.{sensor}", (f"visual.{sensor}",))
+                 for sensor in model.visual}
+    else:
+        found = {"image": _tower(model, "image", "visual", ("visual",))}
     if isinstance(getattr(model, "text", None), nn.Module):
         found["text"] = _tower(model, "text", "text", ("text",))
     else:
@@ -112,6 +119,11 @@ def _trainable_prefixes(tower: Tower, mode: str, last_blocks: int) -> tuple[str,
             f"train.trainable.last_blocks={last_blocks} but the {tower.name} tower has {len(tower.blocks)} blocks"
         )
     return tower.blocks[len(tower.blocks) - last_blocks:] + tower.head + tower.projection
+
+
+def _mode(cfg: TrainableConfig, tower: str) -> str:
+    """The mode of tower ``tower``: ``image`` and a sensor model's ``image_<sensor>`` follow ``image_tower``."""
+    return cfg.image_tower if tower.startswith("image") else cfg.text_tower
 
 
 def register_adapter(name: str) -> Callable[[Adapter], Adapter]:
@@ -159,11 +171,11 @@ def apply_trainable(model: nn.Module, cfg: TrainableConfig) -> dict[str, int]:
             or the adapter is unknown.
     """
     check_adapter(cfg)
-    modes = {"image": cfg.image_tower, "text": cfg.text_tower}
     for name, tower in towers(model).items():
-        keep = _trainable_prefixes(tower, modes[name], cfg.last_blocks)
+        mode = _mode(cfg, name)
+        keep = _trainable_prefixes(tower, mode, cfg.last_blocks)
         members = [(n, p) for n, p in model.named_parameters() if _under(n, tower.roots)]
-        if modes[name] == "projection" and not any(_under(n, keep) for n, _ in members):
+        if mode == "projection" and not any(_under(n, keep) for n, _ in members):
             raise ConfigError(
                 f"train.trainable.{name}_tower=projection but the {name} tower has no projection parameters"
             )
@@ -181,12 +193,13 @@ def apply_trainable(model: nn.Module, cfg: TrainableConfig) -> dict[str, int]:
 def set_train_mode(model: nn.Module, cfg: TrainableConfig) -> None:
     """``model.train()``, but frozen towers and fully frozen BatchNorm layers stay in eval mode."""
     model.train()
-    modes = {"image": cfg.image_tower, "text": cfg.text_tower}
     for name, tower in towers(model).items():
-        if modes[name] == "freeze":
+        if _mode(cfg, name) == "freeze":
             for root in tower.roots:
-                if root in model._modules:
-                    model._modules[root].eval()
+                parent, _, attr = root.rpartition(".")
+                owner = model.get_submodule(parent) if parent else model
+                if attr in owner._modules:  # a module root (a parameter root has no mode)
+                    owner._modules[attr].eval()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             params = list(module.parameters())
