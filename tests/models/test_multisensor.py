@@ -67,3 +67,17 @@ def test_save_and_load_give_the_same_embeddings(tmp_path, sensor_model):
 def test_unknown_sensors_are_refused():
     with pytest.raises(ModelError, match="among"):
         build_sensor_model(ARCH, "packaged", {"image": (3, None)}, image_size=32)
+
+
+def test_a_geoclosp_model_saves_and_loads_its_location_encoder(tmp_path):
+    torch.manual_seed(3)
+    model, *_ = build_sensor_model(ARCH, "packaged", {"s1": (2, S1_STATS), "s2": (12, S2_STATS)}, image_size=32,
+                                   location={"legendre_polys": 10, "hidden": 32, "layers": 2})
+    assert model.rsvl_spec["location"] == {"embed_dim": 384, "legendre_polys": 10, "hidden": 32, "layers": 2,
+                                           "w0_initial": 30.0}
+    places = torch.tensor([[45.0, 9.0], [-33.9, 151.2]])
+    loaded, *_ = load_model(save_model(model, tmp_path / "geoclosp"))
+    with torch.no_grad():
+        expected = model.encode_location(places, normalize=True)
+        assert torch.equal(loaded.encode_location(places, normalize=True), expected)
+    assert torch.allclose(expected.norm(dim=-1), torch.ones(2))
