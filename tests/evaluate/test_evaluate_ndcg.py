@@ -10,7 +10,7 @@ import torch
 from references import ndcg_reference
 
 from rsvl.errors import DataError
-from rsvl.evaluate.ndcg import dcg, label_queries, ndcg_at_k
+from rsvl.evaluate.ndcg import dcg, label_means, label_queries, ndcg_at_k
 
 
 def test_dcg_by_hand():
@@ -57,6 +57,19 @@ def test_queries_without_relevant_images_are_left_out_and_none_is_an_error():
     assert result.mean == 1.0 and math.isnan(result.per_query[1])
     with pytest.raises(DataError, match="no query has a relevant image"):
         ndcg_at_k(torch.eye(2)[:1], torch.eye(2), [["z"]], [["a"], ["b"]], k=1)
+
+
+def test_per_label_means_by_hand():
+    query_labels = [["water"], ["Water", "trees"], [" TREES "], ["bare"], ["water", "bare"]]
+    per_query = [0.5, 0.7, math.nan, math.nan, 0.3]
+    means = label_means(query_labels, per_query)
+    assert list(means) == ["bare", "trees", "water"]
+    assert means["water"] == pytest.approx((0.5 + 0.7 + 0.3) / 3)
+    assert means["trees"] == pytest.approx(0.7)  # the nan query with trees is left out
+    assert means["bare"] == pytest.approx(0.3)
+    assert math.isnan(label_means([["z"]], [math.nan])["z"])
+    with pytest.raises(DataError, match="one nDCG value per query"):
+        label_means([["a"]], [])
 
 
 VOCABULARY = ["water", "Trees", "crops", "built area", "bare"]

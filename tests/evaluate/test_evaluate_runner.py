@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,7 +52,11 @@ def test_metric_keys_are_prefixed_and_complete(evaluated, data_root):
     slugs = [c.replace(" ", "_") for c in classes]
     expected = {f"opt.{k}" for k in RETRIEVAL_KEYS} | {"opt.zs_top1", "opt.zs_mean_class", "opt.ndcg_at_20"}
     expected |= {f"opt.zs_class.{slug}" for slug in slugs}
+    expected |= {f"opt.ndcg_class.{slug}" for slug in slugs}  # single-label: one query per class
     assert set(evaluated.metrics) == expected
+    per_query = json.loads(evaluated.details.read_text(encoding="utf-8"))["eval_sets"]["opt"]["ndcg"]["per_query"]
+    assert {f"opt.ndcg_class.{c.replace(' ', '_')}": per_query[c.lower()] for c in classes} == pytest.approx(
+        {key: value for key, value in evaluated.metrics.items() if ".ndcg_class." in key})
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+", key) for key in evaluated.metrics)
     assert evaluated.unavailable == {}
     assert 0.0 <= evaluated.metrics["opt.zs_top1"] <= 100.0
@@ -123,11 +128,16 @@ def test_multilabel_ndcg_on_sentinel2(data_root, tmp_path):
     model = build_model("rsvl-tiny", in_bands=len(stats["bands"]), band_stats=stats)
     sets = [EvalSet(name="s2", dataset=str(data_root / "s1s2"), split=None, tasks=["ndcg"], media="s2", ndcg_k=10)]
     result = evaluate_model(model, sets, tmp_path, data_root="/nonexistent")
-    assert set(result.metrics) == {"s2.ndcg_at_10"} and 0.0 <= result.metrics["s2.ndcg_at_10"] <= 1.0
     per_query = json.loads(result.details.read_text())["eval_sets"]["s2"]["ndcg"]["per_query"]
     label_sets = {". ".join(sorted({label.lower() for label in labels}))
                   for labels in ManifestDataset(data_root / "s1s2", load_media=False).frame["labels"]}
     assert set(per_query) == label_sets
+    labels = {label for text in label_sets for label in text.split(". ")}
+    per_class = {f"s2.ndcg_class.{re.sub('[^a-z0-9]+', '_', label)}":
+                 np.mean([value for text, value in per_query.items() if label in text.split(". ")]) for label in labels}
+    assert set(result.metrics) == {"s2.ndcg_at_10"} | set(per_class)
+    assert {key: result.metrics[key] for key in per_class} == pytest.approx(per_class)
+    assert result.metrics["s2.ndcg_at_10"] == pytest.approx(np.mean(list(per_query.values())))
 
 
 @pytest.fixture(scope="module")

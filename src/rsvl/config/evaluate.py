@@ -17,8 +17,8 @@ from rsvl.config.base import StrictModel
 from rsvl.config.data import DataSource
 from rsvl.errors import ConfigError
 
-Task = Literal["retrieval", "zero_shot", "ndcg", "captioning"]
-TASKS: tuple[str, ...] = ("retrieval", "zero_shot", "ndcg", "captioning")
+Task = Literal["retrieval", "zero_shot", "ndcg", "captioning", "cross_sensor"]
+TASKS: tuple[str, ...] = ("retrieval", "zero_shot", "ndcg", "captioning", "cross_sensor")
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 STANDARD_PREFIX = "std_"
 """Before the standard-protocol recall names (``sar_test.std_mR``, see :mod:`rsvl.evaluate.retrieval`);
@@ -38,8 +38,9 @@ class EvalSet(StrictModel):
             with a ``source``: the evaluation cache's ``<name>`` folder.
         split: Split to score (``None``: every row).
         tasks: Any of ``retrieval`` (needs captions), ``zero_shot`` (needs ``label``), ``ndcg``
-            (needs ``labels`` or ``label``) and ``captioning`` (needs captions and a CoCa model).
-        media: Media column the image tower reads.
+            (needs ``labels`` or ``label``), ``captioning`` (needs captions and a CoCa model) and
+            ``cross_sensor`` (S1↔S2 retrieval of paired patches: needs ``s1`` and ``s2`` on every row).
+        media: Media column the image tower reads; only the split's rows that have it are scored.
         ndcg_k: Cut-off of nDCG (CLOSP reports nDCG@1000).
         limit: Score at most this many rows, evenly spaced over the split (smoke runs).
         dvc_version: The data version this set is pinned to: the DVC md5 of the ``.dvc`` file

@@ -11,6 +11,11 @@ Queries come from the labels themselves: on a multi-label set every distinct lab
 split is one query, its text the labels in alphabetical order joined with ``". "`` (CLOSP's label
 text); on a single-label set every class is one query (class-level retrieval: the images of
 that class are relevant with gain 1, every other image 0).
+
+Per class (:func:`label_means`): the nDCG@k of a label is the mean nDCG@k of the queries whose
+label set contains it (queries without a relevant image left out), so one location-dependent class
+(flooded area, burned area) can be compared between models (GeoCLOSP against CLOSP), where the
+overall mean is dominated by the common land-cover classes.
 """
 
 from __future__ import annotations
@@ -128,6 +133,31 @@ def ndcg_at_k(
     if not valid:
         raise DataError("no query has a relevant image; nDCG is undefined")
     return NdcgResult(k=k, mean=sum(valid) / len(valid), per_query=per_query, top=top)
+
+
+def label_means(query_labels: Sequence[Iterable[str]], per_query: Sequence[float]) -> dict[str, float]:
+    """Mean nDCG per label: over the queries whose label set contains it, ``nan`` queries left out.
+
+    Args:
+        query_labels: Labels of each query (normalised with :func:`label_set`).
+        per_query: nDCG of each query, in the same order (``nan`` where no image is relevant).
+
+    Returns:
+        Normalised label → mean nDCG, sorted by label; a label all of whose queries are ``nan``
+        maps to ``nan``.
+
+    Raises:
+        DataError: The two sequences differ in length.
+    """
+    if len(query_labels) != len(per_query):
+        raise DataError(f"need one nDCG value per query: {len(query_labels)} queries, {len(per_query)} values")
+    values: dict[str, list[float]] = {}
+    for labels, value in zip(query_labels, per_query):
+        for label in label_set(labels):
+            values.setdefault(label, [])
+            if value == value:  # nan is the one value unequal to itself
+                values[label].append(float(value))
+    return {label: sum(found) / len(found) if found else float("nan") for label, found in sorted(values.items())}
 
 
 def label_queries(rows_labels: Sequence[Iterable[str]]) -> tuple[list[str], list[frozenset[str]]]:

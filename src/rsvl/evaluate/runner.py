@@ -1,7 +1,8 @@
 """Evaluate one model on a list of eval sets: metrics, pictures and one Markdown + HTML report.
 
 Each eval set (:class:`rsvl.config.evaluate.EvalSet`) names a canonical dataset split, the media
-column the image tower reads and its tasks:
+column the image tower reads and its tasks. Only the split's rows that have that media are scored
+(an ``s1`` set on an unpaired S1/S2 dataset scores its S1 rows; the report notes how many were left out):
 
 * ``retrieval``: the seven recall numbers of each protocol (:mod:`rsvl.evaluate.retrieval`: identical
   captions merged, and under ``std_`` each caption its own answer), a recall@K curve (merged) and a
@@ -9,15 +10,21 @@ column the image tower reads and its tasks:
 * ``zero_shot``: GeoRSCLIP-template zero-shot accuracy, per-class accuracy and a confusion matrix
   (:mod:`rsvl.evaluate.zero_shot`); classes are the labels of the whole dataset, all splits;
 * ``ndcg``: nDCG@k of label queries with graded label-overlap relevance (:mod:`rsvl.evaluate.ndcg`);
-  multi-label when the split has ``labels``, class-level on ``label`` otherwise;
+  multi-label when the split has ``labels``, class-level on ``label`` otherwise; and per label,
+  ``ndcg_class.<label>``, the mean nDCG@k of the queries holding that label (how GeoCLOSP and CLOSP
+  are compared on location-dependent classes such as flooded area);
+* ``cross_sensor``: S1→S2 and S2→S1 retrieval of paired patches, each row's other-sensor patch its
+  one right answer (:mod:`rsvl.evaluate.cross_sensor`); every row needs both ``s1`` and ``s2``,
+  whatever the set's ``media`` (which the other tasks read: text→S1 for ``s1``, text→S2 for ``s2``);
 * ``captioning``: captions written by a CoCa model scored by BLEU/ROUGE-L/CIDEr (+ METEOR/SPICE
   where they run) and a table of generated captions beside the references.
 
 Metric keys are ``<eval set>.<metric>``: ``optical_test.mR``, ``optical_test.i2t_r1``, ``optical_test.std_mR``,
 ``rsscn7.zs_top1``, ``rsscn7.zs_mean_class``, ``rsscn7.zs_class.parking_lot``,
-``s1s2_test.ndcg_at_1000``, ``sar_test.CIDEr``. Metrics that could not be computed appear under the
+``s1s2_test.ndcg_at_1000``, ``s1s2_test.ndcg_class.flooded_area``, ``s1s2_test.s1_to_s2_r1``,
+``s1s2_test.cross_mR``, ``sar_test.CIDEr``. Metrics that could not be computed appear under the
 same key in ``unavailable`` with the reason, never as 0. Images are embedded once per eval set and
-shared by its tasks. Metrics of other models scored on the same sets (``compared``) are shown in a
+media column and shared by its tasks. Metrics of other models scored on the same sets (``compared``) are shown in a
 table beside the candidate's at the top of the report. Single-band SAR chips reach a three-band
 (RGB) tower with the band repeated (the model's preprocessing does it).
 """
@@ -41,9 +48,10 @@ from rsvl.data.dataset import ManifestDataset
 from rsvl.data.store import read_manifest
 from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.captioning import caption_metrics, generate_captions, is_captioner
+from rsvl.evaluate.cross_sensor import cross_sensor_ranks
 from rsvl.config.evaluate import EvalSet
 from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts
-from rsvl.evaluate.ndcg import label_queries, ndcg_at_k
+from rsvl.evaluate.ndcg import label_means, label_queries, ndcg_at_k
 from rsvl.evaluate.report import (
     Comparison,
     RetrievedImages,
@@ -64,6 +72,8 @@ QUERY_EXAMPLES = 4
 TOP_SHOWN = 5
 CAPTION_EXAMPLES = 8
 DETAILS_FILE = "evaluation.json"
+CROSS_MEDIA = ("s1", "s2")
+"""The media pair cross_sensor scores: S1 queries against S2 patches and back."""
 
 ModelInput = str | Path | tuple
 
@@ -111,11 +121,18 @@ class _Context:
     batch_size: int
     num_workers: int
     java_metrics: bool = True
+    embedded: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    @cached_property
+    def embeddings(self, media: str) -> torch.Tensor:
+        """The rows' ``media`` embeddings, computed once per media column and shared by the tasks."""
+        if media not in self.embedded:
+            self.embedded[media] = embed_images(self.model, self.preprocess, self.dataset, media, self.batch_size,
+                                                self.device, self.num_workers)
+        return self.embedded[media]
+
+    @property
     def image_embeddings(self) -> torch.Tensor:
-        return embed_images(self.model, self.preprocess, self.dataset, self.eval_set.media, self.batch_size,
-                            self.device, self.num_workers)
+        return self.embeddings(self.eval_set.media)
 
     @cached_property
     def band_names(self) -> list[str] | None:
@@ -151,11 +168,22 @@ def dataset_path(eval_set: EvalSet, data_root: str | Path) -> Path:
     return path if path.is_absolute() else Path(data_root) / path
 
 
-def open_split(eval_set: EvalSet, data_root: str | Path) -> ManifestDataset:
-    """Open the eval set's split, cut to ``limit`` evenly spaced rows when set.
+def open_split(eval_set: EvalSet, data_root: str | Path, *, notes: list[str] | None = None) -> ManifestDataset:
+    """Open the eval set's split: its rows that have the set's ``media``, cut to ``limit`` when set.
+
+    Rows without the media column are left out before ``limit`` applies, so an ``s1`` set on an
+    unpaired S1/S2 dataset scores the S1 rows only.
+
+    Args:
+        eval_set: The set (dataset, split, media, limit).
+        data_root: Where relative eval-set datasets live.
+        notes: When given, a line saying how many rows lacked the media is appended (only when any did).
+
+    Returns:
+        The rows to score.
 
     Raises:
-        DataError: The dataset directory is missing or the split is empty.
+        DataError: The dataset directory is missing, the split is empty, or no row of it has the media.
     """
     root = dataset_path(eval_set, data_root)
     if not root.is_dir():
@@ -163,6 +191,14 @@ def open_split(eval_set: EvalSet, data_root: str | Path) -> ManifestDataset:
     dataset = ManifestDataset(root, split=eval_set.split)
     if len(dataset) == 0:
         raise DataError(f"eval set {eval_set.name!r}: split {eval_set.split!r} of {root} is empty")
+    in_split = len(dataset)
+    dataset = dataset.with_media(eval_set.media)
+    if len(dataset) == 0:
+        raise DataError(f"eval set {eval_set.name!r}: none of the {in_split} rows of split {eval_set.split!r} of "
+                        f"{root} has {eval_set.media!r} media")
+    if notes is not None and len(dataset) < in_split:
+        notes.append(f"{in_split - len(dataset)} of the {in_split} rows of split {eval_set.split!r} have no "
+                     f"{eval_set.media!r} media and are left out")
     if eval_set.limit is not None and eval_set.limit < len(dataset):
         rows = np.unique(np.linspace(0, len(dataset) - 1, eval_set.limit).round().astype(int))
         dataset.frame = dataset.frame.iloc[rows].reset_index(drop=True)
@@ -245,11 +281,40 @@ def _ndcg(ctx: _Context) -> _Outcome:
     k = ctx.eval_set.ndcg_k
     result = ndcg_at_k(queries, ctx.image_embeddings, sets, row_labels, k)
     out = _Outcome(metrics={f"ndcg_at_{k}": result.mean})
+    per_label = label_means(sets, result.per_query)
+    slugs: dict[str, list[str]] = {}
+    for label in per_label:
+        slugs.setdefault(metric_slug(label), []).append(label)
+    for slug, labels in slugs.items():
+        key = f"ndcg_class.{slug}"
+        if len(labels) > 1:
+            out.unavailable[key] = f"labels {labels} share this metric key; see per_label in the details"
+        elif per_label[labels[0]] != per_label[labels[0]]:
+            out.unavailable[key] = f"no query with label {labels[0]!r} has a relevant image"
+        else:
+            out.metrics[key] = per_label[labels[0]]
     out.details["ndcg"] = {"k": result.k, "multi_label": multi_label,
-                           "per_query": dict(zip(texts, result.per_query))}
+                           "per_query": dict(zip(texts, result.per_query)), "per_label": per_label}
     kind = "label-set" if multi_label else "class"
     out.notes.append(f"nDCG@{k}: {len(texts)} {kind} queries over {len(records)} images"
                      + (f" (k capped at {result.k} images)" if result.k < k else ""))
+    return out
+
+
+def _cross_sensor(ctx: _Context) -> _Outcome:
+    for row in range(len(ctx.dataset)):
+        record = ctx.record(row)
+        lacking = [media for media in CROSS_MEDIA if record.get(media) is None]
+        if lacking:
+            raise DataError(f"eval set {ctx.eval_set.name!r}: cross_sensor needs both {' and '.join(CROSS_MEDIA)} on "
+                            f"every row; sample {record['sample_id']!r} has no {lacking[0]!r}")
+    s1, s2 = (ctx.embeddings(media) for media in CROSS_MEDIA)
+    ranks = cross_sensor_ranks(s1, s2, device=ctx.device)
+    out = _Outcome(metrics=ranks.metrics())
+    out.details["cross_sensor"] = {"pairs": len(ctx.dataset),
+                                   "recall_curve": ranks.curve(min(CURVE_MAX_K, len(ctx.dataset)))}
+    out.notes.append(f"cross_sensor: {len(ctx.dataset)} S1/S2 pairs, each patch's own other-sensor patch "
+                     f"its one right answer among {len(ctx.dataset)}")
     return out
 
 
@@ -282,6 +347,7 @@ TASK_RUNNERS: dict[str, Callable[[_Context], _Outcome]] = {
     "zero_shot": _zero_shot,
     "ndcg": _ndcg,
     "captioning": _captioning,
+    "cross_sensor": _cross_sensor,
 }
 
 
@@ -375,10 +441,12 @@ def evaluate_model(
     net.eval()
     try:
         for eval_set in sets:
-            ctx = _Context(net, preprocess, tokenizer, eval_set, open_split(eval_set, data_root),
+            split_notes: list[str] = []
+            ctx = _Context(net, preprocess, tokenizer, eval_set, open_split(eval_set, data_root, notes=split_notes),
                            out / eval_set.name, device, batch_size, num_workers, java_metrics)
             section = Section(title=f"{eval_set.name}: {eval_set.dataset} [{eval_set.split or 'all'}], "
                                     f"media {eval_set.media}, {len(ctx.dataset)} rows", metrics={})
+            section.notes += split_notes
             if eval_set.dvc_version:
                 section.notes.append(f"data version (DVC): {eval_set.dvc_version}")
             set_details: dict[str, Any] = {"dataset": str(dataset_path(eval_set, data_root)),
