@@ -257,7 +257,7 @@ def test_the_sar_text_captioner_resolves_its_own_model(repo_root):
     local = load_tracks(path, "local")
     assert local["main"].model.image_size == 96
     assert local["captioner"].model.model_dump() == {
-        "name": "rsvl-effnetlite0-coca", "pretrained": "packaged", "image_size": 96}
+        "name": "rsvl-effnetlite0-coca", "pretrained": "packaged", "image_size": 96, "location": None}
     cluster = load_tracks(path, "cluster")["captioner"].model
     assert (cluster.name, cluster.pretrained, cluster.image_size) == (
         "coca_ViT-L-14", "mscoco_finetuned_laion2b_s13b_b90k", None)
@@ -356,12 +356,12 @@ def test_a_paper_file_overlays_the_base_it_extends_and_replaces_its_gate_and_nam
     local = load_config(path, "local")
     # base defaults < base profile < paper defaults: lr from the base profile, epochs from the paper
     assert (local.train.epochs, local.train.lr, local.train.batch_size) == (5, 1.0e-3, 16)
-    assert local.model.model_dump() == {"name": "tiny", "pretrained": None, "image_size": 96}
+    assert local.model.model_dump() == {"name": "tiny", "pretrained": None, "image_size": 96, "location": None}
     # the paper's gate replaces the base's: no optical_test rule survives
     assert local.gate.model_dump() == {"minimums": {"sar_test.mR": 10.0}, "min_improvement": {}, "max_regression": {}}
     cluster = load_config(path, "cluster")
     # naming a model replaces the base's model section: no inherited pretrained tag
-    assert cluster.model.model_dump() == {"name": "ViT-L-14", "pretrained": None, "image_size": None}
+    assert cluster.model.model_dump() == {"name": "ViT-L-14", "pretrained": None, "image_size": None, "location": None}
     assert cluster.train.use_gpu is True
 
 
