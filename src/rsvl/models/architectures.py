@@ -6,6 +6,14 @@ Each ``configs/<name>.json`` holds:
 * ``preprocess_cfg``: image mean/std (0..1 units) and interpolation of the RGB towers;
 * ``packaged_weights``: tower weights shipped inside installed Python packages, each
   ``{"module", "file", "match": "name"|"order", "drop_prefixes"}`` (see :mod:`rsvl.models.weights`);
+* ``sensor_weights`` (optional): per-sensor weights of one image-tower submodule, sensor name →
+  ``{"module", "repo", "revision", "file", "match", "drop_prefixes", "bands", "normalisation"}``,
+  loaded by ``pretrained="sensor"`` (see :mod:`rsvl.models.sensor_weights`). ``file`` is a file of
+  the Hugging Face repo ``repo`` at ``revision`` (a pinned commit, optional), or, without ``repo``,
+  a local path (``pkg:``, absolute, or relative to the config file); ``bands`` names the input
+  bands of the file's first convolution in channel order; ``normalisation`` (optional,
+  ``{"mean", "std"}`` per file band) is the input scaling the weights were trained with and
+  replaces the dataset's band statistics for that tower;
 * ``description``: why the architecture looks the way it does.
 
 Paths into installed packages are written ``pkg:<module>/<path inside it>`` because
@@ -29,11 +37,14 @@ from typing import Any
 import open_clip
 
 from rsvl.errors import ModelError
+from rsvl.models.bands import canonical_band
 
 MODELS_DIR_ENV = "RSVL_MODELS_DIR"
 PACKAGE_PREFIX = "pkg:"
-CONFIG_KEYS = {"description", "model_cfg", "preprocess_cfg", "packaged_weights"}
+CONFIG_KEYS = {"description", "model_cfg", "preprocess_cfg", "packaged_weights", "sensor_weights"}
 ENTRY_KEYS = {"module", "file", "match", "drop_prefixes"}
+SENSOR_ENTRY_KEYS = ENTRY_KEYS | {"repo", "revision", "bands", "normalisation"}
+SENSOR_REQUIRED_KEYS = {"module", "file", "match", "bands"}
 RESOLVED_TEXT_KEYS = ("hf_model_name", "hf_tokenizer_name")
 
 _REGISTERED: dict[Path, dict[str, "Architecture"]] = {}
@@ -52,6 +63,37 @@ class PackagedWeights:
 
 
 @dataclass(frozen=True)
+class SensorWeights:
+    """One sensor's weights for an image-tower submodule, from a Hugging Face repo or a local file.
+
+    Attributes:
+        module: Submodule they fill (``visual.trunk``).
+        file: File name inside ``repo``, or a resolved local path when ``repo`` is ``None``.
+        match: ``"name"`` or ``"order"``, as for :class:`PackagedWeights`.
+        bands: Input bands of the file's first convolution, in channel order.
+        repo: Hugging Face repo id (``torchgeo/resnet50_sentinel2_all_moco``), or ``None``.
+        revision: Pinned commit of ``repo`` (``None``: its default branch).
+        drop_prefixes: File keys to leave out (``fc.``, a classifier the tower does not have).
+        normalisation: ``{"mean": [...], "std": [...]}`` per file band, or ``None`` (the dataset's).
+    """
+
+    module: str
+    file: str
+    match: str
+    bands: tuple[str, ...]
+    repo: str | None = None
+    revision: str | None = None
+    drop_prefixes: tuple[str, ...] = ()
+    normalisation: dict[str, tuple[float, ...]] | None = None
+
+    def source(self) -> str:
+        """Where the weights come from, for messages and the saved spec (``repo@revision/file`` or the path)."""
+        if self.repo is None:
+            return self.file
+        return f"{self.repo}{'@' + self.revision if self.revision else ''}/{self.file}"
+
+
+@dataclass(frozen=True)
 class Architecture:
     """A registered architecture with its package paths resolved."""
 
@@ -61,6 +103,7 @@ class Architecture:
     preprocess_cfg: dict[str, Any]
     packaged_weights: tuple[PackagedWeights, ...] = field(default_factory=tuple)
     description: str = ""
+    sensor_weights: dict[str, SensorWeights] = field(default_factory=dict)
 
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "configs"
@@ -121,6 +164,54 @@ def _packaged(entries: Any, where: str) -> tuple[PackagedWeights, ...]:
     return tuple(result)
 
 
+def _names(value: Any, at: str, what: str) -> tuple[str, ...]:
+    _require(isinstance(value, list) and all(isinstance(v, str) and v for v in value), at,
+             f"{what} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _sensor_normalisation(value: Any, bands: int, at: str) -> dict[str, tuple[float, ...]] | None:
+    if value is None:
+        return None
+    _require(isinstance(value, dict) and set(value) == {"mean", "std"}, at, "normalisation must be {mean, std}")
+    result = {}
+    for key in ("mean", "std"):
+        numbers = value[key]
+        _require(isinstance(numbers, list) and len(numbers) == bands
+                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers),
+                 at, f"normalisation.{key} must list one number per band ({bands})")
+        result[key] = tuple(float(v) for v in numbers)
+    _require(all(s > 0 for s in result["std"]), at, "normalisation.std must be positive")
+    return result
+
+
+def _sensor_entry(entry: Any, at: str, folder: Path) -> SensorWeights:
+    _require(isinstance(entry, dict), at, "must be an object")
+    _require(set(entry) <= SENSOR_ENTRY_KEYS, at, f"unknown keys {sorted(set(entry) - SENSOR_ENTRY_KEYS)}")
+    _require(SENSOR_REQUIRED_KEYS <= set(entry), at, f"missing keys {sorted(SENSOR_REQUIRED_KEYS - set(entry))}")
+    _require(entry["match"] in ("name", "order"), at, "match must be 'name' or 'order'")
+    bands = _names(entry["bands"], at, "bands")
+    _require(len({canonical_band(b) for b in bands}) == len(bands), at, f"bands {list(bands)} repeat a name")
+    repo = entry.get("repo")
+    _require(repo is None or (isinstance(repo, str) and repo.count("/") == 1), at, "repo must be 'owner/name'")
+    file = entry["file"]
+    _require(isinstance(file, str) and file, at, "file must be a non-empty string")
+    if repo is None:  # a local file: pkg:, absolute, or beside the config
+        file = resolve_package_path(file, f"{at}.file")
+        file = str(file if Path(file).is_absolute() else (folder / file).resolve())
+    return SensorWeights(
+        module=entry["module"], file=file, match=entry["match"], bands=bands, repo=repo,
+        revision=entry.get("revision"), drop_prefixes=_names(entry.get("drop_prefixes", []), at, "drop_prefixes"),
+        normalisation=_sensor_normalisation(entry.get("normalisation"), len(bands), at),
+    )
+
+
+def _sensor_weights(entries: Any, where: str, folder: Path) -> dict[str, SensorWeights]:
+    _require(isinstance(entries, dict), where, "sensor_weights must be an object: sensor name -> weights")
+    return {sensor: _sensor_entry(entry, f"{where}:sensor_weights.{sensor}", folder)
+            for sensor, entry in entries.items()}
+
+
 def load_architecture(path: str | Path) -> Architecture:
     """Read, check and resolve one architecture config file.
 
@@ -160,6 +251,7 @@ def load_architecture(path: str | Path) -> Architecture:
         preprocess_cfg=preprocess_cfg,
         packaged_weights=_packaged(raw.get("packaged_weights", []), where),
         description=raw.get("description", ""),
+        sensor_weights=_sensor_weights(raw.get("sensor_weights", {}), where, path.parent),
     )
 
 

@@ -5,6 +5,9 @@
 * ``None``: random initialisation (no tower weights are fetched either);
 * ``"packaged"``: the tower weights shipped in installed packages, as the architecture config lists
   them (the local default ``rsvl-effnetlite0-minilm``);
+* ``"sensor"``: the packaged weights, and the image trunk from the architecture's ``sensor_weights``
+  entry of ``sensor`` (a Hugging Face file, cached or downloaded; :mod:`rsvl.models.sensor_weights`),
+  its first convolution cut to the dataset's bands and its input scaling replacing the dataset's;
 * an open_clip tag (``openai``, ``laion2b_s32b_b79k``): checked against the local cache first, so an
   offline machine fails at once with :class:`rsvl.errors.WeightsNotCachedError`;
 * a path to a local weights file (safetensors preferred; ``.pt``/``.bin`` load with
@@ -35,6 +38,13 @@ from rsvl.errors import ModelError
 from rsvl.models.bands import normalisation_from_stats, widen_first_conv
 from rsvl.models.preprocess import Preprocess, make_preprocess, rgb_normalisation
 from rsvl.models.architectures import Architecture, get_architecture
+from rsvl.models.sensor_weights import (
+    SENSOR,
+    load_sensor_weights,
+    sensor_entry,
+    sensor_normalisation,
+    sensor_weights_file,
+)
 from rsvl.models.towers import attach_timm_tokens
 from rsvl.models.weights import ensure_tag_available, load_packaged
 
@@ -77,6 +87,8 @@ def _weights_source(
     if pretrained == PACKAGED:
         if architecture is None or not architecture.packaged_weights:
             raise ModelError(f"architecture {name!r} has no packaged weights; use pretrained=None or a tag")
+        return None, {}
+    if pretrained == SENSOR:
         return None, {}
     if os.path.isfile(pretrained):
         return pretrained, {}
@@ -138,30 +150,37 @@ def build_model(
     *,
     image_size: int | None = None,
     cache_dir: str | None = None,
+    sensor: str | None = None,
 ) -> BuiltModel:
     """Build a registered open_clip architecture with its weights, preprocessing and tokenizer.
 
     Args:
         name: An rsvl config under ``models/`` (``rsvl-effnetlite0-minilm``, ``rsvl-tiny``) or an
             open_clip built-in (``ViT-B-32``, ``ViT-L-14``, ``ViT-H-14``, ``coca_ViT-L-14``).
-        pretrained: ``None``, ``"packaged"``, an open_clip tag, or a weights file path.
+        pretrained: ``None``, ``"packaged"``, ``"sensor"``, an open_clip tag, or a weights file path.
         in_bands: Input bands; other than 3 widens the first convolution.
         band_stats: ``{"bands", "mean", "std"}`` of the training data (required unless
             ``in_bands == 3``); without it RGB inputs are 0..255 and use the model's mean/std.
         image_size: Override the config's input size (e.g. 120 for BigEarthNet patches on CPU).
-        cache_dir: Weights cache folder for tags (default: Hugging Face's).
+        cache_dir: Weights cache folder for tags and sensor weights (default: Hugging Face's).
+        sensor: The sensor (``s1``, ``s2``) whose ``sensor_weights`` ``pretrained="sensor"`` loads;
+            ignored otherwise.
 
     Returns:
         ``(model, preprocess_train, preprocess_val, tokenizer)``; the model is in train mode on CPU.
 
     Raises:
-        ModelError: Unknown name or tag, a missing package, or inconsistent bands/statistics.
-        WeightsNotCachedError: A tag's weights are not cached and the hub is offline.
+        ModelError: Unknown name or tag, a missing package, inconsistent bands/statistics, or
+            sensor weights that are missing or do not fit.
+        WeightsNotCachedError: A tag's or sensor's weights are not cached and the hub is offline.
     """
     if in_bands < 1:
         raise ModelError(f"in_bands must be positive, got {in_bands}")
     architecture = get_architecture(name)
     open_clip_pretrained, extra = _weights_source(name, pretrained, architecture, cache_dir)
+    entry = sensor_entry(architecture, name, sensor) if pretrained == SENSOR else None
+    # fetched (or found missing) before anything is built, as a tag is
+    sensor_file = sensor_weights_file(entry, cache_dir) if entry is not None else None
     model_cfg = copy.deepcopy(architecture.model_cfg if architecture else open_clip.get_model_config(name))
     if architecture is not None:
         extra["force_preprocess_cfg"] = architecture.preprocess_cfg
@@ -183,20 +202,25 @@ def build_model(
     except (RuntimeError, FileNotFoundError, ValueError, OSError) as err:
         raise ModelError(f"cannot build {name!r} with pretrained={pretrained!r}: {err}") from err
     attach_timm_tokens(model, model_cfg)
-    if pretrained in (None, PACKAGED):
+    if pretrained in (None, PACKAGED, SENSOR):
         init_coca_decoder_projection(model)
-    if pretrained == PACKAGED:
-        for entry in architecture.packaged_weights:
-            load_packaged(model, entry)
+    if pretrained in (PACKAGED, SENSOR):
+        for packaged in architecture.packaged_weights:
+            load_packaged(model, packaged)
     mean, std, bands = _normalisation(model, in_bands, band_stats)
+    widening = WIDENING_RULE if in_bands != 3 else None
     if in_bands != 3:
         widen_first_conv(model.visual, in_bands, bands)
+    if entry is not None:  # the widened stem's weights are replaced by the sensor's own
+        columns = load_sensor_weights(model, entry, bands, in_bands, sensor_file)
+        mean, std = sensor_normalisation(entry, columns) or (mean, std)
+        widening = f"first-conv columns {[entry.bands[c] for c in columns]} of {entry.source()}"
     model.rsvl_spec = {
         "architecture": name,
         "pretrained": pretrained,
         "in_bands": in_bands,
         "bands": bands,
-        "widening": WIDENING_RULE if in_bands != 3 else None,
+        "widening": widening,
         "normalisation": {"mean": mean, "std": std},
         "image_size": list(to_2tuple(model.visual.preprocess_cfg["size"])),
         "interpolation": model.visual.preprocess_cfg.get("interpolation", "bicubic"),

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from rsvl.errors import DataError, ModelError
 from rsvl.models.preprocess import Preprocess, as_chw_tensor, make_preprocess
+from rsvl.models.sensor_weights import SENSOR, check_sensor_weights
 
 SENSORS = ("s1", "s2")
 """Media columns a sensor tower may read (``rsvl.data.schema``)."""
@@ -178,11 +179,14 @@ def build_sensor_model(name: str, pretrained: str | None, sensors: Mapping[str, 
     """Build a :class:`SensorCLIP` from a registered architecture: its image tower once per sensor.
 
     Each sensor's tower is the architecture's image tower with that sensor's weights and band
-    count (:func:`rsvl.models.build_model`); the text tower is the first build's.
+    count (:func:`rsvl.models.build_model`, told the sensor); the text tower is the first build's.
+    With ``pretrained="sensor"`` every sensor's weights file is checked first (:mod:`rsvl.models.sensor_weights`),
+    so a missing one fails before any tower is built.
 
     Args:
-        name: Architecture (``rsvl-effnetlite0-minilm-cls``).
-        pretrained: As :func:`rsvl.models.build_model`.
+        name: Architecture (``rsvl-effnetlite0-minilm-cls``, ``rsvl-resnet50-ssl4eo-minilm``).
+        pretrained: As :func:`rsvl.models.build_model`; ``"sensor"`` loads each tower from the
+            architecture's ``sensor_weights`` entry for its sensor.
         sensors: Sensor → ``(in_bands, band_stats)`` of its training data.
         image_size: Input size override.
         location: :class:`rsvl.models.location.LocationEncoder` settings (``legendre_polys``,
@@ -194,7 +198,8 @@ def build_sensor_model(name: str, pretrained: str | None, sensors: Mapping[str, 
         ``(model, preprocess_train, preprocess_val, tokenizer)`` as :func:`rsvl.models.build_model`.
 
     Raises:
-        ModelError: No sensors, an unknown sensor, or equal band counts.
+        ModelError: No sensors, an unknown sensor, equal band counts, or no sensor weights for a sensor.
+        WeightsNotCachedError: Offline and a sensor's weights are not cached.
     """
     from rsvl.models.factory import build_model
 
@@ -202,12 +207,14 @@ def build_sensor_model(name: str, pretrained: str | None, sensors: Mapping[str, 
     unknown = sorted(set(sensors) - set(SENSORS))
     if not sensors or unknown:
         raise ModelError(f"sensor towers must be among {list(SENSORS)}, got {sorted(sensors)}")
+    if pretrained == SENSOR:
+        check_sensor_weights(name, list(sensors), cache_dir)
     towers: dict[str, nn.Module] = {}
     specs: dict[str, dict[str, Any]] = {}
     text = tokenizer = first = None
     for sensor, (in_bands, band_stats) in sensors.items():
         model, _, _, tokenizer = build(name, pretrained, in_bands, band_stats, image_size=image_size,
-                                       cache_dir=cache_dir)
+                                       cache_dir=cache_dir, sensor=sensor)
         towers[sensor] = model.visual
         specs[sensor] = {key: model.rsvl_spec[key] for key in ("in_bands", "bands", "widening", "normalisation")}
         if text is None:
