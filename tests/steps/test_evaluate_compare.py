@@ -22,6 +22,7 @@ from rsvl.errors import ConfigError, ModelError
 from rsvl.evaluate.runner import evaluate_model
 from rsvl.mlflow_store import experiment_id
 from rsvl.models import build_model, load_model, save_model
+from rsvl.models.multisensor import build_sensor_model
 from rsvl.steps.evaluation import UNTUNED, base_model, comparison_models, run_evaluation
 from rsvl.steps.promotion import run_gate
 from rsvl.steps.registration import run_register
@@ -178,6 +179,25 @@ def test_the_base_model_takes_the_image_input_training_took_from_its_data(tmp_pa
     with pytest.raises(ConfigError, match="is a 'rsvl-tiny' model, not a fine-tuned model.name 'rsvl-tiny-coca'"):
         base_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": "rsvl-tiny-coca"})}),
                    candidate)
+
+
+def test_the_base_of_a_sensor_model_is_its_seeded_start_tower_by_tower(tmp_path):
+    """CLOSP/GeoCLOSP: one tower per sensor, each with the bands and normalisation its spec records."""
+    s1 = {"bands": ["VV", "VH"], "mean": [-11.0, -18.0], "std": [4.0, 5.0]}
+    s2_bands = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+    s2 = {"bands": s2_bands, "mean": [900.0 + 50 * i for i in range(12)], "std": [300.0 + 5 * i for i in range(12)]}
+    location = {"legendre_polys": 4, "hidden": 16, "layers": 1}
+    cfg = RunConfig.model_validate({
+        "paper": "closp", "profile": "local", "train": {"seed": 7, "sensors": ["s1", "s2"]},
+        "model": {"name": "rsvl-effnetlite0-minilm-cls", "pretrained": "packaged", "image_size": 32,
+                  "location": location}})
+    torch.manual_seed(7)
+    start = build_sensor_model(cfg.model.name, "packaged", {"s1": (2, s1), "s2": (12, s2)}, image_size=32,
+                               location=location)[0]
+    base = base_model(cfg, save_model(start, tmp_path / "candidate"))[0]
+    assert base.rsvl_spec["sensors"] == start.rsvl_spec["sensors"]
+    assert base.rsvl_spec["sensors"]["s2"]["normalisation"] == {"mean": s2["mean"], "std": s2["std"]}
+    assert same_weights(base.state_dict(), start.state_dict())  # projections and location encoder included
 
 
 def test_the_base_of_a_progressive_plan_is_the_fresh_model_its_first_stage_starts_from(root):

@@ -102,7 +102,8 @@ def _recorded_spec(model: ModelInput) -> dict[str, Any]:
 def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
     """The model the candidate's fine-tuning started from, which ``base`` scores beside it.
 
-    Built as training builds its start model (see ``docs/evaluation-and-gate.md``).
+    Built as training builds its start model (see ``docs/evaluation-and-gate.md``); a sensor model
+    (CLOSP) is rebuilt tower by tower from the bands and input scaling its spec records.
 
     Args:
         cfg: The run config the candidate was trained with.
@@ -128,11 +129,24 @@ def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
     if spec.get("architecture") != cfg.model.name:
         raise ConfigError(f"compare_base: the candidate is a {spec.get('architecture')!r} model, not a fine-tuned "
                           f"model.name {cfg.model.name!r}; its base cannot be rebuilt from this config")
-    in_bands, bands = int(spec["in_bands"]), spec.get("bands")
-    band_stats = None if bands is None else {"bands": bands, **spec["normalisation"]}
     # seed as training does, so a model without pretrained weights gets the same random init
+    if spec.get("sensors"):  # a sensor model (CLOSP): every tower from its recorded bands and input scaling
+        from rsvl.models.multisensor import build_sensor_model
+
+        inputs = {sensor: (int(tower["in_bands"]), _recorded_stats(tower)) for sensor, tower in spec["sensors"].items()}
+        location = cfg.model.location.model_dump() if cfg.model.location else None
+        torch.manual_seed(cfg.train.seed)
+        return build_sensor_model(cfg.model.name, cfg.model.pretrained, inputs, image_size=cfg.model.image_size,
+                                  location=location)
     torch.manual_seed(cfg.train.seed)
-    return build_model(cfg.model.name, cfg.model.pretrained, in_bands, band_stats, image_size=cfg.model.image_size)
+    return build_model(cfg.model.name, cfg.model.pretrained, int(spec["in_bands"]), _recorded_stats(spec),
+                       image_size=cfg.model.image_size)
+
+
+def _recorded_stats(spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``band_stats`` a recorded tower was built with: its bands and normalisation (``None``: RGB)."""
+    bands = spec.get("bands")
+    return None if bands is None else {"bands": bands, **spec["normalisation"]}
 
 
 def comparisons(cfg: RunConfig, candidate: ModelInput, compare: Mapping[str, ModelInput] | None,
