@@ -2,10 +2,12 @@
 
 A cell is a local file path, a ``file://`` URI, base64-encoded file bytes (optionally as a
 ``data:<type>;base64,`` URI) or raw bytes. The bytes are a PNG/JPEG/TIFF/BMP image or a ``.npy``
-array of shape (bands, H, W); arrays are read without unpickling. A model with three input bands
-reads every image as RGB (palette, grey and RGBA images are converted, as the preprocessing does
-for PIL images); a multispectral or SAR model needs an array or image with exactly its band count.
-Remote URIs (``http://``, ``s3://``) are refused: serving runs offline.
+array of shape (bands, H, W); arrays are read without unpickling. A model reads one band count,
+or several when it has an image tower per sensor (CLOSP: 2 bands for Sentinel-1, 12 for
+Sentinel-2). A model that reads three bands reads every image file as RGB (palette, grey and RGBA
+images are converted, as the preprocessing does for PIL images); otherwise an array or image must
+have one of the model's band counts exactly. Remote URIs (``http://``, ``s3://``) are refused:
+serving runs offline.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import binascii
 import io
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,7 +25,7 @@ from urllib.request import url2pathname
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rsvl.errors import DataError
+from rsvl.errors import DataError, ModelError
 
 NPY_MAGIC = b"\x93NUMPY"
 DATA_URI = re.compile(r"^data:[^,;]*(;[^,;]*)*;base64,", re.IGNORECASE)
@@ -41,6 +44,15 @@ def _path_of_file_uri(uri: str, where: str) -> Path:
     if parsed.netloc not in LOCAL_HOSTS:
         raise DataError(f"{where}: file URI {_shown(uri)} names host {parsed.netloc!r}; only local files are read")
     return Path(url2pathname(parsed.path))
+
+
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file; False for text no file system takes as a name."""
+    try:
+        return Path(text).is_file()
+    # base64 text can hold a 'path component' longer than NAME_MAX (ENAMETOOLONG) or a NUL byte
+    except (OSError, ValueError):
+        return False
 
 
 def _read_file(path: Path, where: str) -> bytes:
@@ -76,7 +88,7 @@ def image_bytes(value: Any, where: str) -> bytes:
     if URI_SCHEME.match(text):
         raise DataError(f"{where}: {_shown(text)} is a remote URI; serving is offline, send base64 bytes instead")
     data_uri = DATA_URI.match(text)
-    if data_uri is None and len(text) < 4096 and Path(text).is_file():
+    if data_uri is None and len(text) < 4096 and _is_file(text):
         return _read_file(Path(text), where)
     payload = re.sub(r"\s+", "", text[data_uri.end():] if data_uri else text)
     try:
@@ -87,17 +99,39 @@ def image_bytes(value: Any, where: str) -> bytes:
         ) from err
 
 
-def decode_image(data: bytes, in_bands: int, where: str) -> np.ndarray:
+def accepted_bands(in_bands: int | Collection[int]) -> tuple[int, ...]:
+    """The band counts a model reads, sorted: ``4`` → ``(4,)``, ``{12, 2}`` → ``(2, 12)``.
+
+    Args:
+        in_bands: One band count, or the counts of a sensor model's towers.
+
+    Raises:
+        ModelError: No band count, or one below 1 (a broken model spec).
+    """
+    counts = (in_bands,) if isinstance(in_bands, (int, np.integer)) else tuple(in_bands)
+    if not counts or any(int(count) < 1 for count in counts):
+        raise ModelError(f"a model reads at least one band count >= 1, got {in_bands!r}")
+    return tuple(sorted({int(count) for count in counts}))
+
+
+def _band_counts_text(counts: tuple[int, ...]) -> str:
+    return " or ".join(str(count) for count in counts)
+
+
+def decode_image(data: bytes, in_bands: int | Collection[int], where: str) -> np.ndarray:
     """Decode image or ``.npy`` bytes into a float32 (bands, H, W) array in stored units.
 
     Args:
         data: File bytes.
-        in_bands: Bands the model reads; 3 converts any image to RGB.
+        in_bands: Band count the model reads, or the counts of its sensor towers; a model
+            reading 3 bands gets every image file (PNG, JPEG, ...) converted to RGB.
         where: Row named in errors.
 
     Raises:
-        DataError: Undecodable bytes, a wrong rank, or a band count the model cannot read.
+        DataError: Undecodable bytes, a wrong rank, or a band count the model cannot read
+            (the message names the accepted counts).
     """
+    counts = accepted_bands(in_bands)
     if data.startswith(NPY_MAGIC):
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
@@ -109,20 +143,32 @@ def decode_image(data: bytes, in_bands: int, where: str) -> np.ndarray:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
-                if in_bands == RGB_BANDS:
+                if RGB_BANDS in counts:
                     image = image.convert("RGB")
                 array = np.asarray(image)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise DataError(f"{where}: bytes are neither a decodable image nor a .npy array ({err})") from err
         array = array[:, :, None] if array.ndim == 2 else array
         array = array.transpose(2, 0, 1)
-    if array.shape[0] != in_bands:
-        raise DataError(f"{where}: image has {array.shape[0]} bands, the model reads {in_bands}")
+    if array.shape[0] not in counts:
+        raise DataError(f"{where}: image has {array.shape[0]} bands, the model reads {_band_counts_text(counts)}")
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def read_image(value: Any, in_bands: int, where: str) -> np.ndarray:
-    """Resolve and decode one ``image`` cell (see :func:`image_bytes` and :func:`decode_image`)."""
+def read_image(value: Any, in_bands: int | Collection[int], where: str) -> np.ndarray:
+    """Resolve and decode one ``image`` cell (see :func:`image_bytes` and :func:`decode_image`).
+
+    Args:
+        value: The cell: path, ``file://`` URI, base64 text or bytes.
+        in_bands: Band count the model reads, or the counts of its sensor towers.
+        where: Row named in errors (``"row 3 image"``).
+
+    Returns:
+        A float32 (bands, H, W) array with one of the accepted band counts.
+
+    Raises:
+        DataError: The cell cannot be resolved or decoded, or has a band count the model cannot read.
+    """
     return decode_image(image_bytes(value, where), in_bands, where)
 
 

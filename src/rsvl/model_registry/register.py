@@ -110,28 +110,40 @@ def _pip_requirements() -> list[str]:
 
 
 def _check_answers_example(local_dir: Path, example: pd.DataFrame, expected: list[str]) -> None:
-    """Load the packaged pyfunc as a consumer would and make it answer its input example."""
+    """Load the packaged pyfunc as a consumer would and make it answer its input example.
+
+    Every row of the example has every input (one row per image band count, see
+    :func:`rsvl.model_registry.embedder.input_example`), so every embedding cell must be a unit vector.
+    """
     try:
         answer = mlflow.pyfunc.load_model(str(local_dir)).predict(example)
     except Exception as err:  # noqa: BLE001 - any failure means the package is broken
         raise ModelError(f"the packaged pyfunc cannot answer its input example: {err}") from err
     if list(answer.columns) != expected:
         raise ModelError(f"the packaged pyfunc answered columns {list(answer.columns)}, its signature says {expected}")
-    for column in (embedder.TEXT_EMBEDDING, embedder.IMAGE_EMBEDDING):
-        norm = float(np.linalg.norm(answer[column].iloc[0]))
-        if abs(norm - 1.0) > NORM_TOLERANCE:
-            raise ModelError(f"the packaged pyfunc's {column} has norm {norm:.4f}, not 1")
+    if len(answer) != len(example):
+        raise ModelError(f"the packaged pyfunc answered {len(answer)} rows for an input example of {len(example)}")
+    columns = [c for c in (embedder.TEXT_EMBEDDING, embedder.IMAGE_EMBEDDING, embedder.LOCATION_EMBEDDING)
+               if c in expected]
+    for column in columns:
+        for row, vector in enumerate(answer[column].tolist()):
+            if vector is None:
+                raise ModelError(f"the packaged pyfunc gave no {column} for row {row} of its input example")
+            norm = float(np.linalg.norm(vector))
+            if abs(norm - 1.0) > NORM_TOLERANCE:
+                raise ModelError(f"the packaged pyfunc's {column} of example row {row} has norm {norm:.4f}, not 1")
 
 
 def _log_pyfunc(
     client: MlflowClient, model_dir: Path, config: dict, experiment: str, run_id: str | None, identity: ModelIdentity
 ) -> str:
     """Package ``model_dir`` as a pyfunc, check it, and log it; returns the logged model id."""
-    in_bands = int(config["rsvl"]["in_bands"])
+    in_bands = embedder.served_bands(config["rsvl"])
+    location = embedder.serves_locations(config["rsvl"])
     # only CoCa-style configs have a multimodal (text decoder) tower: the model is a captioner
     captioner = "multimodal_cfg" in config["model_cfg"]
-    signature = embedder.signature(captioner)
-    example = embedder.input_example(in_bands)
+    signature = embedder.signature(captioner, location)
+    example = embedder.input_example(in_bands, location)
     logged = client.create_logged_model(
         experiment, name=LOGGED_MODEL_NAME, source_run_id=run_id,
         tags={IDENTITY_TAG: identity.digest}, model_type=MODEL_TYPE,
