@@ -82,7 +82,7 @@ def data_generate(
     track: TrackOpt = False,
     push: PushOpt = False,
 ) -> None:
-    """Write the embedded default dataset (optical scenes, SAR chips, paired S1/S2)."""
+    """Write the embedded default dataset (optical scenes, SAR chips, paired S1/S2, unpaired crisis S1/S2)."""
     from rsvl.data.generate import generate_default
 
     try:

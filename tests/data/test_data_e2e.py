@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsvl.data.generate import DEFAULT_SETS, S1S2_PATCHES, SAR_CHIPS, optical_rows
+from rsvl.data.generate import CRISIS_PER_SENSOR, DEFAULT_SETS, S1S2_PATCHES, SAR_CHIPS, optical_rows
 from rsvl.data.store import read_manifest
 
 RSVL = Path(sys.executable).parent / "rsvl"
@@ -35,7 +35,8 @@ def test_generated_default_validates_clean_and_is_the_version_data_dvc_records(d
     # the committed data.dvc holds exactly data/default: generation + validation reproduce it bit for bit
     assert f"{dvc_dir_md5(default_data.parent, 'default')}.dir" == recorded["md5"]
     assert sum(1 for path in default_data.rglob("*") if path.is_file()) == recorded["nfiles"]
-    expected_rows = {"optical": sum(optical_rows().values()), "sar": SAR_CHIPS, "s1s2": S1S2_PATCHES}
+    expected_rows = {"optical": sum(optical_rows().values()), "sar": SAR_CHIPS, "s1s2": S1S2_PATCHES,
+                     "crisis": 2 * CRISIS_PER_SENSOR}
     for name in DEFAULT_SETS:
         report = json.loads((default_data / name / "validation.json").read_text())
         assert (report["rows"], report["bad_rows"], report["passed"]) == (expected_rows[name], 0, True)

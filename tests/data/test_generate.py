@@ -13,6 +13,7 @@ import pytest
 
 from rsvl.config import RunConfig
 from rsvl.data.generate import (
+    CRISIS_PER_SENSOR,
     DEFAULT_SETS,
     OPTICAL_PER_CLASS,
     OPTICAL_TWINS_FILE,
@@ -52,16 +53,18 @@ def _sentences(text: str) -> int:
 
 def test_counts_and_kinds(default):
     """Rows from the generator's sizes; files per row by kind: an optical image; a SAR chip, its sea/land
-    mask and its optical twin; a Sentinel-1 and a Sentinel-2 patch."""
+    mask and its optical twin; a Sentinel-1 and a Sentinel-2 patch; one single-sensor crisis scene."""
     out, reports = default
     optical = len(optical_scenes.DRAWERS) * OPTICAL_PER_CLASS + len(SHIP_SCENES) * SHIP_SCENES_PER_CLASS
-    rows = [optical, SAR_CHIPS, S1S2_PATCHES]
-    assert [(r.rows, r.files, r.quarantined) for r in reports] == [(n, n * files, 0) for n, files in zip(rows, (1, 3, 2))]
+    rows = [optical, SAR_CHIPS, S1S2_PATCHES, 2 * CRISIS_PER_SENSOR]
+    assert DEFAULT_SETS == ("optical", "sar", "s1s2", "crisis")
+    assert [(r.rows, r.files, r.quarantined) for r in reports] == [
+        (n, n * files, 0) for n, files in zip(rows, (1, 3, 2, 1))]
     assert SAR_CHIPS < optical / 4  # SAR pairs are scarce next to optical ones, as in SAR-RS-CLIP
     for name, report in zip(DEFAULT_SETS, reports):  # the reports say what is on disk
         assert len(read_manifest(out / name)) == report.rows and len(read_files(out / name)) == report.files
     kinds = {name: read_meta(out / name)["kind"] for name in DEFAULT_SETS}
-    assert kinds == {"optical": "captioning", "sar": "detection", "s1s2": "multisensor"}
+    assert kinds == {"optical": "captioning", "sar": "detection", "s1s2": "multisensor", "crisis": "multisensor"}
 
 
 def test_same_seed_gives_identical_files_and_manifests(default, tmp_path):
@@ -101,7 +104,8 @@ def test_the_ingest_step_writes_only_the_missing_default_sets_and_leaves_present
     shutil.rmtree(root / "default" / "sar")
     (root / "default" / "sar").mkdir()
     (root / "default" / "sar" / "half-written.png").write_bytes(b"")
-    kept = {name: (root / "default" / name / "manifest.parquet").stat().st_mtime_ns for name in ("optical", "s1s2")}
+    kept = {name: (root / "default" / name / "manifest.parquet").stat().st_mtime_ns
+            for name in ("optical", "s1s2", "crisis")}
     run_ingest(cfg, tmp_path / "run2")
     assert {name: (root / "default" / name / "manifest.parquet").stat().st_mtime_ns for name in kept} == kept
     assert (root / "default" / "sar" / "files.parquet").read_bytes() == (out / "sar" / "files.parquet").read_bytes()
@@ -120,7 +124,8 @@ def test_round_trip_media_files_and_hashes(default):
     out, _ = default
     shapes = {"optical": {"image": {(3, 96, 96), (3, 128, 128)}},
               "sar": {"image": {(1, 128, 128)}, "mask": {(1, 128, 128)}},
-              "s1s2": {"s1": {(2, 32, 32)}, "s2": {(12, 32, 32)}}}
+              "s1s2": {"s1": {(2, 32, 32)}, "s2": {(12, 32, 32)}},
+              "crisis": {"s1": {(2, 32, 32)}, "s2": {(12, 32, 32)}}}
     for name, expected in shapes.items():
         dataset = out / name
         manifest = read_manifest(dataset)
@@ -131,7 +136,7 @@ def test_round_trip_media_files_and_hashes(default):
         twins = [f"media/{sample_id}_optical.png" for sample_id in manifest["sample_id"]] if name == "sar" else []
         assert sorted(media + twins) == sorted(files.index)
         for column, allowed in expected.items():
-            for rel in manifest[column].iloc[::25]:
+            for rel in manifest[column].dropna().iloc[::25]:
                 assert _load(dataset, rel).shape in allowed
                 assert files.loc[rel, "sha256"] == sha256_file(relative_to_dataset(dataset, rel))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 
@@ -10,10 +12,13 @@ from rsvl.data.boxes import box_problem, make_box
 from rsvl.data.geo import to_lonlat
 from rsvl.data.labels import (
     CORINE19_CLASSES,
+    CORINE19_ROWS,
+    CORINE19_TO_DYNAMIC_WORLD,
     CRISIS_CLASSES,
     DYNAMIC_WORLD_CLASSES,
     corine19_to_dynamic_world,
     labels_to_text,
+    parse_corine19_table,
     to_crisis_class,
 )
 from rsvl.data.splits import canonical_split
@@ -32,6 +37,80 @@ def test_corine19_maps_every_class_into_dynamic_world():
         "trees", "water", "built"]
     with pytest.raises(KeyError, match="Tundra"):
         corine19_to_dynamic_world(["Tundra"])
+
+
+BIGEARTHNET_19 = (  # BigEarthNet v2's 19 classes, in its order (Sumbul et al., IGARSS 2019; torchgeo's class list)
+    "Urban fabric", "Industrial or commercial units", "Arable land", "Permanent crops", "Pastures",
+    "Complex cultivation patterns",
+    "Land principally occupied by agriculture, with significant areas of natural vegetation",
+    "Agro-forestry areas", "Broad-leaved forest", "Coniferous forest", "Mixed forest",
+    "Natural grassland and sparsely vegetated areas", "Moors, heathland and sclerophyllous vegetation",
+    "Transitional woodland, shrub", "Beaches, dunes, sands", "Inland wetlands", "Coastal wetlands",
+    "Inland waters", "Marine waters",
+)
+
+
+def _table_rows(repo_root) -> list[dict]:
+    path = repo_root / "src/rsvl/data/tables/corine19_to_crisis.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_corine19_table_has_each_bigearthnet_class_once_with_a_crisis_target(repo_root):
+    rows = _table_rows(repo_root)
+    assert list(rows[0]) == ["corine19_class", "crisis_class", "level3_members", "note"]
+    assert [row["corine19_class"] for row in rows] == list(BIGEARTHNET_19)
+    assert all(row["crisis_class"] in CRISIS_CLASSES for row in rows)
+    assert CORINE19_TO_DYNAMIC_WORLD == {row["corine19_class"]: row["crisis_class"] for row in rows}
+    assert CORINE19_CLASSES == BIGEARTHNET_19
+    known = {"Broad-leaved forest": "trees", "Coniferous forest": "trees", "Mixed forest": "trees",
+             "Inland waters": "water", "Marine waters": "water", "Urban fabric": "built",
+             "Inland wetlands": "flooded vegetation", "Pastures": "grass", "Beaches, dunes, sands": "bare"}
+    assert {name: CORINE19_TO_DYNAMIC_WORLD[name] for name in known} == known
+
+
+def test_corine19_targets_follow_the_majority_of_their_level3_members(repo_root):
+    """Each target is the class most members get, a tie going to the lowest CORINE code (re-derived here)."""
+    parsed = []
+    for row in _table_rows(repo_root):
+        members = []
+        for part in row["level3_members"].split("; "):
+            head, target = part.rsplit(": ", 1)
+            code, name = head.split(" ", 1)
+            members.append((int(code), name, target))
+        parsed += members
+        votes = {target: sum(t == target for _, _, t in members) for _, _, target in members}
+        best = max(votes.values())
+        expected = min((code, target) for code, _, target in members if votes[target] == best)[1]
+        assert row["crisis_class"] == expected, row
+    # BigEarthNet's 43-to-19 conversion keeps 32 level-3 classes, each in one CORINE-19 class
+    codes = [code for code, _, _ in parsed]
+    assert len(codes) == len(set(codes)) == 32 and {332, 334, 335, 423}.isdisjoint(codes)
+    assert [tuple(member) for row in CORINE19_ROWS for member in row.level3_members] == parsed
+
+
+def test_corine19_table_errors_name_file_row_and_rule():
+    header = "corine19_class,crisis_class,level3_members,note\n"
+    with pytest.raises(DataError, match=r"t.csv: missing columns \['note'\]"):
+        parse_corine19_table("corine19_class,crisis_class,level3_members\n", "t.csv")
+    with pytest.raises(DataError, match=r"t.csv:3: 'lava' is not a CrisisLandMark class"):
+        parse_corine19_table(header + "Pastures,grass,231 Pastures: grass,\nMixed forest,lava,313 Mixed forest: trees,\n",
+                             "t.csv")
+    with pytest.raises(DataError, match=r"t.csv:3: CORINE-19 class 'Pastures' is listed twice"):
+        parse_corine19_table(header + "Pastures,grass,231 Pastures: grass,\nPastures,grass,231 Pastures: grass,\n",
+                             "t.csv")
+    with pytest.raises(DataError, match=r"t.csv:2: level3_members entry 'Pastures' is not"):
+        parse_corine19_table(header + "Pastures,grass,Pastures,\n", "t.csv")
+    with pytest.raises(DataError, match=r"t.csv:2: empty crisis_class"):
+        parse_corine19_table(header + "Pastures,,231 Pastures: grass,\n", "t.csv")
+
+
+def test_package_data_ships_the_corine19_table(repo_root):
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["rsvl"]
+    assert any(fnmatch.fnmatch("data/tables/corine19_to_crisis.csv", pattern) for pattern in patterns)
 
 
 def test_crisis_classes_accept_corine_and_own_names_case_insensitively():

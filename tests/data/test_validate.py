@@ -141,6 +141,31 @@ def test_reflectance_above_range(tmp_path):
     assert "65535" in record["reason"] and "S2 reflectance" in record["reason"]
 
 
+def _multisensor(out, rows: list[dict]):
+    """One row per dict: ``s1``/``s2`` flags say which arrays the row holds."""
+    with DatasetWriter(out, name="ms", kind="multisensor", adapter="test", source="tests") as writer:
+        for i, row in enumerate(rows):
+            media = {sensor: writer.write_array(np.full((bands, 4, 4), fill, np.float32), f"{sensor}_{i}")
+                     for sensor, bands, fill in (("s1", 2, -12.0), ("s2", 12, 900.0)) if row[sensor]}
+            writer.add_row(sample_id=f"m{i}", split="train", modality=row["modality"], captions=["water"],
+                           bands=12 if "s2" in media else 2, width=4, height=4, **media)
+    return out
+
+
+def test_multisensor_rows_need_both_sensors_when_paired_and_their_own_sensor_when_single(tmp_path):
+    rows = [{"modality": "s1s2", "s1": True, "s2": True}, {"modality": "sar", "s1": True, "s2": False},
+            {"modality": "multispectral", "s1": False, "s2": True}, {"modality": "s1s2", "s1": True, "s2": False},
+            {"modality": "sar", "s1": False, "s2": True}, {"modality": "multispectral", "s1": True, "s2": False}]
+    dataset = _multisensor(tmp_path / "ds", rows)
+    report = validate_dataset(dataset, max_bad_fraction=1.0)
+    records = validation_rows(dataset).set_index("sample_id")
+    assert report.bad_rows == 3 and sorted(records.index) == ["m3", "m4", "m5"]
+    assert records.loc["m3", "rule"] == "expect_column_values_to_be_between[media_count]"
+    assert "a multisensor s1s2 sample needs at least 2" in records.loc["m3", "reason"]
+    assert records.loc["m4", "reason"] == "s1 is missing, a multisensor sar sample needs one"
+    assert records.loc["m5", "reason"] == "s2 is missing, a multisensor multispectral sample needs one"
+
+
 def captioned(captions: list[list[str]]) -> list[dict]:
     return [{"captions": c} for c in captions]
 

@@ -1,4 +1,4 @@
-"""The embedded default dataset: procedural optical, SAR and S1/S2 sets written in canonical form.
+"""The embedded default dataset: procedural optical, SAR, S1/S2 and crisis sets written in canonical form.
 
 ``generate_default`` lets every pipeline run on a machine with no data. It needs only NumPy,
 finishes in seconds at ``scale=1``, and is deterministic on any machine: the same seed writes the
@@ -31,6 +31,12 @@ Layout under ``out``:
   per-band mean/std are stored in ``dataset.json`` under ``band_stats`` (the BigEarthNet adapter's
   layout: ``{"split": "train", "s1": {"bands", "mean", "std", "pixels"}, "s2": {...}}``).
   ``bands``/``width``/``height`` describe ``s2``, as for BigEarthNet.
+* ``crisis/``: ``multisensor`` set of *unpaired* single-sensor scenes in the CrisisLandMark layout
+  (:mod:`rsvl.data.synthetic.crisis_patches`): ``sar`` rows hold only ``s1``, ``multispectral``
+  rows only ``s2``, and the two sensors show different places. Labels are CrisisLandMark classes,
+  land cover plus flood, fire and earthquake events that occur only inside the zones listed in
+  ``dataset.json`` (``zones``); ``class_shares`` gives each scene's pixel share per class, and
+  ``band_stats`` the train split's statistics in the ``s1s2/`` layout.
 """
 
 from __future__ import annotations
@@ -42,10 +48,10 @@ from rsvl.data.band_stats import BandStats
 from rsvl.data.labels import labels_to_text
 from rsvl.data.store import DatasetWriter, IngestReport
 from rsvl.data.synthetic import assign_splits, png_bytes, sample_rng
-from rsvl.data.synthetic import harbour, optical_captions, optical_scenes, s1s2_patches, sar_chips
+from rsvl.data.synthetic import crisis_patches, harbour, optical_captions, optical_scenes, s1s2_patches, sar_chips
 
 ADAPTER = "generate-default"
-DEFAULT_SETS = ("optical", "sar", "s1s2")  # the folders generate_default writes, in its order
+DEFAULT_SETS = ("optical", "sar", "s1s2", "crisis")  # the folders generate_default writes, in its order
 OPTICAL_PER_CLASS = 50
 SHIP_SCENES = {"harbour": True, "open sea": False}
 """Optical classes drawn from harbour layouts (the value: coastal or not), as the SAR chips are."""
@@ -53,10 +59,15 @@ SHIP_SCENES_PER_CLASS = 150
 """Three times a land-cover class: ships are what the SAR stage is scored on."""
 SAR_CHIPS = 150
 S1S2_PATCHES = 200
+CRISIS_PER_SENSOR = 240
+"""Scenes per sensor of the CrisisLandMark-like set (S1 and S2 alike, drawn independently)."""
+CRISIS_MODALITIES = {"s1": "sar", "s2": "multispectral"}
+"""Row modality of each sensor, as the CrisisLandMark adapter writes it."""
 OPTICAL_TWINS_FILE = "optical_captions.json"
 """In ``sar/``: captions of each chip's co-registered optical twin, ``{sample_id: [captions]}``."""
 TWIN_CAPTIONS = 2
 _OPTICAL, _SAR, _S1S2, _SPLITS, _TWINS = 1, 2, 3, 9, 4
+_CRISIS = {"s1": 5, "s2": 6}  # one stream per sensor: S1 and S2 scenes never share draws
 
 
 def optical_rows(scale: int = 1) -> dict[str, int]:
@@ -187,7 +198,6 @@ def write_s1s2_patches(out: str | Path, *, seed: int = 0, count: int = S1S2_PATC
                 stats["s1"].add(patch["s1"])
                 stats["s2"].add(patch["s2"])
             sample_id = f"s1s2_{i:05d}"
-            dominant = max(patch["shares"].items(), key=lambda item: (item[1], item[0]))[0]
             writer.add_row(
                 sample_id=sample_id, split=split, modality="s1s2",
                 s1=writer.write_array(patch["s1"], f"{sample_id}_s1.npy"),
@@ -195,24 +205,77 @@ def write_s1s2_patches(out: str | Path, *, seed: int = 0, count: int = S1S2_PATC
                 bands=len(s1s2_patches.S2_BANDS), width=s1s2_patches.SIZE, height=s1s2_patches.SIZE,
                 captions=[labels_to_text(patch["labels"])],
                 long_caption=s1s2_patches.describe_patch(patch["shares"]),
-                label=dominant, labels=patch["labels"],
+                label=s1s2_patches.dominant_class(patch["shares"]), labels=patch["labels"],
                 lat=patch["lat"], lon=patch["lon"], timestamp=patch["timestamp"], source=_source(seed),
             )
         writer.meta["band_stats"] = {"split": "train", **{name: acc.to_dict() for name, acc in stats.items()}}
     return writer.report
 
 
-def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[IngestReport]:
-    """Write the default optical, SAR and S1/S2 datasets under ``out``.
+def write_crisis_patches(out: str | Path, *, seed: int = 0, count_per_sensor: int = CRISIS_PER_SENSOR,
+                         ) -> IngestReport:
+    """Write the unpaired Sentinel-1 / Sentinel-2 crisis set (CrisisLandMark layout) with band statistics.
+
+    Rows ``crisis_s1_<i>`` (modality ``sar``, media column ``s1``: float32 (2, 32, 32) VV/VH dB) and
+    ``crisis_s2_<i>`` (modality ``multispectral``, ``s2``: float32 (12, 32, 32) reflectance × 10000)
+    come from independent random streams and each sensor has its own train/val/test split. A row's
+    ``labels`` are its CrisisLandMark classes (sorted), its caption their CLOSP text, ``label`` the
+    class with the largest share. ``dataset.json`` adds ``classes``, ``band_names``, ``units``,
+    ``zones`` (:data:`rsvl.data.synthetic.crisis_patches.EVENT_ZONES`), ``zone_share``,
+    ``class_shares`` (``{sample_id: {class: pixel share}}``) and ``band_stats`` (train split, the
+    layout of :func:`write_s1s2_patches`).
 
     Args:
-        out: Parent directory; ``optical/``, ``sar/`` and ``s1s2/`` are (re)created inside it.
-        seed: Random seed; the same seed gives byte-identical media and manifests.
-        scale: Size multiplier: per unit 50 scenes per land-cover class and 150 per ship-scene class,
-            150 SAR chips and 200 S1/S2 pairs.
+        out: Dataset directory (replaced if it exists).
+        seed: Random seed.
+        count_per_sensor: Scenes per sensor.
 
     Returns:
-        The three ingest reports, in the order optical, SAR, S1/S2.
+        The writer's report.
+    """
+    stats = {"s1": BandStats(list(s1s2_patches.S1_BANDS)), "s2": BandStats(list(s1s2_patches.S2_BANDS))}
+    meta = {"classes": list(crisis_patches.CLASSES),
+            "band_names": {"s1": list(s1s2_patches.S1_BANDS), "s2": list(s1s2_patches.S2_BANDS)},
+            "units": {"s1": "dB", "s2": "reflectance x 10000"},
+            "modalities": dict(CRISIS_MODALITIES),
+            "zones": crisis_patches.zones_as_dicts(), "zone_share": crisis_patches.ZONE_SHARE,
+            "image_size": s1s2_patches.SIZE, "generator_seed": seed}
+    shares: dict[str, dict[str, float]] = {}
+    with DatasetWriter(out, name="synthetic-crisislandmark", kind="multisensor", adapter=ADAPTER,
+                       source=_source(seed), extra_meta=meta) as writer:
+        for sensor, stream in _CRISIS.items():
+            splits = assign_splits(count_per_sensor, sample_rng(seed, _SPLITS, stream))
+            for i, split in enumerate(splits):
+                scene = crisis_patches.draw_scene(sample_rng(seed, stream, i), sensor)
+                if split == "train":
+                    stats[sensor].add(scene["image"])
+                sample_id = f"crisis_{sensor}_{i:05d}"
+                shares[sample_id] = scene["shares"]
+                writer.add_row(
+                    sample_id=sample_id, split=split, modality=CRISIS_MODALITIES[sensor],
+                    **{sensor: writer.write_array(scene["image"], f"{sample_id}.npy")},
+                    bands=scene["image"].shape[0], width=s1s2_patches.SIZE, height=s1s2_patches.SIZE,
+                    captions=[labels_to_text(scene["labels"])],
+                    long_caption=crisis_patches.describe_scene(sensor, scene["shares"], scene["event"]),
+                    label=s1s2_patches.dominant_class(scene["shares"]), labels=scene["labels"],
+                    lat=scene["lat"], lon=scene["lon"], timestamp=scene["timestamp"], source=_source(seed),
+                )
+        writer.meta["class_shares"] = shares
+        writer.meta["band_stats"] = {"split": "train", **{name: acc.to_dict() for name, acc in stats.items()}}
+    return writer.report
+
+
+def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[IngestReport]:
+    """Write the default optical, SAR, S1/S2 and crisis datasets under ``out``.
+
+    Args:
+        out: Parent directory; ``optical/``, ``sar/``, ``s1s2/`` and ``crisis/`` are (re)created inside it.
+        seed: Random seed; the same seed gives byte-identical media and manifests.
+        scale: Size multiplier: per unit 50 scenes per land-cover class and 150 per ship-scene class,
+            150 SAR chips, 200 S1/S2 pairs and 240 crisis scenes per sensor.
+
+    Returns:
+        The four ingest reports, in the order of :data:`DEFAULT_SETS`.
 
     Raises:
         ValueError: ``scale`` is smaller than 1 or ``seed`` is negative.
@@ -227,4 +290,5 @@ def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[Ing
                              ship_scenes_per_class=SHIP_SCENES_PER_CLASS * scale),
         write_sar_chips(out / "sar", seed=seed, count=SAR_CHIPS * scale),
         write_s1s2_patches(out / "s1s2", seed=seed, count=S1S2_PATCHES * scale),
+        write_crisis_patches(out / "crisis", seed=seed, count_per_sensor=CRISIS_PER_SENSOR * scale),
     ]

@@ -4,42 +4,24 @@ CLOSP / CrisisLandMark describe every patch with the 9 Dynamic World classes plu
 classes; the text of a patch is its unique labels, lower-cased, joined with ``". "``
 ("trees. water").
 
-CORINE-19 (BigEarthNet) to Dynamic World, ours: each CORINE-19 class merges several CORINE level-3
-classes; the CLOSP authors' code (``dataset/mapping.py``) assigns each level-3 class a Dynamic World
-class, and a CORINE-19 class takes the class most of its level-3 members get (a tie goes to the
-member named first in the CORINE-19 name).
-
-============================================================================================  =====================
-CORINE-19 class (level-3 members)                                                             Dynamic World class
-============================================================================================  =====================
-Urban fabric (continuous, discontinuous urban fabric)                                         built
-Industrial or commercial units                                                                built
-Arable land (non-irrigated, permanently irrigated, rice fields)                               crops
-Permanent crops (vineyards, fruit trees and berry plantations, olive groves)                  crops
-Pastures                                                                                      grass
-Complex cultivation patterns                                                                  crops
-Land principally occupied by agriculture, with significant areas of natural vegetation        crops
-Agro-forestry areas                                                                           trees
-Broad-leaved forest                                                                           trees
-Coniferous forest                                                                             trees
-Mixed forest                                                                                  trees
-Natural grassland and sparsely vegetated areas (grass, bare: tie, first named)                grass
-Moors, heathland and sclerophyllous vegetation                                                shrub and scrub
-Transitional woodland, shrub                                                                  shrub and scrub
-Beaches, dunes, sands                                                                         bare
-Inland wetlands (inland marshes, peatbogs)                                                    flooded vegetation
-Coastal wetlands (salt marshes: flooded vegetation; salines, intertidal flats: bare)           bare
-Inland waters (water courses, water bodies)                                                   water
-Marine waters (coastal lagoons, estuaries, sea and ocean)                                     water
-============================================================================================  =====================
-
-No CORINE-19 class maps to ``snow and ice`` (glaciers are not among the 19 classes).
+CORINE-19 (BigEarthNet) to Dynamic World, ours: the table ships as package data,
+``rsvl/data/tables/corine19_to_crisis.csv`` (:data:`CORINE19_TABLE`), one row per CORINE-19 class
+with its CrisisLandMark class, its CORINE level-3 members (BigEarthNet's 43-to-19 conversion) with
+the Dynamic World class the CLOSP authors' code (``dataset/mapping.py``) gives each member, and a
+note. A CORINE-19 class takes the class most of its members get; a tie goes to the member with the
+lowest CORINE code. No CORINE-19 class maps to ``snow and ice`` (glaciers are not among the 19
+classes' members).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
-from typing import Final
+from importlib import resources
+from typing import Final, NamedTuple
+
+from rsvl.errors import DataError
 
 DYNAMIC_WORLD_CLASSES: Final[tuple[str, ...]] = (
     "water",
@@ -56,27 +38,92 @@ EVENT_CLASSES: Final[tuple[str, ...]] = ("flooded area", "earthquake damage", "b
 CRISIS_CLASSES: Final[tuple[str, ...]] = DYNAMIC_WORLD_CLASSES + EVENT_CLASSES
 """The 12 classes of CrisisLandMark text."""
 
-CORINE19_TO_DYNAMIC_WORLD: Final[dict[str, str]] = {
-    "Urban fabric": "built",
-    "Industrial or commercial units": "built",
-    "Arable land": "crops",
-    "Permanent crops": "crops",
-    "Pastures": "grass",
-    "Complex cultivation patterns": "crops",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation": "crops",
-    "Agro-forestry areas": "trees",
-    "Broad-leaved forest": "trees",
-    "Coniferous forest": "trees",
-    "Mixed forest": "trees",
-    "Natural grassland and sparsely vegetated areas": "grass",
-    "Moors, heathland and sclerophyllous vegetation": "shrub and scrub",
-    "Transitional woodland, shrub": "shrub and scrub",
-    "Beaches, dunes, sands": "bare",
-    "Inland wetlands": "flooded vegetation",
-    "Coastal wetlands": "bare",
-    "Inland waters": "water",
-    "Marine waters": "water",
-}
+CORINE19_TABLE: Final[str] = "tables/corine19_to_crisis.csv"
+"""The CORINE-19 mapping table, relative to the ``rsvl.data`` package."""
+TABLE_COLUMNS: Final[tuple[str, ...]] = ("corine19_class", "crisis_class", "level3_members", "note")
+
+
+class Level3Member(NamedTuple):
+    """A CORINE level-3 class inside a CORINE-19 class, with the Dynamic World class CLOSP gives it."""
+
+    code: int
+    name: str
+    dynamic_world: str
+
+
+class Corine19Row(NamedTuple):
+    """One row of the CORINE-19 table."""
+
+    corine19_class: str
+    crisis_class: str
+    level3_members: tuple[Level3Member, ...]
+    note: str
+
+
+def _parse_members(cell: str, where: str) -> tuple[Level3Member, ...]:
+    """Read ``"111 Continuous urban fabric: built; 112 ...: built"``."""
+    members = []
+    for part in cell.split(";"):
+        head, sep, target = part.strip().rpartition(":")
+        code, _, name = head.strip().partition(" ")
+        if not sep or not code.isdigit() or not name.strip():
+            raise DataError(f"{where}: level3_members entry {part.strip()!r} is not '<code> <name>: <class>'")
+        if target.strip() not in CRISIS_CLASSES:
+            raise DataError(f"{where}: level-3 class {name.strip()!r} maps to {target.strip()!r}, "
+                            f"not a CrisisLandMark class")
+        members.append(Level3Member(int(code), name.strip(), target.strip()))
+    return tuple(members)
+
+
+def parse_corine19_table(text: str, source: str = CORINE19_TABLE) -> tuple[Corine19Row, ...]:
+    """Parse and check the CORINE-19 table.
+
+    Args:
+        text: The CSV text (header :data:`TABLE_COLUMNS`).
+        source: File name used in error messages.
+
+    Returns:
+        The rows in file order.
+
+    Raises:
+        DataError: A column is missing, a row has an empty cell, names a CORINE-19 class twice, or
+            maps to a class outside :data:`CRISIS_CLASSES`; the message names the file and row.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in TABLE_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{source}: missing columns {missing} (expected {list(TABLE_COLUMNS)})")
+    rows: list[Corine19Row] = []
+    seen: set[str] = set()
+    for line, record in enumerate(reader, start=2):
+        where = f"{source}:{line}"
+        cells = {c: (record.get(c) or "").strip() for c in TABLE_COLUMNS}
+        empty = [c for c in TABLE_COLUMNS[:3] if not cells[c]]
+        if empty:
+            raise DataError(f"{where}: empty {', '.join(empty)}")
+        if cells["corine19_class"] in seen:
+            raise DataError(f"{where}: CORINE-19 class {cells['corine19_class']!r} is listed twice")
+        if cells["crisis_class"] not in CRISIS_CLASSES:
+            raise DataError(f"{where}: {cells['crisis_class']!r} is not a CrisisLandMark class {CRISIS_CLASSES}")
+        seen.add(cells["corine19_class"])
+        rows.append(Corine19Row(cells["corine19_class"], cells["crisis_class"],
+                                _parse_members(cells["level3_members"], where), cells["note"]))
+    return tuple(rows)
+
+
+def load_corine19_table() -> tuple[Corine19Row, ...]:
+    """Read the packaged CORINE-19 table (:data:`CORINE19_TABLE`).
+
+    Returns:
+        The 19 rows, in BigEarthNet's class order.
+    """
+    path = resources.files("rsvl.data").joinpath(CORINE19_TABLE)
+    return parse_corine19_table(path.read_text(encoding="utf-8"), str(path))
+
+
+CORINE19_ROWS: Final[tuple[Corine19Row, ...]] = load_corine19_table()
+CORINE19_TO_DYNAMIC_WORLD: Final[dict[str, str]] = {row.corine19_class: row.crisis_class for row in CORINE19_ROWS}
+"""CORINE-19 class name to its CrisisLandMark (Dynamic World) class, from the packaged table."""
 CORINE19_CLASSES: Final[tuple[str, ...]] = tuple(CORINE19_TO_DYNAMIC_WORLD)
 
 _CORINE19_BY_LOWER: Final[dict[str, str]] = {k.lower(): v for k, v in CORINE19_TO_DYNAMIC_WORLD.items()}

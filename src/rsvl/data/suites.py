@@ -140,12 +140,32 @@ def _annotations() -> list[Check]:
     ]
 
 
+SINGLE_SENSOR_MEDIA = {"sar": "s1", "multispectral": "s2"}
+"""Media column a single-sensor row of a multisensor set needs (CrisisLandMark: S1 or S2 patches, unpaired)."""
+
+
+def _multisensor() -> list[Check]:
+    """Paired rows need two media; a single-sensor row needs the sensor its modality names."""
+    single = list(SINGLE_SENSOR_MEDIA)
+    checks = [Check(gxe.ExpectColumnValuesToBeBetween(column="media_count", min_value=2,
+                                                      row_condition=f"modality not in {single!r}",
+                                                      condition_parser="pandas"),
+                    lambda f, r: f"media_count is {int(f['media_count'])}, a multisensor {f['modality']} sample "
+                                 "needs at least 2 (single-sensor rows are modality sar or multispectral)")]
+    for modality, column in SINGLE_SENSOR_MEDIA.items():
+        checks.append(Check(gxe.ExpectColumnValuesToNotBeNull(column=column, row_condition=f'modality == "{modality}"',
+                                                              condition_parser="pandas"),
+                            lambda f, r, c=column, m=modality: f"{c} is missing, a multisensor {m} sample needs one"))
+    return checks
+
+
 def _required(kind: str) -> list[Check]:
+    if kind == "multisensor":
+        return _multisensor()
     needs = {
         "classification": [("image", "not_null"), ("label", "not_null")],
         "captioning": [("image", "not_null"), ("caption_count", 1)],
         "detection": [("image", "not_null")],
-        "multisensor": [("media_count", 2)],
         "vqa": [("image", "not_null"), ("vqa_count", 1)],
     }[kind]
     checks = []

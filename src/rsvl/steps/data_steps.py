@@ -71,7 +71,7 @@ def ensure_default_data(cfg: RunConfig) -> Path:
     if not missing:
         return default
     default.mkdir(parents=True, exist_ok=True)
-    # generate_default writes all three sets: build them beside `default` and rename only the missing
+    # generate_default writes every set: build them beside `default` and rename only the missing
     # ones into place, so other processes (the folder may be a shared volume) see a whole set or none
     scratch = Path(tempfile.mkdtemp(prefix=".default-", dir=root))
     try:

@@ -377,6 +377,14 @@ def test_coco_quarantines_orphans_unknown_categories_and_bad_boxes(tmp_path):
 # --- BigEarthNet ---------------------------------------------------------------------------------
 
 S2 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+REAL_CORINE_TO_CRISIS = {
+    "Arable land": "crops", "Broad-leaved forest": "trees", "Coniferous forest": "trees", "Mixed forest": "trees",
+    "Complex cultivation patterns": "crops", "Industrial or commercial units": "built", "Inland waters": "water",
+    "Inland wetlands": "flooded vegetation", "Pastures": "grass", "Transitional woodland, shrub": "shrub and scrub",
+    "Land principally occupied by agriculture, with significant areas of natural vegetation": "crops",
+    "Urban fabric": "built",
+}
+"""The CORINE-19 classes in ../shared/data/ben_s1s2 and their CrisisLandMark classes (the table's documented rule)."""
 
 
 @pytest.fixture(scope="module")
@@ -395,10 +403,15 @@ def test_bigearthnet_rows_splits_shapes_and_labels(ben):
     assert (report.rows, report.quarantined) == (24, 0)
     assert manifest["split"].value_counts().to_dict() == {"train": 8, "val": 8, "test": 8}
     assert set(manifest["modality"]) == {"s1s2"} and read_meta(out)["kind"] == "multisensor"
+    corine = read_meta(out)["corine19_labels"]
+    assert sorted(corine) == sorted(manifest["sample_id"])
     for row in manifest.to_dict("records"):
         source_labels = table.loc[row["sample_id"], "labels"].split("|")
-        assert row["labels"] == source_labels
-        assert row["captions"] == [". ".join(label.lower() for label in source_labels)]
+        assert corine[row["sample_id"]] == source_labels
+        # CrisisLandMark text: the CORINE-19 classes of this real sample mapped by the documented table
+        mapped = list(dict.fromkeys(REAL_CORINE_TO_CRISIS[label] for label in source_labels))
+        assert row["labels"] == mapped
+        assert row["captions"] == [". ".join(mapped)]
         assert row["long_caption"] == row["captions"][0]
         assert _array(out, row["s2"]).shape == (12, 120, 120)
         assert _array(out, row["s1"]).shape == (2, 120, 120)
@@ -478,7 +491,9 @@ def test_bigearthnet_quarantines_nan_missing_bands_and_bad_rows(tmp_path):
     manifest = read_manifest(out)
     assert list(manifest["sample_id"]) == [name.format("ok")]
     assert manifest["split"][0] == "val" and manifest["timestamp"][0] == "2018-05-25T09:40:29+00:00"
-    assert manifest["captions"][0] == ["marine waters. coastal wetlands"]
+    assert manifest["captions"][0] == ["water. flooded vegetation"]  # Marine waters, Coastal wetlands
+    assert manifest["labels"][0] == ["water", "flooded vegetation"]
+    assert read_meta(out)["corine19_labels"] == {name.format("ok"): ["Marine waters", "Coastal wetlands"]}
     assert _rules(out) == ["array_decode", "band_count", "band_shape", "file_exists", "finite_values",
                            "label_value", "split_value"]
     quarantine = read_quarantine(out).set_index("rule")

@@ -11,9 +11,13 @@ Without ``labels.csv`` the upstream ``metadata*.parquet`` tables are read instea
 ``labels`` as a list, ``contains_seasonal_snow``/``contains_cloud_or_shadow`` flags).
 
 Rows: modality ``s1s2``, ``s2`` a (12, H, W) float32 array in :data:`S2_BANDS` order with the raw
-x10000 values, ``s1`` a (2, H, W) array [VV, VH] in dB, ``labels`` the CORINE-19 names, and
-``captions``/``long_caption`` the CLOSP label text (:func:`rsvl.data.labels.labels_to_text`).
-``bands``/``width``/``height`` describe ``s2``.
+x10000 values, ``s1`` a (2, H, W) array [VV, VH] in dB, ``labels`` the CrisisLandMark classes of
+the patch's CORINE-19 labels (the packaged table, :data:`rsvl.data.labels.CORINE19_TO_DYNAMIC_WORLD`;
+unique, in first-seen order), and ``captions``/``long_caption`` their CLOSP label text
+(:func:`rsvl.data.labels.labels_to_text`, e.g. ``"trees. water"``), since CLOSP trains and queries
+with CrisisLandMark class text. The original CORINE-19 names stay in ``dataset.json`` under
+``corine19_labels`` (``{sample_id: [names]}``, unique, source order), and ``label_table`` names the
+mapping table. ``bands``/``width``/``height`` describe ``s2``.
 
 Choices (ours): 20 m and 60 m bands are upsampled to the 10 m grid by bilinear interpolation
 (the sampling of ``torch.nn.functional.interpolate``, ``align_corners=False``, in NumPy); 10 m
@@ -44,7 +48,13 @@ import pandas as pd
 
 from rsvl.data.adapters import register
 from rsvl.data.band_stats import BandStats
-from rsvl.data.labels import CORINE19_TO_DYNAMIC_WORLD, labels_to_text, unique_labels
+from rsvl.data.labels import (
+    CORINE19_TABLE,
+    CORINE19_TO_DYNAMIC_WORLD,
+    corine19_to_dynamic_world,
+    labels_to_text,
+    unique_labels,
+)
 from rsvl.data.splits import canonical_split
 from rsvl.data.store import DatasetWriter, IngestReport
 from rsvl.errors import DataError
@@ -234,13 +244,15 @@ def ingest_bigearthnet(source: Path, out: Path, *, name: str | None = None) -> I
         name: Dataset name (default: the source folder name).
 
     Returns:
-        The ingest report; band statistics of the train split are in ``dataset.json``.
+        The ingest report; band statistics of the train split and each row's CORINE-19 names are
+        in ``dataset.json``.
     """
     stats = {"s2": BandStats(list(S2_BANDS)), "s1": BandStats(list(S1_BANDS))}
     flags: dict[str, list[str]] = {"seasonal_snow": [], "cloud_or_shadow": []}
+    corine: dict[str, list[str]] = {}
+    meta = {"bands": {"s2": list(S2_BANDS), "s1": list(S1_BANDS)}, "label_table": f"rsvl.data/{CORINE19_TABLE}"}
     with DatasetWriter(out, name=name or source.name, kind="multisensor", adapter="bigearthnet",
-                       source=str(source), extra_meta={"bands": {"s2": list(S2_BANDS), "s1": list(S1_BANDS)}},
-                       ) as writer:
+                       source=str(source), extra_meta=meta) as writer:
         for record in patch_records(source):
             problem = _check_record(record)
             if problem:
@@ -267,7 +279,8 @@ def ingest_bigearthnet(source: Path, out: Path, *, name: str | None = None) -> I
                 flags["seasonal_snow"].append(record.patch_id)
             if record.cloud_or_shadow:
                 flags["cloud_or_shadow"].append(record.patch_id)
-            labels = unique_labels(record.labels)
+            original = unique_labels(record.labels)
+            labels = corine19_to_dynamic_world(original)
             text = labels_to_text(labels)
             writer.add_row(
                 sample_id=record.patch_id,
@@ -279,12 +292,14 @@ def ingest_bigearthnet(source: Path, out: Path, *, name: str | None = None) -> I
                 width=s2.shape[2],
                 height=s2.shape[1],
                 labels=labels,
-                captions=[text] if text else [],
-                long_caption=text or None,
+                captions=[text],
+                long_caption=text,
                 timestamp=sensing_time(record.patch_id),
                 source=record.where,
             )
+            corine[record.patch_id] = original
         writer.meta.update(
+            corine19_labels=corine,
             band_stats={"split": "train", **{sensor: acc.to_dict() for sensor, acc in stats.items()}},
             flags=flags,
         )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -123,18 +124,22 @@ def _block_average(band: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(coarse, factor, axis=0), factor, axis=1)
 
 
-def render_s2(rng: np.random.Generator, classes: list[str], pixel_class: np.ndarray) -> np.ndarray:
+def render_s2(rng: np.random.Generator, classes: list[str], pixel_class: np.ndarray,
+              signatures: Mapping[str, tuple[float, ...]] | None = None) -> np.ndarray:
     """Render 12-band reflectance × 10000 from the class map.
 
     Args:
         rng: Generator for texture, per-band brightness and noise.
         classes: The patch's classes.
         pixel_class: Class index per pixel (from :func:`class_map`).
+        signatures: Reflectance per class and band (default :data:`S2_SIGNATURES`); other
+            generators pass a table extended with their own classes.
 
     Returns:
         float32 array (12, SIZE, SIZE), non-negative.
     """
-    signatures = np.array([S2_SIGNATURES[c] for c in classes], dtype=np.float32)
+    table = S2_SIGNATURES if signatures is None else signatures
+    signatures = np.array([table[c] for c in classes], dtype=np.float32)
     reflectance = signatures[pixel_class].transpose(2, 0, 1)
     texture = 1 + 0.10 * (smooth_field(rng, SIZE, SIZE, 8) - 0.5) * 2
     brightness = normal(rng, 1.0, 0.05, size=(len(S2_BANDS), 1, 1))
@@ -143,20 +148,72 @@ def render_s2(rng: np.random.Generator, classes: list[str], pixel_class: np.ndar
     return np.clip(np.stack(bands) * 10000.0, 0, None).astype(np.float32)
 
 
-def render_s1(rng: np.random.Generator, classes: list[str], pixel_class: np.ndarray) -> np.ndarray:
+def render_s1(rng: np.random.Generator, classes: list[str], pixel_class: np.ndarray,
+              sigma0_db: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
     """Render VV/VH backscatter in dB with speckle from the class map.
 
     Args:
         rng: Generator for the per-patch calibration offset and the speckle.
         classes: The patch's classes.
         pixel_class: Class index per pixel (from :func:`class_map`).
+        sigma0_db: Mean (VV, VH) dB per class (default :data:`S1_SIGMA0_DB`); other generators
+            pass a table extended with their own classes.
 
     Returns:
         float32 array (2, SIZE, SIZE) in dB.
     """
-    sigma_db = np.array([S1_SIGMA0_DB[c] for c in classes], dtype=np.float32)[pixel_class].transpose(2, 0, 1)
+    table = S1_SIGMA0_DB if sigma0_db is None else sigma0_db
+    sigma_db = np.array([table[c] for c in classes], dtype=np.float32)[pixel_class].transpose(2, 0, 1)
     sigma_db = sigma_db + normal(rng, 0.0, 1.0)
     return (sigma_db + 10.0 * log10(speckle(rng, S1_LOOKS, sigma_db.shape))).astype(np.float32)
+
+
+def cover_fractions(rng: np.random.Generator, count: int, floor: float = 0.1) -> np.ndarray:
+    """Draw random class shares that sum to one, each at least ``floor``.
+
+    A flat Dirichlet from sorted uniform cuts, squeezed into ``[floor, 1]``.
+
+    Args:
+        rng: Generator.
+        count: Number of classes.
+        floor: Smallest share; ``floor * count`` must stay below one.
+
+    Returns:
+        float64 array of ``count`` shares.
+    """
+    cuts = np.sort(rng.random(count - 1))
+    shares = np.diff(np.concatenate([[0.0], cuts, [1.0]]))
+    return floor + (1 - floor * count) * shares
+
+
+def acquisition_time(rng: np.random.Generator, start_hour: float = 9.5, end_hour: float = 11) -> str:
+    """Draw an acquisition time: a day in 2017-2021 and a UTC time of day in ``[start_hour, end_hour)``.
+
+    The default window is Sentinel-2's morning overpass over Europe.
+
+    Args:
+        rng: Generator (two integer draws: the day, then the second of the day).
+        start_hour: Earliest UTC hour.
+        end_hour: Latest UTC hour (exclusive).
+
+    Returns:
+        ISO 8601 text in UTC.
+    """
+    day = int(rng.integers(_DAYS))
+    when = _EPOCH + dt.timedelta(days=day, seconds=int(rng.integers(start_hour * 3600, end_hour * 3600)))
+    return when.isoformat()
+
+
+def dominant_class(shares: Mapping[str, float]) -> str:
+    """The class with the largest share (ties: the alphabetically last, so the choice is stable).
+
+    Args:
+        shares: Class name to pixel fraction.
+
+    Returns:
+        The class name.
+    """
+    return max(shares.items(), key=lambda item: (item[1], item[0]))[0]
 
 
 def draw_patch(rng: np.random.Generator) -> dict:
@@ -170,13 +227,9 @@ def draw_patch(rng: np.random.Generator) -> dict:
     count = choose(rng, [1, 2, 3], [0.3, 0.45, 0.25])
     picked = choose_distinct(rng, count, class_prior(lat).tolist())
     classes = [CLASSES[i] for i in picked]
-    # Random shares that sum to one (a flat Dirichlet from sorted uniform cuts), each at least 10 %.
-    cuts = np.sort(rng.random(count - 1))
-    shares = np.diff(np.concatenate([[0.0], cuts, [1.0]]))
-    fractions = 0.1 + (1 - 0.1 * count) * shares
-    pixel_class = class_map(rng, classes, fractions)
+    pixel_class = class_map(rng, classes, cover_fractions(rng, count))
     shares = {c: float((pixel_class == i).mean()) for i, c in enumerate(classes)}
-    when = _EPOCH + dt.timedelta(days=int(rng.integers(_DAYS)), seconds=int(rng.integers(9.5 * 3600, 11 * 3600)))
+    when = acquisition_time(rng)
     return {
         "s1": render_s1(rng, classes, pixel_class),
         "s2": render_s2(rng, classes, pixel_class),
@@ -184,15 +237,16 @@ def draw_patch(rng: np.random.Generator) -> dict:
         "shares": shares,
         "lat": round(float(lat), 5),
         "lon": round(float(lon), 5),
-        "timestamp": when.isoformat(),
+        "timestamp": when,
     }
 
 
-def describe_patch(shares: dict[str, float]) -> str:
+def describe_patch(shares: Mapping[str, float], subject: str = "a paired Sentinel-1 and Sentinel-2 patch") -> str:
     """Describe the cover shares in three sentences (for long-text models and reports).
 
     Args:
         shares: Class name to pixel fraction.
+        subject: What the patch is, opening the first sentence.
 
     Returns:
         Sentences naming the footprint, every class with its percentage, and the largest class.
@@ -201,7 +255,7 @@ def describe_patch(shares: dict[str, float]) -> str:
     ranked = [(_READABLE.get(name, name), share) for name, share in ranked]
     parts = [f"{name} ({round(share * 100)}%)" for name, share in ranked]
     return " ".join(sentence(text) for text in [
-        "a paired Sentinel-1 and Sentinel-2 patch of 320 by 320 metres",
+        f"{subject} of 320 by 320 metres",
         f"the land cover is {join_words(parts)}",
         f"the largest share is {ranked[0][0]}" if len(ranked) > 1 else f"the patch is entirely {ranked[0][0]}",
     ])
