@@ -305,3 +305,18 @@ def test_hrsid_boxes_need_narration_to_be_scored_for_retrieval_and_captioning(sh
     result = evaluate_model(build_model("rsvl-tiny-coca"), data.sets, tmp_path / "out", java_metrics=False)
     assert {"hrsid.mR", "hrsid.CIDEr", "hrsid.BLEU_4"} <= set(result.metrics)
     assert 0.0 <= result.metrics["hrsid.mR"] <= 100.0
+
+
+def test_cluster_profile_pins_are_the_fingerprints_of_the_generated_default_data(repo_root, default_data):
+    """The cluster's copies of the default sets are checked by content fingerprint: every pin must be today's."""
+    from rsvl.config import load_config
+    from rsvl.data.versioning import fingerprint
+
+    checked = 0
+    for path in sorted((repo_root / "pipelines").glob("*/config.yaml")):
+        cfg = load_config(path, "cluster")
+        for eval_set in cfg.evaluate.sets:
+            if eval_set.dataset and eval_set.dataset.startswith("default/") and eval_set.dvc_version:
+                assert eval_set.dvc_version == fingerprint(default_data.parent / eval_set.dataset), (path, eval_set.name)
+                checked += 1
+    assert checked >= 5  # sar_text's two pinned sets, closp's three, base's optical set
