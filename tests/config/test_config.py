@@ -437,3 +437,20 @@ def test_committed_paper_configs_hold_only_what_differs_from_the_base(repo_root)
                     below.pop(section, None)
             repeated = [".".join(key) for key, value in leaves(own) if at(below, key) == value]
             assert repeated == [], f"{path} ({profile}) repeats the base's values for {repeated}"
+
+
+def test_location_weights_are_laid_onto_the_named_eval_sets_and_unknown_names_refused(repo_root):
+    from rsvl.config import EvaluateConfig
+
+    sets = [{"name": "a", "dataset": "d", "tasks": ["ndcg"]}, {"name": "b", "dataset": "d", "tasks": ["ndcg"]}]
+    cfg = EvaluateConfig.model_validate({"sets": sets, "location_weight": {"b": 0.5}})
+    assert [(s.name, s.location_weight) for s in cfg.sets] == [("a", None), ("b", 0.5)]
+    with pytest.raises(ValueError, match=r"names eval sets \['c'\]"):
+        EvaluateConfig.model_validate({"sets": sets, "location_weight": {"c": 1.0}})
+    # the closp geoclosp track weighs the crisis sets in both profiles, the main track none
+    for profile in ("local", "cluster"):
+        geo = load_config(repo_root / "pipelines" / "closp" / "config.yaml", profile, track="geoclosp")
+        assert {s.name: s.location_weight for s in geo.evaluate.sets if s.location_weight} == {
+            "crisis_s1": 1.0, "crisis_s2": 1.0}
+    main = load_config(repo_root / "pipelines" / "closp" / "config.yaml", "local")
+    assert all(s.location_weight is None for s in main.evaluate.sets)

@@ -8,7 +8,7 @@ separator and every key is MLflow-safe.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -56,6 +56,10 @@ class EvalSet(StrictModel):
             ``source`` set is ingested again when its source files or the adapter code change); the pin applies to the source data, and the set's recorded version is
             ``<source version>:narrated-<content fingerprint of the copy>``. Needed for
             ``retrieval``/``captioning`` on data without captions (HRSID's boxes).
+        location_weight: Score images with their place too (GeoCLOSP at query time): every row's
+            image embedding becomes ``normalize(normalize(image) + w · location)``, the location
+            embedded by the model's location encoder from the row's ``lat``/``lon``
+            (:func:`rsvl.evaluate.embedding.with_location`); ``None``: the image alone.
     """
 
     name: str = Field(pattern=NAME_PATTERN, min_length=1, max_length=100)
@@ -69,6 +73,7 @@ class EvalSet(StrictModel):
     source: EvalSource | None = None
     optional: bool = False
     narrate: bool = False
+    location_weight: float | None = Field(None, ge=0.0)
 
     @model_validator(mode="after")
     def _distinct_tasks(self) -> "EvalSet":
@@ -126,6 +131,24 @@ class EvaluateConfig(StrictModel):
     java_metrics: bool = True
     compare_base: bool = False
     """Also score the untuned model (``model`` with its pretrained weights) and report it beside the candidate."""
+    location_weight: dict[str, float] = {}
+    """Eval set name → its ``location_weight`` (GeoCLOSP's place at query time), laid onto the named sets: a
+    mapping merges across config layers where ``sets`` (a list) would be replaced, so a track can weigh places
+    on the paper's sets in every profile."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lay_location_weights(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("location_weight"):
+            return data
+        weights = dict(data["location_weight"])
+        sets = [entry.model_dump() if isinstance(entry, EvalSet) else dict(entry) for entry in data.get("sets", [])]
+        unknown = sorted(set(weights) - {entry.get("name") for entry in sets})
+        if unknown:
+            raise ValueError(f"evaluate.location_weight names eval sets {unknown} that evaluate.sets does not define")
+        laid = [{**entry, "location_weight": weights[entry["name"]]} if entry.get("name") in weights else entry
+                for entry in sets]
+        return {**data, "sets": laid}
 
     @model_validator(mode="after")
     def _distinct_names(self) -> "EvaluateConfig":

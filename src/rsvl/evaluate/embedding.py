@@ -144,3 +144,46 @@ def captions_of(dataset: ManifestDataset, media: str) -> tuple[list[str], list[i
         captions.extend(str(c) for c in record["captions"])
         owner.extend([index] * len(record["captions"]))
     return captions, owner
+
+
+@torch.no_grad()
+def with_location(
+    model: nn.Module,
+    image_embeddings: torch.Tensor,
+    dataset: ManifestDataset,
+    weight: float,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Fuse each row's place into its image embedding: ``normalize(normalize(image) + weight · location)``.
+
+    The location encoder of a GeoCLOSP model is trained to meet the image embeddings of its place
+    in the shared space, so adding it pulls an image towards what is usual where it was taken (a
+    dark patch in a flood zone towards "flooded area"); ``weight`` 0 gives the image alone.
+
+    Args:
+        model: A model with ``encode_location`` and a location encoder (GeoCLOSP), on ``device``.
+        image_embeddings: (rows, dim) embeddings of ``dataset``'s rows, any scale.
+        dataset: The rows, each with ``lat`` and ``lon``.
+        weight: The location's weight.
+        device: Where the model lives.
+
+    Returns:
+        (rows, dim) float32 unit vectors on the CPU.
+
+    Raises:
+        ModelError: The model has no location encoder.
+        DataError: A row has no ``lat``/``lon`` (its sample id is named).
+    """
+    from rsvl.errors import ModelError
+
+    if getattr(model, "location", None) is None:
+        raise ModelError(f"{type(model).__name__} has no location encoder; location_weight needs a GeoCLOSP model")
+    places = []
+    for index in range(len(dataset)):
+        record = dataset.record(index)
+        if record.get("lat") is None or record.get("lon") is None:
+            raise DataError(f"{dataset.root} sample {record['sample_id']!r}: location_weight needs lat and lon on every row")
+        places.append([float(record["lat"]), float(record["lon"])])
+    location = model.encode_location(torch.tensor(places, dtype=torch.float32, device=device), normalize=True)
+    fused = nn.functional.normalize(image_embeddings.float(), dim=-1) + weight * location.float().cpu()
+    return nn.functional.normalize(fused, dim=-1)

@@ -50,7 +50,7 @@ from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.captioning import caption_metrics, generate_captions, is_captioner
 from rsvl.evaluate.cross_sensor import cross_sensor_ranks
 from rsvl.config.evaluate import EvalSet
-from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts
+from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts, with_location
 from rsvl.evaluate.ndcg import label_means, label_queries, ndcg_at_k
 from rsvl.evaluate.report import (
     Comparison,
@@ -126,8 +126,11 @@ class _Context:
     def embeddings(self, media: str) -> torch.Tensor:
         """The rows' ``media`` embeddings, computed once per media column and shared by the tasks."""
         if media not in self.embedded:
-            self.embedded[media] = embed_images(self.model, self.preprocess, self.dataset, media, self.batch_size,
-                                                self.device, self.num_workers)
+            images = embed_images(self.model, self.preprocess, self.dataset, media, self.batch_size, self.device,
+                                  self.num_workers)
+            weight = self.eval_set.location_weight
+            self.embedded[media] = images if weight is None else with_location(self.model, images, self.dataset,
+                                                                                weight, self.device)
         return self.embedded[media]
 
     @property
@@ -425,6 +428,9 @@ def evaluate_model(
         raise DataError(f"eval set names must be distinct (they prefix metric keys): {names}")
     net, preprocess, tokenizer = _unpack(model, device)
     for eval_set in sets:
+        if eval_set.location_weight is not None and getattr(net, "location", None) is None:
+            raise ModelError(f"eval set {eval_set.name!r} sets location_weight, but {type(net).__name__} has no "
+                             "location encoder (only GeoCLOSP models have one)")
         if "captioning" in eval_set.tasks and not is_captioner(net):
             raise ModelError(f"eval set {eval_set.name!r} asks for captioning, but {type(net).__name__} has no "
                              "generate(); only CoCa models caption. Remove 'captioning' from its tasks.")
