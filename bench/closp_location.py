@@ -56,8 +56,9 @@ def table(closp: dict[str, float], geo: dict[str, float]) -> list[str]:
             lines.append(f"  {slug + tag:<22}{_fmt(a):>8}{_fmt(b):>10}{diff:>11}")
         overall = next((key for key in closp if key.startswith(name + ".ndcg_at_")), None)
         if overall:
+            naive = _fmt(closp.get(f"naive.{overall}"))
             lines.append(f"  {'all queries':<22}{_fmt(closp[overall]):>8}{_fmt(geo.get(overall)):>10}"
-                         f"{_fmt_diff(closp[overall], geo.get(overall)):>11}   naive {_fmt(closp.get('naive.' + overall))}")
+                         f"{_fmt_diff(closp[overall], geo.get(overall)):>11}   naive {naive}")
     return lines
 
 

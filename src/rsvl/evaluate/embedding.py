@@ -182,7 +182,8 @@ def with_location(
     for index in range(len(dataset)):
         record = dataset.record(index)
         if record.get("lat") is None or record.get("lon") is None:
-            raise DataError(f"{dataset.root} sample {record['sample_id']!r}: location_weight needs lat and lon on every row")
+            raise DataError(f"{dataset.root} sample {record['sample_id']!r}: location_weight needs lat and lon "
+                            "on every row")
         places.append([float(record["lat"]), float(record["lon"])])
     location = model.encode_location(torch.tensor(places, dtype=torch.float32, device=device), normalize=True)
     fused = nn.functional.normalize(image_embeddings.float(), dim=-1) + weight * location.float().cpu()
