@@ -85,7 +85,8 @@ def test_models_list_names_the_packaged_architectures(repo_root):
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 0, result.output
     committed = {p.stem for p in (repo_root / "src/rsvl/models/configs").glob("*.json")}
-    assert committed == {"rsvl-effnetlite0-coca", "rsvl-effnetlite0-minilm", "rsvl-tiny", "rsvl-tiny-coca"}
+    assert committed == {"rsvl-effnetlite0-coca", "rsvl-effnetlite0-minilm", "rsvl-effnetlite0-minilm-cls",
+                         "rsvl-resnet50-ssl4eo-minilm", "rsvl-tiny", "rsvl-tiny-coca"}
     assert set(result.output.split()) == committed
 
 
