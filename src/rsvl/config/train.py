@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -32,17 +33,40 @@ class ObjectiveConfig(StrictModel):
 TowerMode = Literal["train", "freeze", "projection", "last_blocks"]
 
 
+MODULE_SUFFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
+
+
 class TrainableConfig(StrictModel):
     """Which parameters train: per tower all, none, only its projection, or its last blocks.
 
-    ``adapter`` names a hook registered with ``rsvl.train.trainable.register_adapter`` (LoRA and
-    similar), applied after the tower modes.
+    ``adapter`` names a hook registered with ``rsvl.train.trainable.register_adapter``, applied
+    after the tower modes: ``lora`` and ``ia3`` (:mod:`rsvl.train.peft_tuning`) wrap the layers
+    named by ``adapter_targets`` and freeze them; the tower modes still decide every other
+    parameter (``freeze`` on both towers: only the adapter and the logit scale train).
     """
 
     image_tower: TowerMode = "train"
     text_tower: TowerMode = "train"
     last_blocks: int = Field(1, ge=1)
     adapter: str | None = None
+    adapter_targets: list[str] | None = Field(None, min_length=1)
+    """Layers the adapter wraps, as module-name suffixes (``mlp.c_fc`` matches every ``....mlp.c_fc`` of
+    both towers; ``attn`` an ``nn.MultiheadAttention``, LoRA only); ``None``: the adapter's defaults."""
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0.0)
+    """LoRA's update is ``(lora_alpha / lora_rank) * B @ A``."""
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    ia3_feedforward: list[str] | None = Field(None, min_length=1)
+    """IA3 only: the targets whose input (not output) IA3 scales, as suffixes; ``None``: the defaults."""
+
+    @field_validator("adapter_targets", "ia3_feedforward")
+    @classmethod
+    def _module_suffixes(cls, patterns: list[str] | None) -> list[str] | None:
+        for pattern in patterns or ():
+            if not MODULE_SUFFIX.fullmatch(pattern):
+                raise ValueError(f"{pattern!r} is not a dotted module name suffix such as 'mlp.c_fc' "
+                                 "(letters, digits and '_' between dots; no wildcards)")
+        return patterns
 
 
 NAME = r"^[A-Za-z0-9_-]{1,64}$"

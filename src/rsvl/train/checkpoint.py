@@ -5,8 +5,10 @@ A checkpoint directory holds:
 * ``model/``: the model written by :func:`rsvl.models.save_model` (safetensors weights and the
   open_clip config), so any checkpoint is also a usable model;
 * ``train_state.pt``: a dict of tensors and plain numbers (optimizer, scheduler and AMP scaler
-  state dicts, step, epoch, baseline evaluation), read back with ``torch.load(weights_only=True)``
-  so a checkpoint cannot run code.
+  state dicts, step, epoch, baseline evaluation, and the parameters an adapter added,
+  :func:`rsvl.train.trainable.adapter_state_dict`), read back with ``torch.load(weights_only=True)``
+  so a checkpoint cannot run code. ``model/`` holds an adapter merged into the weights (a plain
+  model); reading a checkpoint restores the adapter's own parameters before the weights.
 
 Ray Train keeps the checkpoints of a distributed run itself. A run in Ray Train's local mode
 (``train.num_workers: 0``) does not, so the worker keeps them in the run folder:
@@ -29,6 +31,7 @@ from torch import nn
 from rsvl.errors import ModelError
 from rsvl.models import save_model
 from rsvl.models.io import WEIGHTS_NAME
+from rsvl.train.trainable import adapter_state_dict, load_adapter_state_dict
 
 MODEL_DIR = "model"
 ABLATIONS_DIR = "ablations"
@@ -67,6 +70,7 @@ def write_checkpoint(
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "progress": dict(state),
+        "adapter": adapter_state_dict(model),
     }
     torch.save(payload, directory / TRAIN_STATE)
     return directory
@@ -100,13 +104,15 @@ def read_checkpoint(
         if not path.is_file():
             raise ModelError(f"{path}: missing; not a checkpoint written by rsvl.train")
     try:
-        model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
         payload = torch.load(state_file, map_location="cpu", weights_only=True)
+        # an adapter first: the merged weights in model/ are checked against the frozen weights plus it
+        load_adapter_state_dict(model, payload.get("adapter", {}))
+        model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         if scaler is not None and payload["scaler"] is not None:
             scaler.load_state_dict(payload["scaler"])
-    except (RuntimeError, KeyError, ValueError) as err:
+    except (RuntimeError, KeyError, ValueError, ModelError) as err:
         raise ModelError(f"{directory}: checkpoint does not fit this model and optimizer ({err})") from err
     return dict(payload["progress"])
 

@@ -16,7 +16,12 @@ Parameters outside both towers (``logit_scale``, a CoCa decoder) are left to the
 and may add trainable parameters (LoRA matrices) to the model. It must leave the model's state
 dict loadable by the architecture it was built from (merge its weights in place, or register
 them outside the saved modules), since checkpoints and the final model are written with
-:func:`rsvl.models.save_model`. None is registered here.
+:func:`rsvl.models.save_model`. A hook that adds parameters lists their names in the model's
+``rsvl_adapter_params`` attribute (:data:`ADAPTER_PARAMS`): checkpoints keep them beside the
+model (:func:`adapter_state_dict`, :func:`load_adapter_state_dict`) so a resumed run continues
+with them, and :func:`apply_trainable` counts them. A module with a true ``rsvl_always_train``
+attribute (:data:`ALWAYS_TRAIN`, an adapter's dropout) stays in train mode inside a frozen tower.
+``lora`` and ``ia3`` are registered by :mod:`rsvl.train.peft_tuning`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from rsvl.config import TrainableConfig
@@ -33,7 +39,12 @@ BLOCK_LISTS = ("transformer.resblocks", "transformer.encoder.layer", "trunk.bloc
 HEAD_NAMES = ("ln_post", "ln_final", "attn_pool", "trunk.conv_head", "trunk.bn2", "trunk.norm", "trunk.head")
 PROJECTION_NAMES = ("proj", "head", "text_projection")
 BUILTIN_TEXT = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
-NO_DECAY_MARKERS = ("bn", "ln", "bias", "logit_scale", "norm")
+# ia3_l: IA3's scaling vectors start at 1, and decay would pull them towards 0 (switching layers off)
+NO_DECAY_MARKERS = ("bn", "ln", "bias", "logit_scale", "norm", "ia3_l")
+ADAPTER_PARAMS = "rsvl_adapter_params"
+"""Model attribute: the names of the parameters an adapter hook added (a tuple of str)."""
+ALWAYS_TRAIN = "rsvl_always_train"
+"""Module attribute: when true, :func:`set_train_mode` keeps the module in train mode even in a frozen tower."""
 
 Adapter = Callable[[nn.Module, TrainableConfig], None]
 _ADAPTERS: dict[str, Adapter] = {}
@@ -164,7 +175,8 @@ def apply_trainable(model: nn.Module, cfg: TrainableConfig) -> dict[str, int]:
         cfg: ``train.trainable``.
 
     Returns:
-        ``{"trainable_params": ..., "total_params": ...}`` after the change.
+        ``{"trainable_params": ..., "total_params": ..., "adapter_params": ...}`` after the change
+        (``adapter_params``: the parameters the adapter hook added, 0 without one).
 
     Raises:
         ConfigError: A mode cannot apply (``projection`` on a tower without one, too many blocks)
@@ -187,11 +199,59 @@ def apply_trainable(model: nn.Module, cfg: TrainableConfig) -> dict[str, int]:
     return {
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),
         "total_params": sum(p.numel() for p in params),
+        "adapter_params": sum(p.numel() for p in _adapter_params(model).values()),
     }
 
 
+def _adapter_params(model: nn.Module) -> dict[str, nn.Parameter]:
+    model = getattr(model, "module", model)
+    names = getattr(model, ADAPTER_PARAMS, ())
+    if not names:
+        return {}
+    params = dict(model.named_parameters())
+    return {name: params[name] for name in names}
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters an adapter hook added (:data:`ADAPTER_PARAMS`), detached on the CPU; ``{}`` without one.
+
+    Args:
+        model: The model, possibly wrapped (``.module`` of DDP is unwrapped).
+    """
+    return {name: param.detach().cpu().clone() for name, param in _adapter_params(model).items()}
+
+
+def load_adapter_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy adapter parameters saved by :func:`adapter_state_dict` back into ``model``, in place.
+
+    Args:
+        model: The model with the same adapter applied, possibly wrapped.
+        state: The saved tensors (``{}`` for a model without adapter).
+
+    Raises:
+        ModelError: The saved names or shapes differ from the model's adapter parameters.
+    """
+    params = _adapter_params(model)
+    missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+    if missing or unexpected:
+        raise ModelError(
+            f"adapter state does not fit the model: {len(missing)} adapter parameters missing {missing[:3]}, "
+            f"{len(unexpected)} unexpected {unexpected[:3]}; was the checkpoint written with the same "
+            "train.trainable adapter settings?"
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            if param.shape != state[name].shape:
+                raise ModelError(f"adapter parameter {name}: saved shape {tuple(state[name].shape)} "
+                                 f"!= model's {tuple(param.shape)}")
+            param.copy_(state[name])
+
+
 def set_train_mode(model: nn.Module, cfg: TrainableConfig) -> None:
-    """``model.train()``, but frozen towers and fully frozen BatchNorm layers stay in eval mode."""
+    """``model.train()``, but frozen towers and fully frozen BatchNorm layers stay in eval mode.
+
+    Modules marked :data:`ALWAYS_TRAIN` (an adapter's dropout) train even inside a frozen tower.
+    """
     model.train()
     for name, tower in towers(model).items():
         if _mode(cfg, name) == "freeze":
@@ -205,6 +265,8 @@ def set_train_mode(model: nn.Module, cfg: TrainableConfig) -> None:
             params = list(module.parameters())
             if params and not any(p.requires_grad for p in params):
                 module.eval()
+        if getattr(module, ALWAYS_TRAIN, False):
+            module.train()
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
