@@ -20,14 +20,13 @@ thirds and names the cell: ``north-west``, ``north``, ..., ``centre``, ..., ``so
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Final
 
+from rsvl.data.csv_table import table_rows
 from rsvl.errors import DataError
 
 COUNTRY_TABLE: Final[str] = "tables/europe_country_boxes.csv"
@@ -77,18 +76,9 @@ def parse_country_table(text: str, source: str = COUNTRY_TABLE) -> tuple[Country
             or name, a latitude outside [-90, 90], a longitude outside [-180, 180], or a minimum
             above its maximum; the message names the file and line.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COUNTRY_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise DataError(f"{source}: missing columns {missing} (expected {list(COUNTRY_COLUMNS)})")
     boxes: list[CountryBox] = []
     seen: set[str] = set()
-    for line, record in enumerate(reader, start=2):
-        where = f"{source}:{line}"
-        cells = {c: (record.get(c) or "").strip() for c in COUNTRY_COLUMNS}
-        empty = [c for c in COUNTRY_COLUMNS if not cells[c]]
-        if empty:
-            raise DataError(f"{where}: empty {', '.join(empty)}")
+    for where, cells in table_rows(text, source, COUNTRY_COLUMNS):
         try:
             lon_min, lat_min, lon_max, lat_max = (float(cells[c]) for c in COUNTRY_COLUMNS[2:])
         except ValueError as err:

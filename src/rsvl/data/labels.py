@@ -15,12 +15,11 @@ classes' members).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from importlib import resources
 from typing import Final, NamedTuple
 
+from rsvl.data.csv_table import table_rows
 from rsvl.errors import DataError
 
 DYNAMIC_WORLD_CLASSES: Final[tuple[str, ...]] = (
@@ -89,18 +88,9 @@ def parse_corine19_table(text: str, source: str = CORINE19_TABLE) -> tuple[Corin
         DataError: A column is missing, a row has an empty cell, names a CORINE-19 class twice, or
             maps to a class outside :data:`CRISIS_CLASSES`; the message names the file and row.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in TABLE_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise DataError(f"{source}: missing columns {missing} (expected {list(TABLE_COLUMNS)})")
     rows: list[Corine19Row] = []
     seen: set[str] = set()
-    for line, record in enumerate(reader, start=2):
-        where = f"{source}:{line}"
-        cells = {c: (record.get(c) or "").strip() for c in TABLE_COLUMNS}
-        empty = [c for c in TABLE_COLUMNS[:3] if not cells[c]]
-        if empty:
-            raise DataError(f"{where}: empty {', '.join(empty)}")
+    for where, cells in table_rows(text, source, TABLE_COLUMNS, required=TABLE_COLUMNS[:3]):
         if cells["corine19_class"] in seen:
             raise DataError(f"{where}: CORINE-19 class {cells['corine19_class']!r} is listed twice")
         if cells["crisis_class"] not in CRISIS_CLASSES:
