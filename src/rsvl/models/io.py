@@ -82,6 +82,24 @@ def save_model(model: nn.Module, out_dir: str | Path) -> Path:
     return directory
 
 
+def saved_spec(model_dir: str | Path) -> dict[str, Any]:
+    """The ``rsvl`` section of a saved model folder's config, read without touching the weights.
+
+    Args:
+        model_dir: A folder written by :func:`save_model` (empty result for a plain open_clip folder).
+
+    Raises:
+        ModelError: The folder holds no readable model config.
+    """
+    path = Path(model_dir) / CONFIG_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("rsvl") or {}
+    # AttributeError: the JSON is not an object
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        raise ModelError(f"{path}: not a saved model's config ({err}); a saved model is a folder written by "
+                         "rsvl.models.save_model") from err
+
+
 def _spec_of_plain_open_clip(config: dict[str, Any]) -> dict[str, Any]:
     """The spec of a local-dir folder written by open_clip itself (three RGB bands)."""
     preprocess_cfg = {**asdict(PreprocessCfg()), **config.get("preprocess_cfg", {})}

@@ -6,7 +6,6 @@ on the same prepared sets and logged as ``<name>.<eval set>.<metric>``; the gate
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,14 +88,9 @@ def _recorded_spec(model: ModelInput) -> dict[str, Any]:
     if not isinstance(model, (str, Path)):
         # a wrapped (DDP) model keeps rsvl_spec on its .module
         return getattr(getattr(model[0], "module", model[0]), "rsvl_spec", {})
-    from rsvl.models.io import CONFIG_NAME
+    from rsvl.models.io import saved_spec
 
-    path = Path(model) / CONFIG_NAME
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("rsvl") or {}
-    # AttributeError: the JSON is not an object
-    except (OSError, json.JSONDecodeError, AttributeError) as err:
-        raise ModelError(f"{path}: not a saved model's config ({err})") from err
+    return saved_spec(model)
 
 
 def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:

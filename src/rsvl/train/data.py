@@ -14,7 +14,6 @@ batch holds one such batch per sensor under ``sensors`` (:class:`EpochBatches`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -26,7 +25,7 @@ from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import DataError, ModelError
 from rsvl.models.bands import normalisation_from_stats, widen_first_conv
 from rsvl.models.factory import WIDENING_RULE, BuiltModel
-from rsvl.models.io import CONFIG_NAME
+from rsvl.models.io import saved_spec
 from rsvl.models.preprocess import make_preprocess
 
 BATCH_FIELDS = ("image", "text", "long_text", "location")
@@ -71,21 +70,6 @@ def image_inputs(dataset: ManifestDataset, column: str = "image") -> tuple[int, 
     if bands == 3 or (bands == 1 and not stats):
         return 3, None
     return bands, stats or None
-
-
-def saved_spec(model_dir: str | Path) -> dict[str, Any]:
-    """The ``rsvl`` section of a saved model folder's config (empty for a plain open_clip folder).
-
-    Raises:
-        ModelError: The folder holds no readable model config.
-    """
-    config_path = Path(model_dir) / CONFIG_NAME
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelError(f"{config_path}: not a saved model's config ({err}); train.init_from needs a folder "
-                         "written by rsvl.models.save_model") from err
-    return config.get("rsvl") or {}
 
 
 def saved_in_bands(model_dir: str | Path) -> int:
