@@ -10,6 +10,7 @@ Modules: :mod:`~rsvl.config.base` (``StrictModel``), one module per section, :mo
 from rsvl.config.base import StrictModel
 from rsvl.config.caption import CaptionConfig, ChatEndpoint
 from rsvl.config.cluster import KubeRayConfig
+from rsvl.config.curation import CaptionerConfig, CurationConfig, CurationFit, Rs5mCaptionSettings
 from rsvl.config.data import CaptionRules, DataConfig, DataSource
 from rsvl.config.evaluate import EvalSet, EvalSource, EvaluateConfig, load_eval_sets
 from rsvl.config.gate import GateConfig
@@ -49,7 +50,7 @@ from rsvl.config.vqa import VqaConfig
 
 __all__ = [
     "UNTUNED", "MAIN_TRACK", "PAPERS", "PROFILES", "RESERVED_NAMES", "SHARED_KEYS", "OVERLAY_REPLACES",
-    "AblationConfig", "CaptionConfig", "CaptionRules", "ChatEndpoint", "DataConfig", "DataSource", "EvalSet", "EvalSource",
+    "AblationConfig", "CaptionConfig", "CaptionerConfig", "CurationConfig", "CurationFit", "Rs5mCaptionSettings", "CaptionRules", "ChatEndpoint", "DataConfig", "DataSource", "EvalSet", "EvalSource",
     "EvaluateConfig", "GateConfig", "KubeRayConfig", "Layer", "LocationConfig", "MlflowConfig", "ModelConfig", "ObjectiveConfig",
     "RegistryConfig", "RunConfig", "StageConfig", "StrictModel", "TrainConfig", "TrainableConfig", "VqaConfig",
     "ablation_stages", "apply_overrides", "configure_track", "deep_merge", "explain", "fit_run_names",

@@ -10,15 +10,17 @@ from pydantic import Field, model_validator
 
 from rsvl.config.base import StrictModel
 from rsvl.config.caption import CaptionConfig
+from rsvl.config.curation import CurationConfig
 from rsvl.config.data import DataConfig
 from rsvl.config.evaluate import EvaluateConfig
 from rsvl.config.gate import GateConfig
+from rsvl.config.model import LocationConfig, ModelConfig
 from rsvl.config.train import NAME, TrainConfig
 from rsvl.config.vqa import BASELINES as VQA_BASELINES, CANDIDATE as VQA_CANDIDATE, VqaConfig
 
 PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
 MAIN_TRACK = "main"
-SHARED_KEYS = ("data", "caption", "train.dataset", "train.image_column", "train.sensors")
+SHARED_KEYS = ("data", "caption", "curation", "train.dataset", "train.image_column", "train.sensors")
 """Config keys every track of a paper shares: the pipeline trains every track on the main track's filtered data."""
 OVERLAY_REPLACES = {"gate": None, "model": "name"}
 """Sections an overlay replaces instead of merging into, and the key that makes it (``None``: any value).
@@ -32,25 +34,6 @@ UNTUNED = "base"
 """The comparison name, and metric prefix, of the untuned start model (``evaluate.compare_base``)."""
 RESERVED_NAMES = ("candidate", "champion")
 """Metric prefixes of the gate's run; a comparison model named so would be mistaken for one of its models."""
-
-
-class LocationConfig(StrictModel):
-    """GeoCLOSP's location encoder (``rsvl.models.location``): spherical harmonics of degree < ``legendre_polys``,
-    a SIREN of ``layers`` sine layers ``hidden`` wide, a linear layer into the text space."""
-
-    legendre_polys: int = Field(10, ge=1, le=30)
-    hidden: int = Field(256, ge=1)
-    layers: int = Field(2, ge=1)
-
-
-class ModelConfig(StrictModel):
-    """Which registered architecture to build, with which weights and input size (and a location encoder)."""
-
-    name: str
-    pretrained: str | None = None
-    image_size: int | None = Field(None, gt=0)
-    location: LocationConfig | None = None
-    """A sensor model (``train.sensors``) with a location encoder into its space: GeoCLOSP."""
 
 
 class MlflowConfig(StrictModel):
@@ -74,6 +57,8 @@ class RunConfig(StrictModel):
     track: str = Field(MAIN_TRACK, pattern=NAME)
     data: DataConfig = DataConfig()
     caption: CaptionConfig = CaptionConfig()
+    curation: CurationConfig | None = None
+    """RS5M data construction in the caption and filter steps (GeoRSCLIP); ``None``: none."""
     model: ModelConfig
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
