@@ -22,6 +22,8 @@ HEADLINE = {"retrieval": "mR", "captioning": "CIDEr", "zero_shot": "zs_top1", "c
 BESIDE = {"retrieval": f"{STANDARD_PREFIX}mR"}
 """A second row for a task's headline: retrieval's standard-protocol mR, comparable with the literature."""
 
+COST_ROWS = ("trainable_params", "fit_seconds")
+"""Rows added when an ablation trains other parameters (``rsvl.steps.training.plan_costs``)."""
 VQA_HEADLINE = "vqa.overall"
 VQA_TYPES = ("presence", "count", "position", "land", "land_sea", "overall")
 """The VQA table's columns (:data:`rsvl.vqa.QUESTION_TYPES`, then overall), those any set has."""
@@ -41,6 +43,8 @@ def headline_metrics(cfg: RunConfig) -> list[str]:
             names += [f"{eval_set.name}.{name}" for name in (metric, BESIDE.get(task)) if name]
     if cfg.vqa is not None:
         names.append(VQA_HEADLINE)
+    if any(ablation.trainable is not None for ablation in cfg.train.ablations):
+        names += list(COST_ROWS)  # controls that train other parameters: what each costs
     return list(dict.fromkeys(names))
 
 
@@ -74,7 +78,11 @@ def comparisons(metrics: Mapping[str, float], shown: Iterable[str]) -> dict[str,
 
 
 def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+    if value is None:
+        return "-"
+    if abs(value) >= 1e5:  # parameter counts
+        return f"{value / 1e6:.2f}M"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
 
 
 def metrics_table(candidate: Mapping[str, float], champion: Mapping[str, float] | None, champion_version: str | None,

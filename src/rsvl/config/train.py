@@ -131,6 +131,11 @@ class AblationConfig(StrictModel):
     objective: ObjectiveConfig | None = None
     """The ablation's fits train with this objective instead of ``train.objective`` (CLOSP's naive
     control: ``{name: closp, batching: mixed}``); ``None`` keeps the run's."""
+    trainable: TrainableConfig | None = None
+    """The ablation's fits train these parameters instead of ``train.trainable`` (GeoRSCLIP's
+    parameter-efficient runs: ``{adapter: lora}``); ``None`` keeps the run's."""
+    lr: float | None = Field(None, gt=0.0)
+    """The ablation's peak learning rate instead of the stages' (adapters usually take a larger one)."""
     """``progression``: the whole progression's steps, shared among the named stages (equal compute);
     ``stages``: each named stage keeps the steps it did in the progression (the same schedule, from
     the start weights instead of the earlier stages': what the earlier stages add)."""
@@ -174,6 +179,9 @@ class TrainConfig(StrictModel):
     sensors: list[Literal["s1", "s2"]] = []
     """A sensor model (CLOSP): one image tower per listed media column, each trained on the rows that have it,
     one batch per sensor each step (``rsvl.models.multisensor``); replaces ``image_column``. Empty: one tower."""
+    random_rotation: float = Field(0.0, ge=0.0, le=360.0)
+    """Rotate each training image by an angle drawn from [0, this] degrees (GeoRSCLIP: 360); 0: no rotation.
+    Added to the random 90-100% crop and the flips every training preprocessing does."""
     schedule: Literal["cosine", "onecycle"] = "cosine"
     """``cosine``: linear warmup over ``warmup_steps`` then cosine decay; ``onecycle``: PyTorch's OneCycleLR
     (cosine up from lr/25 over ``pct_start`` of the steps, then down to lr/25e4), CLOSP's schedule."""
@@ -195,6 +203,9 @@ class TrainConfig(StrictModel):
             raise ValueError(f"train.stages names repeat: {names}")
         if len(set(self.sensors)) != len(self.sensors):
             raise ValueError(f"train.sensors repeat: {self.sensors}")
+        if self.sensors and self.random_rotation:
+            raise ValueError("train.random_rotation applies to one-tower models; a sensor model (train.sensors) "
+                             "preprocesses each sensor itself")
         controls = [ablation.name for ablation in self.ablations]
         if len(set(controls)) != len(controls):
             raise ValueError(f"train.ablations names repeat: {controls}")

@@ -140,3 +140,36 @@ def make_preprocess(
         Preprocess(size, mean, std, train=True, interpolation=interpolation),
         Preprocess(size, mean, std, train=False, interpolation=interpolation),
     )
+
+
+class RandomRotation:
+    """A training preprocessing with a random rotation by an angle drawn uniformly from [0, ``degrees``].
+
+    GeoRSCLIP trains with 0-360° rotations: an overhead scene has no "up". The rotation runs after
+    the crop and flips, before the bands are standardised; the corners it uncovers are 0 in input
+    units. The angle comes from torch's RNG, which the trainer forks per sample, so runs repeat.
+
+    Args:
+        preprocess: A training :class:`Preprocess`.
+        degrees: Largest angle (360: any).
+        interpolation: Rotation interpolation.
+
+    Raises:
+        ValueError: ``degrees`` outside (0, 360] or a validation preprocessing.
+    """
+
+    def __init__(self, preprocess: Preprocess, degrees: float, interpolation: str = "bilinear") -> None:
+        if not 0.0 < degrees <= 360.0:
+            raise ValueError(f"rotation degrees must be in (0, 360], got {degrees}")
+        if not preprocess.train:
+            raise ValueError("random rotation is a training augmentation; got a validation preprocessing")
+        self.preprocess, self.degrees = preprocess, float(degrees)
+        self.rotate = v2.RandomRotation((0.0, self.degrees), interpolation=InterpolationMode(interpolation), fill=0.0)
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        """Return the rotated, normalised (bands, height, width) float32 model input."""
+        inner = self.preprocess
+        return inner.normalize(self.rotate(inner.geometry(fit_bands(image, inner.normalize.mean.shape[0]))))
+
+    def __repr__(self) -> str:
+        return f"RandomRotation({self.preprocess!r}, degrees={self.degrees:g})"

@@ -197,5 +197,53 @@ def run_train(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_
     """
     run_name = run_name or new_run_name(cfg.paper)
     if cfg.train.backend == "kuberay":
-        return _train_on_kuberay(cfg, Path(dataset_dir), Path(out_dir), run_name, api_client)
-    return train_plan(cfg, dataset_dir, out_dir, run_name=run_name)
+        result = _train_on_kuberay(cfg, Path(dataset_dir), Path(out_dir), run_name, api_client)
+    else:
+        result = train_plan(cfg, dataset_dir, out_dir, run_name=run_name)
+    log_plan_costs(cfg, result)
+    return result
+
+
+COST_KEYS = ("trainable_params", "total_params", "adapter_params")
+"""Parameter counts each fit reports (:func:`rsvl.train.trainable.apply_trainable`)."""
+
+
+def plan_costs(result: FitResult) -> dict[str, float]:
+    """What the candidate and each ablation cost: parameters trained and wall time, as comparable metrics.
+
+    The candidate's are ``trainable_params``, ``total_params``, ``adapter_params`` of its last fit and
+    ``fit_seconds`` of its whole progression; an ablation's are the same keys prefixed with its name
+    (``lora.trainable_params``, ``lora.fit_seconds``), so the summary's comparison columns find them
+    as they find ``lora.optical_test.mR``.
+
+    Args:
+        result: The plan's result (:func:`run_train`).
+
+    Returns:
+        The metrics; a count a fit did not report (a reused fit of an older version) is left out.
+    """
+    def costs(fitted: FitResult) -> dict[str, float]:
+        chain = list(fitted.stages.values()) or [fitted]
+        numbers = {key: fitted.metrics[key] for key in COST_KEYS if key in fitted.metrics}
+        numbers["fit_seconds"] = float(sum(part.seconds for part in chain))
+        return numbers
+
+    shown = costs(result)
+    for name, fitted in result.ablations.items():
+        shown.update({f"{name}.{key}": value for key, value in costs(fitted).items()})
+    return shown
+
+
+def log_plan_costs(cfg: RunConfig, result: FitResult) -> None:
+    """Log :func:`plan_costs` into the candidate's MLflow run (with train.ablations only: a plain fit has them)."""
+    if not cfg.train.ablations:
+        return
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    client = MlflowClient(resolve_tracking_uri(cfg.mlflow.tracking_uri))
+    client.log_batch(result.mlflow_run_id, metrics=[Metric(key, value, stamp, 0)
+                                                    for key, value in plan_costs(result).items()])

@@ -42,6 +42,7 @@ from rsvl.train.data import (
 from rsvl.train.objectives import Objective, ObjectiveContext, build_objective
 from rsvl.train.schedule import lr_schedule
 from rsvl.train.tracking import MetricLogger
+from rsvl.models.preprocess import RandomRotation
 from rsvl.train.trainable import apply_trainable, param_groups, set_train_mode
 
 KILL_AT_STEP_ENV = "RSVL_TEST_KILL_AT_STEP"
@@ -173,6 +174,8 @@ class _Worker:
         # seed before building, so a fresh model's random init is the same on every launch
         torch.manual_seed(train.seed)
         model, preprocess_train, preprocess_val, tokenizer = self._start_model(samples)
+        if train.random_rotation:
+            preprocess_train = RandomRotation(preprocess_train, train.random_rotation)
         context = ObjectiveContext(self.rank, self.world, _pad_id(tokenizer))
         objective = build_objective(train.objective, context)
         sizes = apply_trainable(model, train.trainable)
@@ -258,8 +261,9 @@ class _Worker:
                 progress = read_checkpoint(directory, fit.model, fit.optimizer, fit.scheduler, fit.scaler)
             self.logger.log({"resumed_from_step": progress["step"]}, progress["step"])
             log.info("resumed from the checkpoint at step %d", progress["step"])
+            progress["sizes"] = dict(fit.sizes)
             return progress
-        progress: dict[str, Any] = {"step": 0, "epoch": 0, "baseline": {}, "final": {}}
+        progress: dict[str, Any] = {"step": 0, "epoch": 0, "baseline": {}, "final": {}, "sizes": dict(fit.sizes)}
         if self.rank == 0:
             self.logger.log({key: float(value) for key, value in fit.sizes.items()}, 0)
             if self.train.eval_split and self.train.eval_baseline:
@@ -349,9 +353,11 @@ class _Worker:
 
     @staticmethod
     def _reported(progress: dict[str, Any]) -> dict[str, Any]:
-        """The numbers a checkpoint reports to Ray: step, loss, held-out scores (``baseline_`` before training)."""
+        """The numbers a checkpoint reports to Ray: step, loss, parameter counts (``trainable_params``, ...),
+        held-out scores (``baseline_`` before training)."""
         return {
             "step": progress["step"], "epoch": progress["epoch"], "loss": progress.get("loss", float("nan")),
+            **{key: float(value) for key, value in progress.get("sizes", {}).items()},
             **progress["final"], **{f"baseline_{key}": value for key, value in progress["baseline"].items()},
         }
 

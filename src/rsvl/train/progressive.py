@@ -142,7 +142,8 @@ def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | Non
         stage: The stage.
         init_from: The model folder it starts from (``None``: a fresh ``cfg.model``).
         max_steps: An ablation's share of the budget, replacing the stage's own length.
-        ablation: The ablation this fit belongs to: its ``objective``, when set, replaces ``train.objective``.
+        ablation: The ablation this fit belongs to: its ``objective``, ``trainable`` and ``lr``, when
+            set, replace the run's.
     """
     train = cfg.train
     if max_steps is not None:
@@ -158,7 +159,12 @@ def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | Non
     control = next((item for item in train.ablations if item.name == ablation), None)
     if control is not None and control.objective is not None:
         update["objective"] = control.objective.model_dump(mode="json")
-    return RunConfig.model_validate(deep_merge(cfg.model_dump(mode="json"), {"train": update}))
+    if control is not None and control.lr is not None:
+        update["lr"] = control.lr
+    values = deep_merge(cfg.model_dump(mode="json"), {"train": update})
+    if control is not None and control.trainable is not None:  # replaced whole: no adapter setting leaks in
+        values["train"]["trainable"] = control.trainable.model_dump(mode="json")
+    return RunConfig.model_validate(values)
 
 
 def _chains(cfg: RunConfig) -> list[tuple[str | None, list[StageConfig]]]:
