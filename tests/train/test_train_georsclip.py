@@ -15,7 +15,7 @@ from rsvl.config import RunConfig, StageConfig, load_config
 from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.errors import ConfigError
 from rsvl.models.preprocess import Preprocess, RandomRotation
-from rsvl.steps.curation_model import fit_config, fit_run_name, load_curation_model
+from rsvl.steps.curation_model import fit_config, fit_run_name, load_curation_model, start_config
 from rsvl.steps.training import plan_costs
 from rsvl.train.fit import FitResult
 from rsvl.train.progressive import stage_config
@@ -124,3 +124,14 @@ def test_without_a_fit_the_scorer_is_the_configured_model_as_built(tmp_path):
     torch.manual_seed(0)
     with torch.no_grad():
         assert scorer.model.encode_text(scorer.tokenizer(["a satellite image."])).shape[0] == 1
+
+
+def test_training_starts_from_the_scorer_only_when_the_fit_says_so(tmp_path):
+    cfg = config(tmp_path)
+    assert start_config(cfg) is cfg  # init_training defaults to False: nothing is fitted
+    asked = cfg.model_copy(update={"curation": cfg.curation.model_copy(update={
+        "fit": cfg.curation.fit.model_copy(update={"init_training": True})})})
+    given = asked.model_copy(update={"train": asked.train.model_copy(update={"init_from": "/models/mine"})})
+    assert start_config(given) is given  # an explicit start wins
+    with pytest.raises(Exception, match="not a dataset under data.root"):
+        start_config(asked)  # it would fit: the fit's data must be there

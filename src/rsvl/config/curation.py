@@ -31,6 +31,8 @@ class CurationFit(StrictModel):
         lr: Peak learning rate (AdamW, cosine after ``warmup_steps``).
         warmup_steps: Linear warm-up steps.
         seed: Seed of the fit (batch order, captions drawn, augmentation).
+        init_training: The run's training (and its ``base`` comparison) starts from the fitted
+            scorer, as the cluster profile's starts from the pretrained CLIP that scores its data.
     """
 
     dataset: str = Field("default/optical", min_length=1)
@@ -39,6 +41,7 @@ class CurationFit(StrictModel):
     lr: float = Field(1e-3, gt=0.0)
     warmup_steps: int = Field(4, ge=0)
     seed: int = 0
+    init_training: bool = False
 
 
 class CaptionerConfig(StrictModel):

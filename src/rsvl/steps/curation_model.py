@@ -38,7 +38,7 @@ class CurationModel:
         preprocess: Its validation preprocessing.
         tokenizer: Its tokenizer.
         source: Where it came from: the fitted model folder, or ``name:pretrained``.
-        fit_run_id: MLflow run of the fit (``None`` when used as built).
+        fit_run_id: Run name of the fit (``None`` when used as built).
     """
 
     model: nn.Module
@@ -99,6 +99,47 @@ def fit_run_name(cfg: RunConfig) -> str:
     return f"{cfg.paper.replace('_', '-')}-curation-{digest}"
 
 
+def fitted_scorer(cfg: RunConfig) -> Path:
+    """Fit the scorer with ``curation.fit`` (or find it fitted) and return its saved model folder.
+
+    Raises:
+        ConfigError: No ``curation.fit``.
+        DataError: The fit's dataset is absent.
+        TrainError: The fit failed (its message says how to resume).
+    """
+    from rsvl.train.fit import fit
+
+    curation = _require(cfg)
+    if curation.fit is None:
+        raise ConfigError("curation.fit is not set: the scorer is used as built")
+    run_name = fit_run_name(cfg)
+    out_dir = Path(cfg.evaluate.cache_dir) / CACHE_FOLDER / run_name
+    log.info("curation scorer: %s fitted on %s (%d epochs; reused when fitted before)", cfg.model.name,
+             curation.fit.dataset, curation.fit.epochs)
+    result = fit(fit_config(cfg), Path(cfg.data.root) / curation.fit.dataset, out_dir, run_name,
+                 tags={CURATION_TAG: "true"})
+    return result.model_dir
+
+
+def start_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``train.init_from`` at the fitted scorer when ``curation.fit.init_training`` asks for it.
+
+    The train step starts from it and the evaluate step's ``base`` comparison is it, as in the
+    cluster profile, where both are the pretrained CLIP. Any other config comes back unchanged.
+
+    Args:
+        cfg: A run config.
+
+    Returns:
+        The config training and the ``base`` comparison use.
+    """
+    fit = cfg.curation.fit if cfg.curation is not None else None
+    if fit is None or not fit.init_training or cfg.train.init_from:
+        return cfg
+    train = cfg.train.model_copy(update={"init_from": str(Path(fitted_scorer(cfg)).resolve())})
+    return cfg.model_copy(update={"train": train})
+
+
 def load_curation_model(cfg: RunConfig) -> CurationModel:
     """The scorer of ``cfg``: its ``model`` fitted (or found fitted) with ``curation.fit``, else built as configured.
 
@@ -120,13 +161,6 @@ def load_curation_model(cfg: RunConfig) -> CurationModel:
         model, _, preprocess, tokenizer = build_model(cfg.model.name, cfg.model.pretrained,
                                                       image_size=cfg.model.image_size)
         return CurationModel(model.eval(), preprocess, tokenizer, f"{cfg.model.name}:{cfg.model.pretrained}")
-    from rsvl.train.fit import fit
-
-    run_name = fit_run_name(cfg)
-    out_dir = Path(cfg.evaluate.cache_dir) / CACHE_FOLDER / run_name
-    dataset = Path(cfg.data.root) / curation.fit.dataset
-    log.info("curation scorer: %s fitted on %s (%d epochs; reused when fitted before)", cfg.model.name,
-             curation.fit.dataset, curation.fit.epochs)
-    result = fit(fit_config(cfg), dataset, out_dir, run_name, tags={CURATION_TAG: "true"})
-    model, _, preprocess, tokenizer = load_model(result.model_dir)
-    return CurationModel(model.eval(), preprocess, tokenizer, str(result.model_dir), result.mlflow_run_id)
+    model_dir = fitted_scorer(cfg)
+    model, _, preprocess, tokenizer = load_model(model_dir)
+    return CurationModel(model.eval(), preprocess, tokenizer, str(model_dir), fit_run_name(cfg))

@@ -113,8 +113,10 @@ def base_model(cfg: RunConfig, candidate: ModelInput) -> Any:
     import torch
 
     from rsvl.models import build_model, load_model
+    from rsvl.steps.curation_model import start_config
     from rsvl.train.fit import init_weights
 
+    cfg = start_config(cfg)
     if cfg.train.init_from:
         # called for its check only; it raises ConfigError when init_from holds no saved model
         init_weights(cfg.train.init_from)

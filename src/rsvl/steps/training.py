@@ -195,7 +195,10 @@ def run_train(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_
         TrainError: The fit (or its RayJob) failed; the message says how to resume.
         ConfigError: The config cannot run on the chosen backend.
     """
+    from rsvl.steps.curation_model import start_config
+
     run_name = run_name or new_run_name(cfg.paper)
+    cfg = start_config(cfg)  # GeoRSCLIP local: from the fitted scorer, the stand-in for pretrained CLIP
     if cfg.train.backend == "kuberay":
         result = _train_on_kuberay(cfg, Path(dataset_dir), Path(out_dir), run_name, api_client)
     else:
