@@ -163,6 +163,21 @@ def vqa_table(metrics: Mapping[str, float]) -> list[str]:
     return lines
 
 
+def funnel_line(metrics: Mapping[str, float]) -> list[str]:
+    """The data funnel in one line, from the ``funnel.*`` counts the train step logged (none without a funnel).
+
+    Returns:
+        ``["  funnel: 180 in; keyword -12, decode -5, ...; 120 kept"]`` or ``[]``.
+    """
+    from rsvl.data.funnel import STAGES
+
+    if "funnel.rows_in" not in metrics:
+        return []
+    removed = ", ".join(f"{stage} -{int(metrics[f'funnel.{stage}.removed'])}" for stage in STAGES
+                        if f"funnel.{stage}.removed" in metrics)
+    return [f"  funnel: {int(metrics['funnel.rows_in'])} in; {removed}; {int(metrics['funnel.rows_kept'])} kept"]
+
+
 def _run_metrics(client, run_id: str | None) -> dict[str, float]:
     return dict(client.get_run(run_id).data.metrics) if run_id else {}
 
@@ -194,7 +209,7 @@ def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]
     metrics = _run_metrics(client, candidate.run_id)
     lines += metrics_table(metrics, _run_metrics(client, champion.run_id) if champion is not None else None,
                            champion_version, headline_metrics(cfg), str(candidate.version))
-    return lines + verdict_lines(cfg, metrics) + vqa_table(metrics)
+    return lines + funnel_line(metrics) + verdict_lines(cfg, metrics) + vqa_table(metrics)
 
 
 def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float, log_dir: Path | None = None,

@@ -10,7 +10,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from pipelines.summary import COST_ROWS, _number, headline_metrics
+from pipelines.summary import COST_ROWS, _number, funnel_line, headline_metrics
 from rsvl.config import RunConfig, StageConfig, load_config
 from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.errors import ConfigError
@@ -135,3 +135,12 @@ def test_training_starts_from_the_scorer_only_when_the_fit_says_so(tmp_path):
     assert start_config(given) is given  # an explicit start wins
     with pytest.raises(Exception, match="not a dataset under data.root"):
         start_config(asked)  # it would fit: the fit's data must be there
+
+
+def test_the_funnel_line_lists_each_stage_in_order_and_is_absent_without_a_funnel():
+    metrics = {"funnel.rows_in": 180.0, "funnel.rows_kept": 120.0, "funnel.outliers.removed": 9.0,
+               "funnel.keyword.removed": 20.0, "funnel.decode.removed": 5.0, "funnel.exact_duplicates.removed": 10.0,
+               "funnel.near_duplicates.removed": 16.0}
+    assert funnel_line(metrics) == ["  funnel: 180 in; keyword -20, decode -5, exact_duplicates -10, "
+                                    "near_duplicates -16, outliers -9; 120 kept"]
+    assert funnel_line({"optical_test.mR": 30.0}) == []
