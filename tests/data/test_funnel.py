@@ -6,6 +6,10 @@ from the mean and spread of each colour channel, nearest to centroids of scenes 
 other seeds, and "is remote sensing" from texture (overhead scenes carry sensor noise and ground
 texture; the pool's photos are smooth). So precision and recall of each stage are measured
 against what the generator planted, not against what the funnel did.
+
+The funnel runs after the caption step, so the pool's ``uncaptioned`` rows are funnelled as that
+step leaves them: :func:`as_captioned` gives each the geo-metadata sentence the step puts in front
+of its captions (a stand-in for the generated captions behind it).
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from rsvl.caption.geo_template import geo_sentence_for
 from rsvl.config.funnel import DecodeRules, FunnelConfig, NearDuplicateConfig, OutlierConfig
 from rsvl.data import image_hash
+from rsvl.data.countries import country_boxes
 from rsvl.data.dataset import ManifestDataset
 from rsvl.data.funnel import (
     STAGES,
@@ -40,6 +48,7 @@ from rsvl.data.funnel import (
     zero_shot_rs_score,
 )
 from rsvl.data.keywords import KEYWORDS_FILE, KeywordMatcher, read_keywords
+from rsvl.data.schema import MANIFEST_SCHEMA
 from rsvl.data.store import (
     DatasetWriter,
     QuarantineRecord,
@@ -47,10 +56,11 @@ from rsvl.data.store import (
     read_manifest,
     read_meta,
     read_quarantine,
+    write_parquet,
     write_quarantine,
 )
 from rsvl.data.synthetic import optical_scenes, png_bytes
-from rsvl.data.synthetic.rs5m_pool import EXPECTED, PoolSpec, read_truth, write_rs5m_pool
+from rsvl.data.synthetic.rs5m_pool import EXPECTED, UNCAPTIONED_VARIANTS, PoolSpec, read_truth, write_rs5m_pool
 from rsvl.errors import ConfigError, DataError
 
 CLASSES = ("forest", "water", "parking lot", "industrial")
@@ -101,11 +111,22 @@ def _snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def as_captioned(pool: Path) -> Path:
+    """Give the pool's rows without captions their geo-metadata sentence as caption, in place."""
+    table = pq.read_table(pool / "manifest.parquet", schema=MANIFEST_SCHEMA)
+    rows = table.to_pylist()
+    captions = [row["captions"] or [geo_sentence_for(row)] for row in rows]
+    table = table.set_column(table.schema.get_field_index("captions"), MANIFEST_SCHEMA.field("captions"),
+                             pa.array(captions, type=MANIFEST_SCHEMA.field("captions").type))
+    write_parquet(table, pool / "manifest.parquet")
+    return pool
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pool") / "pool"
     write_rs5m_pool(out, seed=0, classes=CLASSES)
-    return out
+    return as_captioned(out)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +158,8 @@ def test_every_stage_removes_exactly_its_planted_rows(funnelled):
     for record in records.itertuples():
         assert record.rule == truth[record.sample_id]["rule"], record
     kept = set(read_manifest(out)["sample_id"])
-    assert kept == {sample_id for sample_id, row in truth.items() if row["kind"] == "rs"}
+    assert kept == {sample_id for sample_id, row in truth.items() if row["stage"] is None}
+    assert {truth[s]["kind"] for s in kept} == {"rs", "uncaptioned"}
 
 
 def test_counts_add_up_per_stage(funnelled, pool):
@@ -152,7 +174,7 @@ def test_counts_add_up_per_stage(funnelled, pool):
         assert counts.removed == planted == (records["stage"] == f"funnel.{counts.stage}").sum()
         assert sum(counts.by_rule.values()) == counts.removed
         previous = counts.kept
-    assert report.rows_kept == previous == len(read_manifest(out)) == sum(r["kind"] == "rs" for r in truth.values())
+    assert report.rows_kept == previous == len(read_manifest(out)) == sum(r["stage"] is None for r in truth.values())
     assert records["sample_id"].is_unique, "a row was quarantined twice"
 
     meta = read_meta(out)
@@ -198,7 +220,7 @@ def test_kept_dataset_is_canonical_and_readable(funnelled):
     for index in range(len(samples)):
         sample = samples[index]
         assert sample["image"].shape == (3, optical_scenes.SIZE, optical_scenes.SIZE)
-        assert len(sample["captions"]) == 1 and truth[sample["sample_id"]]["kind"] == "rs"
+        assert len(sample["captions"]) == 1 and truth[sample["sample_id"]]["stage"] is None
     files = read_files(out)
     assert set(files["path"]) == set(samples.frame["image"])
     for entry in files.itertuples():
@@ -214,6 +236,7 @@ def test_kept_dataset_is_canonical_and_readable(funnelled):
 def test_stages_on_the_full_eight_class_pool(tmp_path):
     """The rule-based stages on the default pool (all eight classes), called one by one."""
     write_rs5m_pool(tmp_path / "pool", seed=0)
+    as_captioned(tmp_path / "pool")
     truth = read_truth(tmp_path / "pool")
     rows = read_rows(tmp_path / "pool")
     results = []
@@ -534,7 +557,7 @@ def test_pool_is_deterministic_and_its_truth_holds(tmp_path):
     counts = {kind: sum(row["kind"] == kind for row in truth.values()) for kind in EXPECTED}
     assert counts == {"rs": 4 * len(optical_scenes.DRAWERS), "photo": spec.photos, "corrupt": spec.corrupt,
                       "tiny": spec.tiny, "exact_duplicate": 4, "near_duplicate": 6, "mismatched": spec.mismatched,
-                      "keyword_photo": spec.keyword_photos}
+                      "keyword_photo": spec.keyword_photos, "uncaptioned": spec.uncaptioned}
     image = dict(zip(manifest["sample_id"], manifest["image"]))
 
     def pixels(sample_id):
@@ -543,10 +566,29 @@ def test_pool_is_deterministic_and_its_truth_holds(tmp_path):
 
     position = {sample_id: n for n, sample_id in enumerate(manifest["sample_id"])}
     matcher = KeywordMatcher.from_file()
-    captions = dict(zip(manifest["sample_id"], (c[0] for c in manifest["captions"])))
+    records = {record["sample_id"]: record for record in manifest.to_dict("records")}
+    metadata = ("label", "lat", "lon", "timestamp")
+    variants = []
+    for sample_id, row in truth.items():
+        record = records[sample_id]
+        if row["kind"] != "uncaptioned":
+            assert len(record["captions"]) == 1 and all(record[key] is None for key in metadata)
+            continue
+        assert record["captions"] == [] and record["label"] == row["image_class"] and row["caption_class"] is None
+        variants.append(row["variant"])
+        if row["variant"] == "label only":
+            assert record["lat"] is None and record["lon"] is None and record["timestamp"] is None
+        else:
+            assert any(box.lat_min <= record["lat"] <= box.lat_max and box.lon_min <= record["lon"] <= box.lon_max
+                       for box in country_boxes())
+            assert re.fullmatch(r"20(1[7-9]|2[01])-\d\d-\d\dT(09|10):\d\d:\d\d\+00:00", record["timestamp"])
+    assert sorted(variants) == sorted(UNCAPTIONED_VARIANTS * (spec.uncaptioned // 2))
+    captions = {sample_id: record["captions"][0] for sample_id, record in records.items() if record["captions"]}
     file_differs = 0
     for sample_id, row in truth.items():
         assert (row["stage"], row["rule"]) == EXPECTED[row["kind"]]
+        if row["kind"] == "uncaptioned":
+            continue
         has_keyword = matcher.find(captions[sample_id]) is not None
         assert has_keyword == (row["kind"] != "photo"), captions[sample_id]
         if row["duplicate_of"] is None:
@@ -571,9 +613,10 @@ def test_pool_is_deterministic_and_its_truth_holds(tmp_path):
 
 @pytest.mark.slow
 def test_pool_is_the_same_bytes_under_the_baseline_cpu_dispatch(tmp_path):
-    """Written again with NumPy's AVX2/AVX-512 kernels disabled (as test_generate_any_cpu does)."""
+    """Written again with NumPy's and torch's AVX2/AVX-512 kernels disabled (as test_generate_any_cpu does)."""
     write_rs5m_pool(tmp_path / "native", seed=1)
-    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
+           "ATEN_CPU_CAPABILITY": "default"}
     code = ("from rsvl.data.synthetic.rs5m_pool import write_rs5m_pool; "
             f"write_rs5m_pool({str(tmp_path / 'base')!r}, seed=1)")
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

@@ -22,6 +22,7 @@ from rsvl.caption.narrate import Narration, narrate
 from rsvl.caption.rewrite import Rewriter, build_rewriter
 from rsvl.caption.scene import Scene
 from rsvl.data.media import load_raster
+from rsvl.data.schema import MEDIA_COLUMNS
 from rsvl.data.store import MEDIA_DIR, DatasetWriter, read_manifest, read_meta, relative_to_dataset
 from rsvl.errors import DataError
 
@@ -144,6 +145,25 @@ def scene_of(dataset_dir: Path, row: dict, kind: str, classes: dict[int, str]) -
                  boxes_known=kind == "detection" or bool(boxes), mask=mask, mask_classes=classes)
 
 
+def copy_row(writer: DatasetWriter, dataset_dir: Path, row: dict) -> dict:
+    """A manifest row ready for ``writer``: lists as Python lists, its media copied into the new dataset.
+
+    Args:
+        writer: The dataset being written.
+        dataset_dir: The source dataset.
+        row: A manifest row of the source (:func:`~rsvl.data.store.read_manifest`).
+
+    Returns:
+        The row with its media paths pointing at the copies (same relative names).
+    """
+    row = {key: (list(value) if isinstance(value, (list, np.ndarray)) else value) for key, value in row.items()}
+    for column in MEDIA_COLUMNS:
+        if row.get(column):
+            source = relative_to_dataset(dataset_dir, row[column])
+            row[column] = writer.copy_media(source, str(Path(row[column]).relative_to(MEDIA_DIR)))
+    return row
+
+
 def caption_dataset(dataset_dir: str | Path, out_dir: str | Path, config: CaptionConfig | None = None,
                     *, rewriter: Rewriter | None = None) -> CaptionReport:
     """Write a copy of a canonical dataset in which rows without captions are captioned.
@@ -178,11 +198,7 @@ def caption_dataset(dataset_dir: str | Path, out_dir: str | Path, config: Captio
     with DatasetWriter(out_dir, name=meta["name"], kind=meta["kind"], adapter=meta.get("adapter", ADAPTER),
                        source=meta.get("source", str(dataset_dir)), extra_meta=extra) as writer:
         for row in manifest.to_dict("records"):
-            row = {key: (list(value) if isinstance(value, (list, np.ndarray)) else value) for key, value in row.items()}
-            for column in ("image", "s1", "s2", "mask"):
-                if row.get(column):
-                    source = relative_to_dataset(dataset_dir, row[column])
-                    row[column] = writer.copy_media(source, str(Path(row[column]).relative_to(MEDIA_DIR)))
+            row = copy_row(writer, dataset_dir, row)
             if row["captions"] and not config.recaption:
                 counts["passed_through"] += 1
             else:

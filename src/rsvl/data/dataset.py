@@ -8,7 +8,7 @@ manifest types. Only columns that apply to a sample appear in its dict.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -96,9 +96,23 @@ class ManifestDataset(Dataset):
         Args:
             column: A media column (``image``, ``s1``, ``s2``).
         """
+        return self.subset(self.frame[column].notna().tolist())
+
+    def subset(self, keep: Sequence[bool]) -> "ManifestDataset":
+        """The rows where ``keep`` is true, in their order, as a new dataset (same root, meta, transforms).
+
+        Args:
+            keep: One flag per row.
+
+        Raises:
+            ValueError: ``keep`` does not have one flag per row.
+        """
+        flags = [bool(flag) for flag in keep]
+        if len(flags) != len(self.frame):
+            raise ValueError(f"{len(flags)} flags for the {len(self.frame)} rows of {self.root}")
         subset = ManifestDataset.__new__(ManifestDataset)
         subset.__dict__.update(self.__dict__)
-        subset.frame = self.frame[self.frame[column].notna()].reset_index(drop=True)
+        subset.frame = self.frame[flags].reset_index(drop=True)
         return subset
 
     @property

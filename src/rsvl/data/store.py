@@ -418,11 +418,16 @@ def read_files(dataset_dir: str | Path) -> pd.DataFrame:
 
 
 def read_quarantine(dataset_dir: str | Path) -> pd.DataFrame:
-    """Read the quarantine table of a dataset (empty frame when nothing was rejected)."""
+    """Read the quarantine table of a dataset (empty frame when nothing was rejected).
+
+    A null ``sample_id`` (a record naming a source row, not a manifest row) reads as ``None``, not
+    NaN, so ``QuarantineRecord(**row)`` of a row writes back as it was read.
+    """
     path = Path(dataset_dir) / QUARANTINE_FILE
     if not path.exists():
         return QUARANTINE_SCHEMA.empty_table().to_pandas()
-    return pq.read_table(path, schema=QUARANTINE_SCHEMA).to_pandas()
+    frame = pq.read_table(path, schema=QUARANTINE_SCHEMA).to_pandas()
+    return frame.astype(object).where(frame.notna(), None)
 
 
 def find_datasets(root: str | Path) -> list[Path]:

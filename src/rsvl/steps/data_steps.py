@@ -179,27 +179,54 @@ def run_ingest(cfg: RunConfig, out_dir: str | Path, expected_version: str = "") 
 
 
 def run_caption(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:
-    """Caption the rows that have no captions yet with SAR-Narrator; captioned rows pass through.
+    """Caption the rows that have no captions yet; captioned rows pass through.
 
-    The source's quarantine table is carried over, so rows set aside earlier stay listed.
+    With ``curation.captions`` set (RS5M), rows without captions get ``[top-cap, ssl-cap]`` from
+    the configured captioner and the data steps' scorer (:func:`_rs5m_captions`); otherwise
+    SAR-Narrator captions them (``caption`` section). The source's quarantine table is carried
+    over, so rows set aside earlier stay listed.
 
     Args:
-        cfg: The run config (``caption`` section).
+        cfg: The run config (``caption`` section, or ``curation``).
         dataset_dir: The ingested dataset.
         out_dir: The captioned dataset folder.
 
     Returns:
-        The :class:`DataOutcome`; its summary counts captions per route and rejections per rule.
+        The :class:`DataOutcome`; its summary counts captions per route and rejections per rule
+        (SAR-Narrator), or captioned rows, equal top/ssl pairs and geo sentences with an example (RS5M).
     """
     from rsvl.caption import caption_dataset
     from rsvl.data.store import QuarantineRecord, read_quarantine, write_quarantine
 
-    report = caption_dataset(dataset_dir, out_dir, cfg.caption)
+    if cfg.curation is not None and cfg.curation.captions is not None:
+        summary = _rs5m_captions(cfg, Path(dataset_dir), Path(out_dir))
+    else:
+        summary = caption_dataset(dataset_dir, out_dir, cfg.caption).summary()
     carried = [QuarantineRecord(**row) for row in read_quarantine(dataset_dir).to_dict("records")]
     if carried:
         write_quarantine(Path(out_dir), carried, append=True)
     out = Path(out_dir)
-    return DataOutcome(out, dataset_version(out), _rows(out), report.summary())
+    return DataOutcome(out, dataset_version(out), _rows(out), summary)
+
+
+def _rs5m_captions(cfg: RunConfig, dataset_dir: Path, out_dir: Path) -> str:
+    """RS5M captions for the rows without captions (:mod:`rsvl.caption.rs5m_dataset`); the summary paragraph.
+
+    The scorer (:func:`rsvl.steps.curation_model.load_curation_model`, fitted or reused) and the
+    captioner are built only when some row needs captions.
+    """
+    from rsvl.caption.captioners import build_captioner
+    from rsvl.caption.rs5m_dataset import Rs5mModels, caption_rs5m_dataset
+    from rsvl.steps.curation_model import load_curation_model
+
+    def models() -> Rs5mModels:
+        scorer = load_curation_model(cfg)
+        captioner, preprocess = build_captioner(cfg, scorer)
+        return Rs5mModels(captioner, preprocess, scorer.model, scorer.preprocess, scorer.tokenizer)
+
+    report = caption_rs5m_dataset(dataset_dir, out_dir, cfg.curation.captions, models,
+                                  captioner_name=cfg.curation.captioner.name)
+    return report.summary()
 
 
 def run_filter(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:

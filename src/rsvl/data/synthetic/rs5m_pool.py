@@ -17,6 +17,9 @@ kind                      what the row is                                     re
                           brightened, another caption                         (near_duplicate)
 ``mismatched``            a scene captioned as a scene of another class       outliers (image_text_score)
 ``keyword_photo``         an everyday photo whose caption has an RS keyword   outliers (rs_score)
+``uncaptioned``           a class-labelled overhead scene with no caption     kept (after the
+                          (RS5M's RS-dataset part); every second one with     ``caption`` step)
+                          a position and an acquisition time
 ========================  ==================================================  =====================
 
 Overhead scenes come from :mod:`rsvl.data.synthetic.optical_scenes` with captions from
@@ -29,8 +32,20 @@ The truth is in ``truth.json`` beside the manifest (:func:`read_truth`): per sam
 ``kind``, the ``stage`` and ``rule`` expected to remove it (``null`` for kept rows), the class the
 image shows (``image_class``, ``"photo"`` for photos), the class its caption describes
 (``caption_class``, ``null`` for photos), and for copies the original's id (``duplicate_of``) and
-the ``variant``. Rows carry no ``label`` (web pairs have none). Deterministic: the same seed writes
-the same bytes on every CPU (integer random streams and exact arithmetic, as the default data).
+the ``variant``. Web pairs carry no ``label``.
+
+``uncaptioned`` rows stand for RS5M's second source, remote-sensing datasets with class labels and
+no captions (fMoW, BigEarthNet, MillionAID), which the ``caption`` step captions (top-cap and
+ssl-cap, :mod:`rsvl.caption.rs5m`). Each has a ``label``; variant ``located`` (fMoW-like) also has
+``lat``/``lon`` drawn inside a European country's box (:mod:`rsvl.data.countries`) and an ISO 8601
+``timestamp``, variant ``label only`` (MillionAID-like) has neither. Their truth is "kept" as the
+funnel sees them *after* the caption step: the geo-metadata sentence the step puts in front of
+both captions ("a satellite image of forest ...", every row has a label) carries the keyword
+"satellite" and names the class, so no stage should remove them. Run on the raw pool, the keyword
+stage removes them (no caption). Nor may the raw pool be validated before the caption step: a
+``captioning`` row needs a caption (rule ``caption_count``), and the caption step leaves out rows
+validation quarantined, so they would never be captioned. Deterministic: the same seed writes the same bytes on every CPU
+(integer random streams and exact arithmetic, as the default data).
 """
 
 from __future__ import annotations
@@ -38,14 +53,17 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from rsvl.data.countries import country_boxes
 from rsvl.data.store import DatasetWriter, IngestReport
 from rsvl.data.synthetic import optical_captions, optical_scenes, photos, png_bytes, sample_rng
+from rsvl.data.synthetic.exact import uniform
+from rsvl.data.synthetic.s1s2_patches import acquisition_time
 from rsvl.errors import DataError
 
 ADAPTER = "generate-rs5m-pool"
@@ -59,6 +77,7 @@ EXPECTED: dict[str, tuple[str | None, str | None]] = {
     "near_duplicate": ("near_duplicates", "near_duplicate"),
     "mismatched": ("outliers", "image_text_score"),
     "keyword_photo": ("outliers", "rs_score"),
+    "uncaptioned": (None, None),
 }
 """Each kind's expected removing stage and rule (stage names of :data:`rsvl.data.funnel.STAGES`)."""
 VIEWS = ("Aerial view of {}.", "Satellite image of {}.", "Remote sensing image of {}.",
@@ -69,8 +88,11 @@ PHRASES = {"forest": "a forest", "water": "water", "farmland": "farmland", "resi
            "bare land": "bare land"}
 """How the alt text names each class (the class name is always in the phrase)."""
 NEAR_VARIANTS = ("crop", "noise", "brightness")
+UNCAPTIONED_VARIANTS = ("located", "label only")
+"""``uncaptioned`` rows alternate: with position and time, then with the class label only."""
 TINY_SIDE = 16
 _RS, _MISMATCH, _PHOTO, _KEYWORD_PHOTO, _CORRUPT, _TINY, _COPIES, _ORDER = 20, 21, 22, 23, 24, 25, 26, 27
+_UNCAPTIONED = 28
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,7 @@ class PoolSpec:
         keyword_photos: Everyday photos with a remote-sensing keyword in the caption.
         corrupt: Truncated PNGs.
         tiny: Thumbnails below the decode stage's minimum side.
+        uncaptioned: Class-labelled scenes without captions, half of them with position and time.
     """
 
     per_class: int = 12
@@ -96,6 +119,7 @@ class PoolSpec:
     keyword_photos: int = 8
     corrupt: int = 3
     tiny: int = 2
+    uncaptioned: int = 16
 
 
 @dataclass
@@ -103,11 +127,12 @@ class _Entry:
     data: bytes
     width: int
     height: int
-    caption: str
+    caption: str | None  # None: an uncaptioned row
     truth: dict[str, Any]
     key: str  # a generation-time name, so copies can point at their original before ids exist
     pixels: np.ndarray | None = None  # kept for scenes that copies are made of
     captions: list[str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # label, lat, lon, timestamp of uncaptioned rows
 
 
 def alt_text(label: str, caption: str, rng: np.random.Generator) -> str:
@@ -256,6 +281,26 @@ def _broken(seed: int, classes: Sequence[str], spec: PoolSpec) -> list[_Entry]:
     return entries
 
 
+def _uncaptioned(seed: int, classes: Sequence[str], count: int) -> list[_Entry]:
+    """Class-labelled scenes with no caption; ``located`` ones with a point in a European country and a time."""
+    boxes = country_boxes()
+    entries = []
+    for i in range(count):
+        rng = sample_rng(seed, _UNCAPTIONED, i)
+        label = classes[i % len(classes)]
+        pixels, _ = _scene(label, rng)  # the scene's captions are drawn and dropped: this row has none
+        variant = UNCAPTIONED_VARIANTS[i % len(UNCAPTIONED_VARIANTS)]
+        metadata: dict[str, Any] = {"label": label}
+        if variant == "located":
+            box = boxes[int(rng.integers(len(boxes)))]
+            metadata.update(lat=round(uniform(rng, box.lat_min, box.lat_max), 5),
+                            lon=round(uniform(rng, box.lon_min, box.lon_max), 5), timestamp=acquisition_time(rng))
+        entries.append(_Entry(png_bytes(pixels), pixels.shape[1], pixels.shape[0], None,
+                              _truth("uncaptioned", label, None, variant=variant), f"uncaptioned/{i}",
+                              metadata=metadata))
+    return entries
+
+
 def _order(seed: int, singles: list[_Entry], copies: list[_Entry]) -> list[_Entry]:
     """Shuffle the single rows, then insert each copy at a random place after its original."""
     rng = sample_rng(seed, _ORDER, 0)
@@ -270,8 +315,9 @@ def write_rs5m_pool(out: str | Path, *, seed: int = 0, classes: Sequence[str] | 
                     spec: PoolSpec = PoolSpec()) -> IngestReport:
     """Write the mixed pool as a canonical ``captioning`` dataset with ``truth.json`` beside it.
 
-    Every row is ``split`` ``train`` and ``modality`` ``optical`` with one caption; ``width`` and
-    ``height`` are the drawn size (for a truncated file, the size its header declares).
+    Every row is ``split`` ``train`` and ``modality`` ``optical`` with one caption (``uncaptioned``
+    rows: none, a ``label``, and for the ``located`` ones ``lat``, ``lon`` and ``timestamp``);
+    ``width`` and ``height`` are the drawn size (for a truncated file, the size its header declares).
 
     Args:
         out: Dataset directory (replaced if it exists).
@@ -293,7 +339,8 @@ def write_rs5m_pool(out: str | Path, *, seed: int = 0, classes: Sequence[str] | 
     scenes = _scenes(seed, classes, spec)
     copies = _copies(seed, scenes, spec)
     singles = (scenes + _mismatched(seed, classes, spec.mismatched) + _photos(seed, spec.photos, keyword=False)
-               + _photos(seed, spec.keyword_photos, keyword=True) + _broken(seed, classes, spec))
+               + _photos(seed, spec.keyword_photos, keyword=True) + _broken(seed, classes, spec)
+               + _uncaptioned(seed, classes, spec.uncaptioned))
     ordered = _order(seed, singles, copies)
     ids = {entry.key: f"pool_{n:05d}" for n, entry in enumerate(ordered)}
     truth: dict[str, dict[str, Any]] = {}
@@ -311,7 +358,9 @@ def write_rs5m_pool(out: str | Path, *, seed: int = 0, classes: Sequence[str] | 
             kinds[record["kind"]] = kinds.get(record["kind"], 0) + 1
             writer.add_row(sample_id=sample_id, split="train", modality="optical",
                            image=writer.write_bytes(entry.data, f"{sample_id}.png"), bands=3,
-                           width=entry.width, height=entry.height, captions=[entry.caption], source=source)
+                           width=entry.width, height=entry.height,
+                           captions=[entry.caption] if entry.caption is not None else [], source=source,
+                           **entry.metadata)
         writer.meta["kinds"] = dict(sorted(kinds.items()))
     # sorted keys and a trailing newline: the same pool gives the same bytes
     (Path(out) / TRUTH_FILE).write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n", encoding="utf-8")
