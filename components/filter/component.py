@@ -1,4 +1,4 @@
-"""``filter``: great-expectations checks; bad rows removed and quarantined with their reason; fails past the limit.
+"""``filter``: the RS5M funnel if configured, then great-expectations checks; removed rows quarantined with why.
 
 ``filtered`` is a copy of the input whose ``manifest.parquet`` holds only the rows that passed; the
 others are in its ``quarantine.parquet`` (stage ``validate``, where, rule, reason), their media are
@@ -8,11 +8,18 @@ metadata carries ``rows_kept`` and ``rows_quarantined`` (quarantined records, ea
 or manifest row once, all stages). Past ``data.max_bad_fraction`` the step fails naming the rows,
 the rules and the quarantine table.
 
-Library: ``rsvl.steps.data_steps.run_filter`` (``rsvl.data.filtering.filter_dataset``)
+With ``curation.funnel`` (RS5M) the funnel runs first, scored by the run's model (keyword →
+decode → exact duplicates → near duplicates → outliers), and the checks run on the rows it kept:
+its removals are quarantined too (stage ``funnel.<stage>``), ``dataset.json`` keeps its counts
+(``funnel``), the metadata gains its ``funnel.*`` counts and, for a pool with ground truth
+(``truth.json``), each stage's precision and recall, and the summary shows them as a table.
+
+Library: ``rsvl.steps.data_steps.run_filter`` (``rsvl.data.filtering.filter_dataset``, ``rsvl.data.funnel.run_funnel``)
 CLI: ``rsvl data validate DIR --out FILTERED``
 Tests: ``components/filter/tests/test_component.py`` (the body on a planted corrupt image), ``tests/pipelines/test_pipelines.py``
     (compiled spec, end-to-end local run), ``tests/data/test_filter_quarantine.py``
-    (planted corrupt images: library, reader and a local pipeline run under and over the limit)
+    (planted corrupt images: library, reader and a local pipeline run under and over the limit),
+    ``tests/data/test_filter_funnel.py`` (the funnel on a mixed pool with ground truth, scored by a real model)
 """
 
 from kfp import dsl
@@ -28,14 +35,16 @@ def filter_rows(config_json: str, dataset: dsl.Input[dsl.Dataset], filtered: dsl
     Args:
         config_json: The resolved run config (JSON).
         dataset: The captioned dataset.
-        filtered: The good rows, with the quarantine table; metadata ``rows_kept``, ``rows_quarantined``.
-        summary: Rows, bad rows by rule, kept and quarantined counts and the quarantine path.
+        filtered: The good rows, with the quarantine table; metadata ``rows_kept``, ``rows_quarantined``
+            (and ``funnel.*`` with a funnel).
+        summary: The funnel's table (with a funnel); rows, bad rows by rule, kept and quarantined
+            counts and the quarantine path.
     """
     from rsvl.config import RunConfig
     from rsvl.steps.data_steps import run_filter
 
     outcome = run_filter(RunConfig.model_validate_json(config_json), dataset.path, filtered.path)
     filtered.metadata.update({"rows": outcome.rows, "rows_kept": outcome.rows,
-                              "rows_quarantined": outcome.rows_quarantined})
+                              "rows_quarantined": outcome.rows_quarantined, **outcome.funnel})
     with open(summary.path, "w", encoding="utf-8") as handle:
         handle.write(outcome.summary + "\n")

@@ -207,9 +207,36 @@ def filter_dataset(
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(source, out)
-    report = validate_dataset(out, rules=rules, max_bad_fraction=max_bad_fraction, workers=workers)
+    return filter_in_place(out, rules, max_bad_fraction, workers)
+
+
+def filter_in_place(
+    dataset_dir: str | Path,
+    rules: CaptionRules | None = None,
+    max_bad_fraction: float = 0.01,
+    workers: int | None = None,
+) -> tuple[ValidationReport, FilterReport]:
+    """Validate a dataset a step just wrote and remove the rows validation quarantined, in place.
+
+    The second half of :func:`filter_dataset`, for a step whose own output is the dataset to
+    filter (the filter step's funnel writes its kept rows there first).
+
+    Args:
+        dataset_dir: The dataset to filter (changed: it is the step's output, not its input).
+        rules: Caption limits.
+        max_bad_fraction: Largest share of bad rows with which the dataset still passes.
+        workers: Decoding threads.
+
+    Returns:
+        The validation report (all its rows) and the :class:`FilterReport`.
+
+    Raises:
+        ValidationFailed: More than ``max_bad_fraction`` of the rows are bad; the dataset keeps
+            every row and the quarantine table for inspection.
+    """
+    report = validate_dataset(dataset_dir, rules=rules, max_bad_fraction=max_bad_fraction, workers=workers)
     report.raise_if_failed()
-    return report, drop_quarantined(out)
+    return report, drop_quarantined(dataset_dir)
 
 
 def filter_tree(

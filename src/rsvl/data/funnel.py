@@ -20,7 +20,9 @@ the rows removed, each with a rule and a reason):
 :func:`run_funnel` runs them on a canonical dataset and writes a canonical dataset of the kept rows.
 Nothing is dropped silently: every removed row is a ``quarantine.parquet`` record with stage
 ``funnel.<stage>``, the rule it broke and why, next to the source's own quarantine records, and
-``dataset.json`` holds the per-stage counts (``funnel``). Settings: :class:`rsvl.config.funnel.FunnelConfig`.
+``dataset.json`` holds the per-stage counts (``funnel``; :func:`funnel_metrics` reads them back as
+MLflow metrics). A source whose ``dataset.json`` names a ground-truth file (``truth_file``, the
+synthetic pool's ``truth.json``) passes it on to the output. Settings: :class:`rsvl.config.funnel.FunnelConfig`.
 
 Each stage that needs pixels decodes the images again (decode, near duplicates, outliers in
 batches), so no stage holds every image at once; the near-duplicate stage keeps one hash (or
@@ -31,8 +33,10 @@ fine for pools of tens of thousands, not for RS5M's millions without an approxim
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +72,8 @@ STAGES = ("keyword", "decode", "exact_duplicates", "near_duplicates", "outliers"
 STAGE_PREFIX = "funnel."
 """Quarantine records of stage ``s`` carry ``stage = "funnel.s"``."""
 ADAPTER = "rsvl.data.funnel"
+TRUTH_META_KEY = "truth_file"
+"""``dataset.json`` key naming a ground-truth file beside the manifest (the synthetic pool's ``truth.json``)."""
 _META_OWN = ("schema_version", "name", "kind", "adapter", "source", "counts", "filter", "funnel")
 
 ImageTextScorer = Callable[[list[np.ndarray], list[str]], Sequence[float]]
@@ -228,13 +234,48 @@ class FunnelReport:
         return {"rows_in": self.rows_in, "rows_kept": self.rows_kept,
                 "stages": [stage.to_dict() for stage in self.stages], **self.settings}
 
-    def metrics(self) -> dict[str, int]:
+    def metrics(self) -> dict[str, float]:
         """Counts as MLflow metrics: ``funnel.rows_in``, ``funnel.rows_kept``, ``funnel.<stage>.{in,removed,kept}``."""
-        values = {"funnel.rows_in": self.rows_in, "funnel.rows_kept": self.rows_kept}
-        for stage in self.stages:
-            values.update({f"funnel.{stage.stage}.in": stage.rows_in, f"funnel.{stage.stage}.removed": stage.removed,
-                           f"funnel.{stage.stage}.kept": stage.kept})
-        return values
+        return metrics_of(self.to_dict())
+
+
+def metrics_of(entry: Mapping[str, Any]) -> dict[str, float]:
+    """MLflow metrics of a ``funnel`` entry of ``dataset.json`` (:meth:`FunnelReport.to_dict`).
+
+    Counts: ``funnel.rows_in``, ``funnel.rows_kept`` and ``funnel.<stage>.{in,removed,kept}``. When
+    the entry has ground-truth scores (``truth``, :mod:`rsvl.data.funnel_truth`), also
+    ``funnel.<stage>.precision`` and ``funnel.<stage>.recall`` where defined (``<stage>`` ``kept``
+    for the rows the funnel kept).
+
+    Args:
+        entry: The ``funnel`` entry.
+
+    Returns:
+        ``{name: value}``.
+    """
+    values: dict[str, float] = {"funnel.rows_in": entry["rows_in"], "funnel.rows_kept": entry["rows_kept"]}
+    for stage in entry["stages"]:
+        name = stage["stage"]
+        values.update({f"funnel.{name}.in": stage["rows_in"], f"funnel.{name}.removed": stage["removed"],
+                       f"funnel.{name}.kept": stage["kept"]})
+    for score in (entry.get("truth") or {}).get("stages", []):
+        for measure in ("precision", "recall"):
+            if score.get(measure) is not None and math.isfinite(score[measure]):
+                values[f"funnel.{score['stage']}.{measure}"] = score[measure]
+    return values
+
+
+def funnel_metrics(dataset_dir: str | Path) -> dict[str, float]:
+    """The funnel's MLflow metrics (:func:`metrics_of`) as the dataset's ``dataset.json`` records them.
+
+    Args:
+        dataset_dir: A canonical dataset (a funnel's output, or a dataset made from one).
+
+    Returns:
+        The metrics; empty when no funnel made the dataset.
+    """
+    entry = read_meta(dataset_dir).get("funnel")
+    return metrics_of(entry) if entry else {}
 
 
 def _workers(workers: int | None) -> int:
@@ -582,6 +623,30 @@ def _write_kept(source: Path, out: Path, meta: dict, rows: Sequence[FunnelRow]) 
             writer.add_row(**values)
 
 
+def truth_file(dataset_dir: str | Path) -> Path | None:
+    """The ground-truth file a dataset's ``dataset.json`` names (``truth_file``), when it names one that exists.
+
+    A step that rewrites a dataset copies it along (the funnel does), so the truth follows the rows.
+
+    Args:
+        dataset_dir: A canonical dataset.
+
+    Returns:
+        The file's path, or ``None`` when the dataset names none or it is absent.
+
+    Raises:
+        DataError: ``truth_file`` is not a plain file name (a path could point outside the dataset).
+    """
+    dataset_dir = Path(dataset_dir)
+    name = read_meta(dataset_dir).get(TRUTH_META_KEY)
+    if not name:
+        return None
+    if not isinstance(name, str) or Path(name).name != name:
+        raise DataError(f"{dataset_dir / META_FILE}: {TRUTH_META_KEY} must be a file name beside the manifest, "
+                        f"got {name!r}")
+    return dataset_dir / name if (dataset_dir / name).is_file() else None
+
+
 def run_funnel(source_dataset_dir: str | Path, out_dir: str | Path, cfg: FunnelConfig | None = None, *,
                image_text_score: ImageTextScorer, rs_score: RsScorer | None = None,
                embed: Embedder | None = None) -> FunnelReport:
@@ -590,7 +655,8 @@ def run_funnel(source_dataset_dir: str | Path, out_dir: str | Path, cfg: FunnelC
     The source is left unchanged. ``out_dir`` (replaced when it exists) gets the kept rows and
     their media; its ``quarantine.parquet`` holds the source's quarantine records and one record
     per removed row (stage ``funnel.<stage>``, the row, the rule and the reason); its
-    ``dataset.json`` holds the counts (``counts``) and the :class:`FunnelReport` (``funnel``).
+    ``dataset.json`` holds the counts (``counts``) and the :class:`FunnelReport` (``funnel``). A
+    ground-truth file the source's ``dataset.json`` names (``truth_file``) is copied beside the output's manifest.
 
     Args:
         source_dataset_dir: The pool to funnel (a canonical dataset; rows validation quarantined
@@ -605,8 +671,8 @@ def run_funnel(source_dataset_dir: str | Path, out_dir: str | Path, cfg: FunnelC
         The :class:`FunnelReport`.
 
     Raises:
-        DataError: The source is not a dataset, ``out_dir`` is the source or inside it, or a scorer
-            misbehaved.
+        DataError: The source is not a dataset, ``out_dir`` is the source or inside it, a scorer
+            misbehaved, or ``truth_file`` is not a plain file name.
         ConfigError: The near-duplicate method cannot run (see :func:`near_duplicate_stage`).
     """
     cfg = cfg or FunnelConfig()
@@ -614,6 +680,7 @@ def run_funnel(source_dataset_dir: str | Path, out_dir: str | Path, cfg: FunnelC
     if out == source or source in out.parents:
         raise DataError(f"funnel: the output {out} must not be the dataset {source} or inside it")
     meta = read_meta(source)
+    truth = truth_file(source)
     keywords = Path(cfg.keywords_file) if cfg.keywords_file else KEYWORDS_FILE
     matcher = KeywordMatcher.from_file(keywords)
     stages: list[Callable[[list[FunnelRow]], StageResult]] = [
@@ -642,6 +709,8 @@ def run_funnel(source_dataset_dir: str | Path, out_dir: str | Path, cfg: FunnelC
     out_meta = read_meta(out)
     out_meta["counts"] = {**out_meta.get("counts", {}), "quarantined": len(records)}
     out_meta["funnel"] = report.to_dict()
+    if truth is not None:
+        shutil.copyfile(truth, out / truth.name)
     # sort_keys: the same run writes the same bytes (the dataset's DVC version)
     (out / META_FILE).write_text(json.dumps(out_meta, indent=2, sort_keys=True) + "\n")
     return report

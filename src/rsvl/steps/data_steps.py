@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsvl.config import RunConfig
@@ -30,6 +30,9 @@ class DataOutcome:
         summary: One Markdown paragraph for the run's UI.
         rows_quarantined: Quarantined records of the written dataset, each source record or
             manifest row once, over all stages (:func:`rsvl.data.filtering.row_counts`).
+        funnel: The filter step's funnel counts, and precision and recall against a pool's ground
+            truth, as flat ``funnel.*`` metrics (:func:`rsvl.data.funnel.metrics_of`); empty
+            without a funnel.
     """
 
     dataset_dir: Path
@@ -37,6 +40,7 @@ class DataOutcome:
     rows: int
     summary: str
     rows_quarantined: int = 0
+    funnel: dict[str, float] = field(default_factory=dict)
 
 
 def _copy(source: Path, out_dir: Path) -> Path:
@@ -230,28 +234,81 @@ def _rs5m_captions(cfg: RunConfig, dataset_dir: Path, out_dir: Path) -> str:
 
 
 def run_filter(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path) -> DataOutcome:
-    """Check every row with the great-expectations suites; keep the good ones; fail past the limit.
+    """Run the funnel when configured, then check every row with the great-expectations suites; keep the good ones.
 
-    Writes a filtered copy (:func:`rsvl.data.filtering.filter_dataset`); ``dataset_dir`` is untouched.
+    Without ``curation.funnel`` it writes a filtered copy (:func:`rsvl.data.filtering.filter_dataset`).
+    With it, the funnel (:func:`_funnel`) first writes its kept rows into ``out_dir``, and the
+    suites then validate and filter that dataset in place (:func:`rsvl.data.filtering.filter_in_place`):
+    the output lists only rows that passed both, and its quarantine table holds every removed row
+    with its stage (``funnel.<stage>`` or ``validate``), rule and reason. ``dataset_dir`` is untouched.
 
     Args:
-        cfg: The run config (caption rules, ``data.max_bad_fraction``).
+        cfg: The run config (caption rules, ``data.max_bad_fraction``, ``curation.funnel``).
         dataset_dir: The captioned dataset.
         out_dir: The filtered dataset folder.
 
     Returns:
-        The :class:`DataOutcome`: ``rows`` kept, ``rows_quarantined`` (all stages) and a summary.
+        The :class:`DataOutcome`: ``rows`` kept, ``rows_quarantined`` (all stages), a summary (with
+        the funnel's table) and the funnel's metrics.
 
     Raises:
-        ValidationFailed: More than ``data.max_bad_fraction`` of the rows are bad.
+        ValidationFailed: More than ``data.max_bad_fraction`` of the rows (of the funnel's kept
+            rows, with a funnel) are bad.
     """
-    from rsvl.data.filtering import filter_dataset, row_counts
+    from rsvl.data.filtering import filter_dataset, filter_in_place, row_counts
 
-    report, filtered = filter_dataset(dataset_dir, out_dir, rules=cfg.data.captions,
-                                      max_bad_fraction=cfg.data.max_bad_fraction)
+    funnel_cfg = cfg.curation.funnel if cfg.curation is not None else None
+    funnel_text, funnel = "", {}
+    if funnel_cfg is None:
+        report, filtered = filter_dataset(dataset_dir, out_dir, rules=cfg.data.captions,
+                                          max_bad_fraction=cfg.data.max_bad_fraction)
+    else:
+        funnel_text, funnel = _funnel(cfg, Path(dataset_dir), Path(out_dir))
+        report, filtered = filter_in_place(out_dir, rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction)
     out = Path(out_dir)
     counts = row_counts(out)
     stages = ", ".join(f"{stage}: {n}" for stage, n in counts.by_stage.items()) or "none"
     summary = (f"{report.summary()}\n\nFiltered: {filtered.summary()}. The filtered dataset has "
                f"{counts.kept} rows; {counts.quarantined} records quarantined in all ({stages}).")
-    return DataOutcome(out, dataset_version(out), counts.kept, summary, counts.quarantined)
+    if funnel_text:
+        summary = f"{funnel_text}\n\nValidation of the kept rows: {summary}"
+    return DataOutcome(out, dataset_version(out), counts.kept, summary, counts.quarantined, funnel)
+
+
+def _funnel(cfg: RunConfig, dataset_dir: Path, out_dir: Path) -> tuple[str, dict[str, float]]:
+    """Run ``curation.funnel`` on ``dataset_dir`` into ``out_dir`` with the data steps' scorer.
+
+    The scorer is the run's model (:func:`rsvl.steps.curation_model.load_curation_model`, fitted
+    or reused); its cosine, zero-shot "is remote sensing" score and image embeddings drive the
+    outlier and (method ``embedding``) near-duplicate stages (:class:`rsvl.data.funnel_scorers.ClipScorers`).
+    The ``funnel`` entry of the output's ``dataset.json`` gains the scorer and, when the source
+    names a ground-truth file, each stage's precision and recall (:mod:`rsvl.data.funnel_truth`).
+
+    Returns:
+        The summary paragraph and table, and the funnel's metrics.
+    """
+    import json
+
+    from rsvl.data.funnel import metrics_of, run_funnel
+    from rsvl.data.funnel_scorers import ClipScorers
+    from rsvl.data.funnel_truth import funnel_table, funnel_truth
+    from rsvl.data.store import read_meta
+    from rsvl.steps.curation_model import load_curation_model
+
+    funnel_cfg = cfg.curation.funnel
+    scorer = load_curation_model(cfg)
+    scorers = ClipScorers(scorer.model, scorer.preprocess, scorer.tokenizer, batch_size=funnel_cfg.batch_size)
+    report = run_funnel(dataset_dir, out_dir, funnel_cfg, **scorers.funnel_kwargs(funnel_cfg))
+    entry = report.to_dict()
+    # the model and the fit's run name, not the fitted folder's path: dataset.json's bytes are its version
+    entry["scorer"] = {"model": cfg.model.name, "pretrained": cfg.model.pretrained, "fit_run": scorer.fit_run_id}
+    truth = funnel_truth(dataset_dir, out_dir)
+    if truth is not None:
+        entry["truth"] = truth.to_dict()
+    meta = read_meta(out_dir)
+    meta["funnel"] = entry
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    text = (f"**Funnel** (scorer `{cfg.model.name}`"
+            + (f", fitted in run `{scorer.fit_run_id}`" if scorer.fit_run_id else "") + f"): {report.summary()}"
+            + f"\n\n{funnel_table(entry)}")
+    return text, metrics_of(entry)

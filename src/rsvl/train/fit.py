@@ -43,6 +43,7 @@ from rsvl.train.tracking import (
     close_run,
     data_version_tag,
     git_commit,
+    log_dataset_counts,
     log_outputs,
     open_run,
     resolve_tracking_uri,
@@ -360,14 +361,8 @@ def fit(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_name: 
         return FitResult(run_name=run_name, model_dir=model_dir, reused=True, **record)
     tracking_uri = resolve_tracking_uri(cfg.mlflow.tracking_uri)
     run_id, reopened = open_run(tracking_uri, cfg, run_name, _provenance(cfg, dataset_dir, tags or {}))
-    if not reopened:  # rows trained on and rows set aside: data.rows_kept, data.rows_quarantined
-        from mlflow import MlflowClient
-        from mlflow.entities import Param
-
-        from rsvl.data.filtering import row_counts
-
-        counts = row_counts(dataset_dir).params()
-        MlflowClient(tracking_uri).log_batch(run_id, params=[Param(k, v) for k, v in counts.items()])
+    if not reopened:  # rows trained on and set aside (data.rows_kept, data.rows_quarantined), funnel.* counts
+        log_dataset_counts(tracking_uri, run_id, dataset_dir)
     loop_config = {
         "config": cfg.model_dump(mode="json"),
         "dataset_dir": str(dataset_dir),

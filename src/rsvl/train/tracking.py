@@ -3,7 +3,8 @@
 The driver opens the run (or reopens it when a run of the same name is re-launched) with the
 flattened resolved config as params and the provenance as tags: ``data_version`` (DVC md5 tag
 of the dataset, or ``untracked``), ``git_commit`` (with ``git_dirty``), ``rsvl.run_name``,
-``rsvl.config_digest``. Rank 0 logs metrics into it by run id (:class:`MetricLogger`); the driver
+``rsvl.config_digest``; a new run also gets the dataset's row counts and its funnel's counts
+(:func:`log_dataset_counts`). Rank 0 logs metrics into it by run id (:class:`MetricLogger`); the driver
 logs the final model and config as artifacts and closes it.
 """
 
@@ -140,3 +141,27 @@ class MetricLogger:
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch)
+
+
+def log_dataset_counts(tracking_uri: str, run_id: str, dataset_dir: str | Path) -> None:
+    """Log what the trained dataset kept and set aside, and the funnel that made it, into a run.
+
+    Params ``data.rows_kept`` and ``data.rows_quarantined`` (:func:`rsvl.data.filtering.row_counts`);
+    metrics ``funnel.*`` (step 0) from the ``funnel`` entry of its ``dataset.json``
+    (:func:`rsvl.data.funnel.funnel_metrics`: per-stage counts, and precision and recall against a
+    pool's ground truth), none when no funnel made the dataset.
+
+    Args:
+        tracking_uri: Resolved tracking URI.
+        run_id: The run (new: params cannot change once logged).
+        dataset_dir: The dataset the run trains on.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    from rsvl.data.filtering import row_counts
+    from rsvl.data.funnel import funnel_metrics
+
+    counts = row_counts(dataset_dir).params()
+    MlflowClient(tracking_uri).log_batch(run_id, params=[Param(k, v) for k, v in counts.items()])
+    MetricLogger(tracking_uri, run_id).log(funnel_metrics(dataset_dir), step=0)
