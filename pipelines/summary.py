@@ -17,7 +17,8 @@ from typing import Iterable, Mapping
 from rsvl.config import UNTUNED, RunConfig
 from rsvl.config.evaluate import STANDARD_PREFIX
 
-HEADLINE = {"retrieval": "mR", "captioning": "CIDEr", "zero_shot": "zs_top1", "cross_sensor": "cross_mR"}
+HEADLINE = {"retrieval": "mR", "captioning": "CIDEr", "zero_shot": "zs_top1", "cross_sensor": "cross_mR",
+            "localisation": "Rmi"}
 """The metric shown for an eval set, by task (``ndcg`` shows its ``ndcg_at_<k>``)."""
 BESIDE = {"retrieval": f"{STANDARD_PREFIX}mR"}
 """A second row for a task's headline: retrieval's standard-protocol mR, comparable with the literature."""

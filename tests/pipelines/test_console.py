@@ -27,6 +27,7 @@ from pipelines.facts import caption_routes, dataset_rows
 from pipelines.run import main, run_local
 from pipelines.summary import comparisons, headline_metrics, print_summary, track_lines
 from rsvl.caption import PROVENANCE_FILE
+from rsvl.config.evaluate import EvalSet
 from rsvl.console import PROGRESS_LINE, Progress, format_eta
 from rsvl.data.store import MANIFEST_FILE, QUARANTINE_FILE
 from rsvl.model_registry import registry_client
@@ -275,6 +276,10 @@ def test_headline_metrics_and_comparisons(tracks):
     assert headline_metrics(tracks["main"]) == ["sar_test.mR", "sar_test.std_mR", "optical_test.mR",
                                                 "optical_test.std_mR", "hrsid.mR", "hrsid.std_mR", "vqa.overall"]
     assert headline_metrics(tracks["captioner"]) == ["sar_test.BLEU_4", "sar_test.CIDEr", "hrsid.CIDEr"]
+    main = tracks["main"]
+    seloc = EvalSet(name="seloc", dataset="default/localisation", tasks=["localisation"])
+    with_seloc = main.model_copy(update={"evaluate": main.evaluate.model_copy(update={"sets": [seloc]})})
+    assert headline_metrics(with_seloc) == ["sar_test.mR", "seloc.Rmi", "vqa.overall"]  # the gate's metric first
     found = comparisons({"a.b": 1.0, "x.a.b": 2.0, "a.y.b": 3.0, "a.b.z": 4.0, "stage.x.a.b": 5.0}, ["a.b"])
     assert found == {"x": {"a.b": 2.0}, "y": {"a.b": 3.0}, "z": {"a.b": 4.0}}
     assert list(comparisons({"x.a.b": 1.0, "a.base.b": 2.0}, ["a.b"])) == ["base", "x"]  # the untuned start first

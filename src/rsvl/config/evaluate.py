@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rsvl.config.base import StrictModel
 from rsvl.config.data import DataSource
 from rsvl.errors import ConfigError
 
-Task = Literal["retrieval", "zero_shot", "ndcg", "captioning", "cross_sensor"]
-TASKS: tuple[str, ...] = ("retrieval", "zero_shot", "ndcg", "captioning", "cross_sensor")
+Task = Literal["retrieval", "zero_shot", "ndcg", "captioning", "cross_sensor", "localisation"]
+TASKS: tuple[str, ...] = ("retrieval", "zero_shot", "ndcg", "captioning", "cross_sensor", "localisation")
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 STANDARD_PREFIX = "std_"
 """Before the standard-protocol recall names (``sar_test.std_mR``, see :mod:`rsvl.evaluate.retrieval`);
@@ -39,7 +39,9 @@ class EvalSet(StrictModel):
         split: Split to score (``None``: every row).
         tasks: Any of ``retrieval`` (needs captions), ``zero_shot`` (needs ``label``), ``ndcg``
             (needs ``labels`` or ``label``), ``captioning`` (needs captions and a CoCa model) and
-            ``cross_sensor`` (S1↔S2 retrieval of paired patches: needs ``s1`` and ``s2`` on every row).
+            ``cross_sensor`` (S1↔S2 retrieval of paired patches: needs ``s1`` and ``s2`` on every row) and
+            ``localisation`` (AIR-SLT semantic localisation, :mod:`rsvl.evaluate.localisation`: needs a
+            0/1 ``mask`` and a caption, the query, on every row).
         media: Media column the image tower reads; only the split's rows that have it are scored.
         ndcg_k: Cut-off of nDCG (CLOSP reports nDCG@1000).
         limit: Score at most this many rows, evenly spaced over the split (smoke runs).
@@ -60,6 +62,11 @@ class EvalSet(StrictModel):
             image embedding becomes ``normalize(normalize(image) + w · location)``, the location
             embedded by the model's location encoder from the row's ``lat``/``lon``
             (:func:`rsvl.evaluate.embedding.with_location`); ``None``: the image alone.
+        localisation_steps: Crop sides of the ``localisation`` heat maps, pixels (``int``) or
+            fractions of each image's shorter side (``float`` in (0, 1]); ``None``: the paper's
+            256/512/768 px over a 3000 px image (``rsvl.evaluate.localisation.DEFAULT_STEPS``).
+        localisation_median: Median-filter kernel of the heat maps, pixels or a fraction likewise;
+            ``None``: the paper's 251 px over 3000 px (``rsvl.evaluate.localisation.DEFAULT_MEDIAN``).
     """
 
     name: str = Field(pattern=NAME_PATTERN, min_length=1, max_length=100)
@@ -74,6 +81,22 @@ class EvalSet(StrictModel):
     optional: bool = False
     narrate: bool = False
     location_weight: float | None = Field(None, ge=0.0)
+    localisation_steps: list[int | float] | None = Field(None, min_length=1)
+    localisation_median: int | float | None = None
+
+    @field_validator("localisation_steps")
+    @classmethod
+    def _steps_are_sizes(cls, steps: list[int | float] | None) -> list[int | float] | None:
+        for step in steps or []:
+            _check_size(step, "localisation_steps entry")
+        return steps
+
+    @field_validator("localisation_median")
+    @classmethod
+    def _median_is_a_size(cls, median: int | float | None) -> int | float | None:
+        if median is not None:
+            _check_size(median, "localisation_median")
+        return median
 
     @model_validator(mode="after")
     def _distinct_tasks(self) -> "EvalSet":
@@ -82,6 +105,14 @@ class EvalSet(StrictModel):
         if self.dataset is None and self.source is None:
             raise ValueError("give a dataset directory or a source to ingest it from")
         return self
+
+
+def _check_size(value: int | float, what: str) -> None:
+    """A localisation size is whole pixels (``int`` ≥ 1) or a fraction of the image side (``float`` in (0, 1])."""
+    if isinstance(value, int) and value < 1:
+        raise ValueError(f"{what} {value} must be at least 1 pixel")
+    if isinstance(value, float) and not 0.0 < value <= 1.0:
+        raise ValueError(f"{what} {value} as a fraction of the image side must be in (0, 1]")
 
 
 def load_eval_sets(path: str | Path) -> list[EvalSet]:

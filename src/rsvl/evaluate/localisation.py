@@ -65,7 +65,11 @@ Window = tuple[int, int, int]
 
 
 class LocalisationCase(Protocol):
-    """What :func:`localisation_report` reads from a scene (e.g. a ``LocalisationScene``)."""
+    """What :func:`localisation_report` reads from a scene (e.g. a ``LocalisationScene``).
+
+    A case may also have a ``picture`` attribute, an (H, W, 3) array in [0, 1] (or uint8) to draw
+    instead of ``image`` (an eval set's rows load as floats in the raster's units).
+    """
 
     name: str
     image: np.ndarray
@@ -339,7 +343,8 @@ def localisation_report(
         model: Any model with ``encode_image`` and ``encode_text``, in eval mode, on ``device``.
         preprocess: The model's validation preprocessing.
         tokenizer: The model's tokenizer.
-        scenes: Objects with ``name``, ``image`` (H, W, bands), ``mask`` (H, W) and ``query``.
+        scenes: Objects with ``name``, ``image`` (H, W, bands), ``mask`` (H, W) and ``query``
+            (and optionally ``picture``, drawn instead of ``image``).
         steps: Crop sides, pixels or fractions of each scene's shorter side.
         median: Median kernel, pixels or a fraction.
         constants: Metric constants.
@@ -375,7 +380,9 @@ def localisation_report(
         figure = None
         if out_dir is not None:
             text = ", ".join(f"{key} {scores[key]:.3f}" for key in METRIC_NAMES)
-            figure = str(plot_heat_map(image, heat, scene.mask, f"“{scene.query}”\n{text}",
+            picture = getattr(scene, "picture", None)
+            figure = str(plot_heat_map(image if picture is None else picture, heat, scene.mask,
+                                       f"“{scene.query}”\n{text}",
                                        Path(out_dir) / f"localisation_{_slug(name)}.png",
                                        attention_centres(heat, constants)))
         rows.append({"name": name, "query": str(scene.query), **scores, "steps_px": pixel_steps,

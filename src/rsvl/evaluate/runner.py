@@ -17,16 +17,22 @@ column the image tower reads and its tasks. Only the split's rows that have that
   one right answer (:mod:`rsvl.evaluate.cross_sensor`); every row needs both ``s1`` and ``s2``,
   whatever the set's ``media`` (which the other tasks read: text→S1 for ``s1``, text→S2 for ``s2``);
 * ``captioning``: captions written by a CoCa model scored by BLEU/ROUGE-L/CIDEr (+ METEOR/SPICE
-  where they run) and a table of generated captions beside the references.
+  where they run) and a table of generated captions beside the references;
+* ``localisation``: AIR-SLT semantic localisation (GeoRSCLIP): every row's heat map of its first
+  caption over its image, scored against its 0/1 ``mask`` (:mod:`rsvl.evaluate.localisation`,
+  rows read by :mod:`rsvl.evaluate.localisation_set`): the means of ``Rsu``, ``Ras``, ``Rda`` and
+  ``Rmi`` over the rows, ``Rmi_class.<label>`` per row ``label``, a table of every row's values
+  and one heat-map overlay per row (``<set>/localisation/localisation_<sample>.png``).
 
 Metric keys are ``<eval set>.<metric>``: ``optical_test.mR``, ``optical_test.i2t_r1``, ``optical_test.std_mR``,
 ``rsscn7.zs_top1``, ``rsscn7.zs_mean_class``, ``rsscn7.zs_class.parking_lot``,
 ``s1s2_test.ndcg_at_1000``, ``s1s2_test.ndcg_class.flooded_area``, ``s1s2_test.s1_to_s2_r1``,
-``s1s2_test.cross_mR``, ``sar_test.CIDEr``. Metrics that could not be computed appear under the
-same key in ``unavailable`` with the reason, never as 0. Images are embedded once per eval set and
-media column and shared by its tasks. Metrics of other models scored on the same sets (``compared``) are shown in a
-table beside the candidate's at the top of the report. Single-band SAR chips reach a three-band
-(RGB) tower with the band repeated (the model's preprocessing does it).
+``s1s2_test.cross_mR``, ``sar_test.CIDEr``, ``seloc.Rmi``, ``seloc.Rmi_class.parking_lot``. Metrics
+that could not be computed appear under the same key in ``unavailable`` with the reason, never as 0.
+Images are embedded once per eval set and media column and shared by its tasks. Metrics of other
+models scored on the same sets (``compared``) are shown in a table beside the candidate's at the top
+of the report. Single-band SAR chips reach a three-band (RGB) tower with the band repeated (the
+model's preprocessing does it).
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ from rsvl.evaluate.captioning import caption_metrics, generate_captions, is_capt
 from rsvl.evaluate.cross_sensor import cross_sensor_ranks
 from rsvl.config.evaluate import EvalSet
 from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts, with_location
+from rsvl.evaluate.localisation import DEFAULT_MEDIAN, DEFAULT_STEPS, localisation_report
+from rsvl.evaluate.localisation_metrics import METRIC_NAMES as LOCALISATION_METRICS
+from rsvl.evaluate.localisation_set import check_rows as check_localisation_rows
+from rsvl.evaluate.localisation_set import load_scene, means_by_label
 from rsvl.evaluate.ndcg import label_means, label_queries, ndcg_at_k
 from rsvl.evaluate.report import (
     Comparison,
@@ -345,12 +355,66 @@ def _captioning(ctx: _Context) -> _Outcome:
     return out
 
 
+LOCALISATION_DIR = "localisation"
+"""Sub-folder of an eval set's pictures holding its heat-map overlays."""
+
+
+def _localisation(ctx: _Context) -> _Outcome:
+    eval_set = ctx.eval_set
+    scenes = [load_scene(ctx.dataset, row, eval_set.name, eval_set.media, ctx.band_names)
+              for row in range(len(ctx.dataset))]
+    steps = eval_set.localisation_steps or DEFAULT_STEPS
+    median = DEFAULT_MEDIAN if eval_set.localisation_median is None else eval_set.localisation_median
+    try:
+        report = localisation_report(ctx.model, ctx.preprocess, ctx.tokenizer, scenes, steps, median,
+                                     batch_size=ctx.batch_size, device=ctx.device,
+                                     out_dir=ctx.out_dir / LOCALISATION_DIR)
+    except DataError as error:
+        raise DataError(f"eval set {eval_set.name!r}: {error}") from error
+    rows = report["scenes"]
+    out = _Outcome(metrics=dict(report["metrics"]))
+    per_label = means_by_label([scene.label for scene in scenes], [row["Rmi"] for row in rows])
+    slugs: dict[str, list[str]] = {}
+    for label in per_label:
+        slugs.setdefault(metric_slug(label), []).append(label)
+    for slug, labels in slugs.items():
+        if len(labels) > 1:
+            out.unavailable[f"Rmi_class.{slug}"] = (f"labels {labels} share this metric key; "
+                                                    "see per_label_Rmi in the details")
+        else:
+            out.metrics[f"Rmi_class.{slug}"] = per_label[labels[0]]
+    report_root = ctx.out_dir.parent
+    for scene, row in zip(scenes, rows):
+        figure = Path(row["figure"])
+        out.pictures[f"heat_map_{metric_slug(scene.name)}"] = figure
+        row["figure"] = _relative_path(figure, report_root)
+        row["label"] = scene.label
+    out.tables.append(Table("Semantic localisation per row (Ras: lower is better)",
+                            ["sample", "label", "query", *LOCALISATION_METRICS],
+                            [[row["name"], row["label"] or "", row["query"],
+                              *(f"{row[key]:.3f}" for key in LOCALISATION_METRICS)] for row in rows]))
+    out.details["localisation"] = {"steps": list(steps), "median": median, "per_label_Rmi": per_label,
+                                   "scenes": rows}
+    sizes = sorted({(tuple(row["steps_px"]), row["median_px"]) for row in rows})
+    shown = "; ".join(f"crop steps {list(px)} px, median {kernel} px" for px, kernel in sizes)
+    out.notes.append(f"localisation: {len(rows)} heat maps ({shown}); Rmi = 0.4·Rsu + 0.35·(1 − Ras) + 0.25·Rda")
+    return out
+
+
+def _relative_path(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 TASK_RUNNERS: dict[str, Callable[[_Context], _Outcome]] = {
     "retrieval": _retrieval,
     "zero_shot": _zero_shot,
     "ndcg": _ndcg,
     "captioning": _captioning,
     "cross_sensor": _cross_sensor,
+    "localisation": _localisation,
 }
 
 
@@ -393,7 +457,8 @@ def evaluate_model(
     """Score a model on every eval set and write the pictures, the reports and a details JSON.
 
     Everything is checked before any embedding work: eval-set names are distinct, datasets exist,
-    and a ``captioning`` task has a CoCa model to run.
+    a ``captioning`` task has a CoCa model to run, and every row of a ``localisation`` set has a
+    mask and a query.
 
     Args:
         model: A saved model folder (loaded with :func:`rsvl.models.load_model` and moved to
@@ -436,6 +501,8 @@ def evaluate_model(
                              "generate(); only CoCa models caption. Remove 'captioning' from its tasks.")
         if not dataset_path(eval_set, data_root).is_dir():
             raise DataError(f"eval set {eval_set.name!r}: dataset {dataset_path(eval_set, data_root)} does not exist")
+        if "localisation" in eval_set.tasks:
+            check_localisation_rows(open_split(eval_set, data_root), eval_set.name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result_metrics: dict[str, float] = {}

@@ -9,19 +9,27 @@ the query is a short text naming the target class, so a localisation heat map ca
 against where the target really is (:mod:`rsvl.evaluate.localisation`).
 
 At the default 384 px a single 96 px target covers 6.25% of the scene, close to AIR-SLT's average
-attention ratio (0.068, Yuan et al. 2022). Scenes are drawn at evaluation time from a seeded NumPy
-generator; they are reproducible with the same seed and NumPy, not pinned byte for byte.
+attention ratio (0.068, Yuan et al. 2022). Every scene draws from its own generator
+``(seed, 15, index)`` with integer random streams and exact arithmetic
+(:mod:`rsvl.data.synthetic.exact`), so a seed gives the same pixels on every CPU.
+
+:func:`write_localisation_dataset` pins the scenes as a canonical dataset (the ``localisation``
+task of ``evaluate`` scores it): per scene an RGB ``image``, a single-band ``mask`` PNG with
+**0 = background and 1 = target** (:data:`MASK_VALUES`, the 0/1 convention of the SAR chips'
+land masks), the query as its one caption and the target kind as ``label``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from rsvl.data.synthetic import harbour, optical_scenes, raster, sample_rng
+from rsvl.data.store import DatasetWriter, IngestReport
+from rsvl.data.synthetic import exact, harbour, optical_scenes, png_bytes, raster, sample_rng
 from rsvl.data.synthetic.optical_scenes import jitter, textured_ground
 
 SCENE_SIZE = 384
@@ -39,6 +47,14 @@ TARGET_QUERIES: dict[str, str] = {
 
 BACKGROUNDS: tuple[str, ...] = ("farmland", "grassland", "bare land", "forest")
 """Background classes: textured, object-free covers a target stands out from."""
+
+MASK_VALUES: dict[str, str] = {"0": "background", "1": "target"}
+"""Pixel value of a written mask → what it marks (recorded as ``mask_values`` in ``dataset.json``)."""
+
+ADAPTER = "generate-localisation-scenes"
+DATASET_NAME = "synthetic-localisation"
+DEFAULT_COUNT = 12
+"""Scenes of the pinned set: each target kind once with one region and once with two."""
 
 REGION_GAP = 16
 """Least distance in pixels between two target patches, so each is its own mask component."""
@@ -84,7 +100,8 @@ def _lake(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A 96 px patch whose ellipse of smooth water is the target; the rest is not pasted."""
     side = optical_scenes.SIZE
     water = textured_ground(rng, jitter(rng, _LAKE_WATER[int(rng.integers(2))], 10), 0.08, cells=3)
-    rx, ry = rng.uniform(0.8, 1.0, size=2) * side / 2
+    # exact.uniform: the same draws as rng.uniform, without a compiled multiply-add (see exact)
+    rx, ry = exact.uniform(rng, 0.8, 1.0, size=2) * side / 2
     shape = raster.ellipse((side, side), side / 2, side / 2, float(rx), float(ry))
     return np.clip(np.rint(water), 0, 255).astype(np.uint8), shape
 
@@ -222,3 +239,50 @@ def localisation_scenes(
         scenes.append(draw_localisation_scene(sample_rng(seed, _STREAM, i), target, regions=n, size=size,
                                               tiles=tiles, name=f"{i}-{target.replace(' ', '_')}"))
     return scenes
+
+
+def sample_id_of(index: int, target: str) -> str:
+    """The sample id of scene ``index`` in a written dataset: ``loc_<index, 3 digits>_<target>``."""
+    return f"loc_{index:03d}_{target.replace(' ', '_')}"
+
+
+def write_localisation_dataset(out: str | Path, *, count: int = DEFAULT_COUNT, seed: int = 0,
+                               size: int = SCENE_SIZE) -> IngestReport:
+    """Write :func:`localisation_scenes` as a canonical dataset, the same bytes on every CPU.
+
+    Every row is split ``test``, modality ``optical``, with ``image`` (RGB PNG), ``mask``
+    (single-band PNG, :data:`MASK_VALUES`: 0 background, 1 target), ``captions`` = ``[query]``
+    and ``label`` = the target kind; sample ids come from :func:`sample_id_of`. ``dataset.json``
+    records the seed, the size, ``mask_values`` and per sample its background class and target
+    patches (``(x0, y0, x1, y1)``, end exclusive). PNGs are stored uncompressed
+    (:func:`rsvl.data.synthetic.png_bytes`), so the files depend on the pixels alone.
+
+    Args:
+        out: Dataset directory (replaced if it exists).
+        count: Number of scenes; targets cycle as in :func:`localisation_scenes`.
+        seed: Random seed.
+        size: Scene side in pixels.
+
+    Returns:
+        The writer's report.
+
+    Raises:
+        ValueError: ``count`` < 1 or a scene cannot be drawn at ``size``.
+    """
+    scenes = localisation_scenes(count, seed=seed, size=size)
+    source = f"rsvl.data.synthetic.localisation_scenes seed={seed} size={size}"
+    layout: dict[str, dict[str, object]] = {}
+    meta = {"generator_seed": seed, "image_size": size, "mask_values": MASK_VALUES,
+            "box_convention": "pixel edges, max exclusive", "scenes": layout}
+    with DatasetWriter(out, name=DATASET_NAME, kind="captioning", adapter=ADAPTER, source=source,
+                       extra_meta=meta) as writer:
+        for index, scene in enumerate(scenes):
+            sample_id = sample_id_of(index, scene.target)
+            layout[sample_id] = {"background": scene.background, "patches": [list(box) for box in scene.boxes]}
+            writer.add_row(
+                sample_id=sample_id, split="test", modality="optical",
+                image=writer.write_bytes(png_bytes(scene.image), f"{sample_id}.png"),
+                mask=writer.write_bytes(png_bytes(scene.mask.astype(np.uint8)), f"{sample_id}_mask.png"),
+                bands=3, width=size, height=size, captions=[scene.query], label=scene.target, source=source,
+            )
+    return writer.report
