@@ -113,9 +113,13 @@ def data_validate(
     """
     from rsvl.config import CaptionRules, load_config
     from rsvl.data.filtering import filter_tree
-    from rsvl.data.validate import validate_tree
+    from rsvl.data.validate import RAW_POOL_KEY, raw_pools, validate_tree
 
     try:
+        for pool in raw_pools(directory):
+            from rsvl.data.store import read_meta
+
+            typer.echo(f"{pool}: not validated here, a raw pool: {read_meta(pool)[RAW_POOL_KEY]}")
         data_cfg = load_config(config, profile).data if config else None
         rules = data_cfg.captions if data_cfg else CaptionRules()
         limit = max_bad_fraction if max_bad_fraction is not None else (data_cfg.max_bad_fraction if data_cfg else 0.01)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsvl.data.generate import CRISIS_PER_SENSOR, DEFAULT_SETS, S1S2_PATCHES, SAR_CHIPS, optical_rows
+from rsvl.data.generate import (CRISIS_PER_SENSOR, DEFAULT_SETS, LOCALISATION_SCENES, S1S2_PATCHES, SAR_CHIPS,
+                                 optical_rows)
 from rsvl.data.store import read_manifest
 
 RSVL = Path(sys.executable).parent / "rsvl"
@@ -36,8 +37,9 @@ def test_generated_default_validates_clean_and_is_the_version_data_dvc_records(d
     assert f"{dvc_dir_md5(default_data.parent, 'default')}.dir" == recorded["md5"]
     assert sum(1 for path in default_data.rglob("*") if path.is_file()) == recorded["nfiles"]
     expected_rows = {"optical": sum(optical_rows().values()), "sar": SAR_CHIPS, "s1s2": S1S2_PATCHES,
-                     "crisis": 2 * CRISIS_PER_SENSOR}
-    for name in DEFAULT_SETS:
+                     "crisis": 2 * CRISIS_PER_SENSOR, "localisation": LOCALISATION_SCENES}
+    assert not (default_data / "rs5m" / "validation.json").exists()  # a raw pool: the funnel cleans it
+    for name in (name for name in DEFAULT_SETS if name != "rs5m"):
         report = json.loads((default_data / name / "validation.json").read_text())
         assert (report["rows"], report["bad_rows"], report["passed"]) == (expected_rows[name], 0, True)
         assert len(read_manifest(default_data / name)) == expected_rows[name]

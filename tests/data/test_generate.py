@@ -13,6 +13,7 @@ import pytest
 
 from rsvl.config import RunConfig
 from rsvl.data.generate import (
+    LOCALISATION_SCENES,
     CRISIS_PER_SENSOR,
     DEFAULT_SETS,
     OPTICAL_PER_CLASS,
@@ -26,6 +27,8 @@ from rsvl.data.generate import (
     write_sar_chips,
 )
 from rsvl.data.synthetic import optical_scenes
+from rsvl.data.synthetic.rs5m_pool import PoolSpec
+from rsvl.data.validate import raw_pools
 from rsvl.data.labels import DYNAMIC_WORLD_CLASSES
 from rsvl.data.media import load_raster
 from rsvl.data.schema import MEDIA_COLUMNS, SPLITS
@@ -56,15 +59,21 @@ def test_counts_and_kinds(default):
     mask and its optical twin; a Sentinel-1 and a Sentinel-2 patch; one single-sensor crisis scene."""
     out, reports = default
     optical = len(optical_scenes.DRAWERS) * OPTICAL_PER_CLASS + len(SHIP_SCENES) * SHIP_SCENES_PER_CLASS
-    rows = [optical, SAR_CHIPS, S1S2_PATCHES, 2 * CRISIS_PER_SENSOR]
-    assert DEFAULT_SETS == ("optical", "sar", "s1s2", "crisis")
+    spec = PoolSpec()  # per_class scenes of each land-cover class, then each other kind's count
+    pool = spec.per_class * len(optical_scenes.DRAWERS) + sum(
+        getattr(spec, name) for name in PoolSpec.__dataclass_fields__ if name != "per_class")
+    rows = [optical, SAR_CHIPS, S1S2_PATCHES, 2 * CRISIS_PER_SENSOR, pool, LOCALISATION_SCENES]
+    assert DEFAULT_SETS == ("optical", "sar", "s1s2", "crisis", "rs5m", "localisation")
+    # files per row: an image; chip, mask, twin; S1 and S2; one scene; one pool image; a scene and its mask
     assert [(r.rows, r.files, r.quarantined) for r in reports] == [
-        (n, n * files, 0) for n, files in zip(rows, (1, 3, 2, 1))]
+        (n, n * files, 0) for n, files in zip(rows, (1, 3, 2, 1, 1, 2))]
     assert SAR_CHIPS < optical / 4  # SAR pairs are scarce next to optical ones, as in SAR-RS-CLIP
     for name, report in zip(DEFAULT_SETS, reports):  # the reports say what is on disk
         assert len(read_manifest(out / name)) == report.rows and len(read_files(out / name)) == report.files
     kinds = {name: read_meta(out / name)["kind"] for name in DEFAULT_SETS}
-    assert kinds == {"optical": "captioning", "sar": "detection", "s1s2": "multisensor", "crisis": "multisensor"}
+    assert kinds == {"optical": "captioning", "sar": "detection", "s1s2": "multisensor", "crisis": "multisensor",
+                     "rs5m": "captioning", "localisation": "captioning"}
+    assert [pool.name for pool in raw_pools(out)] == ["rs5m"]  # left out of validation: the funnel cleans it
 
 
 def test_same_seed_gives_identical_files_and_manifests(default, tmp_path):
@@ -98,7 +107,7 @@ def test_the_ingest_step_writes_only_the_missing_default_sets_and_leaves_present
     for name in DEFAULT_SETS:
         written = root / "default" / name
         assert (written / "manifest.parquet").read_bytes() == (out / name / "manifest.parquet").read_bytes()
-        assert (written / "validation.json").is_file()
+        assert (written / "validation.json").is_file() == (name != "rs5m")
     assert (tmp_path / "run1" / "files.parquet").read_bytes() == (out / "optical" / "files.parquet").read_bytes()
 
     shutil.rmtree(root / "default" / "sar")

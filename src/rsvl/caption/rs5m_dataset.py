@@ -25,6 +25,7 @@ rotations, ``top-cap``, ``ssl-cap`` and the geo sentence (:meth:`Rs5mCaptions.as
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +39,7 @@ from rsvl.caption.rs5m import SSL_CAP, TOP_CAP, Preprocess, Rs5mCaptions, rs5m_c
 from rsvl.caption.topk import TopKCaptioner
 from rsvl.config.curation import Rs5mCaptionSettings
 from rsvl.data.dataset import ManifestDataset
+from rsvl.data.funnel import truth_file
 from rsvl.data.store import DatasetWriter, read_manifest, read_meta
 
 RS5M_FILE = "rs5m_captions.parquet"
@@ -186,6 +188,9 @@ def caption_rs5m_dataset(
             writer.add_row(**row)
     pq.write_table(pa.Table.from_pylist([chosen.as_dict() for chosen in found.values()], schema=RS5M_SCHEMA),
                    out_dir / RS5M_FILE)
+    truth = truth_file(dataset_dir)
+    if truth is not None:  # the pool's ground truth follows its rows to the funnel
+        shutil.copyfile(truth, out_dir / truth.name)
     return report
 
 

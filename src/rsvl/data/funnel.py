@@ -74,7 +74,8 @@ STAGE_PREFIX = "funnel."
 ADAPTER = "rsvl.data.funnel"
 TRUTH_META_KEY = "truth_file"
 """``dataset.json`` key naming a ground-truth file beside the manifest (the synthetic pool's ``truth.json``)."""
-_META_OWN = ("schema_version", "name", "kind", "adapter", "source", "counts", "filter", "funnel")
+_META_OWN = ("schema_version", "name", "kind", "adapter", "source", "counts", "filter", "funnel", "raw_pool")
+"""Keys of the source's dataset.json the funnel's output does not carry (a funnelled pool is no longer raw)."""
 
 ImageTextScorer = Callable[[list[np.ndarray], list[str]], Sequence[float]]
 """``(images, texts) -> scores``: one score per (image, text) pair.

@@ -37,6 +37,13 @@ Layout under ``out``:
   land cover plus flood, fire and earthquake events that occur only inside the zones listed in
   ``dataset.json`` (``zones``); ``class_shares`` gives each scene's pixel share per class, and
   ``band_stats`` the train split's statistics in the ``s1s2/`` layout.
+* ``rs5m/``: RS5M's mixed web pool (:mod:`rsvl.data.synthetic.rs5m_pool`): overhead scenes and
+  everyday photos, exact and near copies, mismatched captions, corrupt files and uncaptioned
+  labelled scenes, with the ground truth of every row in ``truth.json``; a raw pool, left out of
+  validation (:func:`rsvl.data.validate.raw_pools`): GeoRSCLIP's caption and filter steps clean it.
+* ``localisation/``: 384 px scenes with target regions at known places, a 0/1 ``mask`` each and
+  the query naming the target as caption (:mod:`rsvl.data.synthetic.localisation_scenes`), for
+  semantic localisation (Rsu, Ras, Rda, Rmi).
 """
 
 from __future__ import annotations
@@ -49,9 +56,11 @@ from rsvl.data.labels import labels_to_text
 from rsvl.data.store import DatasetWriter, IngestReport
 from rsvl.data.synthetic import assign_splits, png_bytes, sample_rng
 from rsvl.data.synthetic import crisis_patches, harbour, optical_captions, optical_scenes, s1s2_patches, sar_chips
+from rsvl.data.synthetic.localisation_scenes import write_localisation_dataset
+from rsvl.data.synthetic.rs5m_pool import PoolSpec, write_rs5m_pool
 
 ADAPTER = "generate-default"
-DEFAULT_SETS = ("optical", "sar", "s1s2", "crisis")  # the folders generate_default writes, in its order
+DEFAULT_SETS = ("optical", "sar", "s1s2", "crisis", "rs5m", "localisation")  # the folders generate_default writes, in its order
 OPTICAL_PER_CLASS = 50
 SHIP_SCENES = {"harbour": True, "open sea": False}
 """Optical classes drawn from harbour layouts (the value: coastal or not), as the SAR chips are."""
@@ -61,6 +70,8 @@ SAR_CHIPS = 150
 S1S2_PATCHES = 200
 CRISIS_PER_SENSOR = 240
 """Scenes per sensor of the CrisisLandMark-like set (S1 and S2 alike, drawn independently)."""
+LOCALISATION_SCENES = 12
+"""Large scenes with known target masks (semantic localisation), two per target kind."""
 CRISIS_MODALITIES = {"s1": "sar", "s2": "multispectral"}
 """Row modality of each sensor, as the CrisisLandMark adapter writes it."""
 OPTICAL_TWINS_FILE = "optical_captions.json"
@@ -265,17 +276,26 @@ def write_crisis_patches(out: str | Path, *, seed: int = 0, count_per_sensor: in
     return writer.report
 
 
+def pool_spec(scale: int = 1) -> PoolSpec:
+    """The default RS5M pool's row counts at ``scale`` (every kind's count times ``scale``)."""
+    base = PoolSpec()
+    return PoolSpec(**{name: getattr(base, name) * scale for name in base.__dataclass_fields__})
+
+
 def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[IngestReport]:
-    """Write the default optical, SAR, S1/S2 and crisis datasets under ``out``.
+    """Write the default optical, SAR, S1/S2, crisis and RS5M-pool datasets under ``out``.
 
     Args:
-        out: Parent directory; ``optical/``, ``sar/``, ``s1s2/`` and ``crisis/`` are (re)created inside it.
+        out: Parent directory; ``optical/``, ``sar/``, ``s1s2/``, ``crisis/``, ``rs5m/`` and ``localisation/`` are
+            (re)created inside it.
         seed: Random seed; the same seed gives byte-identical media and manifests.
         scale: Size multiplier: per unit 50 scenes per land-cover class and 150 per ship-scene class,
-            150 SAR chips, 200 S1/S2 pairs and 240 crisis scenes per sensor.
+            150 SAR chips, 200 S1/S2 pairs, 240 crisis scenes per sensor and the default pool
+            (:class:`rsvl.data.synthetic.rs5m_pool.PoolSpec`, its counts times ``scale``) and 12
+            localisation scenes.
 
     Returns:
-        The four ingest reports, in the order of :data:`DEFAULT_SETS`.
+        The ingest reports, in the order of :data:`DEFAULT_SETS`.
 
     Raises:
         ValueError: ``scale`` is smaller than 1 or ``seed`` is negative.
@@ -291,4 +311,6 @@ def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[Ing
         write_sar_chips(out / "sar", seed=seed, count=SAR_CHIPS * scale),
         write_s1s2_patches(out / "s1s2", seed=seed, count=S1S2_PATCHES * scale),
         write_crisis_patches(out / "crisis", seed=seed, count_per_sensor=CRISIS_PER_SENSOR * scale),
+        write_rs5m_pool(out / "rs5m", seed=seed, spec=pool_spec(scale)),
+        write_localisation_dataset(out / "localisation", count=LOCALISATION_SCENES * scale, seed=seed),
     ]

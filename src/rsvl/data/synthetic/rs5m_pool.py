@@ -61,6 +61,7 @@ import numpy as np
 
 from rsvl.data.countries import country_boxes
 from rsvl.data.store import DatasetWriter, IngestReport
+from rsvl.data.validate import RAW_POOL_KEY
 from rsvl.data.synthetic import optical_captions, optical_scenes, photos, png_bytes, sample_rng
 from rsvl.data.synthetic.exact import uniform
 from rsvl.data.synthetic.s1s2_patches import acquisition_time
@@ -346,7 +347,9 @@ def write_rs5m_pool(out: str | Path, *, seed: int = 0, classes: Sequence[str] | 
     truth: dict[str, dict[str, Any]] = {}
     kinds: dict[str, int] = {}
     source = f"rsvl.data.synthetic.rs5m_pool seed={seed}"
-    meta = {"generator_seed": seed, "classes": classes, "truth_file": TRUTH_FILE, "pool_spec": asdict(spec)}
+    meta = {"generator_seed": seed, "classes": classes, "truth_file": TRUTH_FILE, "pool_spec": asdict(spec),
+            RAW_POOL_KEY: "bad and uncaptioned rows on purpose: the caption step captions, the funnel removes, "
+                          "the filter step validates what is left"}
     with DatasetWriter(out, name="synthetic-rs5m-pool", kind="captioning", adapter=ADAPTER, source=source,
                        extra_meta=meta) as writer:
         for entry in ordered:
