@@ -37,7 +37,7 @@ from rsvl.train.tracking import log_dataset_counts
 CLASSES = ("forest", "water", "farmland")
 MAX_WORDS_RULE = "expect_column_values_to_be_between[caption_max_words]"
 SPEC = PoolSpec(per_class=4, exact_duplicates=2, near_duplicates=3, mismatched=3, photos=3, keyword_photos=3,
-                corrupt=1, tiny=1)
+                corrupt=1, tiny=1, uncaptioned=0)  # the filter step sees captioned rows: the caption step ran first
 
 
 def _tiny(weights: Path) -> ClipScorers:

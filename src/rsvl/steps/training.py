@@ -72,7 +72,8 @@ def fit_result_from_mlflow(cfg: RunConfig, run_name: str, model_dir: Path, secon
         raise TrainError(f"run {run_name!r} finished but left no MLflow run in experiment {cfg.mlflow.experiment!r}")
     run = runs[0]
     split = cfg.train.eval_split
-    metrics = {k: v for k, v in run.data.metrics.items() if k == "loss" or (split and k.startswith(f"{split}_"))}
+    metrics = {k: v for k, v in run.data.metrics.items()
+               if k == "loss" or k in COST_KEYS or (split and k.startswith(f"{split}_"))}
     baseline = {}
     for key in [k for k in metrics if split and k.startswith(f"{split}_")]:
         first = min(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
