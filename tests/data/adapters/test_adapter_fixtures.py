@@ -1,9 +1,9 @@
-"""Every adapter on its tiny committed fixture (``tests/data/<format>/``), without ``../shared/data``.
+"""Every adapter on its tiny committed fixture (``tests/fixtures/adapters/<format>/``), without ``../shared/data``.
 
 Each fixture holds valid records of every kind its adapter reads and invalid ones it must
 quarantine. Expected rows, splits, captions, boxes and arrays are read from the fixture files
 themselves here (JSON, CSV, text, npz, HDF5 and image headers); the expected quarantine records are
-the specification in ``tests/data/generate.py`` (:data:`QUARANTINE`), which also made the files,
+the specification in ``tests/fixtures/adapters/generate.py`` (:data:`QUARANTINE`), which also made the files,
 and which must reproduce them byte for byte.
 """
 
@@ -30,7 +30,7 @@ from PIL import Image
 from rsvl.data.adapters import formats, ingest
 from rsvl.data.store import read_files, read_manifest, read_meta, read_quarantine, sha256_file
 
-DATA = Path(__file__).resolve().parents[1]  # tests/data: the fixtures beside the rsvl.data tests
+DATA = Path(__file__).resolve().parents[2] / "fixtures" / "adapters"  # the committed fixtures and their generator
 GENERATOR = DATA / "generate.py"
 MAX_FIXTURE_BYTES = 200_000
 
@@ -137,7 +137,7 @@ def test_generator_reproduces_the_committed_fixtures_byte_for_byte(tmp_path):
 
         created_by = pq.ParquetFile(DATA / "crisislandmark" / "metadata.parquet").metadata.created_by
         hint = (f" (committed parquet made by {created_by!r}: a pyarrow/h5py bump changes those bytes; "
-                "run python tests/data/generate.py and commit)")
+                "run python tests/fixtures/adapters/generate.py and commit)")
     assert differ == [], f"regenerated files differ from the committed ones{hint}"
 
 
