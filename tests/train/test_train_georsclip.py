@@ -120,7 +120,7 @@ def test_without_a_fit_the_scorer_is_the_configured_model_as_built(tmp_path):
         load_curation_model(cfg)
     built = cfg.model_copy(update={"curation": config(tmp_path).curation.model_copy(update={"fit": None})})
     scorer = load_curation_model(built)
-    assert scorer.source == "rsvl-tiny:None" and scorer.fit_run_id is None and not scorer.model.training
+    assert scorer.source == "rsvl-tiny:None" and scorer.fit_run_name is None and not scorer.model.training
     torch.manual_seed(0)
     with torch.no_grad():
         assert scorer.model.encode_text(scorer.tokenizer(["a satellite image."])).shape[0] == 1

@@ -17,12 +17,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from rsvl.config import RunConfig
 from rsvl.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from rsvl.train.fit import FitResult
 
 CURATION_TAG = "rsvl.curation"
 CACHE_FOLDER = "curation"
@@ -38,14 +41,14 @@ class CurationModel:
         preprocess: Its validation preprocessing.
         tokenizer: Its tokenizer.
         source: Where it came from: the fitted model folder, or ``name:pretrained``.
-        fit_run_id: Run name of the fit (``None`` when used as built).
+        fit_run_name: Run name of the fit (``None`` when used as built).
     """
 
     model: nn.Module
     preprocess: Any
     tokenizer: Any
     source: str
-    fit_run_id: str | None = None
+    fit_run_name: str | None = None
 
 
 def _require(cfg: RunConfig):
@@ -99,8 +102,8 @@ def fit_run_name(cfg: RunConfig) -> str:
     return f"{cfg.paper.replace('_', '-')}-curation-{digest}"
 
 
-def fitted_scorer(cfg: RunConfig) -> Path:
-    """Fit the scorer with ``curation.fit`` (or find it fitted) and return its saved model folder.
+def fitted_scorer(cfg: RunConfig) -> "FitResult":
+    """Fit the scorer with ``curation.fit`` (or find it fitted): its fit, ``model_dir`` the saved model.
 
     Raises:
         ConfigError: No ``curation.fit``.
@@ -116,9 +119,8 @@ def fitted_scorer(cfg: RunConfig) -> Path:
     out_dir = Path(cfg.evaluate.cache_dir) / CACHE_FOLDER / run_name
     log.info("curation scorer: %s fitted on %s (%d epochs; reused when fitted before)", cfg.model.name,
              curation.fit.dataset, curation.fit.epochs)
-    result = fit(fit_config(cfg), Path(cfg.data.root) / curation.fit.dataset, out_dir, run_name,
-                 tags={CURATION_TAG: "true"})
-    return result.model_dir
+    return fit(fit_config(cfg), Path(cfg.data.root) / curation.fit.dataset, out_dir, run_name,
+               tags={CURATION_TAG: "true"})
 
 
 def start_config(cfg: RunConfig) -> RunConfig:
@@ -136,7 +138,7 @@ def start_config(cfg: RunConfig) -> RunConfig:
     fit = cfg.curation.fit if cfg.curation is not None else None
     if fit is None or not fit.init_training or cfg.train.init_from:
         return cfg
-    train = cfg.train.model_copy(update={"init_from": str(Path(fitted_scorer(cfg)).resolve())})
+    train = cfg.train.model_copy(update={"init_from": str(Path(fitted_scorer(cfg).model_dir).resolve())})
     return cfg.model_copy(update={"train": train})
 
 
@@ -161,6 +163,6 @@ def load_curation_model(cfg: RunConfig) -> CurationModel:
         model, _, preprocess, tokenizer = build_model(cfg.model.name, cfg.model.pretrained,
                                                       image_size=cfg.model.image_size)
         return CurationModel(model.eval(), preprocess, tokenizer, f"{cfg.model.name}:{cfg.model.pretrained}")
-    model_dir = fitted_scorer(cfg)
-    model, _, preprocess, tokenizer = load_model(model_dir)
-    return CurationModel(model.eval(), preprocess, tokenizer, str(model_dir), fit_run_name(cfg))
+    fitted = fitted_scorer(cfg)
+    model, _, preprocess, tokenizer = load_model(fitted.model_dir)
+    return CurationModel(model.eval(), preprocess, tokenizer, str(fitted.model_dir), fitted.run_name)

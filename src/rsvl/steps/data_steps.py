@@ -301,7 +301,7 @@ def _funnel(cfg: RunConfig, dataset_dir: Path, out_dir: Path) -> tuple[str, dict
     report = run_funnel(dataset_dir, out_dir, funnel_cfg, **scorers.funnel_kwargs(funnel_cfg))
     entry = report.to_dict()
     # the model and the fit's run name, not the fitted folder's path: dataset.json's bytes are its version
-    entry["scorer"] = {"model": cfg.model.name, "pretrained": cfg.model.pretrained, "fit_run": scorer.fit_run_id}
+    entry["scorer"] = {"model": cfg.model.name, "pretrained": cfg.model.pretrained, "fit_run": scorer.fit_run_name}
     truth = funnel_truth(dataset_dir, out_dir)
     if truth is not None:
         entry["truth"] = truth.to_dict()
@@ -309,6 +309,6 @@ def _funnel(cfg: RunConfig, dataset_dir: Path, out_dir: Path) -> tuple[str, dict
     meta["funnel"] = entry
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     text = (f"**Funnel** (scorer `{cfg.model.name}`"
-            + (f", fitted in run `{scorer.fit_run_id}`" if scorer.fit_run_id else "") + f"): {report.summary()}"
+            + (f", fitted in run `{scorer.fit_run_name}`" if scorer.fit_run_name else "") + f"): {report.summary()}"
             + f"\n\n{funnel_table(entry)}")
     return text, metrics_of(entry)
