@@ -71,7 +71,7 @@ def _stage_cfg(root, source) -> RunConfig:
 def test_a_stage_source_is_ingested_once_into_the_cache_with_captions_from_its_class_labels(tmp_path, repo_root):
     """The committed RSSCN7-layout fixture: 6 listed images, one with an unknown split, one missing."""
     source = tmp_path / "rsscn7"
-    shutil.copytree(repo_root / "tests" / "data" / "class-folder", source)
+    shutil.copytree(repo_root / "tests" / "fixtures" / "adapters" / "class-folder", source)
     cfg = _stage_cfg(tmp_path, source)
     target = (tmp_path / "cache" / "stages" / "scenes" / "rsscn7").resolve()
     assert ensure_stage_data(cfg) == [target] and not (tmp_path / "data").exists()  # the DVC-tracked root untouched
