@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from rsvl.config import UNTUNED, RunConfig
-from rsvl.config.evaluate import STANDARD_PREFIX
+from rsvl.config.evaluate import STANDARD_PREFIX, EvalSet
 
 HEADLINE = {"retrieval": "mR", "captioning": "CIDEr", "zero_shot": "zs_top1", "cross_sensor": "cross_mR",
             "localisation": "Rmi"}
@@ -30,11 +30,20 @@ VQA_TYPES = ("presence", "count", "position", "land", "land_sea", "overall")
 """The VQA table's columns (:data:`rsvl.vqa.QUESTION_TYPES`, then overall), those any set has."""
 
 
+def reranked_headlines(eval_set: EvalSet) -> list[str]:
+    """The retrieval set's extra mR rows: ``sar_mR``, ``fused_mR``, ``fused_sar_mR`` as its settings ask."""
+    names = ["sar_mR"] if eval_set.sar_k is not None else []
+    if eval_set.fusion is not None:
+        names += ["fused_mR"] + (["fused_sar_mR"] if eval_set.sar_k is not None else [])
+    return names
+
+
 def headline_metrics(cfg: RunConfig) -> list[str]:
     """The metrics a person reads first for ``cfg``'s track, in order, without repeats.
 
     The gate's floors and improvement rules first (the decision hangs on them), then each eval
-    set's headline metric (a retrieval set's ``mR`` followed by its ``std_mR``), then
+    set's headline metric (a retrieval set's ``mR`` followed by its ``std_mR``, then its ``sar_mR``,
+    ``fused_mR`` and ``fused_sar_mR`` where it scores them), then
     ``vqa.overall`` when the track has a VQA step.
     """
     names = [*cfg.gate.minimums, *cfg.gate.min_improvement]
@@ -42,6 +51,8 @@ def headline_metrics(cfg: RunConfig) -> list[str]:
         for task in eval_set.tasks:
             metric = f"ndcg_at_{eval_set.ndcg_k}" if task == "ndcg" else HEADLINE.get(task)
             names += [f"{eval_set.name}.{name}" for name in (metric, BESIDE.get(task)) if name]
+            if task == "retrieval":  # iEBAKER's fused and SAR re-ranked scores of the same matrices
+                names += [f"{eval_set.name}.{name}" for name in reranked_headlines(eval_set)]
     if cfg.vqa is not None:
         names.append(VQA_HEADLINE)
     if any(ablation.trainable is not None for ablation in cfg.train.ablations):
@@ -179,6 +190,30 @@ def funnel_line(metrics: Mapping[str, float]) -> list[str]:
     return [f"  funnel: {int(metrics['funnel.rows_in'])} in; {removed}; {int(metrics['funnel.rows_kept'])} kept"]
 
 
+def ladder_lines(cfg: RunConfig, candidate: Mapping[str, float]) -> list[str]:
+    """The ablation ladder (``evaluate.ladder``): one row per step, its model's value and the gain over the row above.
+
+    Args:
+        cfg: The track's config.
+        candidate: The candidate run's metrics (an ablation's value of ``m`` is ``<ablation>.m``).
+
+    Returns:
+        A heading and one line per step (``-`` where the run has no such value), or nothing without a ladder.
+    """
+    if not cfg.evaluate.ladder:
+        return []
+    width = max(len(step.label) for step in cfg.evaluate.ladder) + 2
+    lines = ["  ablation ladder (same data, start and steps; each row one model):"]
+    previous = None
+    for step in cfg.evaluate.ladder:
+        key = step.metric if step.model == "candidate" else f"{step.model}.{step.metric}"
+        value = candidate.get(key)
+        gain = f" ({value - previous:+.2f})" if value is not None and previous is not None else ""
+        lines.append(f"    {step.label.ljust(width)}{_number(value).rjust(8)}{gain.ljust(10)}  {key}")
+        previous = value if value is not None else previous
+    return lines
+
+
 def _run_metrics(client, run_id: str | None) -> dict[str, float]:
     return dict(client.get_run(run_id).data.metrics) if run_id else {}
 
@@ -210,7 +245,7 @@ def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]
     metrics = _run_metrics(client, candidate.run_id)
     lines += metrics_table(metrics, _run_metrics(client, champion.run_id) if champion is not None else None,
                            champion_version, headline_metrics(cfg), str(candidate.version))
-    return lines + funnel_line(metrics) + verdict_lines(cfg, metrics) + vqa_table(metrics)
+    return lines + funnel_line(metrics) + ladder_lines(cfg, metrics) + verdict_lines(cfg, metrics) + vqa_table(metrics)
 
 
 def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float, log_dir: Path | None = None,

@@ -45,12 +45,12 @@ from rsvl.config.run import (
     RegistryConfig,
     RunConfig,
 )
-from rsvl.config.train import AblationConfig, ObjectiveConfig, StageConfig, TrainableConfig, TrainConfig
+from rsvl.config.train import AblationConfig, EbaConfig, ObjectiveConfig, StageConfig, TrainableConfig, TrainConfig
 from rsvl.config.vqa import VqaConfig
 
 __all__ = [
     "UNTUNED", "MAIN_TRACK", "PAPERS", "PROFILES", "RESERVED_NAMES", "SHARED_KEYS", "OVERLAY_REPLACES",
-    "AblationConfig", "CaptionConfig", "CaptionerConfig", "CurationConfig", "CurationFit", "Rs5mCaptionSettings", "CaptionRules", "ChatEndpoint", "DataConfig", "DataSource", "EvalSet", "EvalSource",
+    "AblationConfig", "EbaConfig", "CaptionConfig", "CaptionerConfig", "CurationConfig", "CurationFit", "Rs5mCaptionSettings", "CaptionRules", "ChatEndpoint", "DataConfig", "DataSource", "EvalSet", "EvalSource",
     "EvaluateConfig", "GateConfig", "KubeRayConfig", "Layer", "LocationConfig", "MlflowConfig", "ModelConfig", "ObjectiveConfig",
     "RegistryConfig", "RunConfig", "StageConfig", "StrictModel", "TrainConfig", "TrainableConfig", "VqaConfig",
     "ablation_stages", "apply_overrides", "configure_track", "deep_merge", "explain", "fit_run_names",

@@ -29,6 +29,17 @@ EvalSource = DataSource
 """Where to ingest an eval set from when its dataset is not there yet (the shared :class:`DataSource`)."""
 
 
+class FusionWeights(StrictModel):
+    """iEBAKER's fused retrieval score ``S = global_weight · S_global + local_weight · S_local``.
+
+    ``S_global`` is the cosine of the pooled embeddings, ``S_local`` the Frobenius norm of the
+    token-by-patch cosine matrix (:mod:`rsvl.evaluate.local_similarity`); paper: 0.6 and 0.4.
+    """
+
+    global_weight: float = Field(0.6, ge=0.0)
+    local_weight: float = Field(0.4, ge=0.0)
+
+
 class EvalSet(StrictModel):
     """One split of one canonical dataset and the tasks scored on it.
 
@@ -67,6 +78,11 @@ class EvalSet(StrictModel):
             256/512/768 px over a 3000 px image (``rsvl.evaluate.localisation.DEFAULT_STEPS``).
         localisation_median: Median-filter kernel of the heat maps, pixels or a fraction likewise;
             ``None``: the paper's 251 px over 3000 px (``rsvl.evaluate.localisation.DEFAULT_MEDIAN``).
+        fusion: ``retrieval`` also scores iEBAKER's fused global + local matrix (``fused_*`` metrics);
+            needs a model with token features (:mod:`rsvl.models.tokens`).
+        sar_k: ``retrieval`` also scores the SAR re-ranking (:mod:`rsvl.evaluate.rerank`) of the top
+            ``sar_k`` answers, of the cosine matrix (``sar_*``) and, with ``fusion``, of the fused one
+            (``fused_sar_*``), on the same matrices as the plain scores.
     """
 
     name: str = Field(pattern=NAME_PATTERN, min_length=1, max_length=100)
@@ -83,6 +99,8 @@ class EvalSet(StrictModel):
     location_weight: float | None = Field(None, ge=0.0)
     localisation_steps: list[int | float] | None = Field(None, min_length=1)
     localisation_median: int | float | None = None
+    fusion: FusionWeights | None = None
+    sar_k: int | None = Field(None, ge=1)
 
     @field_validator("localisation_steps")
     @classmethod
@@ -104,6 +122,8 @@ class EvalSet(StrictModel):
             raise ValueError(f"tasks repeat: {self.tasks}")
         if self.dataset is None and self.source is None:
             raise ValueError("give a dataset directory or a source to ingest it from")
+        if (self.fusion is not None or self.sar_k is not None) and "retrieval" not in self.tasks:
+            raise ValueError("fusion and sar_k change how retrieval is scored: add 'retrieval' to tasks")
         return self
 
 
@@ -148,6 +168,20 @@ def load_eval_sets(path: str | Path) -> list[EvalSet]:
     return sets
 
 
+class LadderStep(StrictModel):
+    """One row of an ablation ladder (``evaluate.ladder``): a model's value of one metric.
+
+    Attributes:
+        label: What this row adds (``+ EBA joint``).
+        model: ``candidate``, ``base`` (the untuned model) or an ablation's name (``train.ablations``).
+        metric: ``<eval set>.<metric>`` as the candidate's are named (``optical_test.fused_mR``).
+    """
+
+    label: str = Field(min_length=1, max_length=60)
+    model: str = Field(pattern=NAME_PATTERN)
+    metric: str = Field(min_length=3)
+
+
 class EvaluateConfig(StrictModel):
     """The evaluate step: pinned eval sets and how to score them.
 
@@ -162,6 +196,9 @@ class EvaluateConfig(StrictModel):
     java_metrics: bool = True
     compare_base: bool = False
     """Also score the untuned model (``model`` with its pretrained weights) and report it beside the candidate."""
+    ladder: list[LadderStep] = []
+    """An ablation ladder printed in the run's summary, one step per row, each with its gain over the row before
+    (iEBAKER: base CLIP loss, + local fusion, + EBA, + KER, + SAR); empty: none."""
     location_weight: dict[str, float] = {}
     """Eval set name → its ``location_weight`` (GeoCLOSP's place at query time), laid onto the named sets: a
     mapping merges across config layers where ``sets`` (a list) would be replaced, so a track can weigh places

@@ -47,6 +47,9 @@ class RegistryConfig(StrictModel):
     """The register step: the registry name the paper's model is published under."""
 
     model_name: str = Field("rsvl-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    description: str | None = Field(None, min_length=1, max_length=5000)
+    """The registered model's description in the registry (what it returns, how to use it); ``None``: the
+    generic embedder's."""
 
 
 class RunConfig(StrictModel):
@@ -83,7 +86,21 @@ class RunConfig(StrictModel):
                                  f"it may be neither an eval set name {sorted(sets)} nor one of {sorted(reserved)}")
         if self.vqa is not None:
             self._check_vqa_sets()
+        self._check_ladder()
         return self
+
+    def _check_ladder(self) -> None:
+        """Every ``evaluate.ladder`` step names a model this run scores and one of its eval sets."""
+        models = {"candidate", *((UNTUNED,) if self.evaluate.compare_base else ()),
+                  *(ablation.name for ablation in self.train.ablations)}
+        sets = {eval_set.name for eval_set in self.evaluate.sets}
+        for step in self.evaluate.ladder:
+            if step.model not in models:
+                raise ValueError(f"evaluate.ladder {step.label!r}: model {step.model!r} is not scored by this run "
+                                 f"(known: {sorted(models)})")
+            if step.metric.split(".")[0] not in sets:
+                raise ValueError(f"evaluate.ladder {step.label!r}: metric {step.metric!r} does not start with an "
+                                 f"eval set name (known: {sorted(sets)})")
 
     def _check_vqa_sets(self) -> None:
         """``vqa.sets`` name eval sets scored on another split than VQA fits on; no model is named like a baseline."""

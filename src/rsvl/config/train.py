@@ -13,6 +13,22 @@ from rsvl.config.cluster import KubeRayConfig
 from rsvl.config.data import DataSource
 
 
+class EbaConfig(StrictModel):
+    """iEBAKER's Eliminate-Before-Align (objective ``iebaker``): drop the weakest positive pairs from the loss.
+
+    A FIFO queue of the last ``queue_size`` positive-pair cosine similarities; at each epoch start
+    τ is the ``drop_ratio`` quantile of it (the entry at ``int(drop_ratio * filled)`` in sorted
+    order); from epoch ``start_epoch`` (0-based) on, a pair anchors the loss only when its
+    similarity is above τ (at least the best pair always does). ``joint``: the local loss uses the
+    global mask; ``split``: the local similarity has its own queue and τ.
+    """
+
+    variant: Literal["joint", "split"] = "joint"
+    queue_size: int = Field(200_000, ge=1)
+    drop_ratio: float = Field(0.01, ge=0.0, lt=1.0)
+    start_epoch: int = Field(4, ge=0)
+
+
 class ObjectiveConfig(StrictModel):
     """The training loss (``rsvl.train.objectives``) and its settings.
 
@@ -28,6 +44,17 @@ class ObjectiveConfig(StrictModel):
     batching: Literal["per_sensor", "mixed"] = "per_sensor"
     """Sensor models (``train.sensors``) only: ``per_sensor`` is CLOSP's text bridge, one loss per sensor's own
     batch, averaged; ``mixed`` the naive control, every sensor's pairs in one contrastive batch."""
+    local_weight: float = Field(0.0, ge=0.0)
+    """``iebaker`` only: weight of the local (token-by-patch) similarity loss, CE both ways (paper: 1)."""
+    ker_weight: float = Field(0.0, ge=0.0)
+    """``iebaker`` only: weight of the masked-keyword (KER) loss (paper: 0.5); 0: no KER head."""
+    ker_layers: int = Field(2, ge=1)
+    """``iebaker`` only: transformer layers of the KER head."""
+    ker_vocabulary: str | None = None
+    """``iebaker`` only: keyword file (one word a line, ``#`` comments); ``None``: the packaged vocabulary
+    built from RSICD, RSITMD and NWPU captions (``rsvl data ker-vocabulary``)."""
+    eba: EbaConfig | None = None
+    """``iebaker`` only: Eliminate-Before-Align; ``None``: every pair takes part."""
 
 
 TowerMode = Literal["train", "freeze", "projection", "last_blocks"]

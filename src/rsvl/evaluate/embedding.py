@@ -92,6 +92,81 @@ def embed_images(
 
 
 @torch.no_grad()
+def embed_images_with_tokens(
+    model: nn.Module,
+    preprocess: Preprocess,
+    dataset: ManifestDataset,
+    media: str = "image",
+    batch_size: int = EMBED_BATCH,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed every row's ``media`` and keep its patch tokens (:mod:`rsvl.models.tokens`), in one pass.
+
+    Args:
+        model: An open_clip model with token features, in eval mode, on ``device``.
+        preprocess: Validation preprocessing.
+        dataset: The split to embed.
+        media: Media column the image tower reads.
+        batch_size: Images per forward pass.
+        device: Where the model lives.
+        num_workers: DataLoader workers decoding images.
+
+    Returns:
+        ``(rows, dim)`` embeddings and ``(rows, patches, dim)`` tokens, float32 on the CPU, not normalised.
+
+    Raises:
+        DataError: The split is empty or a row has no ``media``.
+        ModelError: The model has no token features.
+    """
+    from rsvl.models.tokens import encode_with_tokens
+
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.root}: no rows to embed")
+    embeddings, tokens = [], []
+    for batch in image_batches(dataset, media, preprocess, batch_size, num_workers):
+        out = encode_with_tokens(model, images=batch.to(device))
+        embeddings.append(out["image_features"].float().cpu())
+        tokens.append(out["image_tokens"].float().cpu())
+    return torch.cat(embeddings), torch.cat(tokens)
+
+
+def embed_texts_with_tokens(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    batch_size: int = EMBED_BATCH,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed texts and keep every position's token state (:mod:`rsvl.models.tokens`), in one pass.
+
+    Args:
+        model: An open_clip model with token features, in eval mode, on ``device``.
+        tokenizer: The model's tokenizer.
+        texts: The strings to embed.
+        batch_size: Texts per forward pass.
+        device: Where the model lives.
+
+    Returns:
+        ``(texts, dim)`` embeddings and ``(texts, context_length, dim)`` token states, float32 on the CPU.
+
+    Raises:
+        DataError: ``texts`` is empty.
+        ModelError: The model has no token features.
+    """
+    from rsvl.models.tokens import encode_with_tokens
+
+    if not texts:
+        raise DataError("no texts to embed")
+    texts = [str(text) for text in texts]
+    embeddings, tokens = [], []
+    for start in range(0, len(texts), batch_size):
+        out = encode_with_tokens(model, text=tokenizer(texts[start:start + batch_size]).to(device))
+        embeddings.append(out["text_features"].float().cpu())
+        tokens.append(out["text_tokens"].float().cpu())
+    return torch.cat(embeddings), torch.cat(tokens)
+
+
 def embed_texts(
     model: nn.Module,
     tokenizer: Tokenizer,

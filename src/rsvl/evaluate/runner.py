@@ -56,7 +56,15 @@ from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.captioning import caption_metrics, generate_captions, is_captioner
 from rsvl.evaluate.cross_sensor import cross_sensor_ranks
 from rsvl.config.evaluate import EvalSet
-from rsvl.evaluate.embedding import EMBED_BATCH, captions_of, embed_images, embed_texts, with_location
+from rsvl.evaluate.embedding import (
+    EMBED_BATCH,
+    captions_of,
+    embed_images,
+    embed_images_with_tokens,
+    embed_texts,
+    embed_texts_with_tokens,
+    with_location,
+)
 from rsvl.evaluate.localisation import DEFAULT_MEDIAN, DEFAULT_STEPS, localisation_report
 from rsvl.evaluate.localisation_metrics import METRIC_NAMES as LOCALISATION_METRICS
 from rsvl.evaluate.localisation_set import check_rows as check_localisation_rows
@@ -74,6 +82,7 @@ from rsvl.evaluate.report import (
     save_thumbnail,
     write_reports,
 )
+from rsvl.evaluate.rerank import fused_protocol_metrics, sar_protocol_metrics
 from rsvl.evaluate.retrieval import caption_key, protocol_ranks, recall_curve
 from rsvl.evaluate.zero_shot import class_vectors, classify
 
@@ -132,12 +141,21 @@ class _Context:
     num_workers: int
     java_metrics: bool = True
     embedded: dict[str, torch.Tensor] = field(default_factory=dict)
+    image_tokens: torch.Tensor | None = None
 
     def embeddings(self, media: str) -> torch.Tensor:
-        """The rows' ``media`` embeddings, computed once per media column and shared by the tasks."""
+        """The rows' ``media`` embeddings, computed once per media column and shared by the tasks.
+
+        With ``fusion`` on the set, the set's own media is embedded with its patch tokens in the same pass
+        (kept in ``image_tokens``).
+        """
         if media not in self.embedded:
-            images = embed_images(self.model, self.preprocess, self.dataset, media, self.batch_size, self.device,
-                                  self.num_workers)
+            if self.eval_set.fusion is not None and media == self.eval_set.media:
+                images, self.image_tokens = embed_images_with_tokens(
+                    self.model, self.preprocess, self.dataset, media, self.batch_size, self.device, self.num_workers)
+            else:
+                images = embed_images(self.model, self.preprocess, self.dataset, media, self.batch_size, self.device,
+                                      self.num_workers)
             weight = self.eval_set.location_weight
             self.embedded[media] = images if weight is None else with_location(self.model, images, self.dataset,
                                                                                 weight, self.device)
@@ -222,14 +240,38 @@ def _evenly(count: int, wanted: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, min(wanted, count)).round()})
 
 
+def _reranked_metrics(ctx: _Context, images: torch.Tensor, texts: torch.Tensor, text_tokens: torch.Tensor | None,
+                      owner: list[int], captions: list[str]) -> tuple[dict[str, float], list[str]]:
+    """The set's ``sar_*`` and ``fused_*``/``fused_sar_*`` numbers (:mod:`rsvl.evaluate.rerank`), and a note each."""
+    eval_set, metrics, notes = ctx.eval_set, {}, []
+    if eval_set.sar_k is not None:
+        metrics.update(sar_protocol_metrics(images, texts, owner, captions, k=eval_set.sar_k))
+        notes.append(f"sar_*: the cosine matrix re-ranked by SAR (top {eval_set.sar_k}, forward + reverse rank; "
+                     "rsvl.evaluate.rerank)")
+    if eval_set.fusion is not None:
+        weights = eval_set.fusion
+        metrics.update(fused_protocol_metrics(
+            images, texts, ctx.image_tokens, text_tokens, owner, captions, global_weight=weights.global_weight,
+            local_weight=weights.local_weight, sar_k=eval_set.sar_k))
+        notes.append(f"fused_*: {weights.global_weight:g} x cosine + {weights.local_weight:g} x local similarity "
+                     "(Frobenius norm of the token-by-patch cosines)" + (", and fused_sar_* that matrix re-ranked by SAR"
+                                                                         if eval_set.sar_k is not None else ""))
+    return metrics, notes
+
+
 def _retrieval(ctx: _Context) -> _Outcome:
     captions, owner = captions_of(ctx.dataset, ctx.eval_set.media)
     images = ctx.image_embeddings
-    texts = embed_texts(ctx.model, ctx.tokenizer, captions, ctx.batch_size, ctx.device)
+    text_tokens = None
+    if ctx.eval_set.fusion is not None:
+        texts, text_tokens = embed_texts_with_tokens(ctx.model, ctx.tokenizer, captions, ctx.batch_size, ctx.device)
+    else:
+        texts = embed_texts(ctx.model, ctx.tokenizer, captions, ctx.batch_size, ctx.device)
     ranks = protocol_ranks(images, texts, owner, captions, device=ctx.device)
     curve = recall_curve(ranks.merged, min(CURVE_MAX_K, max(len(images), len(texts))))
     name = ctx.eval_set.name
-    out = _Outcome(metrics=ranks.metrics(), details={"recall_curve": curve})
+    extra, extra_notes = _reranked_metrics(ctx, images, texts, text_tokens, owner, captions)
+    out = _Outcome(metrics={**ranks.metrics(), **extra}, details={"recall_curve": curve}, notes=extra_notes)
     out.pictures["recall_curve"] = plot_recall_curves(curve, f"{name}: recall@K", ctx.out_dir / "recall_curve.png")
     owned: list[set[str]] = [set() for _ in range(len(images))]
     for caption, row in zip(captions, owner):

@@ -82,13 +82,18 @@ def _has_code(err: MlflowException, code: int) -> bool:
     return err.error_code == ErrorCode.Name(code)
 
 
-def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+DEFAULT_DESCRIPTION = "rsvl embedder (text/image -> L2-normalised embeddings)"
+
+
+def _ensure_registered_model(client: MlflowClient, name: str, description: str | None) -> None:
     # create and tolerate 'already exists' instead of checking first, which could race
     try:
-        client.create_registered_model(name, description="rsvl embedder (text/image -> L2-normalised embeddings)")
+        client.create_registered_model(name, description=description or DEFAULT_DESCRIPTION)
     except MlflowException as err:
         if not _has_code(err, RESOURCE_ALREADY_EXISTS):
             raise
+        if description:  # the config's text is the current one
+            client.update_registered_model(name, description=description)
 
 
 def find_version(client: MlflowClient, name: str, identity: str) -> int | None:
@@ -182,6 +187,7 @@ def register_model(
     tracking_uri: str,
     run_id: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
+    description: str | None = None,
 ) -> Registration:
     """Register ``model_dir`` under ``name`` (or reuse its version) and make it the ``candidate``.
 
@@ -192,6 +198,7 @@ def register_model(
         tracking_uri: MLflow tracking store, also used as the registry (``sqlite:///...`` made absolute).
         run_id: MLflow run that produced the model (the logged model joins it and its experiment).
         experiment: Experiment holding logged models that have no run.
+        description: The registered model's description (how to use it); ``None``: the generic embedder's.
 
     Returns:
         The :class:`Registration`; ``created`` is False when an identical model's version was reused.
@@ -208,7 +215,7 @@ def register_model(
     identity = model_identity(directory, lineage)
     uri = resolve_tracking_uri(tracking_uri)
     client = registry_client(uri)
-    _ensure_registered_model(client, name)
+    _ensure_registered_model(client, name, description)
     version = find_version(client, name, identity.digest)
     created = version is None
     if version is None:

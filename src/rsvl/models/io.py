@@ -30,6 +30,7 @@ from transformers import AutoTokenizer
 from rsvl.errors import ModelError
 from rsvl.models.bands import widen_first_conv
 from rsvl.models.factory import BuiltModel, assemble_inputs, quiet_open_clip
+from rsvl.models.ker_head import rebuild_ker_head
 from rsvl.models.preprocess import rgb_normalisation
 from rsvl.models.towers import attach_timm_tokens
 
@@ -190,6 +191,7 @@ def load_model(model_dir: str | Path) -> BuiltModel:
         model = _create_local(directory, model_cfg, text_here)
         if spec["in_bands"] != 3:
             widen_first_conv(model.visual, spec["in_bands"], spec["bands"])
+        rebuild_ker_head(model, spec)
         load_checkpoint(model, str(weights_path), strict=True)
     except (RuntimeError, ValueError, OSError) as err:
         raise ModelError(f"{directory}: cannot load the saved model ({err})") from err

@@ -49,4 +49,5 @@ def run_register(
         The :class:`rsvl.model_registry.Registration`.
     """
     lineage = lineage_of(cfg, train_data, prepare_eval_data(cfg), pipeline_run_id)
-    return register_model(model_dir, cfg.registry.model_name, lineage, cfg.mlflow.tracking_uri, run_id=mlflow_run_id)
+    return register_model(model_dir, cfg.registry.model_name, lineage, cfg.mlflow.tracking_uri, run_id=mlflow_run_id,
+                          description=cfg.registry.description)

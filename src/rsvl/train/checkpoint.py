@@ -48,6 +48,7 @@ def write_checkpoint(
     scheduler: Any,
     scaler: Any,
     state: dict[str, Any],
+    objective_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint into ``directory``.
 
@@ -58,6 +59,7 @@ def write_checkpoint(
         scheduler: Its learning-rate scheduler.
         scaler: AMP ``GradScaler`` or ``None``.
         state: Plain progress values (``step``, ``epoch``, ...).
+        objective_state: The objective's own state (``Objective.state_dict``: EBA's queue).
 
     Returns:
         The directory.
@@ -71,6 +73,7 @@ def write_checkpoint(
         "scaler": scaler.state_dict() if scaler is not None else None,
         "progress": dict(state),
         "adapter": adapter_state_dict(model),
+        "objective": dict(objective_state or {}),
     }
     torch.save(payload, directory / TRAIN_STATE)
     return directory
@@ -82,8 +85,9 @@ def read_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: Any,
+    objective: Any = None,
 ) -> dict[str, Any]:
-    """Restore model weights, optimizer, scheduler and scaler from a checkpoint, in place.
+    """Restore model weights, optimizer, scheduler and scaler (and the objective's state) from a checkpoint, in place.
 
     Args:
         directory: A folder written by :func:`write_checkpoint`.
@@ -91,6 +95,7 @@ def read_checkpoint(
         optimizer: Optimizer over the same parameters.
         scheduler: Scheduler of that optimizer.
         scaler: AMP ``GradScaler`` or ``None``.
+        objective: The run's objective, given its saved state (``load_state_dict``); ``None``: not restored.
 
     Returns:
         The progress values saved with it.
@@ -112,6 +117,8 @@ def read_checkpoint(
         scheduler.load_state_dict(payload["scheduler"])
         if scaler is not None and payload["scaler"] is not None:
             scaler.load_state_dict(payload["scaler"])
+        if objective is not None:
+            objective.load_state_dict(payload.get("objective") or {})
     except (RuntimeError, KeyError, ValueError, ModelError) as err:
         raise ModelError(f"{directory}: checkpoint does not fit this model and optimizer ({err})") from err
     return dict(payload["progress"])

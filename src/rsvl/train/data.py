@@ -8,7 +8,8 @@ with any number of loader workers.
 
 Batch entries an objective can ask for (:data:`BATCH_FIELDS`): ``image`` (N, bands, H, W),
 ``text`` (tokens of one caption per image), ``long_text`` (tokens of ``long_caption``),
-``location`` (N, 2: latitude, longitude). ``sample_id`` (a list) is always there. A sensor model's
+``location`` (N, 2: latitude, longitude), ``caption`` (the drawn caption of each image, as text: a
+list). ``sample_id`` (a list) is always there. A sensor model's
 batch holds one such batch per sensor under ``sensors`` (:class:`EpochBatches`).
 """
 
@@ -28,7 +29,7 @@ from rsvl.models.factory import WIDENING_RULE, BuiltModel
 from rsvl.models.io import saved_spec
 from rsvl.models.preprocess import make_preprocess
 
-BATCH_FIELDS = ("image", "text", "long_text", "location")
+BATCH_FIELDS = ("image", "text", "long_text", "location", "caption")
 SEED_BITS = 62
 
 
@@ -218,6 +219,8 @@ class TextImageCollate:
             batch["image"] = torch.stack([item["image"] for item in items])
         if "text" in self.fields:
             batch["text"] = self.tokenizer([item["caption"] for item in items])
+        if "caption" in self.fields:
+            batch["caption"] = [item["caption"] for item in items]
         if "long_text" in self.fields:
             batch["long_text"] = self.tokenizer([_required(item, "long_caption") for item in items])
         if "location" in self.fields:

@@ -176,7 +176,7 @@ class _Worker:
         model, preprocess_train, preprocess_val, tokenizer = self._start_model(samples)
         if train.random_rotation:
             preprocess_train = RandomRotation(preprocess_train, train.random_rotation)
-        context = ObjectiveContext(self.rank, self.world, _pad_id(tokenizer))
+        context = ObjectiveContext(self.rank, self.world, _pad_id(tokenizer), tokenizer)
         objective = build_objective(train.objective, context)
         sizes = apply_trainable(model, train.trainable)
         objective.prepare(model)
@@ -258,7 +258,8 @@ class _Worker:
         resume = self._resume_directory()
         if resume is not None:
             with resume as directory:
-                progress = read_checkpoint(directory, fit.model, fit.optimizer, fit.scheduler, fit.scaler)
+                progress = read_checkpoint(directory, fit.model, fit.optimizer, fit.scheduler, fit.scaler,
+                                           fit.objective)
             self.logger.log({"resumed_from_step": progress["step"]}, progress["step"])
             log.info("resumed from the checkpoint at step %d", progress["step"])
             progress["sizes"] = dict(fit.sizes)
@@ -315,6 +316,7 @@ class _Worker:
         while step < fit.total:
             epoch, offset = divmod(step, fit.steps_per_epoch)
             fit.batches.set_epoch(epoch, offset)
+            fit.objective.start_epoch(epoch)
             for batch in fit.batches:
                 _test_failure_hook(step + 1, self.rank, self.run_dir)
                 out, lr = self._step(fit, batch, step + 1)
@@ -323,6 +325,8 @@ class _Worker:
                 if step % self.train.log_every == 0 or step == fit.total:
                     last_loss = self._log_interval(fit, interval, step, lr, step - start, started)
                     interval = _Interval()
+                if step % fit.steps_per_epoch == 0 or step == fit.total:
+                    self._log_epoch(fit, epoch, step)
                 if step % self.train.checkpoint_every == 0 or step == fit.total:
                     if step == fit.total and self.rank == 0 and self.train.eval_split:
                         progress["final"] = self._evaluate(fit, step)
@@ -351,6 +355,13 @@ class _Worker:
             )
         return means["loss"]
 
+    def _log_epoch(self, fit: _Fit, epoch: int, step: int) -> None:
+        """Log the objective's per-epoch metrics (EBA's τ and dropped count) at the epoch's last step."""
+        metrics = fit.objective.epoch_metrics(epoch)
+        if metrics and self.rank == 0:
+            self.logger.log(metrics, step)
+            log.info("epoch %d: %s", epoch, " ".join(f"{key} {value:.4g}" for key, value in sorted(metrics.items())))
+
     @staticmethod
     def _reported(progress: dict[str, Any]) -> dict[str, Any]:
         """The numbers a checkpoint reports to Ray: step, loss, parameter counts (``trainable_params``, ...),
@@ -361,16 +372,30 @@ class _Worker:
             **progress["final"], **{f"baseline_{key}": value for key, value in progress["baseline"].items()},
         }
 
+    def _log_artifacts(self, fit: _Fit) -> None:
+        """Put the objective's files (EBA's dropped pairs) into the MLflow run, and beside the run's checkpoints."""
+        files = fit.objective.artifacts()  # a collective for some objectives: every rank calls it
+        if self.rank != 0:
+            return
+        for name, text in files.items():
+            self.logger.log_text(text, name)
+            if self.run_dir is not None:
+                Path(self.run_dir).mkdir(parents=True, exist_ok=True)
+                (Path(self.run_dir) / name).write_text(text, encoding="utf-8")
+
     def _checkpoint(self, fit: _Fit, progress: dict[str, Any], loss: float) -> None:
         import ray.train
 
         progress["loss"] = loss
         metrics = self._reported(progress)
+        objective_state = fit.objective.state_dict()  # a collective for some objectives: every rank calls it
+        if progress["step"] == fit.total:
+            self._log_artifacts(fit)
         with tempfile.TemporaryDirectory(prefix="rsvl-ckpt-") as scratch:
             checkpoint = None
             if self.rank == 0:
                 directory = write_checkpoint(Path(scratch) / "checkpoint", fit.model, fit.optimizer, fit.scheduler,
-                                             fit.scaler, progress)
+                                             fit.scaler, progress, objective_state)
                 if self.local:
                     directory = persist_checkpoint(directory, self.run_dir, progress["step"],
                                                    self.train.keep_checkpoints)

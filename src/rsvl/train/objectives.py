@@ -8,7 +8,10 @@ alignment, dual long/short text, location alignment) is a new registered class, 
 * ``prepare(model)`` sets up parameters it owns (the logit scale) before the optimizer is built;
 * ``__call__(model, batch)`` computes the loss; ``model`` may be wrapped in DDP, so call it
   (never ``model.module``) for the forward pass that carries gradients;
-* ``after_step(model)`` runs after each optimizer step (clamping).
+* ``after_step(model)`` runs after each optimizer step (clamping);
+* ``start_epoch``/``epoch_metrics``/``state_dict``/``load_state_dict``/``artifacts``: per-epoch
+  state an objective keeps (EBA's similarity queue), saved in checkpoints, and files it leaves
+  in the run (EBA's dropped pairs).
 
 Registered here: ``clip`` (symmetric InfoNCE, learnable or fixed scale; open_clip's
 ``ClipLoss``, gathering features across workers), ``coca`` (contrastive + captioning;
@@ -16,6 +19,7 @@ open_clip's ``CoCaLoss``, for CoCa models), and for sensor models (``train.senso
 :class:`rsvl.models.multisensor.SensorCLIP`) ``closp`` (CLOSP's text bridge: each sensor's own
 batch against its texts, the per-sensor losses averaged; ``batching: mixed`` is the naive control
 with every sensor in one batch) and ``geoclosp`` (``closp`` plus location↔image alignment).
+iEBAKER's ``iebaker`` (EBA, local similarity, KER) is in :mod:`rsvl.train.iebaker_objective`.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ class ObjectiveContext:
         rank: This worker's rank.
         world_size: Number of workers.
         pad_id: Token id of padding (for captioning losses).
+        tokenizer: The model's tokenizer (objectives that re-tokenize captions: KER masking).
     """
 
     rank: int = 0
     world_size: int = 1
     pad_id: int = 0
+    tokenizer: Any = None
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -86,6 +92,24 @@ class Objective:
 
     def after_step(self, model: nn.Module) -> None:
         """Run after each optimizer step (``model`` unwrapped)."""
+
+    def start_epoch(self, epoch: int) -> None:
+        """Run before the first step of ``epoch`` (0-based), also when a run resumes inside it."""
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        """Metrics of the epoch just finished (logged once per epoch); none by default."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """State the objective keeps across steps (saved in every checkpoint); none by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (a resumed run)."""
+
+    def artifacts(self) -> dict[str, str]:
+        """Text files for the run's artifacts at the end of the fit, ``{file name: text}``; none by default."""
+        return {}
 
 
 _OBJECTIVES: dict[str, type[Objective]] = {}

@@ -142,6 +142,11 @@ class MetricLogger:
         batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch)
 
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Write ``text`` as the run's artifact ``artifact_file``."""
+        if self.client is not None:
+            self.client.log_text(self.run_id, text, artifact_file)
+
 
 def log_dataset_counts(tracking_uri: str, run_id: str, dataset_dir: str | Path) -> None:
     """Log what the trained dataset kept and set aside, and the funnel that made it, into a run.
