@@ -2,7 +2,8 @@
 
 Scores are ``S = T · Iᵀ`` of L2-normalised embeddings; R@K for K ∈ {1, 5, 10} in both directions,
 in percent, and ``mR`` their mean. Ties count against the query and the score matrix is never held
-whole (see ``docs/evaluation-and-gate.md``). Two protocols, one ranking code (:func:`retrieval_ranks`):
+whole (see ``docs/evaluation-and-gate.md``). Two protocols, one ranking code (:func:`ranks_from_scores`,
+which reads any :class:`ScoreBlocks`; :func:`retrieval_ranks` is it over :class:`CosineScores`):
 
 * merged: captions with the same text are one answer, right for every image owning it;
 * standard (the literature's): each caption its own answer, right only for its own image.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -49,7 +50,20 @@ def caption_key(caption: str) -> str:
     return " ".join(caption.split()).casefold()
 
 
-def _check_owner(n_images: int, n_texts: int, text_image: Sequence[int]) -> torch.Tensor:
+def check_owner(n_images: int, n_texts: int, text_image: Sequence[int]) -> torch.Tensor:
+    """Check that every text names an image and every image has a text.
+
+    Args:
+        n_images: Images (score columns).
+        n_texts: Texts (score rows).
+        text_image: For each text, the index of its image.
+
+    Returns:
+        ``text_image`` as a long tensor.
+
+    Raises:
+        DataError: Nothing to score, a text without a valid image row, or an image without a text.
+    """
     owner = torch.as_tensor(list(text_image), dtype=torch.long)
     if n_images == 0 or n_texts == 0:
         raise DataError("retrieval needs at least one image and one text")
@@ -58,6 +72,165 @@ def _check_owner(n_images: int, n_texts: int, text_image: Sequence[int]) -> torc
     if torch.bincount(owner, minlength=n_images).min() == 0:
         raise DataError("every image needs at least one text")
     return owner
+
+
+class ScoreBlocks(Protocol):
+    """A (texts, images) score matrix handed out block by block (see :func:`ranks_from_scores`).
+
+    Attributes:
+        n_texts: Rows of the matrix.
+        n_images: Columns of the matrix.
+        device: Where :meth:`block` puts its blocks.
+    """
+
+    n_texts: int
+    n_images: int
+    device: torch.device
+
+    def block(self, t0: int, t1: int, i0: int, i1: int) -> torch.Tensor:
+        """Scores of texts ``t0:t1`` against images ``i0:i1``, higher is better.
+
+        The same arguments must give the same values every time (ranking reads each block twice).
+
+        Args:
+            t0: First text row.
+            t1: One past the last text row.
+            i0: First image column.
+            i1: One past the last image column.
+
+        Returns:
+            (t1 - t0, i1 - i0) float32 on :attr:`device`.
+        """
+        ...
+
+
+class CosineScores:
+    """``S = T · Iᵀ`` of L2-normalised embeddings, one block at a time (PAPERS.md "Shared retrieval protocol").
+
+    Args:
+        text_embeddings: (texts, dim), any scale (normalised here).
+        image_embeddings: (images, dim), any scale.
+        device: Where the blocks are scored (default: where the image embeddings are).
+
+    Raises:
+        DataError: The two sides have different widths.
+    """
+
+    def __init__(self, text_embeddings: torch.Tensor, image_embeddings: torch.Tensor,
+                 device: str | torch.device | None = None) -> None:
+        if text_embeddings.shape[-1] != image_embeddings.shape[-1]:
+            raise DataError(f"text embeddings have width {text_embeddings.shape[-1]}, image embeddings "
+                            f"{image_embeddings.shape[-1]}: cosine scores need the same width")
+        self.device = torch.device(device) if device is not None else image_embeddings.device
+        # score in float32 whatever dtype the embeddings come in (fp16/bf16 under AMP)
+        self.texts = nn.functional.normalize(text_embeddings.to(self.device, torch.float32), dim=-1)
+        self.images = nn.functional.normalize(image_embeddings.to(self.device, torch.float32), dim=-1)
+        self.n_texts, self.n_images = self.texts.shape[0], self.images.shape[0]
+
+    def block(self, t0: int, t1: int, i0: int, i1: int) -> torch.Tensor:
+        """Cosine scores of texts ``t0:t1`` against images ``i0:i1``, (t1 - t0, i1 - i0) float32."""
+        return self.texts[t0:t1] @ self.images[i0:i1].T
+
+
+class DenseScores:
+    """A score matrix already held whole, served in blocks.
+
+    Args:
+        matrix: (texts, images) scores (cast to float32).
+        device: Where the blocks go (default: where ``matrix`` is).
+
+    Raises:
+        DataError: ``matrix`` is not two-dimensional.
+    """
+
+    def __init__(self, matrix: torch.Tensor, device: str | torch.device | None = None) -> None:
+        if matrix.dim() != 2:
+            raise DataError(f"a score matrix must be (texts, images), got shape {tuple(matrix.shape)}")
+        self.device = torch.device(device) if device is not None else matrix.device
+        self.matrix = matrix.to(self.device, torch.float32)
+        self.n_texts, self.n_images = self.matrix.shape
+
+    def block(self, t0: int, t1: int, i0: int, i1: int) -> torch.Tensor:
+        """The stored scores of texts ``t0:t1`` against images ``i0:i1``."""
+        return self.matrix[t0:t1, i0:i1]
+
+
+def _blocks(n_texts: int, n_images: int, block_size: int) -> list[tuple[int, int, int, int]]:
+    if block_size < 1:
+        raise DataError(f"block_size must be positive, got {block_size}")
+    return [(t0, min(t0 + block_size, n_texts), i0, min(i0 + block_size, n_images))
+            for t0 in range(0, n_texts, block_size) for i0 in range(0, n_images, block_size)]
+
+
+def score_matrix(scorer: ScoreBlocks, *, block_size: int = BLOCK_SIZE) -> torch.Tensor:
+    """Assemble a scorer's whole (texts, images) matrix from its blocks.
+
+    Args:
+        scorer: Any :class:`ScoreBlocks`.
+        block_size: Texts and images per block asked of the scorer.
+
+    Returns:
+        (texts, images) float32 on the scorer's device: ``4 · texts · images`` bytes.
+
+    Raises:
+        DataError: ``block_size`` < 1.
+    """
+    matrix = torch.empty(scorer.n_texts, scorer.n_images, dtype=torch.float32, device=scorer.device)
+    for t0, t1, i0, i1 in _blocks(scorer.n_texts, scorer.n_images, block_size):
+        matrix[t0:t1, i0:i1] = scorer.block(t0, t1, i0, i1)
+    return matrix
+
+
+def ranks_from_scores(
+    scorer: ScoreBlocks,
+    text_image: Sequence[int],
+    *,
+    text_keys: Sequence[str] | None = None,
+    block_size: int = BLOCK_SIZE,
+    device: str | torch.device | None = None,
+) -> RetrievalRanks:
+    """Rank the right answers of every query from a score matrix seen one block at a time.
+
+    Two passes over the blocks: the best right answer's score per query, then the wrong answers
+    scoring at least that minus :data:`TIE_TOLERANCE` (ties count against the query).
+
+    Args:
+        scorer: The (texts, images) scores, higher is better.
+        text_image: For each text, the column of its image.
+        text_keys: Each text's caption: a text is then right for every image owning the same
+            :func:`caption_key` (the merged protocol). ``None``: only for its own image (the standard one).
+        block_size: Texts and images per score block; memory is about ``block_size²`` floats
+            plus what the scorer needs for one block.
+        device: Where the blocks are ranked (default: the scorer's device).
+
+    Returns:
+        The ranks of both directions, on the CPU.
+
+    Raises:
+        DataError: Sizes disagree, an image has no text, nothing to score, or ``block_size`` < 1.
+    """
+    n_images, n_texts = scorer.n_images, scorer.n_texts
+    blocks = _blocks(n_texts, n_images, block_size)
+    device = torch.device(device) if device is not None else scorer.device
+    owner = check_owner(n_images, n_texts, text_image).to(device)
+    right = _RightAnswers(owner, n_images, text_keys)
+    best_text = torch.full((n_texts,), -torch.inf, device=device)
+    best_image = torch.full((n_images,), -torch.inf, device=device)
+    for t0, t1, i0, i1 in blocks:
+        # first pass: the best score of a right answer, per text and per image
+        scores = torch.where(right.mask(t0, t1, i0, i1), scorer.block(t0, t1, i0, i1).to(device), -torch.inf)
+        best_text[t0:t1] = torch.maximum(best_text[t0:t1], scores.amax(dim=1))
+        best_image[i0:i1] = torch.maximum(best_image[i0:i1], scores.amax(dim=0))
+    # lower the bar by TIE_TOLERANCE so block-shape summation noise counts as a tie, against the query
+    best_text, best_image = best_text - TIE_TOLERANCE, best_image - TIE_TOLERANCE
+    t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
+    i2t = torch.zeros(n_images, dtype=torch.long, device=device)
+    for t0, t1, i0, i1 in blocks:
+        scores = scorer.block(t0, t1, i0, i1).to(device)
+        wrong = ~right.mask(t0, t1, i0, i1)
+        t2i[t0:t1] += ((scores >= best_text[t0:t1, None]) & wrong).sum(dim=1)
+        i2t[i0:i1] += ((scores >= best_image[None, i0:i1]) & wrong).sum(dim=0)
+    return RetrievalRanks(i2t=i2t.cpu(), t2i=t2i.cpu())
 
 
 def retrieval_ranks(
@@ -69,7 +242,9 @@ def retrieval_ranks(
     block_size: int = BLOCK_SIZE,
     device: str | torch.device | None = None,
 ) -> RetrievalRanks:
-    """Rank the right answers of every query without building the full score matrix.
+    """Rank the right answers of every query by cosine score without building the full score matrix.
+
+    :func:`ranks_from_scores` over :class:`CosineScores`.
 
     Args:
         image_embeddings: (images, dim), any scale (normalised here).
@@ -86,34 +261,8 @@ def retrieval_ranks(
     Raises:
         DataError: Sizes disagree, an image has no text, nothing to score, or ``block_size`` < 1.
     """
-    if block_size < 1:
-        raise DataError(f"block_size must be positive, got {block_size}")
-    n_images, n_texts = image_embeddings.shape[0], text_embeddings.shape[0]
-    device = torch.device(device) if device is not None else image_embeddings.device
-    owner = _check_owner(n_images, n_texts, text_image).to(device)
-    # score in float32 whatever dtype the embeddings come in (fp16/bf16 under AMP)
-    images = nn.functional.normalize(image_embeddings.to(device, torch.float32), dim=-1)
-    texts = nn.functional.normalize(text_embeddings.to(device, torch.float32), dim=-1)
-    right = _RightAnswers(owner, n_images, text_keys)
-    blocks = [(t0, min(t0 + block_size, n_texts), i0, min(i0 + block_size, n_images))
-              for t0 in range(0, n_texts, block_size) for i0 in range(0, n_images, block_size)]
-    best_text = torch.full((n_texts,), -torch.inf, device=device)
-    best_image = torch.full((n_images,), -torch.inf, device=device)
-    for t0, t1, i0, i1 in blocks:
-        # first pass: the best score of a right answer, per text and per image
-        scores = torch.where(right.mask(t0, t1, i0, i1), texts[t0:t1] @ images[i0:i1].T, -torch.inf)
-        best_text[t0:t1] = torch.maximum(best_text[t0:t1], scores.amax(dim=1))
-        best_image[i0:i1] = torch.maximum(best_image[i0:i1], scores.amax(dim=0))
-    # lower the bar by TIE_TOLERANCE so block-shape summation noise counts as a tie, against the query
-    best_text, best_image = best_text - TIE_TOLERANCE, best_image - TIE_TOLERANCE
-    t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
-    i2t = torch.zeros(n_images, dtype=torch.long, device=device)
-    for t0, t1, i0, i1 in blocks:
-        scores = texts[t0:t1] @ images[i0:i1].T
-        wrong = ~right.mask(t0, t1, i0, i1)
-        t2i[t0:t1] += ((scores >= best_text[t0:t1, None]) & wrong).sum(dim=1)
-        i2t[i0:i1] += ((scores >= best_image[None, i0:i1]) & wrong).sum(dim=0)
-    return RetrievalRanks(i2t=i2t.cpu(), t2i=t2i.cpu())
+    scorer = CosineScores(text_embeddings, image_embeddings, device=device)
+    return ranks_from_scores(scorer, text_image, text_keys=text_keys, block_size=block_size)
 
 
 class _RightAnswers:
