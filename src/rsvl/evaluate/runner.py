@@ -82,7 +82,8 @@ from rsvl.evaluate.report import (
     save_thumbnail,
     write_reports,
 )
-from rsvl.evaluate.rerank import fused_protocol_metrics, sar_protocol_metrics
+from rsvl.evaluate.local_similarity import fused_protocol_metrics
+from rsvl.evaluate.rerank import sar_protocol_metrics
 from rsvl.evaluate.retrieval import caption_key, protocol_ranks, recall_curve
 from rsvl.evaluate.zero_shot import class_vectors, classify
 
@@ -245,14 +246,14 @@ def _reranked_metrics(ctx: _Context, images: torch.Tensor, texts: torch.Tensor, 
     """The set's ``sar_*`` and ``fused_*``/``fused_sar_*`` numbers (:mod:`rsvl.evaluate.rerank`), and a note each."""
     eval_set, metrics, notes = ctx.eval_set, {}, []
     if eval_set.sar_k is not None:
-        metrics.update(sar_protocol_metrics(images, texts, owner, captions, k=eval_set.sar_k))
+        metrics.update(sar_protocol_metrics(images, texts, owner, captions, k=eval_set.sar_k, device=ctx.device))
         notes.append(f"sar_*: the cosine matrix re-ranked by SAR (top {eval_set.sar_k}, forward + reverse rank; "
                      "rsvl.evaluate.rerank)")
     if eval_set.fusion is not None:
         weights = eval_set.fusion
         metrics.update(fused_protocol_metrics(
             images, texts, ctx.image_tokens, text_tokens, owner, captions, global_weight=weights.global_weight,
-            local_weight=weights.local_weight, sar_k=eval_set.sar_k))
+            local_weight=weights.local_weight, sar_k=eval_set.sar_k, device=ctx.device))
         notes.append(f"fused_*: {weights.global_weight:g} x cosine + {weights.local_weight:g} x local similarity "
                      "(Frobenius norm of the token-by-patch cosines)" + (", and fused_sar_* that matrix re-ranked by SAR"
                                                                          if eval_set.sar_k is not None else ""))

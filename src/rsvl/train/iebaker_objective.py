@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from rsvl.config import ObjectiveConfig
 from rsvl.errors import ModelError
+from rsvl.evaluate.local_similarity import local_similarity
 from rsvl.models.ker_head import attach_ker_head
 from rsvl.models.tokens import capture_tokens
 from rsvl.train.eba import DroppedPairs, SimilarityQueue, kept_pairs
@@ -41,21 +42,6 @@ from rsvl.train.objectives import ObjectiveContext, _ContrastiveScale, model_out
 
 IGNORE = -100
 DROPPED_FILE = "eba_dropped.csv"
-
-
-def local_logits(text_tokens: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
-    """``Loc[t, i] = ‖C‖_F`` of every text against every image of a batch, differentiable.
-
-    Args:
-        text_tokens: ``(T, L, D)``.
-        image_tokens: ``(I, P, D)``.
-
-    Returns:
-        ``(T, I)``.
-    """
-    from rsvl.evaluate.local_similarity import local_similarity
-
-    return local_similarity(text_tokens, image_tokens)
 
 
 def _gather(values: torch.Tensor, world_size: int) -> torch.Tensor:
@@ -226,7 +212,7 @@ class IebakerObjective(_ContrastiveScale):
         loss = global_loss
         metrics = {"global_loss": global_loss.detach(), "kept": keep.float().mean()}
         if self.cfg.local_weight > 0:
-            local = local_logits(text_tokens[:n].float(), image_tokens.float())  # (texts, images)
+            local = local_similarity(text_tokens[:n].float(), image_tokens.float())  # (texts, images), in blocks
             local_keep = self._keep("local", local.diagonal(), batch) if "local" in self.queues else keep
             local_loss = _ce_both_ways(scale * local, local_keep)
             loss = loss + self.cfg.local_weight * local_loss
