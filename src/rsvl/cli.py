@@ -181,6 +181,40 @@ def data_remote(url: Annotated[str, typer.Argument(help="directory, s3://bucket/
     typer.echo(f"default DVC remote is now {url}")
 
 
+@data_app.command("ker-vocabulary")
+def data_ker_vocabulary(
+    captions: Annotated[Path, typer.Option("--captions", help="the captions_text folder of the shared data")] = Path(
+        "../shared/data/captions_text"
+    ),
+    out: Annotated[Path, typer.Option("--out", help="vocabulary file to write")] = Path(
+        "src/rsvl/data/resources/ker_vocabulary.txt"
+    ),
+) -> None:
+    """Build the iEBAKER KER keyword vocabulary (top-512 caption words of RSICD, RSITMD, NWPU; union)."""
+    from rsvl.data.ker_vocabulary import build_vocabulary, write_vocabulary
+
+    try:
+        vocab = build_vocabulary(captions)
+        write_vocabulary(vocab, out)
+    except RsvlError as err:
+        _fail(err)
+    counts = ", ".join(f"{dataset} {len(words)}" for dataset, words in vocab.per_dataset.items())
+    typer.echo(f"{len(vocab.words)} words ({counts}) written to {out}")
+
+
+@data_app.command("text-stats")
+def data_text_stats(
+    csv_path: Annotated[Path, typer.Argument(help="a filename,title caption CSV (images not needed)")],
+) -> None:
+    """Print the text statistics of a caption CSV, KER keyword coverage included, as JSON."""
+    from rsvl.data.caption_stats import caption_text_stats
+
+    try:
+        typer.echo(json.dumps(caption_text_stats(csv_path), indent=2))
+    except RsvlError as err:
+        _fail(err)
+
+
 @config_app.command("check")
 def config_check(
     path: Annotated[Path, typer.Argument(help="pipelines/<paper>/config.yaml")],

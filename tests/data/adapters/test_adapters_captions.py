@@ -231,13 +231,34 @@ def test_caption_csv_real_table_with_placeholder_images(shared_data, tmp_path, t
 
 
 @pytest.mark.real_data
-def test_caption_csv_without_images_quarantines_every_row(shared_data, tmp_path):
-    real = shared_data / "captions_text" / "iEBAKER_test_csv" / "rsitmd_test.csv"
-    report = ingest("caption-csv", real, tmp_path / "ds")
-    quarantine = read_quarantine(tmp_path / "ds")
-    assert (report.rows, report.quarantined, report.by_rule) == (0, 2260, {"file_exists": 2260})
-    assert list(quarantine["where"]) == [f"rsitmd_test.csv:{n}" for n in range(2, 2262)]
-    assert len(read_manifest(tmp_path / "ds")) == 0
+def test_caption_csv_without_any_image_says_the_images_are_absent(shared_data, tmp_path):
+    real = shared_data / "captions_text" / "iEBAKER_test_csv" / "rsicd_test.csv"
+    truth = csv_truth(real)
+    with open(real, newline="", encoding="utf-8") as handle:
+        first = next(csv.DictReader(handle))["filename"]
+    with pytest.raises(DataError) as caught:
+        ingest("caption-csv", real, tmp_path / "ds")
+    message = str(caught.value)
+    assert f"none of the {len(truth)} images named by its {sum(map(len, truth.values()))} rows" in message
+    assert f"first missing: {first!r} at line 2" in message and "rule: images_present" in message
+    assert f"rsvl data text-stats {real}" in message
+    assert not (tmp_path / "ds").exists()
+
+
+def test_caption_csv_refuses_a_table_whose_images_are_all_absent(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "caps.csv").write_text(
+        "filename,title\n,no file\n/home/u/a.jpg,a roof\n/home/u/a.jpg,a red roof\nC:\\u\\b.jpg,a lake\n")
+    with pytest.raises(DataError, match=(
+            r"caps\.csv: images absent: none of the 2 images named by its 4 rows is in .*src "
+            r"\(first missing: '/home/u/a\.jpg' at line 3, looked up as .*src/a\.jpg\).*images_present.*"
+            r"Put the images, by basename, in .*src/images \(or beside the CSV\)")):
+        ingest("caption-csv", tmp_path / "src", tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()
+    # one image present: the others are quarantined row by row, as before
+    write_placeholders(tmp_path / "src", ["b.jpg"])
+    report = ingest("caption-csv", tmp_path / "src", tmp_path / "ds")
+    assert (report.rows, report.by_rule) == (1, {"record_fields": 1, "file_exists": 2})
 
 
 def test_caption_csv_bad_bytes_blank_titles_and_splits(tmp_path):

@@ -7,11 +7,16 @@ basename are one image with several captions.
 
 Images are looked up by basename in ``images/`` beside the CSV when that folder exists, else
 beside the CSV itself. Images are required: a row whose image is not there is quarantined
-with rule ``file_exists`` (so a text-only CSV ingests to an empty manifest and a quarantine
-table that counts every row). The split is the row's ``split`` value when the column exists
-(one of train/val/test, else rule ``split_value``), else the split named by a ``_``/``-``
-separated word of the file name (``rsitmd_test.csv`` -> test), else a stable hash of the
-basename (70/10/20, as for class folders).
+with rule ``file_exists``. When not one of the images the rows name is there (a text-only CSV
+such as the published iEBAKER test tables, whose paths point at the authors' machine), the
+ingest stops before writing anything with a :class:`DataError` (rule ``images_present``) that
+says how many rows and images, the first missing path and what to do; ``rsvl data text-stats``
+reads such a CSV's text without images.
+
+The split is the row's ``split`` value when the column exists (one of train/val/test, else
+rule ``split_value``), else the split named by a ``_``/``-`` separated word of the file name
+(``rsitmd_test.csv`` -> test), else a stable hash of the basename (70/10/20, as for class
+folders).
 """
 
 from __future__ import annotations
@@ -39,6 +44,34 @@ def find_csv(source: Path) -> Path:
     if len(found) != 1:
         raise DataError(f"{source}: expected exactly one .csv caption table, found {[p.name for p in found]}")
     return found[0]
+
+
+def check_some_image_present(table: Path, rows: list[tuple[int, dict[str, bytes]]], root: Path) -> None:
+    """Refuse a caption table none of whose images is in ``root`` (a text-only table).
+
+    Some images missing is normal and left to the per-row ``file_exists`` quarantine; all of
+    them missing means the images were never put beside the table.
+
+    Args:
+        table: The CSV (for the message).
+        rows: Its rows, as :func:`read_csv_rows` yields them.
+        root: Where images are looked up by basename.
+
+    Raises:
+        DataError: Rows name images and not one of them is in ``root`` (rule ``images_present``).
+    """
+    named = [(line_no, lenient_text(row["filename"])) for line_no, row in rows]
+    named = [(line_no, name) for line_no, name in named if basename(name)]
+    images = {basename(name) for _, name in named}
+    if not images or any((root / image).is_file() for image in images):
+        return
+    line_no, first = named[0]
+    raise DataError(
+        f"{table}: images absent: none of the {len(images)} images named by its {len(rows)} rows is in {root} "
+        f"(first missing: {first!r} at line {line_no}, looked up as {root / basename(first)}) "
+        f"(rule: images_present). Put the images, by basename, in {table.parent / 'images'} (or beside the CSV) "
+        f"and ingest again; for the caption text alone run `rsvl data text-stats {table}`"
+    )
 
 
 def _caption_lines(writer: DatasetWriter, table: Path, rows: list[tuple[int, dict[str, bytes]]]) -> list[CaptionLine]:
@@ -70,9 +103,13 @@ def ingest_caption_csv(source: Path, out: Path, *, name: str | None = None) -> I
 
     Returns:
         The ingest report; rows without their image and bad captions are quarantined.
+
+    Raises:
+        DataError: No or several CSVs, missing columns, or not one named image present.
     """
     table = find_csv(source)
     rows = list(read_csv_rows(table, ("filename", "title")))
+    check_some_image_present(table, rows, images_dir(table.parent))
     with DatasetWriter(out, name=name or table.stem, kind="captioning",
                        adapter="caption-csv", source=str(source)) as writer:
         write_caption_lines(writer, _caption_lines(writer, table, rows), images_dir(table.parent))
