@@ -168,3 +168,28 @@ def test_dropped_pairs_table_has_a_header_and_one_row_per_pair():
     lines = table.to_csv().splitlines()
     assert lines[0] == "epoch,step,kind,sample_id,caption,similarity,tau"
     assert lines[1].startswith('4,9,global,a,"x, y",0.1')
+
+
+def test_ker_term_is_the_keyword_ce_of_the_head_over_the_masked_captions(tiny):
+    from rsvl.data.ker_masking import IGNORE_INDEX, mask_keywords
+    from rsvl.data.ker_vocabulary import default_vocabulary
+
+    model, tokenizer = build_model("rsvl-tiny", None, 3, None)[::3]
+    batch = _batch(tokenizer)
+    objective = _objective(model, tokenizer, ker_weight=0.5)
+    assert model.ker_head.mlp[3].out_features == len(default_vocabulary())
+    objective.start_epoch(0)
+    model.eval()
+    with torch.no_grad():
+        out = objective(model, batch)
+        # reference: the masked captions' token states and the images' tokens through the head, CE where labelled
+        masked, labels = mask_keywords(tokenizer, batch["caption"], default_vocabulary())
+        tokens = encode_with_tokens(model, batch["image"], masked)
+        scores = model.ker_head(tokens["text_tokens"], tokens["image_tokens"])
+        answered = labels != IGNORE_INDEX
+        expected = F.cross_entropy(scores[answered], labels[answered])
+    assert int(answered.sum()) >= 6  # every caption holds a keyword ("roof", "planes", "trees", ...)
+    assert float(out["ker_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    ref = _reference(model, batch)
+    assert float(out["loss"]) == pytest.approx(_ce_sum(20.0 * ref["sims"], torch.ones(6, dtype=torch.bool))
+                                               + 0.5 * float(expected), rel=1e-5)

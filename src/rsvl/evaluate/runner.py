@@ -6,7 +6,9 @@ column the image tower reads and its tasks. Only the split's rows that have that
 
 * ``retrieval``: the seven recall numbers of each protocol (:mod:`rsvl.evaluate.retrieval`: identical
   captions merged, and under ``std_`` each caption its own answer), a recall@K curve (merged) and a
-  grid of the top-5 images of a few captions;
+  grid of the top-5 images of a few captions; with the set's ``sar_k`` also the SAR re-ranked cosine
+  matrix (``sar_*``, :mod:`rsvl.evaluate.rerank`), with its ``fusion`` iEBAKER's fused global + local
+  matrix (``fused_*``, :mod:`rsvl.evaluate.local_similarity`) and its re-ranking (``fused_sar_*``);
 * ``zero_shot``: GeoRSCLIP-template zero-shot accuracy, per-class accuracy and a confusion matrix
   (:mod:`rsvl.evaluate.zero_shot`); classes are the labels of the whole dataset, all splits;
 * ``ndcg``: nDCG@k of label queries with graded label-overlap relevance (:mod:`rsvl.evaluate.ndcg`);
