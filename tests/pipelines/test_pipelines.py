@@ -435,7 +435,7 @@ def test_iebaker_pipeline_trains_eba_local_and_ker_scores_fused_and_sar_and_show
     console = capsys.readouterr().out
     assert "registered: iebaker v1 (aliases: candidate, champion)" in console, console[-4000:]
     ladder = console[console.index("ablation ladder"):].splitlines()[1:7]
-    assert [line.split("  ")[0].strip() for line in ladder] == [
+    assert [line.strip().split("  ")[0] for line in ladder] == [
         "base CLIP loss", "+ local fusion", "+ EBA joint", "(EBA split instead)", "+ KER", "+ SAR"], console
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     version = client.get_model_version("iebaker", "1")

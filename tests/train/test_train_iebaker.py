@@ -16,7 +16,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,18 +61,18 @@ def noisy_small(workdir) -> tuple[Path, list[str]]:
     return noisy_scenes(workdir / "optical-small", 20)
 
 
-def config(workdir: Path, image_size: int = 96, **objective: object) -> RunConfig:
+def config(workdir: Path, image_size: int = 96, epochs: int = EPOCHS, start: int = START,
+           checkpoint_every: int = 14) -> RunConfig:
     return RunConfig.model_validate({
         "paper": "iebaker", "profile": "local",
         "model": {"name": "rsvl-effnetlite0-minilm", "pretrained": "packaged", "image_size": image_size},
-        "train": {"epochs": EPOCHS, "batch_size": 16, "lr": 1e-3, "warmup_steps": 2, "log_every": 7,
-                  "checkpoint_every": 14, "num_workers": 0, "cpus_per_worker": 2, "max_failures": 0,
+        "train": {"epochs": epochs, "batch_size": 16, "lr": 1e-3, "warmup_steps": 2, "log_every": 7,
+                  "checkpoint_every": checkpoint_every, "num_workers": 0, "cpus_per_worker": 2, "max_failures": 0,
                   "storage_path": str(workdir / "ray"), "eval_split": None,
                   "trainable": {"text_tower": "freeze"},
                   "objective": {"name": "iebaker", "learn_logit_scale": False, "logit_scale": 20.0,
                                 "local_weight": 1.0, "ker_weight": 0.5,
-                                "eba": {"variant": "joint", "queue_size": 400, "drop_ratio": 0.1, "start_epoch": START},
-                                **objective}},
+                                "eba": {"variant": "joint", "queue_size": 400, "drop_ratio": 0.1, "start_epoch": start}}},
         "mlflow": {"tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}", "experiment": "iebaker-test"},
     })
 
@@ -136,10 +139,8 @@ def test_tau_and_dropped_counts_are_logged_per_epoch_and_ker_learns(workdir, tra
 
 def test_a_killed_iebaker_fit_resumes_with_its_queue_and_dropped_table(workdir, noisy_small):
     root, _ = noisy_small
-    import subprocess
-    import sys
-
-    cfg = config(workdir, image_size=64)
+    # 7 steps an epoch at 64 px: EBA from step 15 (epoch 2), a checkpoint every 7 steps, 28 steps in all
+    cfg = config(workdir, image_size=64, epochs=4, start=2, checkpoint_every=7)
     reference = fit(cfg, root, workdir / "small", run_name="iebaker-small")
     name = "iebaker-small-killed"
     config_file = workdir / "killed.json"
@@ -147,11 +148,14 @@ def test_a_killed_iebaker_fit_resumes_with_its_queue_and_dropped_table(workdir, 
     launch = ("import sys; from rsvl.config import RunConfig; from rsvl.train import fit; "
               "fit(RunConfig.model_validate_json(open(sys.argv[1]).read()), sys.argv[2], sys.argv[3], run_name=sys.argv[4])")
     killed = subprocess.run([sys.executable, "-c", launch, str(config_file), str(root), str(workdir / "killed"), name],
-                            env={**__import__("os").environ, KILL_AT_STEP_ENV: "45"}, capture_output=True, text=True,
+                            env={**os.environ, KILL_AT_STEP_ENV: "24"}, capture_output=True, text=True,
                             timeout=600)
     assert killed.returncode == 1, killed.stderr[-2000:]
     resumed = fit(cfg, root, workdir / "killed", run_name=name)
-    # checkpoint at step 42 (EBA active since step 35), killed before 45: the resumed run redoes 43.. from the saved queue and table
+    # checkpoint at step 21 (EBA dropping since step 15), killed before 24: the resumed run redoes 22.. from the
+    # saved queue, τ and dropped records
+    assert any(int(row["step"]) <= 21 for row in dropped_rows(workdir, reference.mlflow_run_id)), \
+        "EBA dropped nothing before the checkpoint the run resumes from: the test would prove less"
     assert dropped_rows(workdir, resumed.mlflow_run_id) == dropped_rows(workdir, reference.mlflow_run_id)
     ours, theirs = load_model(resumed.model_dir)[0], load_model(reference.model_dir)[0]
     for (key, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):

@@ -157,11 +157,13 @@ def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | Non
         "init_from": str(init_from) if init_from is not None else None, "stages": [], "ablations": [],
     }
     control = next((item for item in train.ablations if item.name == ablation), None)
-    if control is not None and control.objective is not None:
-        update["objective"] = control.objective.model_dump(mode="json")
     if control is not None and control.lr is not None:
         update["lr"] = control.lr
     values = deep_merge(cfg.model_dump(mode="json"), {"train": update})
+    # a fit has no ablations, so no summary ladder naming them
+    values["evaluate"]["ladder"] = []
+    if control is not None and control.objective is not None:  # replaced whole: no EBA or KER setting leaks in
+        values["train"]["objective"] = control.objective.model_dump(mode="json")
     if control is not None and control.trainable is not None:  # replaced whole: no adapter setting leaks in
         values["train"]["trainable"] = control.trainable.model_dump(mode="json")
     return RunConfig.model_validate(values)
