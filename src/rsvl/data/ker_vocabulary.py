@@ -42,6 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsvl.data.keywords import read_word_lines
 from rsvl.errors import DataError
 
 KER_VOCABULARY = Path(__file__).resolve().parent / "resources" / "ker_vocabulary.txt"
@@ -284,12 +285,7 @@ def load_vocabulary(path: str | Path) -> list[str]:
             the words are not sorted and unique; the message names the file and line.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: KER vocabulary not found (write it with `rsvl data ker-vocabulary`)") from err
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: KER vocabulary is not UTF-8 ({err.reason} at byte {err.start})") from err
+    lines = read_word_lines(path, "KER vocabulary", " (write it with `rsvl data ker-vocabulary`)")
     words: list[str] = []
     for number, line in enumerate(lines, start=1):
         if line.startswith("#"):

@@ -35,6 +35,26 @@ def normalise(text: str) -> str:
     return _SEPARATORS.sub(" ", lowered).strip()
 
 
+def read_word_lines(path: str | Path, what: str, missing_hint: str = "") -> list[str]:
+    """The lines of a UTF-8 word-list file (keyword lists, the KER vocabulary).
+
+    Args:
+        path: The file.
+        what: What the file is, for the messages ("keyword list").
+        missing_hint: Said after "not found" (how to make the file).
+
+    Raises:
+        DataError: The file is missing or not UTF-8; the message names the file.
+    """
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: {what} not found{missing_hint}") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: {what} is not UTF-8 ({err.reason} at byte {err.start})") from err
+
+
 def read_keywords(path: str | Path) -> list[str]:
     """Read a keyword list: one keyword or phrase a line, ``#`` starts a comment, blank lines skipped.
 
@@ -48,12 +68,7 @@ def read_keywords(path: str | Path) -> list[str]:
         DataError: The file is missing or not UTF-8, a line has no letter or digit, or the list is empty.
     """
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: keyword list not found") from err
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: keyword list is not UTF-8 ({err.reason} at byte {err.start})") from err
+    lines = read_word_lines(path, "keyword list")
     keywords: list[str] = []
     for number, line in enumerate(lines, start=1):
         text = line.split("#", 1)[0].strip()
