@@ -86,7 +86,9 @@ def test_models_list_names_the_packaged_architectures(repo_root):
     assert result.exit_code == 0, result.output
     committed = {p.stem for p in (repo_root / "src/rsvl/models/configs").glob("*.json")}
     assert committed == {"rsvl-effnetlite0-coca", "rsvl-effnetlite0-minilm", "rsvl-effnetlite0-minilm-cls",
-                         "rsvl-resnet50-ssl4eo-minilm", "rsvl-tiny", "rsvl-tiny-coca"}
+                         "rsvl-effnetlite0-minilm-kps248", "rsvl-effnetlite0-minilm-77",
+                         "rsvl-resnet50-ssl4eo-minilm", "rsvl-tiny", "rsvl-tiny-coca", "ViT-B-32-kps248",
+                         "ViT-L-14-kps248"}
     assert set(result.output.split()) == committed
 
 

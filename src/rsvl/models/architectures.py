@@ -16,6 +16,16 @@ Each ``configs/<name>.json`` holds:
   replaces the dataset's band statistics for that tower;
 * ``description``: why the architecture looks the way it does.
 
+A **derived** config instead names another architecture and one change to its text tower:
+``{"description", "base", "kps": {"source_length", "keep", "factor"}}`` stretches the base's
+positional embeddings by LRSCLIP's KPS (:mod:`rsvl.models.kps`), and
+``{"description", "base", "text_context_length": N}`` only changes the context length (a native
+tower keeps its first N positions; a Hugging Face tower truncates its tokenizer at N). ``base`` is a
+plain rsvl config (of the same folder or the packaged one) or an open_clip built-in;
+:func:`rsvl.models.build_model` builds the base with the same arguments, then applies the change.
+The derived model config (the base's with the new ``text_cfg.context_length``) is registered with
+open_clip too, so ``open_clip.get_tokenizer(name)`` truncates at the new length.
+
 Paths into installed packages are written ``pkg:<module>/<path inside it>`` because
 site-packages differs per machine; they are resolved here, at registration, without importing
 the package. The configs are package data (as open_clip ships its own), so any install has them;
@@ -26,22 +36,28 @@ name taken by a packaged config is refused). The paper architectures (``ViT-B-32
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import open_clip
 
 from rsvl.errors import ModelError
 from rsvl.models.bands import canonical_band
+from rsvl.models.kps import kps_settings
 
 MODELS_DIR_ENV = "RSVL_MODELS_DIR"
 PACKAGE_PREFIX = "pkg:"
-CONFIG_KEYS = {"description", "model_cfg", "preprocess_cfg", "packaged_weights", "sensor_weights"}
+PLAIN_KEYS = {"description", "model_cfg", "preprocess_cfg", "packaged_weights", "sensor_weights"}
+DERIVED_KEYS = {"description", "base", "kps", "text_context_length"}
+CONFIG_KEYS = PLAIN_KEYS | DERIVED_KEYS
+DEFAULT_CONTEXT_LENGTH = 77
+"""open_clip's ``CLIPTextCfg.context_length`` when a native ``text_cfg`` names none."""
 ENTRY_KEYS = {"module", "file", "match", "drop_prefixes"}
 SENSOR_ENTRY_KEYS = ENTRY_KEYS | {"repo", "revision", "bands", "normalisation"}
 SENSOR_REQUIRED_KEYS = {"module", "file", "match", "bands"}
@@ -95,7 +111,13 @@ class SensorWeights:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registered architecture with its package paths resolved."""
+    """A registered architecture with its package paths resolved.
+
+    A derived architecture (``base`` set) has its base's ``preprocess_cfg``, packaged and sensor
+    weights, and the base's ``model_cfg`` with the derived ``text_cfg.context_length``; ``kps``
+    holds its checked KPS settings (:func:`rsvl.models.kps.kps_settings`) or ``None``, and
+    ``text_context_length`` the config's own value or ``None``.
+    """
 
     name: str
     path: Path
@@ -104,6 +126,14 @@ class Architecture:
     packaged_weights: tuple[PackagedWeights, ...] = field(default_factory=tuple)
     description: str = ""
     sensor_weights: dict[str, SensorWeights] = field(default_factory=dict)
+    base: str | None = None
+    kps: dict[str, int] | None = None
+    text_context_length: int | None = None
+
+    @property
+    def derived(self) -> bool:
+        """True for a config that names a ``base`` architecture and changes its text tower."""
+        return self.base is not None
 
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "configs"
@@ -212,26 +242,40 @@ def _sensor_weights(entries: Any, where: str, folder: Path) -> dict[str, SensorW
             for sensor, entry in entries.items()}
 
 
-def load_architecture(path: str | Path) -> Architecture:
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path}: not a readable JSON architecture config ({err})") from err
+    _require(isinstance(raw, dict), str(path), "top level must be an object")
+    return raw
+
+
+def load_architecture(path: str | Path, bases: Mapping[str, "Architecture | str"] | None = None) -> Architecture:
     """Read, check and resolve one architecture config file.
 
     Args:
         path: ``<folder>/<name>.json``; the file stem is the architecture name.
+        bases: For a derived config, the rsvl architectures its ``base`` may name, by name (a string
+            value is the reason that name cannot be used); any other base must be an open_clip
+            built-in. Default: none.
 
     Returns:
         The :class:`Architecture` with every ``pkg:`` reference resolved.
 
     Raises:
-        ModelError: The file is not JSON, breaks the layout above, or names a missing package.
+        ModelError: The file is not JSON, breaks the layout above, or names a missing package or an
+            unusable base.
     """
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"{path}: not a readable JSON architecture config ({err})") from err
+    raw = _read_config(path)
     where = str(path)
-    _require(isinstance(raw, dict), where, "top level must be an object")
     _require(set(raw) <= CONFIG_KEYS, where, f"unknown top-level keys {sorted(set(raw) - CONFIG_KEYS)}")
+    if "base" in raw:
+        return _derived_architecture(path, raw, bases or {})
+    derived_only = sorted(set(raw) & (DERIVED_KEYS - PLAIN_KEYS))
+    _require(not derived_only, where, f"{derived_only} change a base architecture; name it with 'base' "
+                                      "(and leave out model_cfg)")
     model_cfg = raw.get("model_cfg")
     _require(
         isinstance(model_cfg, dict) and {"embed_dim", "vision_cfg", "text_cfg"} <= set(model_cfg),
@@ -252,6 +296,84 @@ def load_architecture(path: str | Path) -> Architecture:
         packaged_weights=_packaged(raw.get("packaged_weights", []), where),
         description=raw.get("description", ""),
         sensor_weights=_sensor_weights(raw.get("sensor_weights", {}), where, path.parent),
+    )
+
+
+def _base_of(base: Any, bases: Mapping[str, "Architecture | str"], where: str) -> tuple[Architecture | None, dict]:
+    """The base architecture (``None`` for an open_clip built-in) and a copy of its model config."""
+    _require(isinstance(base, str) and bool(base), where, "base must name an architecture")
+    found = bases.get(base)
+    if isinstance(found, str):
+        raise ModelError(f"{where}: base {base!r} cannot be used: {found}")
+    if isinstance(found, Architecture):
+        _require(not found.derived, where, f"base {base!r} is itself derived (from {found.base!r}); "
+                                           "name a plain architecture")
+        return found, copy.deepcopy(found.model_cfg)
+    model_cfg = open_clip.get_model_config(base)
+    _require(model_cfg is not None, where, f"unknown base {base!r}: neither an rsvl architecture "
+                                           f"({sorted(bases)}) nor an open_clip built-in (open_clip.list_models())")
+    return None, copy.deepcopy(model_cfg)
+
+
+def _hf_positions(hf_model_name: str) -> int | None:
+    """``max_position_embeddings`` of a local Hugging Face model folder (``None`` when not local)."""
+    config = Path(hf_model_name) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _text_positions(text_cfg: dict[str, Any], base: str, where: str) -> int | None:
+    """Rows of the base text tower's positional table (``None`` when it cannot be known here)."""
+    if text_cfg.get("hf_model_name"):
+        return _hf_positions(text_cfg["hf_model_name"])
+    _require(not text_cfg.get("embed_cls"), where, f"base {base!r} has a text class token (embed_cls, CoCa); "
+                                                   "its context length cannot be changed")
+    return int(text_cfg.get("context_length", DEFAULT_CONTEXT_LENGTH))
+
+
+def _derived_architecture(path: Path, raw: dict[str, Any], bases: Mapping[str, "Architecture | str"]) -> Architecture:
+    where = str(path)
+    plain_only = sorted(set(raw) - DERIVED_KEYS)
+    _require(not plain_only, where, f"a derived config (with base) takes only {sorted(DERIVED_KEYS)}; "
+                                    f"{plain_only} come from the base")
+    kps, length = raw.get("kps"), raw.get("text_context_length")
+    _require(kps is not None or length is not None, where, "a derived config needs kps or text_context_length")
+    base, model_cfg = _base_of(raw["base"], bases, where)
+    try:
+        settings = kps_settings(kps) if kps is not None else None
+    except ModelError as err:
+        raise ModelError(f"{where}: {err}") from err
+    if length is not None:
+        _require(isinstance(length, int) and not isinstance(length, bool) and length > 0, where,
+                 f"text_context_length must be a positive integer, got {length!r}")
+    if settings is not None and length is not None:
+        _require(length == settings["context_length"], where,
+                 f"kps stretches to {settings['context_length']} positions but text_context_length is {length}; "
+                 "give kps alone")
+    positions = _text_positions(model_cfg["text_cfg"], raw["base"], where)
+    if settings is not None:
+        _require(positions is None or positions >= settings["source_length"], where,
+                 f"kps needs a text tower with at least source_length={settings['source_length']} positions; "
+                 f"base {raw['base']!r} has {positions}")
+    else:
+        _require(positions is None or length <= positions, where,
+                 f"text_context_length={length} exceeds the {positions} positions of base {raw['base']!r}")
+    model_cfg["text_cfg"]["context_length"] = settings["context_length"] if settings is not None else length
+    return Architecture(
+        name=path.stem,
+        path=path,
+        model_cfg=model_cfg,
+        preprocess_cfg=copy.deepcopy(base.preprocess_cfg) if base is not None else {},
+        packaged_weights=base.packaged_weights if base is not None else (),
+        description=raw.get("description", ""),
+        sensor_weights=base.sensor_weights if base is not None else {},
+        base=raw["base"],
+        kps=settings,
+        text_context_length=length,
     )
 
 
@@ -291,9 +413,30 @@ def _register_folder(folder: Path) -> dict[str, Architecture]:
     broken: dict[str, str] = {}
     _RESOLVED_DIRS.append(tempfile.TemporaryDirectory(prefix="rsvl-open-clip-configs-"))
     resolved_dir = Path(_RESOLVED_DIRS[-1].name)
-    for path in sorted(folder.glob("*.json")):
+    paths = sorted(folder.glob("*.json"))
+    derived = []
+    for path in paths:
         try:
+            if "base" in _read_config(path):  # derived configs resolve after every plain one is known
+                derived.append(path)
+                continue
             architecture = load_architecture(path)
+        except ModelError as err:
+            broken[path.stem] = str(err)
+            continue
+        (resolved_dir / path.name).write_text(json.dumps(architecture.model_cfg), encoding="utf-8")
+        registered[architecture.name] = architecture
+    # a derived config may name a plain config of its own folder or of the packaged one
+    bases: dict[str, Architecture | str] = {}
+    if folder != PACKAGED_DIR:
+        bases.update(_BROKEN.get(PACKAGED_DIR, {}))
+        bases.update(_REGISTERED.get(PACKAGED_DIR, {}))
+    bases.update(broken)
+    bases.update(registered)
+    bases.update({path.stem: "it is itself a derived config; name a plain architecture" for path in derived})
+    for path in derived:
+        try:
+            architecture = load_architecture(path, bases)
         except ModelError as err:
             broken[path.stem] = str(err)
             continue

@@ -38,6 +38,7 @@ from rsvl.errors import ModelError
 from rsvl.models.bands import normalisation_from_stats, widen_first_conv
 from rsvl.models.preprocess import Preprocess, make_preprocess, rgb_normalisation
 from rsvl.models.architectures import Architecture, get_architecture
+from rsvl.models.kps import apply_kps, set_text_context_length
 from rsvl.models.sensor_weights import (
     SENSOR,
     load_sensor_weights,
@@ -154,10 +155,15 @@ def build_model(
 ) -> BuiltModel:
     """Build a registered open_clip architecture with its weights, preprocessing and tokenizer.
 
+    A derived architecture (``ViT-B-32-kps248``: a ``base`` and a text-tower change) is its base
+    built with the same arguments (``pretrained="openai"`` loads the base's openai weights), then
+    stretched by KPS or given its text context length (:mod:`rsvl.models.kps`).
+
     Args:
         name: An rsvl config under ``models/`` (``rsvl-effnetlite0-minilm``, ``rsvl-tiny``) or an
             open_clip built-in (``ViT-B-32``, ``ViT-L-14``, ``ViT-H-14``, ``coca_ViT-L-14``).
-        pretrained: ``None``, ``"packaged"``, ``"sensor"``, an open_clip tag, or a weights file path.
+        pretrained: ``None``, ``"packaged"``, ``"sensor"``, an open_clip tag (of the base, for a
+            derived architecture), or a weights file path.
         in_bands: Input bands; other than 3 widens the first convolution.
         band_stats: ``{"bands", "mean", "std"}`` of the training data (required unless
             ``in_bands == 3``); without it RGB inputs are 0..255 and use the model's mean/std.
@@ -177,6 +183,9 @@ def build_model(
     if in_bands < 1:
         raise ModelError(f"in_bands must be positive, got {in_bands}")
     architecture = get_architecture(name)
+    if architecture is not None and architecture.derived:
+        return _build_derived(architecture, pretrained, in_bands, band_stats, image_size=image_size,
+                              cache_dir=cache_dir, sensor=sensor)
     open_clip_pretrained, extra = _weights_source(name, pretrained, architecture, cache_dir)
     entry = sensor_entry(architecture, name, sensor) if pretrained == SENSOR else None
     # fetched (or found missing) before anything is built, as a tag is
@@ -227,3 +236,20 @@ def build_model(
         "model_cfg": model_cfg,
     }
     return (model, *assemble_inputs(model.rsvl_spec, name))
+
+
+def _build_derived(
+    architecture: Architecture,
+    pretrained: str | None,
+    in_bands: int,
+    band_stats: dict[str, Any] | None,
+    **options: Any,
+) -> BuiltModel:
+    """Build a derived architecture: its base with the same arguments, then the text-tower change."""
+    model = build_model(architecture.base, pretrained, in_bands, band_stats, **options)[0]
+    if architecture.kps is not None:
+        apply_kps(model, architecture.kps)
+    else:
+        set_text_context_length(model, architecture.text_context_length)
+    model.rsvl_spec = {**model.rsvl_spec, "architecture": architecture.name}
+    return (model, *assemble_inputs(model.rsvl_spec, architecture.name))

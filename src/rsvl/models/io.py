@@ -6,9 +6,10 @@ A saved model is a folder with ``open_clip_config.json`` (``model_cfg``, ``prepr
 tokenizer files there, and its ``hf_model_name``/``hf_tokenizer_name`` point at the folder, so
 ``open_clip.create_model("local-dir:<folder>")`` and ``open_clip.get_tokenizer("local-dir:<folder>")``
 reload a three-band model with nothing else installed (except a timm tower with image tokens,
-:mod:`rsvl.models.towers`, which only :func:`load_model` rebuilds). :func:`load_model` also re-points the text
-tower at the folder when it has moved, and widens the first convolution of multispectral and SAR
-models before loading their weights. Nothing is unpickled.
+:mod:`rsvl.models.towers`, and a text tower stretched by KPS, :mod:`rsvl.models.kps`, whose frozen
+and trained rows are stored apart; only :func:`load_model` rebuilds those). :func:`load_model` also
+re-points the text tower at the folder when it has moved, and widens the first convolution of
+multispectral and SAR models before loading their weights. Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rsvl.errors import ModelError
 from rsvl.models.bands import widen_first_conv
 from rsvl.models.factory import BuiltModel, assemble_inputs, quiet_open_clip
 from rsvl.models.ker_head import rebuild_ker_head
+from rsvl.models.kps import rebuild_kps
 from rsvl.models.preprocess import rgb_normalisation
 from rsvl.models.towers import attach_timm_tokens
 
@@ -192,6 +194,7 @@ def load_model(model_dir: str | Path) -> BuiltModel:
         if spec["in_bands"] != 3:
             widen_first_conv(model.visual, spec["in_bands"], spec["bands"])
         rebuild_ker_head(model, spec)
+        rebuild_kps(model, spec)
         load_checkpoint(model, str(weights_path), strict=True)
     except (RuntimeError, ValueError, OSError) as err:
         raise ModelError(f"{directory}: cannot load the saved model ({err})") from err

@@ -38,7 +38,9 @@ from rsvl.errors import ConfigError, ModelError
 BLOCK_LISTS = ("transformer.resblocks", "transformer.encoder.layer", "trunk.blocks", "trunk.stages", "trunk.layers")
 HEAD_NAMES = ("ln_post", "ln_final", "attn_pool", "trunk.conv_head", "trunk.bn2", "trunk.norm", "trunk.head")
 PROJECTION_NAMES = ("proj", "head", "text_projection")
-BUILTIN_TEXT = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
+# parametrizations.positional_embedding: a KPS-stretched table (rsvl.models.kps) keeps its trained rows there
+BUILTIN_TEXT = ("token_embedding", "positional_embedding", "parametrizations.positional_embedding", "transformer",
+                "ln_final", "text_projection")
 # ia3_l: IA3's scaling vectors start at 1, and decay would pull them towards 0 (switching layers off)
 NO_DECAY_MARKERS = ("bn", "ln", "bias", "logit_scale", "norm", "ia3_l")
 ADAPTER_PARAMS = "rsvl_adapter_params"
