@@ -194,10 +194,16 @@ def test_native_kept_rows_survive_an_adamw_step_with_weight_decay(tiny_dir) -> N
 def test_the_trainable_modes_reach_the_stretched_table(tiny_dir) -> None:
     model = seeded("tiny77-kps248")[0]
     original = model.parametrizations.positional_embedding.original
+    # LRSCLIP trains the stretched rows whatever the text tower does; "tower" makes them follow it
     apply_trainable(model, TrainableConfig(text_tower="freeze"))
+    assert original.requires_grad and not model.token_embedding.weight.requires_grad
+    apply_trainable(model, TrainableConfig(text_tower="freeze", stretched_positions="tower"))
     assert not original.requires_grad and not model.token_embedding.weight.requires_grad
-    apply_trainable(model, TrainableConfig(text_tower="train", image_tower="freeze"))
+    apply_trainable(model, TrainableConfig(text_tower="train", image_tower="freeze", stretched_positions="tower"))
     assert original.requires_grad
+    plain = seeded("tiny77")[0]  # no stretched table: the setting changes nothing
+    apply_trainable(plain, TrainableConfig(text_tower="freeze"))
+    assert not plain.positional_embedding.requires_grad
 
 
 def test_native_text_context_length_keeps_the_first_positions(tiny_dir, tmp_path) -> None:

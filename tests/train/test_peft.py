@@ -153,7 +153,8 @@ def test_saved_model_is_the_merged_live_model(tmp_path, arch, adapter):
     saved = save_model(model, tmp_path / "model")
     assert set(model.state_dict()) == plain_keys
     loaded = load_model(saved)[0]
-    assert torch.allclose(embed(loaded, batch), live, atol=1e-5, rtol=0)
+    # merged W + BA against W x + B(A x): float32 rounding grows with the values (up to ~8 after lr 0.1)
+    assert torch.allclose(embed(loaded, batch), live, atol=1e-5, rtol=1e-5)
     assert torch.equal(embed(model, batch), live)  # saving left the live model unmerged
 
 

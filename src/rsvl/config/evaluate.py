@@ -83,6 +83,9 @@ class EvalSet(StrictModel):
         sar_k: ``retrieval`` also scores the SAR re-ranking (:mod:`rsvl.evaluate.rerank`) of the top
             ``sar_k`` answers, of the cosine matrix (``sar_*``) and, with ``fusion``, of the fused one
             (``fused_sar_*``), on the same matrices as the plain scores.
+        text: The text ``retrieval`` queries with: ``captions`` (every short caption of a row) or
+            ``long_caption`` (the row's one long caption: LRSCLIP's long-text retrieval), tokenized
+            at the model's own context length.
     """
 
     name: str = Field(pattern=NAME_PATTERN, min_length=1, max_length=100)
@@ -101,6 +104,7 @@ class EvalSet(StrictModel):
     localisation_median: int | float | None = None
     fusion: FusionWeights | None = None
     sar_k: int | None = Field(None, ge=1)
+    text: Literal["captions", "long_caption"] = "captions"
 
     @field_validator("localisation_steps")
     @classmethod

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from rsvl.config.base import StrictModel
 from rsvl.config.cluster import KubeRayConfig
 from rsvl.config.data import DataSource
+from rsvl.config.model import ModelConfig
 
 
 class EbaConfig(StrictModel):
@@ -55,6 +56,14 @@ class ObjectiveConfig(StrictModel):
     built from RSICD, RSITMD and NWPU captions (``rsvl data ker-vocabulary``)."""
     eba: EbaConfig | None = None
     """``iebaker`` only: Eliminate-Before-Align; ``None``: every pair takes part."""
+    long_weight: float = Field(1.0, ge=0.0)
+    """``lrsclip`` only: λ_long, the weight of the image ↔ long-caption InfoNCE (unpublished; exposed)."""
+    short_weight: float = Field(1.0, ge=0.0)
+    """``lrsclip`` only: λ_short, the weight of the image ↔ short-text InfoNCE, the short text being the long
+    caption's first sentence; 0: long captions only (the KPS-248 ablation)."""
+    short_pca_dims: int | None = Field(None, ge=1)
+    """``lrsclip`` only: Long-CLIP's short-text alignment against the image features reduced to this many
+    principal components of the (gathered) batch (Long-CLIP: 32); ``None``: the full features, as LRSCLIP."""
 
 
 TowerMode = Literal["train", "freeze", "projection", "last_blocks"]
@@ -85,6 +94,10 @@ class TrainableConfig(StrictModel):
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     ia3_feedforward: list[str] | None = Field(None, min_length=1)
     """IA3 only: the targets whose input (not output) IA3 scales, as suffixes; ``None``: the defaults."""
+    stretched_positions: Literal["train", "tower"] = "train"
+    """A model whose text positions are stretched (LRSCLIP's KPS, :mod:`rsvl.models.kps`): ``train``: the
+    stretched rows (all but the kept first ones) train whatever ``text_tower`` says, as LRSCLIP trains them;
+    ``tower``: they follow ``text_tower``."""
 
     @field_validator("adapter_targets", "ia3_feedforward")
     @classmethod
@@ -155,6 +168,9 @@ class AblationConfig(StrictModel):
     name: str = Field(pattern=PLAN_NAME)
     stages: list[str] = Field(min_length=1)
     budget: Literal["progression", "stages"] = "progression"
+    """``progression``: the whole progression's steps, shared among the named stages (equal compute);
+    ``stages``: each named stage keeps the steps it did in the progression (the same schedule, from
+    the start weights instead of the earlier stages': what the earlier stages add)."""
     objective: ObjectiveConfig | None = None
     """The ablation's fits train with this objective instead of ``train.objective`` (CLOSP's naive
     control: ``{name: closp, batching: mixed}``); ``None`` keeps the run's."""
@@ -163,9 +179,10 @@ class AblationConfig(StrictModel):
     parameter-efficient runs: ``{adapter: lora}``); ``None`` keeps the run's."""
     lr: float | None = Field(None, gt=0.0)
     """The ablation's peak learning rate instead of the stages' (adapters usually take a larger one)."""
-    """``progression``: the whole progression's steps, shared among the named stages (equal compute);
-    ``stages``: each named stage keeps the steps it did in the progression (the same schedule, from
-    the start weights instead of the earlier stages': what the earlier stages add)."""
+    model: ModelConfig | None = None
+    """The ablation's fits build this model instead of ``model`` (LRSCLIP's 77-token baseline beside the
+    stretched 248-token model); ``None`` keeps the run's. Only a chain's first fit builds one; later stages
+    start from the previous stage's weights."""
 
 
 class TrainConfig(StrictModel):

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import DataError
+from rsvl.models.text_batch import trim_padding
 
 EMBED_BATCH = 64
 
@@ -192,32 +193,38 @@ def embed_texts(
     if not texts:
         raise DataError("no texts to embed")
     texts = [str(text) for text in texts]
-    parts = [model.encode_text(tokenizer(texts[i:i + batch_size]).to(device)).float().cpu()
+    # a Hugging Face tower ignores padding: a 248-token model need not run 248 columns for short captions
+    parts = [model.encode_text(trim_padding(model, tokenizer(texts[i:i + batch_size])).to(device)).float().cpu()
              for i in range(0, len(texts), batch_size)]
     return torch.cat(parts)
 
 
-def captions_of(dataset: ManifestDataset, media: str) -> tuple[list[str], list[int]]:
+def captions_of(dataset: ManifestDataset, media: str, text: str = "captions") -> tuple[list[str], list[int]]:
     """Every caption of the split and the row it belongs to, read without decoding media.
 
     Args:
         dataset: The split.
         media: Media column the rows must have (checked here, before any embedding work).
+        text: ``captions`` (every short caption of a row) or ``long_caption`` (its one long caption).
 
     Returns:
         ``(captions, row of each caption)``.
 
     Raises:
-        DataError: A row has no captions or no ``media`` (the row's sample id is named).
+        DataError: A row has no such text or no ``media`` (the row's sample id is named).
     """
+    if text not in ("captions", "long_caption"):
+        raise ValueError(f"text must be 'captions' or 'long_caption', got {text!r}")
     captions: list[str] = []
     owner: list[int] = []
     for index in range(len(dataset)):
         record = dataset.record(index)
-        if record.get(media) is None or not record.get("captions"):
-            raise DataError(f"{dataset.root} sample {record['sample_id']!r}: retrieval needs {media!r} and captions")
-        captions.extend(str(c) for c in record["captions"])
-        owner.extend([index] * len(record["captions"]))
+        value = record.get(text)
+        texts = [value] if text == "long_caption" and value else list(value or [])
+        if record.get(media) is None or not [t for t in texts if str(t).strip()]:
+            raise DataError(f"{dataset.root} sample {record['sample_id']!r}: retrieval needs {media!r} and {text}")
+        captions.extend(str(c) for c in texts)
+        owner.extend([index] * len(texts))
     return captions, owner
 
 

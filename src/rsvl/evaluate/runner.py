@@ -263,7 +263,7 @@ def _reranked_metrics(ctx: _Context, images: torch.Tensor, texts: torch.Tensor, 
 
 
 def _retrieval(ctx: _Context) -> _Outcome:
-    captions, owner = captions_of(ctx.dataset, ctx.eval_set.media)
+    captions, owner = captions_of(ctx.dataset, ctx.eval_set.media, ctx.eval_set.text)
     images = ctx.image_embeddings
     text_tokens = None
     if ctx.eval_set.fusion is not None:

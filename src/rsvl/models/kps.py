@@ -210,6 +210,25 @@ def text_positions(model: nn.Module) -> torch.Tensor:
     return getattr(owner, name)
 
 
+def stretched_rows(model: nn.Module) -> nn.Parameter | None:
+    """The trainable rows of a stretched text table (the parametrization's stored parameter), if any.
+
+    Args:
+        model: An open_clip model (unwrapped).
+
+    Returns:
+        The ``(context_length - keep, width)`` parameter, or ``None`` when the model's text table is
+        not stretched (or the model has none KPS knows).
+    """
+    try:
+        owner, name, _ = _table_of(model)
+    except ModelError:
+        return None
+    if not parametrize.is_parametrized(owner, name):
+        return None
+    return owner.parametrizations[name].original
+
+
 def _freeze_leading_rows(owner: nn.Module, name: str, keep: int) -> None:
     table = getattr(owner, name)
     parametrize.register_parametrization(owner, name, KeptRows(table[:keep]))

@@ -8,6 +8,7 @@ with any number of loader workers.
 
 Batch entries an objective can ask for (:data:`BATCH_FIELDS`): ``image`` (N, bands, H, W),
 ``text`` (tokens of one caption per image), ``long_text`` (tokens of ``long_caption``),
+``short_text`` (tokens of the long caption's first sentence, :func:`rsvl.data.long_text.first_sentence`),
 ``location`` (N, 2: latitude, longitude), ``caption`` (the drawn caption of each image, as text: a
 list). ``sample_id`` (a list) is always there. A sensor model's
 batch holds one such batch per sensor under ``sensors`` (:class:`EpochBatches`).
@@ -23,13 +24,14 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from rsvl.data.dataset import ManifestDataset
+from rsvl.data.long_text import first_sentence
 from rsvl.errors import DataError, ModelError
 from rsvl.models.bands import normalisation_from_stats, widen_first_conv
 from rsvl.models.factory import WIDENING_RULE, BuiltModel
 from rsvl.models.io import saved_spec
 from rsvl.models.preprocess import make_preprocess
 
-BATCH_FIELDS = ("image", "text", "long_text", "location", "caption")
+BATCH_FIELDS = ("image", "text", "long_text", "short_text", "location", "caption")
 SEED_BITS = 62
 
 
@@ -195,6 +197,40 @@ class CaptionPairs(Dataset):
         return item
 
 
+TEXT_SOURCES = {"text": "captions", "long_text": "long captions", "short_text": "short texts"}
+
+
+def truncated_texts(tokenizer: Callable[[list[str]], torch.Tensor], samples: ManifestDataset,
+                    fields: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """How many of the training texts each text field tokenizes are longer than the model's context.
+
+    The tokenizer cuts them at its context length (77, or 248 for a stretched LRSCLIP model), so
+    what comes after is never seen; a fit logs the counts (:class:`rsvl.train.loop`).
+
+    Args:
+        tokenizer: The model's open_clip tokenizer.
+        samples: The training split.
+        fields: The objective's batch fields; ``text`` counts every caption, ``long_text`` every
+            long caption, ``short_text`` every long caption's first sentence.
+
+    Returns:
+        Field → ``(texts longer than the context, texts)``, for the text fields among ``fields``.
+    """
+    from rsvl.models.token_counts import overlong
+
+    wanted = [field for field in fields if field in TEXT_SOURCES]
+    texts: dict[str, list[str]] = {field: [] for field in wanted}
+    for index in range(len(samples) if wanted else 0):
+        record = samples.record(index)
+        long_caption = record.get("long_caption")
+        for field in wanted:
+            if field == "text":
+                texts[field].extend(str(c) for c in record.get("captions") or [])
+            elif long_caption:
+                texts[field].append(str(long_caption) if field == "long_text" else first_sentence(str(long_caption)))
+    return {field: (overlong(tokenizer, values), len(values)) for field, values in texts.items()}
+
+
 class TextImageCollate:
     """Stack images and tokenize text into the batch fields an objective asks for.
 
@@ -223,6 +259,8 @@ class TextImageCollate:
             batch["caption"] = [item["caption"] for item in items]
         if "long_text" in self.fields:
             batch["long_text"] = self.tokenizer([_required(item, "long_caption") for item in items])
+        if "short_text" in self.fields:
+            batch["short_text"] = self.tokenizer([first_sentence(_required(item, "long_caption")) for item in items])
         if "location" in self.fields:
             coords = [[float(_required(item, "lat")), float(_required(item, "lon"))] for item in items]
             batch["location"] = torch.tensor(coords, dtype=torch.float32)

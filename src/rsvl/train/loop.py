@@ -30,7 +30,9 @@ from rsvl.evaluate.retrieval import evaluate_retrieval
 from rsvl.models import build_model, load_model
 from rsvl.models.multisensor import build_sensor_model
 from rsvl.train.checkpoint import latest_checkpoint, persist_checkpoint, read_checkpoint, write_checkpoint
+from rsvl.models.token_counts import context_length
 from rsvl.train.data import (
+    TEXT_SOURCES,
     CaptionPairs,
     EpochBatches,
     EpochBatchSampler,
@@ -38,6 +40,7 @@ from rsvl.train.data import (
     fit_model_to_data,
     image_inputs,
     sample_seed,
+    truncated_texts,
 )
 from rsvl.train.objectives import Objective, ObjectiveContext, build_objective
 from rsvl.train.schedule import lr_schedule
@@ -185,6 +188,7 @@ class _Worker:
             param_groups(model, train.weight_decay), lr=train.lr, betas=ADAM_BETAS, eps=ADAM_EPS
         )
         collate = TextImageCollate(tokenizer, objective.batch_fields)
+        sizes.update(self._truncation(tokenizer, samples, objective.batch_fields))
         streams = {}
         # a sensor model reads each sensor's rows as its own stream, with its own order (seed + 1 + index)
         media = {None: (train.image_column, train.seed)} if not train.sensors else {
@@ -205,6 +209,15 @@ class _Worker:
             scaler=scaler, autocast=autocast, batches=batches, preprocess_val=preprocess_val, tokenizer=tokenizer,
             sizes=sizes, steps_per_epoch=len(batches), total=total,
         )
+
+    def _truncation(self, tokenizer: Any, samples: ManifestDataset, fields: tuple[str, ...]) -> dict[str, int]:
+        """Count the training texts longer than the context (``truncated_<field>``), with a warning when any are."""
+        counts = truncated_texts(tokenizer, samples, fields)
+        for field, (cut, total) in counts.items():
+            if cut and self.rank == 0:
+                log.warning("%d of %d %s are longer than the model's %d-token context: the tokenizer cuts them",
+                            cut, total, TEXT_SOURCES[field], context_length(tokenizer))
+        return {f"truncated_{field}": cut for field, (cut, _) in counts.items()}
 
     def _start_model(self, samples: ManifestDataset) -> Any:
         """The weights training starts from: ``train.init_from`` when set, else a fresh ``cfg.model``.

@@ -142,8 +142,8 @@ def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | Non
         stage: The stage.
         init_from: The model folder it starts from (``None``: a fresh ``cfg.model``).
         max_steps: An ablation's share of the budget, replacing the stage's own length.
-        ablation: The ablation this fit belongs to: its ``objective``, ``trainable`` and ``lr``, when
-            set, replace the run's.
+        ablation: The ablation this fit belongs to: its ``objective``, ``trainable``, ``lr`` and
+            ``model``, when set, replace the run's.
     """
     train = cfg.train
     if max_steps is not None:
@@ -166,6 +166,8 @@ def stage_config(cfg: RunConfig, stage: StageConfig, init_from: str | Path | Non
         values["train"]["objective"] = control.objective.model_dump(mode="json")
     if control is not None and control.trainable is not None:  # replaced whole: no adapter setting leaks in
         values["train"]["trainable"] = control.trainable.model_dump(mode="json")
+    if control is not None and control.model is not None:  # replaced whole: the control's own architecture
+        values["model"] = control.model.model_dump(mode="json")
     return RunConfig.model_validate(values)
 
 

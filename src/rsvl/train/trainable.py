@@ -9,7 +9,9 @@ set to one of four modes (``train.trainable``):
   ``visual.head``, ``text_projection``, ``text.proj``);
 * ``last_blocks``: the last ``last_blocks`` blocks, the norms after them and the projection.
 
-Parameters outside both towers (``logit_scale``, a CoCa decoder) are left to the objective.
+Parameters outside both towers (``logit_scale``, a CoCa decoder) are left to the objective. A text
+tower stretched by LRSCLIP's KPS (:mod:`rsvl.models.kps`) trains its stretched positional rows
+whatever its mode, unless ``stretched_positions: tower``.
 
 **Adapter hook.** ``train.trainable.adapter`` names a function registered with
 :func:`register_adapter`; it runs after the tower modes, before DDP wrapping and the optimizer,
@@ -34,6 +36,7 @@ from torch import nn
 
 from rsvl.config import TrainableConfig
 from rsvl.errors import ConfigError, ModelError
+from rsvl.models.kps import stretched_rows
 
 BLOCK_LISTS = ("transformer.resblocks", "transformer.encoder.layer", "trunk.blocks", "trunk.stages", "trunk.layers")
 HEAD_NAMES = ("ln_post", "ln_final", "attn_pool", "trunk.conv_head", "trunk.bn2", "trunk.norm", "trunk.head")
@@ -116,6 +119,17 @@ def towers(model: nn.Module) -> dict[str, Tower]:
     return found
 
 
+def tower_trains(model: nn.Module, name: str) -> bool:
+    """Whether any parameter of tower ``name`` (``image``, ``text``) requires a gradient.
+
+    Args:
+        model: The unwrapped open_clip model.
+        name: A key of :func:`towers`.
+    """
+    roots = towers(model)[name].roots
+    return any(param.requires_grad for param_name, param in model.named_parameters() if _under(param_name, roots))
+
+
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
@@ -195,6 +209,9 @@ def apply_trainable(model: nn.Module, cfg: TrainableConfig) -> dict[str, int]:
             )
         for param_name, param in members:
             param.requires_grad_(_under(param_name, keep))
+    positions = stretched_rows(model)
+    if positions is not None and cfg.stretched_positions == "train":
+        positions.requires_grad_(True)
     if cfg.adapter is not None:
         _ADAPTERS[cfg.adapter](model, cfg)
     params = list(model.parameters())
