@@ -358,7 +358,7 @@ def _georsclip_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     thresholds are set for it), 2 steps per fine-tuning fit, 8 rows per eval set, one coarse localisation scene."""
     overrides = [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"train.storage_path={tmp_path / 'ray'}",
                  f"evaluate.cache_dir={tmp_path / 'eval_data'}", f"data.root={data_root}",
-                 "train.stages=[{name: finetune, max_steps: 2}]", "train.log_every=1"]
+                 "train.stages=[{name: finetune, max_steps: 2}]", "train.log_every=1", "train.eval_split=null"]
     cfg = paper_config("georsclip", "local")
     sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS}
             if "localisation" not in eval_set.tasks else
@@ -416,7 +416,7 @@ def _iebaker_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     ladder ablations), 8 rows per eval set (cosine, fused and SAR matrices each)."""
     overrides = [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"train.storage_path={tmp_path / 'ray'}",
                  f"evaluate.cache_dir={tmp_path / 'eval_data'}", f"data.root={data_root}",
-                 "train.stages=[{name: align, max_steps: 2}]", "train.log_every=1"]
+                 "train.stages=[{name: align, max_steps: 2}]", "train.log_every=1", "train.eval_split=null"]
     cfg = paper_config("iebaker", "local")
     sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS} for eval_set in cfg.evaluate.sets]
     overrides.append(f"evaluate.sets={json.dumps(sets)}")
@@ -466,7 +466,8 @@ def _lrsclip_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     and the long-only KPS model), 8 rows per eval set (long-text and short-text retrieval, zero-shot)."""
     overrides = [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"train.storage_path={tmp_path / 'ray'}",
                  f"evaluate.cache_dir={tmp_path / 'eval_data'}", f"data.root={data_root}",
-                 "train.stages=[{name: align, max_steps: 2}]", "train.log_every=1", "train.batch_size=8"]
+                 "train.stages=[{name: align, max_steps: 2}]", "train.log_every=1", "train.batch_size=8",
+                 "train.eval_split=null"]
     cfg = paper_config("lrsclip", "local")
     sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS} for eval_set in cfg.evaluate.sets]
     overrides.append(f"evaluate.sets={json.dumps(sets)}")
