@@ -202,15 +202,31 @@ def data_ker_vocabulary(
     typer.echo(f"{len(vocab.words)} words ({counts}) written to {out}")
 
 
+TEXT_STATS_TOKENIZERS = ["ViT-B-32", "rsvl-effnetlite0-minilm"]
+"""Tokenizers ``rsvl data text-stats`` measures with by default: CLIP's BPE and MiniLM's WordPiece."""
+
+
 @data_app.command("text-stats")
 def data_text_stats(
     csv_path: Annotated[Path, typer.Argument(help="a filename,title caption CSV (images not needed)")],
+    tokenizer: Annotated[Optional[list[str]], typer.Option(
+        "--tokenizer", help="architecture whose tokenizer counts tokens (repeatable; default: ViT-B-32 and "
+                            "rsvl-effnetlite0-minilm)")] = None,
+    tokens: Annotated[bool, typer.Option(help="add lengths in tokens of the captions and long-text proxies")] = True,
 ) -> None:
-    """Print the text statistics of a caption CSV, KER keyword coverage included, as JSON."""
+    """Print the text statistics of a caption CSV as JSON: words, KER keyword coverage and (under
+    ``tokens``) caption and long-text-proxy lengths in tokens per tokenizer."""
     from rsvl.data.caption_stats import caption_text_stats
 
     try:
-        typer.echo(json.dumps(caption_text_stats(csv_path), indent=2))
+        stats = caption_text_stats(csv_path)
+        if tokens:
+            from rsvl.data.caption_stats import caption_token_stats
+            from rsvl.models.token_counts import tokenizer_by_name
+
+            names = tokenizer or TEXT_STATS_TOKENIZERS
+            stats["tokens"] = caption_token_stats(csv_path, {name: tokenizer_by_name(name) for name in names})
+        typer.echo(json.dumps(stats, indent=2))
     except RsvlError as err:
         _fail(err)
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,9 @@ from rsvl.data.generate import (
     generate_default,
     write_sar_chips,
 )
-from rsvl.data.synthetic import optical_scenes
+from rsvl.data import generate
+from rsvl.data.long_text import first_sentence
+from rsvl.data.synthetic import optical_captions, optical_scenes, sample_rng
 from rsvl.data.synthetic.rs5m_pool import PoolSpec
 from rsvl.data.validate import raw_pools
 from rsvl.data.labels import DYNAMIC_WORLD_CLASSES
@@ -339,3 +342,170 @@ def test_s1s2_signatures_are_physically_plausible(default):
     assert np.mean(nir["water"]) < 0.3 * np.mean(nir["trees"])
     assert np.mean(nir["trees"]) > 3 * np.mean(red["trees"])
     assert np.mean(vv["water"]) < min(np.mean(v) for name, v in vv.items() if name != "water") - 5
+
+
+# --- the optical long captions: short caption, class-level text to token 77, then true details ---
+
+CLIP, MINILM = "ViT-B-32", "rsvl-effnetlite0-minilm"
+THIRD = "(upper left|upper middle|upper right|middle left|center|middle right|lower left|lower middle|lower right)"
+
+
+@pytest.fixture(scope="module")
+def tokenizers() -> dict:
+    from rsvl.models.token_counts import tokenizer_by_name
+
+    return {CLIP: tokenizer_by_name(CLIP), MINILM: tokenizer_by_name(MINILM)}
+
+
+def _parts(label: str, long_caption: str) -> tuple[str, str, list[str]]:
+    """Split a long caption into its first sentence, the class-level run after it and the rest."""
+    first = first_sentence(long_caption)
+    rest = long_caption[len(first):].strip()
+    pool = [optical_captions.OVERVIEW[label], optical_captions.CONTEXT[label], *optical_captions.GENERAL[label]]
+    general = []
+    while (found := [s for s in pool if rest.startswith(s + " ")]):
+        general.append(found[0])
+        rest = rest[len(found[0]):].strip()
+    return first, " ".join(general), re.split(r"(?<=[.!?]) (?=[A-Z0-9])", rest)
+
+
+def test_optical_long_captions_open_with_a_short_caption_and_keep_details_past_token_77(default, tokenizers):
+    """First sentence: one of the row's short captions; then the overview and class-level sentences; the
+    details start at token index 77 or later (a 77-token context never sees them) under CLIP's BPE and
+    MiniLM's WordPiece, and the whole caption fits LRSCLIP's 248 tokens."""
+    from rsvl.models.token_counts import token_lengths
+
+    manifest = read_manifest(default[0] / "optical")
+    prefixes, fulls = [], []
+    for row in manifest.itertuples():
+        first, general, details = _parts(row.label, row.long_caption)
+        assert first in row.captions, row.sample_id
+        assert general.startswith(optical_captions.OVERVIEW[row.label]), row.sample_id
+        pool = {optical_captions.CONTEXT[row.label], *optical_captions.GENERAL[row.label]}
+        assert details and not pool & set(details), row.sample_id
+        prefixes.append(f"{first} {general}")
+        fulls.append(row.long_caption)
+    for name, tokenizer in tokenizers.items():
+        prefix_lengths, full_lengths = token_lengths(tokenizer, prefixes), token_lengths(tokenizer, fulls)
+        detail_lengths = token_lengths(tokenizer, [full[len(prefix) + 1:] for prefix, full in zip(prefixes, fulls)])
+        # tokens do not cross the sentence boundary, so the details' first index is the prefix's tokens + start
+        assert [p + d - 2 for p, d in zip(prefix_lengths, detail_lengths)] == full_lengths, name
+        starts = [length - 1 for length in prefix_lengths]
+        assert min(starts) >= optical_captions.DETAIL_START == 77, name
+        assert max(full_lengths) <= 248, name
+
+
+def _number(word: str) -> int:
+    return int(word) if word.isdigit() else NUMBERS[word.lower()]
+
+
+def _thirds(text: str) -> Counter:
+    """Objects per third in ``"in the center"``, ``"both in the center"``, ``"two in the center and one in ..."``."""
+    if (same := re.search(r"(?:both|all (\w+)) in the " + THIRD, text)):
+        return Counter({same.group(2): 2 if same.group(1) is None else _number(same.group(1))})
+    counted = re.findall(r"\b(\w+) in the " + THIRD, text)
+    if counted:
+        return Counter({third: _number(word) for word, third in counted})
+    return Counter(re.findall(r"in the " + THIRD, text))
+
+
+def _redrawn_facts(label: str, index: int) -> dict:
+    """The facts of one optical scene, drawn again as write_optical_scenes draws them (seed 0)."""
+    ships = {name: generate._ship_scene(coastal) for name, coastal in SHIP_SCENES.items()}
+    drawers = {**optical_scenes.DRAWERS, **ships}
+    class_index = list(drawers).index(label)
+    return drawers[label](sample_rng(0, generate._OPTICAL, class_index * 1_000_000 + index))[1]
+
+
+def _check_details(label: str, f: dict, text: str) -> None:
+    """Every count the details state equals the drawn facts (each class's counts in turn)."""
+    def count(pattern: str) -> int:
+        match = re.search(pattern, text)
+        assert match, f"{pattern!r} not in {text!r}"
+        return _number(match.group(1))
+
+    def sentence_with(words: str) -> str:
+        return next(s for s in re.split(r"(?<=\.) ", text) if words in s)
+
+    if label == "forest":
+        assert count(r"made up of (\w+) round tree crowns") == f["trees"]
+        assert ("clearing of light green" in text) == bool(f["clearing"])
+    elif label == "water":
+        share = round(f["water_share"] * 100)
+        assert count(r"covers about (\d+)%") == (share if f["kind"] == "river" else 100 - share)
+        assert count(r"There (?:is|are) (\w+) (?:white )?boats? on the water") == len(f["boats"])
+        assert _thirds(sentence_with("on the water")) == Counter(f["boats"])
+    elif label == "farmland":
+        assert count(r"(\w+) light brown tracks? separates? the fields") == f["fields"] - 1
+        fields = re.findall(r"the \w+ (?:field )?is ([a-z ]+?) with (\w+) stripes", text)
+        assert fields == list(zip(f["colours"], f["orientations"]))
+        widths = np.diff(f["edges"])
+        assert count(r"covers about (\d+)%") == round(widths.max() * 100 / optical_scenes.SIZE)
+    elif label == "residential":
+        listed = sentence_with("houses have")
+        roofs = {colour: _number(n) for n, colour in re.findall(r"(\w+) (\w+) roofs?\b", listed)}
+        assert count(r"The (\w+) houses have") == f["houses"] and roofs == f["roofs"]
+        for direction, roads in (("left to right", f["roads_across"]), ("top to bottom", f["roads_down"])):
+            match = re.search(rf"(\w+) roads? runs? from {direction}", text)
+            assert (_number(match.group(1)) if match else 0) == len(roads)
+        assert (count(r"(\w+) small trees?") if f["trees"] else 0) == f["trees"]
+    elif label == "industrial":
+        buildings = 1 if "The only building" in text else count(r"the (\w+) buildings are")
+        assert buildings == f["buildings"]
+        tanks = count(r"(\w+) round white storage tanks?") if f["tanks"] else 0
+        assert tanks == f["tanks"] and ("no storage tanks" in text) == (tanks == 0)
+        if tanks:
+            assert _thirds(sentence_with("storage tank")) == Counter(t for t, _ in f["tank_list"])
+        if "Of the" in text:
+            assert count(r"Of the (\w+) tanks") == tanks
+    elif label == "grassland":
+        assert (count(r"(\w+) dark green bush") if f["bushes"] else 0) == len(f["bushes"])
+        if f["bushes"]:
+            assert _thirds(sentence_with("dark green bush")) == Counter(f["bushes"])
+        assert ("dirt path runs" in text) == bool(f["path"])
+        if "Of the" in text:
+            assert count(r"Of the (\w+) bushes") == len(f["bushes"])
+    elif label == "parking lot":
+        if f["cars"] > 1:
+            listed = sentence_with("cars are parked:").split(": ")[1]
+            colours = {colour: _number(n) for n, colour in re.findall(r"(\w+) (\w+)(?=,| and|\.)", listed)}
+            assert count(r"(\w+) cars are parked") == f["cars"] and colours == f["colour_counts"]
+            rows = re.search(r"rows hold ([\d, and]+) cars", text).group(1)
+            assert [int(n) for n in re.findall(r"\d+", rows)] == f["cars_per_row"]
+            assert count(r"the (\w+) rows hold") == f["rows"]
+        assert count(r"Each row has (\w+) marked stalls") == f["stalls_per_row"]
+        stalls = f["stalls_per_row"] * f["rows"]
+        assert (count(r"so (\w+) of the"), count(r"of the (\w+) stalls")) == (stalls - f["cars"], stalls)
+    elif label == "bare land":
+        assert (count(r"(\w+) small dark rocks?") if f["rocks"] else 0) == f["rocks"]
+        if f["rocks"]:
+            assert _thirds(sentence_with("dark rock")) == Counter(f["rock_thirds"])
+        assert (count(r"(\w+) tyre tracks? cross") if f["tracks"] else 0) == f["tracks"]
+        if ":" in text:  # tracks in both directions, counted per direction
+            runs = re.findall(r"(\w+) runs? from (top to bottom|left to right)", text)
+            assert Counter({direction: _number(n) for n, direction in runs}) == Counter(f["track_directions"])
+    else:  # harbour, open sea
+        ships = f["ships"]
+        if label == "harbour" and ships:
+            for words, moored in (("moored along the quay", True), ("at sea away from the quay", False)):
+                mine = [third for third, at_quay in ships if at_quay == moored]
+                assert count(rf"(\w+) ships? (?:is|are) {words}") == len(mine)
+                assert _thirds(sentence_with(words)) == Counter(mine)
+        elif ships:
+            assert count(r"(\w+) [a-z ]*ships? (?:is|are) on the water") == len(ships)
+            assert _thirds(sentence_with("on the water")) == Counter(t for t, _ in ships)
+        if "Of the" in text:
+            assert count(r"Of the (\w+) ships") == len(ships)
+        if len(ships) > 1 and "Both" not in text and "All" not in text:
+            sizes = {size: _number(n) for n, size in re.findall(r"(\w+) (?:is|are) (small|medium|large)", text)}
+            assert sizes == Counter(f["ship_sizes"])
+        if not ships:
+            assert "no ships" in text
+
+
+def test_optical_long_caption_details_state_the_drawn_counts(default):
+    manifest = read_manifest(default[0] / "optical")
+    for row in manifest.itertuples():
+        facts = _redrawn_facts(row.label, int(row.sample_id.rsplit("_", 1)[1]))
+        details = " ".join(_parts(row.label, row.long_caption)[2])
+        _check_details(row.label, facts, details)

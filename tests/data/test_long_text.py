@@ -1,52 +1,56 @@
-"""First sentences of long captions, long-text proxies of human captions, and token counts."""
+"""First sentences and long-text proxies on hand-written captions with known answers."""
 
 from __future__ import annotations
 
-import open_clip
 import pytest
 
-import rsvl.models  # noqa: F401  (registers the packaged architectures with open_clip)
-from rsvl.data.long_text import first_sentence, long_text_proxy, sentences
-from rsvl.errors import ModelError
-from rsvl.models.token_counts import context_length, overlong, token_lengths
+from rsvl.data.long_text import as_sentence, first_sentence, long_text_proxies
 
 
 @pytest.mark.parametrize(("text", "first"), [
-    ("A harbour with 3 ships. The ships are moored along the quay.", "A harbour with 3 ships."),
-    ("Is it a lake? Yes, a calm one.", "Is it a lake?"),
-    ("many planes are parked next to a terminal", "many planes are parked next to a terminal"),
-    ("  a road runs from 2.5 km away. 4 cars park.  ", "a road runs from 2.5 km away."),
-    ("houses, e.g. small ones. Trees too.", "houses, e.g. small ones."),
-    ("   ", ""),
+    ("A dense forest. This is an aerial image of a forest.", "A dense forest."),
+    ("  Two ships in the harbour!  Both are white.", "Two ships in the harbour!"),
+    ("Is this a port? Yes.", "Is this a port?"),
+    ("A single sentence with its full stop.", "A single sentence with its full stop."),
+    ("the airport is very large .", "the airport is very large ."),  # RSICD: a detached full stop, then the end
+    ("green trees are around a playground", "green trees are around a playground"),  # no full stop at all
+    ("many planes are parked . some are near the terminal .", "many planes are parked . some are near the terminal ."),
+    ("Roads 3.5 m wide. Houses.", "Roads 3.5 m wide."),  # a decimal point is no boundary
+    ("Trees, e.g. oaks. Grass.", "Trees, e.g. oaks."),  # nor a full stop before a lower-case word
+    ("There are 21 cars. 21 cars are parked.", "There are 21 cars. 21 cars are parked."),  # nor before a digit
 ])
-def test_first_sentence_ends_at_an_end_mark_before_a_capital_or_digit(text, first):
+def test_first_sentence(text, first):
     assert first_sentence(text) == first
 
 
-def test_sentences_split_every_boundary():
-    assert sentences("One. Two! Three? 4 more.") == ["One.", "Two!", "Three?", "4 more."]
+def test_first_sentence_refuses_blank_text():
+    with pytest.raises(ValueError, match="blank"):
+        first_sentence(" \n ")
 
 
-def test_a_proxy_joins_the_distinct_captions_in_first_seen_order():
-    captions = ["many planes are parked", "Many  planes are parked.", "a runway beside the terminal!", " ",
-                "MANY PLANES ARE PARKED", "green trees"]
-    assert long_text_proxy(captions) == "Many planes are parked. A runway beside the terminal! Green trees."
-    assert long_text_proxy(["", "  "]) == ""
+@pytest.mark.parametrize(("caption", "written"), [
+    ("the airport is very large .", "The airport is very large."),
+    ("  many   green trees\taround a lake ", "Many green trees around a lake."),
+    ("Is it a port ?", "Is it a port?"),
+    ("Two ships.", "Two ships."),
+])
+def test_as_sentence(caption, written):
+    assert as_sentence(caption) == written
 
 
-@pytest.mark.parametrize("name", ["ViT-B-32", "rsvl-effnetlite0-minilm-77", "rsvl-effnetlite0-minilm-kps248"])
-def test_token_counts_are_what_the_tokenizer_writes_without_a_limit(name):
-    tokenizer = open_clip.get_tokenizer(name)
-    limit = context_length(tokenizer)
-    texts = ["a red house near two grey roads.", "word " * (limit + 30), "word " * (limit - 10)]
-    lengths = token_lengths(tokenizer, texts)
-    written = [int((row != 0).sum()) for row in tokenizer(texts)]  # pad id 0 in both tokenizers
-    # a text within the context is written whole; a longer one is cut to exactly the context
-    assert lengths[0] == written[0] and lengths[2] == written[2] == limit - 8
-    assert lengths[1] == limit + 32 and written[1] == limit
-    assert overlong(tokenizer, texts) == 1
-
-
-def test_an_unknown_tokenizer_is_refused():
-    with pytest.raises(ModelError, match="cannot count tokens of a function"):
-        token_lengths(lambda texts: texts, ["a"])
+def test_proxies_join_distinct_captions_in_first_seen_order():
+    captions = {
+        "a.jpg": ["the airport is very large .", "The  airport is VERY large .", "", "planes near a terminal",
+                  "the airport is very large ."],
+        "b.jpg": ["   ", ""],
+        "c.jpg": ["A river.", "a river .", "a River"],  # one caption written as a sentence: the first spelling stays
+        "d.jpg": ["two boats", "green trees . a road"],
+    }
+    assert long_text_proxies(captions) == {
+        "a.jpg": "The airport is very large. Planes near a terminal.",
+        "c.jpg": "A river.",
+        "d.jpg": "Two boats. Green trees . a road.",
+    }
+    assert list(long_text_proxies({"z": ["b"], "y": ["a"]})) == ["z", "y"]  # the mapping's order
+    # the short text of a proxy is its first caption, as LRSCLIP's dual loss reads it
+    assert first_sentence(long_text_proxies(captions)["a.jpg"]) == "The airport is very large."

@@ -60,7 +60,7 @@ def test_everything_is_logged_into_the_training_run(evaluated, trained, run_conf
     assert {key: run.data.metrics[key] for key in metrics.metadata} == pytest.approx(metrics.metadata)
     version = run.data.tags[f"{EVAL_DATA_TAG}.sar_test"]
     assert version == prepare_eval_data(run_config).versions["sar_test"]
-    assert version.startswith("035e8bd8c6dc62becf30e2dab1b24702:narrated-")  # the pinned DVC version, narrated
+    assert version.startswith("29f786aefd8de12b769d1021f2757279:narrated-")  # the pinned DVC version, narrated
     logged = {a.path for a in client.list_artifacts(trained.mlflow_run_id, "evaluation")}
     assert {"evaluation/report.md", "evaluation/report.html", "evaluation/evaluation.json"} <= logged
 

@@ -247,7 +247,9 @@ def render_optical(rng: np.random.Generator, layout: Layout) -> tuple[np.ndarray
 
     Returns:
         uint8 (SIZE, SIZE, 3) pixels and the facts optical captions are written from:
-        ``sea``, ``cover``, ``ship_colour``, ``side``, ``land_share`` and per ship its third and mooring.
+        ``sea``, ``cover``, ``ship_colour``, ``side``, ``land_share``, per ship its third and mooring
+        (``ships``), size word, hull length and box (``ship_sizes``, ``ship_lengths``, ``ship_boxes``),
+        and ``built``: whether any built structure shows on the land (the quay covers some).
     """
     sea_name = str(rng.choice(list(SEA_COLOURS)))
     cover = str(rng.choice(list(LAND_COVERS)))
@@ -262,7 +264,11 @@ def render_optical(rng: np.random.Generator, layout: Layout) -> tuple[np.ndarray
             block[row:row + h, col:col + w] = True
             pixels[block & land] = _ROOFS[int(rng.integers(len(_ROOFS)))]
         # the quay: land within 2 px of the water
-        pixels[land & dilate(~land, 2)] = _QUAY
+        quay = land & dilate(~land, 2)
+        pixels[quay] = _QUAY
+        built = any((land & ~quay)[row:row + h, col:col + w].any() for row, col, h, w in layout.blocks)
+    else:
+        built = False
     hull = SHIP_COLOURS[ship_colour]
     for ship in layout.ships:
         shadow = np.zeros_like(ship.mask)
@@ -273,5 +279,7 @@ def render_optical(rng: np.random.Generator, layout: Layout) -> tuple[np.ndarray
     noisy = pixels + normal(rng, 0.0, 2.5, (SIZE, SIZE, 3))
     facts = {"sea": sea_name, "cover": cover if land.any() else None, "ship_colour": ship_colour,
              "side": layout.side, "land_share": layout.land_share,
-             "ships": [(third_of(*s.centre, SIZE, SIZE), s.moored) for s in layout.ships]}
+             "ships": [(third_of(*s.centre, SIZE, SIZE), s.moored) for s in layout.ships],
+             "ship_sizes": [s.size_word for s in layout.ships], "ship_lengths": [s.length for s in layout.ships],
+             "ship_boxes": [s.box for s in layout.ships], "built": built}
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8), facts

@@ -1,21 +1,45 @@
 """Captions of the procedural optical scenes, written from the facts each drawer returned.
 
 Short captions imitate the human captions of UCM/RSICD (one sentence, class plus objects, colours
-and layout), five per image from different templates so retrieval models see paraphrases. The long
-caption joins several facts in three or more sentences, the input LRSCLIP-style long-text training
-needs. Only facts that were drawn appear, so a caption is never wrong about its image.
+and layout), five per image from different templates so retrieval models see paraphrases.
+
+The long caption is what LRSCLIP-style long-text training needs (short text = its first sentence),
+in three parts:
+
+1. one of the row's short captions, the one from the earliest template (templates are listed most
+   specific first);
+2. a general, class-level description: the class overview, then sentences true of every scene of
+   the class (:data:`CONTEXT` and :data:`GENERAL`) in an order the sample's generator draws, until
+   the detail part would start at token :data:`DETAIL_START` or later;
+3. the details (:mod:`rsvl.data.synthetic.optical_details`): exact counts, thirds of the image,
+   left/right/above/below relations and secondary objects, which no short caption carries.
+
+So a 77-token text encoder (CLIP's) sees the short caption and general text only, and a 248-token
+one (LRSCLIP's stretched context) sees the details too (the default data's longest long caption
+has 207 tokens under CLIP's BPE and MiniLM's WordPiece; ``tests/data/test_generate.py`` holds
+every row to 248). Where part 2 stops is decided by
+:func:`token_floor`, a lower bound on the token count that holds for CLIP's BPE and BERT-style
+WordPiece tokenizers alike, so the generator needs no tokenizer. Only facts that were drawn appear,
+so a caption is never wrong about its image.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
 
 from rsvl.data.synthetic import join_words, number_word, plural, sentence
+from rsvl.data.synthetic.optical_details import DETAILS
 from rsvl.data.synthetic.optical_scenes import Facts
 
 CAPTIONS_PER_IMAGE = 5
+DETAIL_START = 77
+"""Token index (0-based, the start token is index 0) at or after which a long caption's details
+begin: the first 77 tokens, a whole CLIP context, hold the short caption and general text only."""
+
+_PRE_TOKENS = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]+")
 
 
 def _article(word: str) -> str:
@@ -198,7 +222,7 @@ SHORT_TEMPLATES: dict[str, Callable[[Facts], list[str]]] = {
     "harbour": _harbour, "open sea": _open_sea,
 }
 
-_OVERVIEW = {
+OVERVIEW = {
     "forest": "This is an aerial image of a forest.",
     "water": "This aerial image shows a body of water.",
     "farmland": "This is an aerial image of farmland.",
@@ -210,7 +234,8 @@ _OVERVIEW = {
     "harbour": "This aerial image shows a harbour on the coast.",
     "open sea": "This aerial image shows the open sea.",
 }
-_CONTEXT = {
+"""The class overview, the second sentence of every long caption."""
+CONTEXT = {
     "forest": "There are no buildings in the scene.",
     "water": "The water surface is smooth and darker than the land.",
     "farmland": "The fields have straight edges and regular plough lines.",
@@ -222,6 +247,143 @@ _CONTEXT = {
     "harbour": "A light concrete quay separates the land from the water.",
     "open sea": "No land is visible anywhere in the scene.",
 }
+"""One more class-level sentence, drawn with :data:`GENERAL`'s."""
+
+
+GENERAL: dict[str, tuple[str, ...]] = {
+    "forest": (
+        "The picture is taken from straight above, so only the tops of the trees can be seen.",
+        "The tree crowns are round and differ slightly in size and in their shade of green.",
+        "The ground between the crowns is a darker green than the crowns themselves.",
+        "Green is the dominant colour of the whole scene.",
+        "No water, fields, parked cars or fences can be seen anywhere.",
+        "The texture of the canopy is rough and irregular, as woodland looks from the air.",
+        "The crowns are spread unevenly, closer together in some places than in others.",
+        "Such a wooded area would be labelled as forest in a scene classification dataset.",
+    ),
+    "water": (
+        "The picture is taken from straight above, looking down on the water and the land around it.",
+        "The water has an almost uniform colour with only faint ripples on its surface.",
+        "The land next to the water is green and slightly textured, like grass or fields.",
+        "The edge between the water and the land is curved and irregular rather than straight.",
+        "No buildings, roads or bridges are visible anywhere in the scene.",
+        "Dark water and green land make up almost the entire image.",
+        "Such a scene would be labelled as water in a scene classification dataset.",
+    ),
+    "farmland": (
+        "The picture is taken from straight above, looking down on the cultivated land.",
+        "Each field is a long rectangle that stretches across the whole image.",
+        "Inside each field the crops form parallel stripes of lighter and darker shades.",
+        "Narrow light brown tracks mark the boundaries between neighbouring fields.",
+        "There are no buildings, trees, roads or water in the scene.",
+        "Cultivated land covers the whole image from edge to edge.",
+        "Such a scene would be labelled as farmland in a scene classification dataset.",
+    ),
+    "residential": (
+        "The picture is taken from straight above, so only the roofs of the houses are visible.",
+        "The houses are square and laid out on a regular grid.",
+        "Grey paved roads divide the neighbourhood into blocks of houses.",
+        "The ground between the houses is green, like lawns and gardens.",
+        "No large buildings, fields or water can be seen in the scene.",
+        "Such a scene would be labelled as a residential area in a scene classification dataset.",
+    ),
+    "industrial": (
+        "The picture is taken from straight above, looking down on the roofs.",
+        "The buildings are large blocks with flat rectangular roofs.",
+        "A thin darker ridge line runs along the middle of each roof.",
+        "There is no vegetation anywhere on the site.",
+        "The buildings stand apart from one another, with paved space in between.",
+        "No houses, fields or water are visible in the scene.",
+        "Such a scene would be labelled as an industrial area in a scene classification dataset.",
+    ),
+    "grassland": (
+        "The picture is taken from straight above, looking down on the open land.",
+        "The grass has a fine, even texture with gentle changes in shade.",
+        "There are no trees, water or fields anywhere in the scene.",
+        "The colour of the grass is nearly the same across the whole image.",
+        "The land is flat and open, without fences or walls.",
+        "Such a scene would be labelled as grassland or meadow in a scene classification dataset.",
+    ),
+    "parking lot": (
+        "The picture is taken from straight above, so the cars appear as small rectangles.",
+        "The asphalt is dark grey and nearly uniform in colour.",
+        "All parking stalls are narrow and have the same size.",
+        "The rows of stalls are evenly spaced across the lot.",
+        "There are no buildings, trees or grass in the scene.",
+        "Such a scene would be labelled as a parking lot in a scene classification dataset.",
+    ),
+    "bare land": (
+        "The picture is taken from straight above, looking down on the open ground.",
+        "The soil has a rough texture with lighter and darker patches.",
+        "There are no buildings, roads or water anywhere in the scene.",
+        "The ground looks dry, uneven and unused.",
+        "The colour of the soil changes gradually from place to place.",
+        "Such a scene would be labelled as bare land in a scene classification dataset.",
+    ),
+    "harbour": (
+        "The picture is taken from straight above, looking down on the coast.",
+        "The sea is calm, with only faint waves on its surface.",
+        "The coastline is irregular rather than perfectly straight.",
+        "The water is darker than the land next to it.",
+        "Land and sea meet along a single coastline that crosses the image.",
+        "No bridges, beaches or rivers are visible in the scene.",
+        "Such a scene would be labelled as a harbour in a scene classification dataset.",
+    ),
+    "open sea": (
+        "The picture is taken from straight above, looking down on the water.",
+        "The sea surface is calm, with only faint waves.",
+        "The water has nearly the same colour across the whole image.",
+        "There is no coastline, quay, beach or harbour in the view.",
+        "Water fills the image from edge to edge.",
+        "Such a scene would be labelled as open sea in a scene classification dataset.",
+    ),
+}
+"""Class-level sentences, true of every scene of the class, that the general part is drawn from."""
+
+
+def token_floor(text: str) -> int:
+    """A lower bound on the tokens of ``text`` (start/end tokens excluded) under CLIP BPE and WordPiece.
+
+    Both tokenizers split ASCII text at whitespace and between letters/digits and punctuation, and
+    give every piece at least one token, so the count of maximal alphanumeric runs plus punctuation
+    runs never exceeds either tokenizer's count.
+
+    Args:
+        text: ASCII text.
+
+    Returns:
+        The number of such runs.
+    """
+    return len(_PRE_TOKENS.findall(text))
+
+
+def long_caption_parts(label: str, facts: Facts, first: str,
+                       rng: np.random.Generator) -> tuple[str, list[str], list[str]]:
+    """The three parts of a long caption: first sentence, general sentences, detail sentences.
+
+    Args:
+        label: The scene class.
+        facts: What the drawer put in the image.
+        first: The scene-specific first sentence (a short caption of the row).
+        rng: Generator that orders the class-level sentences.
+
+    Returns:
+        ``(first, general, details)``; ``" ".join([first, *general, *details])`` is the long caption
+        and its details start at token :data:`DETAIL_START` or later (start token counted).
+
+    Raises:
+        ValueError: The class's sentences cannot push the details to :data:`DETAIL_START`.
+    """
+    general = [OVERVIEW[label]]
+    pool = [CONTEXT[label], *GENERAL[label]]
+    for index in rng.permutation(len(pool)):
+        # one start token before the text: the details' first index is 1 + the tokens before them
+        if 1 + token_floor(" ".join([first, *general])) >= DETAIL_START:
+            break
+        general.append(pool[int(index)])
+    if 1 + token_floor(" ".join([first, *general])) < DETAIL_START:
+        raise ValueError(f"{label}: the general sentences end before token {DETAIL_START} after {first!r}")
+    return first, general, DETAILS[label](facts)
 
 
 def describe(label: str, facts: Facts, rng: np.random.Generator) -> tuple[list[str], str]:
@@ -230,14 +392,18 @@ def describe(label: str, facts: Facts, rng: np.random.Generator) -> tuple[list[s
     Args:
         label: The scene class (a key of :data:`SHORT_TEMPLATES`).
         facts: What the drawer put in the image.
-        rng: Generator that picks and orders the templates.
+        rng: Generator that picks and orders the templates. The long caption draws from a child
+            generator spawned from it, so ``rng``'s own stream advances exactly as by the short
+            captions alone (callers that draw on after ``describe`` see the same numbers).
 
     Returns:
-        ``CAPTIONS_PER_IMAGE`` distinct one-sentence captions and a long caption of at least three
-        sentences (overview, the objects in the two most specific templates, context).
+        ``CAPTIONS_PER_IMAGE`` distinct one-sentence captions and the long caption
+        (:func:`long_caption_parts`), whose first sentence is one of those captions.
     """
     candidates = list(dict.fromkeys(sentence(text) for text in SHORT_TEMPLATES[label](facts)))
     order = rng.permutation(len(candidates))[:CAPTIONS_PER_IMAGE]
     captions = [candidates[i] for i in order]
-    long_caption = " ".join([_OVERVIEW[label], candidates[0], candidates[2], _CONTEXT[label]])
-    return captions, long_caption
+    # the row's caption from the earliest (most specific) template opens the long caption
+    first = candidates[int(min(order))]
+    first, general, details = long_caption_parts(label, facts, first, rng.spawn(1)[0])
+    return captions, " ".join([first, *general, *details])

@@ -125,11 +125,17 @@ def disc(draw: Canvas, cx: float, cy: float, radius: float, fill: tuple[int, int
 
 
 def wavy_line(draw: Canvas, rng: np.random.Generator, vertical: bool, width: int,
-              fill: tuple[int, int, int]) -> None:
-    """Draw a gently curving line across the scene (dirt road, path, track)."""
+              fill: tuple[int, int, int]) -> tuple[float, float]:
+    """Draw a gently curving line across the scene (dirt road, path, track).
+
+    Returns:
+        The extent ``(low, high)`` in pixels across the line (columns for a vertical line, rows
+        otherwise) that holds every pixel of it: mean position ± (wiggle + half the width).
+    """
     offset = uniform(rng, 0.2, 0.8) * SIZE
     amp, phase = uniform(rng, 2, 8), uniform(rng, 0, 2 * math.pi)
     draw.paint(raster.wavy_band((SIZE, SIZE), offset, amp, phase, vertical, width), fill)
+    return offset - amp - width / 2, offset + amp + width / 2
 
 
 def band_mask(rng: np.random.Generator, depth: float, amp: float, vertical: bool) -> np.ndarray:
@@ -160,16 +166,17 @@ def draw_forest(rng: np.random.Generator) -> Scene:
         green = jitter(rng, (46, 96, 40), 20)
         disc(draw, uniform(rng, 0, SIZE), uniform(rng, 0, SIZE), uniform(rng, 3, 6.5), green)
     facts: Facts = {"trees": trees, "density": "dense" if trees >= 90 else "fairly open",
-                    "clearing": None, "road": None}
+                    "clearing": None, "road": None, "clearing_box": None, "road_span": None}
     if rng.random() < 0.45:
         cx, cy = uniform(rng, 18, SIZE - 18, size=2)
         radius = uniform(rng, 9, 16)
-        draw.ellipse([cx - radius, cy - radius * 0.8, cx + radius, cy + radius * 0.8],
-                     fill=jitter(rng, (128, 150, 82)))
+        box = [cx - radius, cy - radius * 0.8, cx + radius, cy + radius * 0.8]
+        draw.ellipse(box, fill=jitter(rng, (128, 150, 82)))
         facts["clearing"] = third_of(cx, cy, SIZE, SIZE)
+        facts["clearing_box"] = tuple(float(v) for v in box)
     if rng.random() < 0.35:
         vertical = bool(rng.random() < 0.5)
-        wavy_line(draw, rng, vertical, 3, jitter(rng, (150, 124, 88)))
+        facts["road_span"] = wavy_line(draw, rng, vertical, 3, jitter(rng, (150, 124, 88)))
         facts["road"] = "top to bottom" if vertical else "left to right"
     return finish(image, rng), facts
 
@@ -207,6 +214,7 @@ def draw_water(rng: np.random.Generator) -> Scene:
         rotated_rect(draw, cx, cy, 6, 2.5, uniform(rng, 0, math.pi), jitter(rng, (232, 232, 228), 8))
         boats.append(third_of(cx, cy, SIZE, SIZE))
     facts["boats"] = boats
+    facts["river_span"] = (centre - half, centre + half) if facts["kind"] == "river" else None
     facts["water_share"] = float(water.mean())
     return finish(image, rng, noise=2.0), facts
 
@@ -241,7 +249,8 @@ def draw_farmland(rng: np.random.Generator) -> Scene:
         line = [(0, cut), (SIZE, cut)] if stacked else [(cut, 0), (cut, SIZE)]
         draw.line(line, fill=jitter(rng, (176, 160, 128)), width=2)
     facts: Facts = {"fields": fields, "colours": colours, "layout": "stacked" if stacked else "side by side",
-                    "stripes": Counter(orientations).most_common(1)[0][0]}
+                    "stripes": Counter(orientations).most_common(1)[0][0],
+                    "orientations": orientations, "edges": edges}
     return finish(image, rng), facts
 
 
@@ -278,7 +287,10 @@ def draw_residential(rng: np.random.Generator) -> Scene:
     for _ in range(trees):
         disc(draw, uniform(rng, 0, SIZE), uniform(rng, 0, SIZE), uniform(rng, 1.5, 2.5), jitter(rng, (40, 84, 36)))
     facts: Facts = {"houses": houses, "roof": roofs.most_common(1)[0][0] if roofs else dominant,
-                    "roads": len(across) + len(down), "trees": trees}
+                    "roads": len(across) + len(down), "trees": trees, "roofs": dict(roofs),
+                    # each road's first and last pixel row (across) or column (down)
+                    "roads_across": [(y, y + road_width - 1) for y in across],
+                    "roads_down": [(x, x + road_width - 1) for x in down]}
     return finish(image, rng), facts
 
 
@@ -307,7 +319,8 @@ def draw_industrial(rng: np.random.Generator) -> Scene:
         ridge = tuple(max(c - 30, 0) for c in roof)
         draw.line([(spot[0], spot[1] + h // 2), (spot[0] + w - 1, spot[1] + h // 2)], fill=ridge, width=1)
         taken.append((*spot, w, h))
-        buildings.append((w * h, name, third_of(spot[0] + w / 2, spot[1] + h / 2, SIZE, SIZE)))
+        buildings.append((w * h, name, third_of(spot[0] + w / 2, spot[1] + h / 2, SIZE, SIZE),
+                          (spot[0], spot[1], spot[0] + w, spot[1] + h)))
     tanks = []
     for _ in range(int(rng.integers(0, 5))):
         radius = int(rng.integers(4, 7))
@@ -316,10 +329,14 @@ def draw_industrial(rng: np.random.Generator) -> Scene:
             continue
         disc(draw, spot[0] + radius, spot[1] + radius, radius, jitter(rng, (236, 236, 232), 6))
         taken.append((*spot, 2 * radius, 2 * radius))
-        tanks.append(third_of(spot[0] + radius, spot[1] + radius, SIZE, SIZE))
+        tanks.append((third_of(spot[0] + radius, spot[1] + radius, SIZE, SIZE),
+                      (spot[0], spot[1], spot[0] + 2 * radius, spot[1] + 2 * radius)))
     largest = max(buildings)
     facts: Facts = {"buildings": len(buildings), "roof": largest[1], "largest_at": largest[2],
-                    "tanks": len(tanks)}
+                    "tanks": len(tanks),
+                    # largest first; rectangles as (x0, y0, x1, y1) pixel edges, max exclusive
+                    "building_list": [(name, third, box) for _, name, third, box in sorted(buildings, reverse=True)],
+                    "tank_list": tanks}
     return finish(image, rng), facts
 
 
@@ -328,17 +345,20 @@ def draw_grassland(rng: np.random.Generator) -> Scene:
     lush = bool(rng.random() < 0.6)
     pixels = textured_ground(rng, jitter(rng, (108, 156, 72) if lush else (168, 162, 98)), 0.18, cells=4)
     image, draw = to_canvas(pixels)
-    bushes = []
+    bushes, bush_boxes = [], []
     for _ in range(int(rng.integers(0, 9))):
         cx, cy = uniform(rng, 4, SIZE - 4, size=2)
-        disc(draw, cx, cy, uniform(rng, 2, 4), jitter(rng, (52, 92, 44)))
+        radius = uniform(rng, 2, 4)
+        disc(draw, cx, cy, radius, jitter(rng, (52, 92, 44)))
         bushes.append(third_of(cx, cy, SIZE, SIZE))
-    path = None
+        bush_boxes.append((float(cx - radius), float(cy - radius), float(cx + radius), float(cy + radius)))
+    path, path_span = None, None
     if rng.random() < 0.4:
         vertical = bool(rng.random() < 0.5)
-        wavy_line(draw, rng, vertical, 2, jitter(rng, (182, 160, 120)))
+        path_span = wavy_line(draw, rng, vertical, 2, jitter(rng, (182, 160, 120)))
         path = "top to bottom" if vertical else "left to right"
-    facts: Facts = {"tone": "lush green" if lush else "dry yellowish", "bushes": bushes, "path": path}
+    facts: Facts = {"tone": "lush green" if lush else "dry yellowish", "bushes": bushes, "path": path,
+                    "bush_boxes": bush_boxes, "path_span": path_span}
     return finish(image, rng, noise=4.0), facts
 
 
@@ -351,14 +371,17 @@ def draw_parking(rng: np.random.Generator) -> Scene:
     occupancy = uniform(rng, 0.3, 0.95)
     line_colour = jitter(rng, (222, 222, 214), 6)
     cars: Counter = Counter()
+    per_row = []
     for row in range(rows):
         top = row * pitch + (pitch - 14) // 2
+        per_row.append(0)
         for left in range(3, SIZE - 7, 7):
             draw.line([(left, top), (left, top + 13)], fill=line_colour, width=1)
             if rng.random() < occupancy:
                 name = choose(rng, list(CAR_COLOURS), [0.3, 0.2, 0.15, 0.15, 0.2])
                 draw.rectangle([left + 2, top + 2, left + 5, top + 11], fill=jitter(rng, CAR_COLOURS[name], 8))
                 cars[name] += 1
+                per_row[-1] += 1
     pixels = image.pixels
     transpose = bool(rng.random() < 0.5)
     if transpose:
@@ -366,7 +389,10 @@ def draw_parking(rng: np.random.Generator) -> Scene:
     total = sum(cars.values())
     facts: Facts = {"cars": total, "rows": rows, "orientation": "vertical" if transpose else "horizontal",
                     "colours": [name for name, _ in cars.most_common(2)],
-                    "fill": "almost full" if occupancy > 0.75 else "half empty" if occupancy > 0.45 else "mostly empty"}
+                    "fill": "almost full" if occupancy > 0.75 else "half empty" if occupancy > 0.45 else "mostly empty",
+                    # rows in image order: top to bottom, or left to right once transposed
+                    "colour_counts": dict(cars), "cars_per_row": per_row,
+                    "stalls_per_row": len(range(3, SIZE - 7, 7))}
     return finish(np.ascontiguousarray(pixels), rng, noise=2.5), facts
 
 
@@ -377,12 +403,19 @@ def draw_bare_land(rng: np.random.Generator) -> Scene:
     pixels = textured_ground(rng, jitter(rng, base, 8), 0.35, cells=5)
     image, draw = to_canvas(pixels)
     tracks = int(rng.integers(0, 4))
+    directions = []
     for _ in range(tracks):
-        wavy_line(draw, rng, bool(rng.random() < 0.5), 1, tuple(int(c * 0.7) for c in base))
+        vertical = bool(rng.random() < 0.5)
+        wavy_line(draw, rng, vertical, 1, tuple(int(c * 0.7) for c in base))
+        directions.append("top to bottom" if vertical else "left to right")
     rocks = int(rng.integers(0, 13))
+    rock_thirds = []
     for _ in range(rocks):
-        disc(draw, uniform(rng, 0, SIZE), uniform(rng, 0, SIZE), uniform(rng, 0.8, 1.8), jitter(rng, (70, 62, 56)))
-    facts: Facts = {"tone": tone, "tracks": tracks, "rocks": rocks}
+        cx, cy = uniform(rng, 0, SIZE), uniform(rng, 0, SIZE)
+        disc(draw, cx, cy, uniform(rng, 0.8, 1.8), jitter(rng, (70, 62, 56)))
+        rock_thirds.append(third_of(cx, cy, SIZE, SIZE))
+    facts: Facts = {"tone": tone, "tracks": tracks, "rocks": rocks, "track_directions": directions,
+                    "rock_thirds": rock_thirds}
     return finish(image, rng, noise=5.0), facts
 
 
