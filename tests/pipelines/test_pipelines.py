@@ -489,7 +489,9 @@ def _captions_differing_after(tokenizer, position: int) -> list[str]:
     opening = ("This aerial image shows a residential area with small houses in regular rows along grey roads. "
                "The houses have red roofs and gardens with trees, and the roads cross at right angles. "
                "Cars are parked along the streets and a few people walk on the pavements near the gardens. "
-               "The scene is bright and the shadows fall towards the lower right of the image.")
+               "The scene is bright and the shadows fall towards the lower right of the image. "
+               "A narrow canal with green water runs along the left edge, crossed by two small footbridges, "
+               "and a row of tall poplar trees lines its far bank.")
     endings = [" A large swimming pool with blue water lies in the upper left corner next to two tennis courts.",
                " A large church with a grey tower stands in the lower right corner next to an empty parking lot."]
     texts = [opening + ending for ending in endings]
@@ -539,6 +541,7 @@ def test_lrsclip_pipeline_trains_the_stretched_dual_loss_model_beside_the_77_tok
     saved = {json.loads(path.read_text())["rsvl"]["architecture"]: path.parent
              for path in (tmp_path / "kfp").rglob("open_clip_config.json")}
     baseline, _, _, baseline_tokenizer = load_model(saved["rsvl-effnetlite0-minilm-77"])
+    baseline.eval()  # no dropout
     texts = _captions_differing_after(load_model(saved["rsvl-effnetlite0-minilm-kps248"])[3], 90)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
