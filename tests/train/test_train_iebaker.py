@@ -103,6 +103,7 @@ def test_planting_changes_only_the_chosen_rows_to_another_class(workdir, noisy_s
     shutil.rmtree(fresh)
 
 
+@pytest.mark.timeout(900)  # the module's 8-epoch fit runs in the first one's setup
 def test_eba_drops_mostly_the_planted_mismatched_pairs(workdir, noisy, trained):
     _, planted = noisy
     rows = dropped_rows(workdir, trained.mlflow_run_id)
@@ -121,6 +122,7 @@ def test_eba_drops_mostly_the_planted_mismatched_pairs(workdir, noisy, trained):
     assert beside.read_text(encoding="utf-8") == Path(artifact).read_text(encoding="utf-8")
 
 
+@pytest.mark.timeout(900)  # the module's 8-epoch fit runs in the first one's setup
 def test_tau_and_dropped_counts_are_logged_per_epoch_and_ker_learns(workdir, trained):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     taus = client.get_metric_history(trained.mlflow_run_id, "eba.tau")

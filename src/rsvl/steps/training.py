@@ -73,7 +73,8 @@ def fit_result_from_mlflow(cfg: RunConfig, run_name: str, model_dir: Path, secon
     run = runs[0]
     split = cfg.train.eval_split
     metrics = {k: v for k, v in run.data.metrics.items()
-               if k == "loss" or k in COST_KEYS or (split and k.startswith(f"{split}_"))}
+               if k == "loss" or k in COST_KEYS or k.startswith(TRUNCATED_PREFIX)
+               or (split and k.startswith(f"{split}_"))}
     baseline = {}
     for key in [k for k in metrics if split and k.startswith(f"{split}_")]:
         first = min(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
@@ -209,6 +210,8 @@ def run_train(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_
 
 
 COST_KEYS = ("trainable_params", "total_params", "adapter_params")
+TRUNCATED_PREFIX = "truncated_"
+"""The fit's counts of training texts its tokenizer cut (``truncated_long_text``, rsvl.train.loop)."""
 """Parameter counts each fit reports (:func:`rsvl.train.trainable.apply_trainable`)."""
 
 
