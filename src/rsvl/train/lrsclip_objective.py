@@ -91,6 +91,12 @@ class LrsclipObjective(_ContrastiveScale):
         super().__init__(cfg, context)
         self.loss = ClipLoss(local_loss=True, gather_with_grad=True, rank=context.rank, world_size=context.world_size)
         self._text_cache: dict[bytes, torch.Tensor] = {}
+        self._text_trains = True
+
+    def prepare(self, model: nn.Module) -> None:
+        """Set up the logit scale, and note once whether the text tower trains (the loop has applied ``trainable``)."""
+        super().prepare(model)
+        self._text_trains = tower_trains(unwrap(model), "text")
 
     def _frozen_texts(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
         """Normalised text features of a frozen text tower, each distinct token row encoded once per fit."""
@@ -109,7 +115,7 @@ class LrsclipObjective(_ContrastiveScale):
         count = long_tokens.shape[0]
         with_short = self.cfg.short_weight > 0
         tokens = torch.cat([long_tokens, batch["short_text"]]) if with_short else long_tokens
-        if tower_trains(core, "text"):
+        if self._text_trains:
             out = model_outputs(model(image=batch["image"], text=trim_padding(core, tokens)))
             texts = out["text_features"]
         else:  # a frozen tower (in eval mode) gives every text the same features each epoch: encode each once
