@@ -164,3 +164,15 @@ def test_cli_gate_reports_the_decision(gated, trained, workdir):
     assert result.exit_code == 0, result.output
     assert f"{MODEL_NAME} v2: rejected; champion is v1" in result.output
     assert "FAIL optical_test.mR" in result.output
+
+
+def test_the_promote_step_imports_neither_torch_nor_open_clip():
+    """``promote`` only moves an alias: its module must not pay the ~10 s of torch, open_clip and transformers."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; import rsvl.steps.promotion, rsvl.model_registry; "
+             "print(sorted(m for m in ('torch', 'open_clip', 'transformers', 'great_expectations') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

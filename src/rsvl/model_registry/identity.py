@@ -17,7 +17,7 @@ from typing import Any
 
 from rsvl.data.store import sha256_file
 from rsvl.errors import ModelError
-from rsvl.models.io import CONFIG_NAME, WEIGHTS_NAME
+from rsvl.models.files import CONFIG_NAME, WEIGHTS_NAME
 from rsvl.model_registry.lineage import Lineage
 
 SERVING_FORMAT = "rsvl-embedder/1"

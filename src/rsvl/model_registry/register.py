@@ -26,7 +26,6 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_
 
 from rsvl.errors import ConfigError, ModelError
 from rsvl.mlflow_store import experiment_id, resolve_tracking_uri
-from rsvl.model_registry import embedder
 from rsvl.model_registry.identity import (
     ARCHITECTURE_TAG,
     IDENTITY_TAG,
@@ -120,6 +119,8 @@ def _check_answers_example(local_dir: Path, example: pd.DataFrame, expected: lis
     Every row of the example has every input (one row per image band count, see
     :func:`rsvl.model_registry.embedder.input_example`), so every embedding cell must be a unit vector.
     """
+    from rsvl.model_registry import embedder  # torch and open_clip: only the steps that package a model pay for them
+
     try:
         answer = mlflow.pyfunc.load_model(str(local_dir)).predict(example)
     except Exception as err:  # noqa: BLE001 - any failure means the package is broken
@@ -143,6 +144,8 @@ def _log_pyfunc(
     client: MlflowClient, model_dir: Path, config: dict, experiment: str, run_id: str | None, identity: ModelIdentity
 ) -> str:
     """Package ``model_dir`` as a pyfunc, check it, and log it; returns the logged model id."""
+    from rsvl.model_registry import embedder  # torch and open_clip: only the steps that package a model pay for them
+
     in_bands = embedder.served_bands(config["rsvl"])
     location = embedder.serves_locations(config["rsvl"])
     # only CoCa-style configs have a multimodal (text decoder) tower: the model is a captioner
@@ -288,6 +291,8 @@ def download_model_dir(client: MlflowClient, name: str, version: int | str, dst:
     Raises:
         ModelError: The version does not exist or does not package an rsvl model folder.
     """
+    from rsvl.model_registry import embedder
+
     try:
         source = client.get_model_version(name, str(version)).source
     except MlflowException as err:

@@ -30,14 +30,13 @@ from transformers import AutoTokenizer
 
 from rsvl.errors import ModelError
 from rsvl.models.bands import widen_first_conv
+from rsvl.models.files import CONFIG_NAME, WEIGHTS_NAME
 from rsvl.models.factory import BuiltModel, assemble_inputs, quiet_open_clip
 from rsvl.models.ker_head import rebuild_ker_head
 from rsvl.models.kps import rebuild_kps
 from rsvl.models.preprocess import rgb_normalisation
 from rsvl.models.towers import attach_timm_tokens
 
-CONFIG_NAME = "open_clip_config.json"
-WEIGHTS_NAME = "open_clip_model.safetensors"
 HF_CONFIG_NAME = "config.json"
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 

@@ -19,8 +19,6 @@ from rsvl.errors import ConfigError, ModelError
 from rsvl.gate import GateDecision, decide, gate_markdown
 from rsvl.mlflow_store import experiment_id, resolve_tracking_uri
 from rsvl.model_registry import download_model_dir, get_champion, registry_client, set_champion
-from rsvl.evaluate.pinned_data import prepare_eval_data
-from rsvl.steps.evaluation import log_evaluation, run_evaluation
 
 REPORT_FILE = "gate.md"
 DECISION_TAG, REASONS_TAG, AGAINST_TAG, RUN_TAG = "gate.decision", "gate.reasons", "gate.champion_version", "gate.run_id"
@@ -125,6 +123,10 @@ def run_gate(
                                         champion_version=str(version))
                 verdict = ALREADY
             else:
+                # scoring needs torch and open_clip: imported here, so the promote step starts in a second or two
+                from rsvl.evaluate.pinned_data import prepare_eval_data
+                from rsvl.steps.evaluation import log_evaluation, run_evaluation
+
                 eval_data = prepare_eval_data(cfg, data_root)
                 candidate = run_evaluation(cfg, download_model_dir(client, name, version, Path(scratch) / "candidate"),
                                            out / "candidate", data_root=data_root, eval_data=eval_data,
