@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _share_cores_among_workers() -> None:
+    """Give each pytest-xdist worker (and the pipelines, Ray workers and subprocesses it starts) its share of the cores.
+
+    With ``make test``'s two workers on two cores, two processes each running torch's default one
+    thread per core oversubscribe the machine: spinning OpenMP threads then wait on each other and
+    the suite runs about twice as long as its work. ``OMP_NUM_THREADS`` is read by torch and the
+    BLAS libraries at import, inherited by every child process, and respected by Ray (it sets its
+    own only where unset) and by the train loop (:func:`rsvl.train.loop.worker_threads`).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:  # a plugin imported it before this file: its pool is sized already
+            sys.modules["torch"].set_num_threads(threads)
+
+
+_share_cores_among_workers()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RSVL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

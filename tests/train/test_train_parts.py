@@ -349,3 +349,19 @@ def test_one_band_with_band_stats_narrows_an_rgb_tower_and_a_grey_band_does_not(
         assert standardised.shape[0] == 1 and torch.allclose(standardised, torch.zeros_like(standardised), atol=1e-5)
     reloaded = load_model(save_model(model, tmp_path / "model"))[0]
     assert first_conv(reloaded.visual)[1].in_channels == 1 and reloaded.rsvl_spec["bands"] == ["VV"]
+
+
+@pytest.mark.parametrize(("omp", "cpus", "threads"), [
+    (None, 2, 2),  # Ray's own setting (the worker's CPUs) or none: the worker's CPUs
+    ("1", 2, 1),  # capped by the environment that started Ray
+    ("4", 2, 2),  # never more threads than the worker has CPUs
+    ("0", 3, 3), ("two", 3, 3),  # not a positive count: ignored
+])
+def test_a_workers_torch_threads_are_its_cpus_capped_by_omp_num_threads(monkeypatch, omp, cpus, threads):
+    from rsvl.train.loop import worker_threads
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert worker_threads(cpus) == threads

@@ -58,6 +58,22 @@ MIB = 2**20
 log = logging.getLogger("rsvl.train")
 
 
+def worker_threads(cpus_per_worker: int) -> int:
+    """Torch threads of a training worker: its CPUs, or fewer where ``OMP_NUM_THREADS`` says so.
+
+    Ray sets ``OMP_NUM_THREADS`` to a worker's CPUs unless the environment that started Ray set it
+    already, so a user (or the test suite sharing the cores among its processes) caps it there.
+
+    Args:
+        cpus_per_worker: ``train.cpus_per_worker``.
+
+    Returns:
+        The thread count for ``torch.set_num_threads``.
+    """
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cpus_per_worker, int(cap))) if cap.isdigit() and int(cap) > 0 else cpus_per_worker
+
+
 def _test_failure_hook(step: int, rank: int, run_dir: str | None) -> None:
     for env, action in ((KILL_AT_STEP_ENV, "kill"), (RAISE_AT_STEP_ENV, "raise")):
         target = os.environ.get(env)
@@ -153,7 +169,7 @@ class _Worker:
         self.local = bool(loop_config.get("local_mode"))
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        torch.set_num_threads(self.train.cpus_per_worker)
+        torch.set_num_threads(worker_threads(self.train.cpus_per_worker))
         self.device = ray.train.torch.get_device()
         self.cuda = self.device.type == "cuda"
         if self.cuda and self.train.tf32:
