@@ -6,29 +6,21 @@ paper per file, so ``make test``'s workers share the end-to-end runs between the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from conftest import SHARED_DATA
-from e2e_support import SMOKE_ROWS, store_overrides
-from pipelines.dag import paper_tracks
+from e2e_support import smoke_budgets
 from pipelines.run import run_local
 from rsvl.steps.promotion import DECISION_TAG, PROMOTED
 
 
 def _closp_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     """The closp pipeline at the least that proves the wiring: 2 steps per fit, 8 rows per eval set, gate floors 0."""
-    overrides = [*store_overrides(tmp_path, data_root),
-                 "train.stages=[{name: bridge, max_steps: 2}]", "train.eval_split=null", "train.log_every=1"]
-    for track, cfg in paper_tracks("closp", "local").items():
-        sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS}
-                for eval_set in cfg.evaluate.sets]
-        overrides.append(f"{track}:evaluate.sets={json.dumps(sets)}")
-        overrides.append(f"{track}:gate.minimums={json.dumps({metric: 0.0 for metric in cfg.gate.minimums})}")
-    return overrides
+    return smoke_budgets("closp", tmp_path, data_root,
+                         ["train.stages=[{name: bridge, max_steps: 2}]", "train.eval_split=null", "train.log_every=1"])
 
 
 @pytest.mark.slow

@@ -6,30 +6,20 @@ paper per file, so ``make test``'s workers share the end-to-end runs between the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from e2e_support import SMOKE_ROWS, store_overrides
-from pipelines.dag import paper_config
+from e2e_support import smoke_budgets
 from pipelines.run import run_local
 
 
 def _georsclip_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     """The georsclip pipeline at the least that proves the wiring: the scorer's fit as configured (its funnel
     thresholds are set for it), 2 steps per fine-tuning fit, 8 rows per eval set, one coarse localisation scene."""
-    overrides = [*store_overrides(tmp_path, data_root),
-                 "train.stages=[{name: finetune, max_steps: 2}]", "train.log_every=1", "train.eval_split=null"]
-    cfg = paper_config("georsclip", "local")
-    sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS}
-            if "localisation" not in eval_set.tasks else
-            {**eval_set.model_dump(mode="json", exclude_none=True), "limit": 1, "localisation_steps": [0.25, 0.5]}
-            for eval_set in cfg.evaluate.sets]
-    overrides.append(f"evaluate.sets={json.dumps(sets)}")
-    overrides.append(f"gate.minimums={json.dumps({metric: 0.0 for metric in cfg.gate.minimums})}")
-    return overrides
+    return smoke_budgets("georsclip", tmp_path, data_root,
+                         ["train.stages=[{name: finetune, max_steps: 2}]", "train.log_every=1", "train.eval_split=null"])
 
 
 @pytest.mark.slow

@@ -6,27 +6,20 @@ paper per file, so ``make test``'s workers share the end-to-end runs between the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from e2e_support import SMOKE_ROWS, store_overrides
-from pipelines.dag import paper_config
+from e2e_support import smoke_budgets
 from pipelines.run import run_local
 
 
 def _iebaker_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     """The iebaker pipeline at the least that proves the wiring: 2 steps per fit (the full objective and the four
     ladder ablations), 8 rows per eval set (cosine, fused and SAR matrices each)."""
-    overrides = [*store_overrides(tmp_path, data_root),
-                 "train.stages=[{name: align, max_steps: 2}]", "train.log_every=1", "train.eval_split=null"]
-    cfg = paper_config("iebaker", "local")
-    sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS} for eval_set in cfg.evaluate.sets]
-    overrides.append(f"evaluate.sets={json.dumps(sets)}")
-    overrides.append(f"gate.minimums={json.dumps({metric: 0.0 for metric in cfg.gate.minimums})}")
-    return overrides
+    return smoke_budgets("iebaker", tmp_path, data_root,
+                         ["train.stages=[{name: align, max_steps: 2}]", "train.log_every=1", "train.eval_split=null"])
 
 
 @pytest.mark.slow

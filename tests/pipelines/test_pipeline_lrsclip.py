@@ -12,22 +12,16 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from e2e_support import SMOKE_ROWS, store_overrides
-from pipelines.dag import paper_config
+from e2e_support import smoke_budgets
 from pipelines.run import run_local
 
 
 def _lrsclip_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     """The lrsclip pipeline at the least that proves the wiring: 2 steps per fit (the candidate, the 77-token baseline
     and the long-only KPS model), 8 rows per eval set (long-text and short-text retrieval, zero-shot)."""
-    overrides = [*store_overrides(tmp_path, data_root),
-                 "train.stages=[{name: align, max_steps: 2}]", "train.log_every=1", "train.batch_size=8",
-                 "train.eval_split=null"]
-    cfg = paper_config("lrsclip", "local")
-    sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS} for eval_set in cfg.evaluate.sets]
-    overrides.append(f"evaluate.sets={json.dumps(sets)}")
-    overrides.append(f"gate.minimums={json.dumps({metric: 0.0 for metric in cfg.gate.minimums})}")
-    return overrides
+    return smoke_budgets("lrsclip", tmp_path, data_root,
+                         ["train.stages=[{name: align, max_steps: 2}]", "train.log_every=1", "train.batch_size=8",
+                          "train.eval_split=null"])
 
 
 LRSCLIP_CONSUMER = """

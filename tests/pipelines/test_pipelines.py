@@ -31,7 +31,7 @@ from rsvl.gate import ALREADY_CHAMPION
 from rsvl.images import image_ref
 from rsvl.steps.data_steps import run_caption, run_filter, run_ingest
 from rsvl.steps.promotion import DECISION_TAG, PROMOTED
-from e2e_support import SMOKE_ROWS, store_overrides
+from e2e_support import smoke_budgets
 
 PAPERS = sorted(p.parent.name for p in PIPELINES_DIR.glob("*/config.yaml"))
 RUN_PARAMETERS = {"config_json", "data_version", "epochs", "lr", "backend", "overrides"}
@@ -183,20 +183,16 @@ def _smallest_budgets(tmp_path: Path, data_root: Path) -> list[str]:
     Two optimizer steps per SAR-RS-CLIP stage (so the ``sar_only`` ablation's budget, the whole
     progression's, is 4), two for the CoCa captioner (30 epochs at the local profile), every eval
     set scored on at most 8 rows (``limit``) with the Java caption tools off (they have their own
-    tests), no held-out retrieval inside the fits (the evaluate step scores the models), and gate minimums of 0 so the first version is promoted and the aliases and the cached
-    re-run's champion are exercised; each gate rule is still checked and its decision recorded.
-    The model quality at the local profile's own budgets is ``make bench`` (``bench/pipeline_quality.py``).
+    tests), no held-out retrieval inside the fits (the evaluate step scores the models), and gate
+    minimums of 0 so the first version is promoted and the aliases and the cached re-run's champion
+    are exercised; each gate rule is still checked and its decision recorded. The model quality at
+    the local profile's own budgets is ``make bench`` (``bench/pipeline_quality.py``).
     """
-    overrides = [*store_overrides(tmp_path, data_root),
-                 "main:train.stages=[{name: optical, dataset: default/optical, max_steps: 2}, {name: sar, max_steps: 2}]",
-                 "captioner:train.max_steps=2", "captioner:train.log_every=1", "captioner:train.warmup_steps=1",
-                 "main:gate.minimums={sar_test.mR: 0.0}", "captioner:gate.minimums={sar_test.BLEU_4: 0.0}",
-                 "evaluate.java_metrics=false", "train.eval_split=null"]
-    for track, cfg in paper_tracks("sar_text", "local").items():
-        sets = [{**eval_set.model_dump(mode="json", exclude_none=True), "limit": SMOKE_ROWS}
-                for eval_set in cfg.evaluate.sets]
-        overrides.append(f"{track}:evaluate.sets={json.dumps(sets)}")  # JSON is YAML: the pins stay as configured
-    return overrides
+    return smoke_budgets("sar_text", tmp_path, data_root, [
+        "main:train.stages=[{name: optical, dataset: default/optical, max_steps: 2}, {name: sar, max_steps: 2}]",
+        "captioner:train.max_steps=2", "captioner:train.log_every=1", "captioner:train.warmup_steps=1",
+        "main:gate.minimums={sar_test.mR: 0.0}", "captioner:gate.minimums={sar_test.BLEU_4: 0.0}",
+        "evaluate.java_metrics=false", "train.eval_split=null"], floors=False)
 
 
 
