@@ -12,9 +12,10 @@ PROFILE ?= local
 DATA ?= data/default
 TARGET ?= local
 BENCH ?= pipeline_quality
-# pytest-xdist processes for make test / test-fast; each test file stays in one process (its module fixtures run once)
+# pytest-xdist processes for make test / test-fast; each test file stays in one process (its module fixtures run once),
+# files in the order tests/conftest.py sorts them (the long end-to-end runs first)
 TEST_WORKERS ?= 2
-TEST_ARGS = -n $(TEST_WORKERS) --dist loadfile
+TEST_ARGS = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 KFP_HOST ?=
 VERBOSE ?=
 PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml)))

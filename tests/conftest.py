@@ -44,11 +44,30 @@ def pytest_report_header(config) -> str:
     return f"rsvl: {shutil.disk_usage(base).free / 2**30:.1f} GiB free at {base}"
 
 
+def _declared_seconds(item) -> float:
+    """The time a test declares it may need (its ``timeout`` marker); 0 for the ones within the default."""
+    marker = item.get_closest_marker("timeout")
+    return float(marker.args[0]) if marker is not None and marker.args else 0.0
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Real-data tests (``real_data`` marker or the ``shared_data`` fixture) are ``slow``: out of ``make test-fast``."""
+    """Mark the real-data tests ``slow`` and run the files of the long tests first.
+
+    Real-data tests (``real_data`` marker or the ``shared_data`` fixture) are ``slow``: out of
+    ``make test-fast``. ``make test``'s workers take whole files in collection order
+    (``--dist loadfile --no-loadscope-reorder``): files are sorted by the longest ``timeout`` one of
+    their tests declares, so the end-to-end runs start first and the many short files fill in at the
+    end (longest first; xdist's own order, by test count, would leave the one-test end-to-end files
+    for last and one worker idle for minutes). The sort is stable: a file's tests stay together and
+    in order.
+    """
+    longest: dict[str, float] = {}
     for item in items:
         if "real_data" in item.keywords or "shared_data" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+        file = item.nodeid.split("::")[0]
+        longest[file] = max(longest.get(file, 0.0), _declared_seconds(item))
+    items.sort(key=lambda item: -longest[item.nodeid.split("::")[0]])
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -197,7 +197,7 @@ def _smallest_budgets(tmp_path: Path, data_root: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(1800)  # two pipeline runs (the second cached), the longest test: scheduled first
 def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_root, monkeypatch, capsys, default_data):
     monkeypatch.chdir(repo_root)  # the optional hrsid eval set is ../shared/data/hrsid_samples
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -149,12 +149,15 @@ def test_saved_model_is_the_merged_live_model(tmp_path, arch, adapter):
     optimizer, scheduler = optimizer_for(model, lr=0.1)
     train_steps(model, optimizer, scheduler, batch, steps=2)
     live = embed(model, batch)
-    assert (live - base).abs().max() > 1e-3  # the adapter changed the model
+    effect = (live - base).abs().max()
+    # merged W + BA against W x + B(A x): float32 rounding, summed in an order that depends on the thread count,
+    # grows with the output's scale (values up to ~8 after lr 0.1; measured 1.5e-5 at 2 threads, 3.1e-5 at 1)
+    tolerance = 2e-5 * live.abs().max()
+    assert effect > 10 * tolerance  # the adapter changed the model far more than the check allows
     saved = save_model(model, tmp_path / "model")
     assert set(model.state_dict()) == plain_keys
     loaded = load_model(saved)[0]
-    # merged W + BA against W x + B(A x): float32 rounding grows with the values (up to ~8 after lr 0.1)
-    assert torch.allclose(embed(loaded, batch), live, atol=1e-5, rtol=1e-5)
+    assert (embed(loaded, batch) - live).abs().max() <= tolerance
     assert torch.equal(embed(model, batch), live)  # saving left the live model unmerged
 
 
