@@ -248,3 +248,15 @@ def test_bad_inputs_are_refused():
         recall_metrics(torch.eye(2), torch.eye(2), [0])
     with pytest.raises(DataError, match="at least one text"):
         recall_metrics(torch.eye(3), torch.eye(3)[:2], [0, 1])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (1, 8), (255, 2040), (256, 2041), (600, 3000), (1000, 1903)])
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_count_true_counts_every_row_and_column_as_a_plain_sum(shape, share):
+    from rsvl.evaluate.retrieval import count_true
+
+    generator = torch.Generator().manual_seed(shape[0] * 7 + shape[1])
+    mask = torch.rand(shape, generator=generator) < share  # all False, mixed, all True (lanes at their limit)
+    assert count_true(mask, dim=1).tolist() == mask.sum(dim=1).tolist()
+    assert count_true(mask, dim=0).tolist() == mask.sum(dim=0).tolist()
+    assert count_true(mask.T, dim=0).tolist() == mask.sum(dim=1).tolist()  # a transposed (strided) mask too

@@ -13,6 +13,7 @@ from rsvl.evaluate.retrieval import (
     TIE_TOLERANCE,
     CosineScores,
     DenseScores,
+    rank_protocols,
     ranks_from_scores,
     retrieval_ranks,
     score_matrix,
@@ -76,7 +77,7 @@ def test_any_scorer_ranks_as_its_whole_matrix(block_size):
     scorer = NegatedDistance(torch.tensor(texts, dtype=torch.float32), torch.tensor(images, dtype=torch.float32))
     ranks = ranks_from_scores(scorer, owner, block_size=block_size)
     assert ranks.i2t.tolist() == want_i2t.tolist() and ranks.t2i.tolist() == want_t2i.tolist()
-    # two passes, each covering every (text, image) exactly once
+    # no pair_scores: two passes (gathering the right answers' scores, then counting), each covering every pair once
     cover = np.zeros((len(owner), 11), dtype=int)
     for t0, t1, i0, i1 in scorer.asked:
         assert t1 - t0 <= block_size and i1 - i0 <= block_size
@@ -116,3 +117,41 @@ def test_bad_scorers_are_refused():
         ranks_from_scores(DenseScores(torch.eye(2)), [0, 1], block_size=0)
     with pytest.raises(DataError, match="image row"):
         ranks_from_scores(DenseScores(torch.eye(2)), [0, 5])
+
+
+class PairedNegatedDistance(NegatedDistance):
+    """The same scorer with ``pair_scores``: ranked in one pass over its blocks."""
+
+    def pair_scores(self, texts, images):
+        return -(self.texts[texts] - self.images[images]).square().sum(dim=-1)
+
+
+@pytest.mark.parametrize("block_size", [1, 4, 9, 1000])
+def test_a_scorer_of_pairs_ranks_both_protocols_in_one_pass_as_its_whole_matrix(block_size):
+    rng = np.random.default_rng(6)
+    owner = owner_of(rng, 11)
+    images = rng.normal(size=(11, 5))
+    texts = images[owner] + rng.normal(scale=1.0, size=(len(owner), 5))
+    captions = [f"caption {t % 7}" for t in range(len(owner))]  # shared across images: the merged protocol differs
+    reference = -((texts[:, None, :] - images[None, :, :]) ** 2).sum(axis=-1)
+    scorer = PairedNegatedDistance(torch.tensor(texts, dtype=torch.float32), torch.tensor(images, dtype=torch.float32))
+    merged, standard = rank_protocols(scorer, owner, [captions, None], block_size=block_size)
+    for ranks, keys in ((merged, captions), (standard, None)):
+        want_i2t, want_t2i = matrix_ranks(reference, owner, TIE_TOLERANCE, keys)
+        assert ranks.i2t.tolist() == want_i2t.tolist() and ranks.t2i.tolist() == want_t2i.tolist()
+    assert merged.t2i.tolist() != standard.t2i.tolist()
+    cover = np.zeros((len(owner), 11), dtype=int)
+    for t0, t1, i0, i1 in scorer.asked:
+        cover[t0:t1, i0:i1] += 1
+    assert (cover == 1).all()  # both protocols from one pass: every score computed once
+
+
+def test_too_many_right_pairs_are_refused_with_the_count(monkeypatch):
+    import rsvl.evaluate.retrieval as retrieval
+
+    monkeypatch.setattr(retrieval, "MAX_RIGHT_PAIRS", 10)
+    images = torch.eye(4)
+    owner = [0, 1, 2, 3, 0, 1]
+    with pytest.raises(DataError, match="24 right .* more than 10"):  # one caption owned by 4 images, 6 texts
+        ranks_from_scores(CosineScores(images[owner], images), owner, text_keys=["same"] * 6)
+    assert ranks_from_scores(CosineScores(images[owner], images), owner).t2i.tolist() == [0] * 6

@@ -25,7 +25,7 @@ from rsvl.evaluate.retrieval import (
     ProtocolRanks,
     ScoreBlocks,
     check_owner,
-    ranks_from_scores,
+    rank_protocols,
     score_matrix,
 )
 
@@ -159,8 +159,9 @@ def fused_protocol_metrics(
 
     The fused matrix is assembled block-wise (:class:`FusedScores`) into one (texts, images) float32
     tensor, ``4·T·I`` bytes (200 MB for NWPU's 15,750 × 3,150): SAR needs it whole, and without
-    it the two protocols' two-pass blocked ranking would compute the costly local scores
-    (``T·I·L·P·dim`` multiply-adds) four times. It is smaller than the text tokens themselves
+    it the blocked ranking (:func:`rsvl.evaluate.retrieval.rank_protocols`: a gathering pass and a
+    counting pass, as the fused scorer scores no single pairs) would compute the costly local scores
+    (``T·I·L·P·dim`` multiply-adds) twice. It is smaller than the text tokens themselves
     (``4·T·L·dim`` bytes) whenever ``I < L·dim``. :func:`rsvl.evaluate.rerank.sar_order` adds
     two more matrices of that size.
 
@@ -196,8 +197,7 @@ def fused_protocol_metrics(
         global_weight, local_weight)
     matrix = score_matrix(fused, block_size=block_size)
     scorer = DenseScores(matrix)
-    merged = ranks_from_scores(scorer, text_image, text_keys=captions, block_size=block_size)
-    standard = ranks_from_scores(scorer, text_image, block_size=block_size)
+    merged, standard = rank_protocols(scorer, text_image, [captions, None], block_size=block_size)
     metrics = _prefixed(ProtocolRanks(merged=merged, standard=standard), FUSED_PREFIX)
     if sar_k is not None:
         sar = sar_protocol_ranks(matrix, text_image, captions, k=sar_k, block_size=block_size)

@@ -43,7 +43,7 @@ from rsvl.evaluate.retrieval import (
     ProtocolRanks,
     RetrievalRanks,
     check_owner,
-    ranks_from_scores,
+    rank_protocols,
     score_matrix,
 )
 
@@ -125,11 +125,12 @@ def sar_order(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     return _sar_rows(scores, k), _sar_rows(scores.T, k).T
 
 
-def _ranks(t2i: torch.Tensor, i2t: torch.Tensor, text_image: Sequence[int], text_keys: Sequence[str] | None,
-           block_size: int) -> RetrievalRanks:
-    forward = ranks_from_scores(DenseScores(t2i), text_image, text_keys=text_keys, block_size=block_size)
-    backward = ranks_from_scores(DenseScores(i2t), text_image, text_keys=text_keys, block_size=block_size)
-    return RetrievalRanks(i2t=backward.i2t, t2i=forward.t2i)
+def _ranks(t2i: torch.Tensor, i2t: torch.Tensor, text_image: Sequence[int],
+           key_sets: Sequence[Sequence[str] | None], block_size: int) -> list[RetrievalRanks]:
+    """Each protocol's ranks: text→image read from ``t2i``, image→text from ``i2t`` (one pass over each)."""
+    forward = rank_protocols(DenseScores(t2i), text_image, key_sets, block_size=block_size)
+    backward = rank_protocols(DenseScores(i2t), text_image, key_sets, block_size=block_size)
+    return [RetrievalRanks(i2t=back.i2t, t2i=fore.t2i) for fore, back in zip(forward, backward)]
 
 
 def sar_ranks(scores: torch.Tensor, text_image: Sequence[int], *, k: int, text_keys: Sequence[str] | None = None,
@@ -151,7 +152,7 @@ def sar_ranks(scores: torch.Tensor, text_image: Sequence[int], *, k: int, text_k
     """
     check_owner(scores.shape[1], scores.shape[0], text_image)
     t2i, i2t = sar_order(scores, k)
-    return _ranks(t2i, i2t, text_image, text_keys, block_size)
+    return _ranks(t2i, i2t, text_image, [text_keys], block_size)[0]
 
 
 def sar_protocol_ranks(scores: torch.Tensor, text_image: Sequence[int], captions: Sequence[str], *, k: int,
@@ -173,8 +174,8 @@ def sar_protocol_ranks(scores: torch.Tensor, text_image: Sequence[int], captions
     """
     check_owner(scores.shape[1], scores.shape[0], text_image)
     t2i, i2t = sar_order(scores, k)
-    return ProtocolRanks(merged=_ranks(t2i, i2t, text_image, captions, block_size),
-                         standard=_ranks(t2i, i2t, text_image, None, block_size))
+    merged, standard = _ranks(t2i, i2t, text_image, [captions, None], block_size)
+    return ProtocolRanks(merged=merged, standard=standard)
 
 
 def sar_protocol_metrics(

@@ -30,6 +30,11 @@ RECALL_KS = (1, 5, 10)
 BLOCK_SIZE = 4096
 TIE_TOLERANCE = 1e-5
 """Cosine scores this close to the true one tie with it (float32 summation noise is ~1e-7)."""
+PAIR_CHUNK = 1 << 16
+"""Pairs scored per step by :meth:`CosineScores.pair_scores` (``PAIR_CHUNK · dim`` floats at a time)."""
+MAX_RIGHT_PAIRS = 1 << 26
+"""Right (text, image) pairs one ranking may hold (16 bytes each): a caption shared by thousands of
+images, times its thousands of texts, would need more."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,21 @@ class ScoreBlocks(Protocol):
         ...
 
 
+def pair_scores_of(scorer: ScoreBlocks) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """A scorer's optional ``pair_scores(texts, images)``: the scores of given (text, image) pairs.
+
+    A scorer that has it (:class:`CosineScores`, :class:`DenseScores`, the iEBAKER scorers) is
+    ranked in one pass over its blocks; any other in two (the first gathers the right answers' scores).
+
+    Args:
+        scorer: Any :class:`ScoreBlocks`.
+
+    Returns:
+        The bound method, or ``None``.
+    """
+    return getattr(scorer, "pair_scores", None)
+
+
 class CosineScores:
     """``S = T · Iᵀ`` of L2-normalised embeddings, one block at a time (PAPERS.md "Shared retrieval protocol").
 
@@ -131,6 +151,14 @@ class CosineScores:
         """Cosine scores of texts ``t0:t1`` against images ``i0:i1``, (t1 - t0, i1 - i0) float32."""
         return self.texts[t0:t1] @ self.images[i0:i1].T
 
+    def pair_scores(self, texts: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Cosine scores of the pairs ``(texts[k], images[k])``: row-wise dot products, not a matrix."""
+        out = torch.empty(texts.numel(), dtype=torch.float32, device=self.device)
+        for start in range(0, texts.numel(), PAIR_CHUNK):
+            t, i = texts[start:start + PAIR_CHUNK], images[start:start + PAIR_CHUNK]
+            out[start:start + t.numel()] = (self.texts[t] * self.images[i]).sum(dim=-1)
+        return out
+
 
 class DenseScores:
     """A score matrix already held whole, served in blocks.
@@ -153,6 +181,10 @@ class DenseScores:
     def block(self, t0: int, t1: int, i0: int, i1: int) -> torch.Tensor:
         """The stored scores of texts ``t0:t1`` against images ``i0:i1``."""
         return self.matrix[t0:t1, i0:i1]
+
+    def pair_scores(self, texts: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The stored scores of the pairs ``(texts[k], images[k])``."""
+        return self.matrix[texts.to(self.device), images.to(self.device)]
 
 
 def _blocks(n_texts: int, n_images: int, block_size: int) -> list[tuple[int, int, int, int]]:
@@ -191,8 +223,9 @@ def ranks_from_scores(
 ) -> RetrievalRanks:
     """Rank the right answers of every query from a score matrix seen one block at a time.
 
-    Two passes over the blocks: the best right answer's score per query, then the wrong answers
-    scoring at least that minus :data:`TIE_TOLERANCE` (ties count against the query).
+    One pass over the blocks (:func:`rank_protocols`): each query's best right answer is scored
+    first, on the few right pairs alone; then each block counts the answers scoring at least that
+    minus :data:`TIE_TOLERANCE` (ties count against the query) and takes back the right ones.
 
     Args:
         scorer: The (texts, images) scores, higher is better.
@@ -207,30 +240,64 @@ def ranks_from_scores(
         The ranks of both directions, on the CPU.
 
     Raises:
-        DataError: Sizes disagree, an image has no text, nothing to score, or ``block_size`` < 1.
+        DataError: Sizes disagree, an image has no text, nothing to score, ``block_size`` < 1, or
+            more right pairs than :data:`MAX_RIGHT_PAIRS`.
+    """
+    return rank_protocols(scorer, text_image, [text_keys], block_size=block_size, device=device)[0]
+
+
+def rank_protocols(
+    scorer: ScoreBlocks,
+    text_image: Sequence[int],
+    key_sets: Sequence[Sequence[str] | None],
+    *,
+    block_size: int = BLOCK_SIZE,
+    device: str | torch.device | None = None,
+) -> list[RetrievalRanks]:
+    """Rank every query under several definitions of the right answers, in one pass over the blocks.
+
+    Each block is scored once and counted for every protocol, so ranking the merged and the
+    standard protocol together costs one matrix pass, not two (or four, before the best right
+    answers were scored on their own pairs). A scorer without ``pair_scores``
+    (:func:`pair_scores_of`) takes one more pass, which gathers the right answers' scores.
+
+    Args:
+        scorer: The (texts, images) scores, higher is better.
+        text_image: For each text, the column of its image.
+        key_sets: One entry per protocol: the texts' captions (merged) or ``None`` (standard); see
+            :func:`ranks_from_scores`.
+        block_size: Texts and images per score block.
+        device: Where the blocks are ranked (default: the scorer's device).
+
+    Returns:
+        The ranks of each protocol, in ``key_sets`` order, on the CPU.
+
+    Raises:
+        DataError: See :func:`ranks_from_scores`.
     """
     n_images, n_texts = scorer.n_images, scorer.n_texts
     blocks = _blocks(n_texts, n_images, block_size)
     device = torch.device(device) if device is not None else scorer.device
     owner = check_owner(n_images, n_texts, text_image).to(device)
-    right = _RightAnswers(owner, n_images, text_keys)
-    best_text = torch.full((n_texts,), -torch.inf, device=device)
-    best_image = torch.full((n_images,), -torch.inf, device=device)
-    for t0, t1, i0, i1 in blocks:
-        # first pass: the best score of a right answer, per text and per image
-        scores = torch.where(right.mask(t0, t1, i0, i1), scorer.block(t0, t1, i0, i1).to(device), -torch.inf)
-        best_text[t0:t1] = torch.maximum(best_text[t0:t1], scores.amax(dim=1))
-        best_image[i0:i1] = torch.maximum(best_image[i0:i1], scores.amax(dim=0))
-    # lower the bar by TIE_TOLERANCE so block-shape summation noise counts as a tie, against the query
-    best_text, best_image = best_text - TIE_TOLERANCE, best_image - TIE_TOLERANCE
-    t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
-    i2t = torch.zeros(n_images, dtype=torch.long, device=device)
-    for t0, t1, i0, i1 in blocks:
+    plans = [_RightPairs(owner, n_images, keys, block_size) for keys in key_sets]
+    pairs = pair_scores_of(scorer)
+    if pairs is not None:
+        for plan in plans:
+            plan.set_bar(pairs(plan.texts, plan.images).to(device))
+    else:
+        gathered = [torch.empty(plan.texts.numel(), dtype=torch.float32, device=device) for plan in plans]
+        for number, (t0, t1, i0, i1) in enumerate(blocks):
+            scores = scorer.block(t0, t1, i0, i1).to(device)
+            for plan, values in zip(plans, gathered):
+                start, end, texts, images = plan.in_block(number)
+                values[start:end] = scores[texts - t0, images - i0]
+        for plan, values in zip(plans, gathered):
+            plan.set_bar(values)
+    for number, (t0, t1, i0, i1) in enumerate(blocks):
         scores = scorer.block(t0, t1, i0, i1).to(device)
-        wrong = ~right.mask(t0, t1, i0, i1)
-        t2i[t0:t1] += ((scores >= best_text[t0:t1, None]) & wrong).sum(dim=1)
-        i2t[i0:i1] += ((scores >= best_image[None, i0:i1]) & wrong).sum(dim=0)
-    return RetrievalRanks(i2t=i2t.cpu(), t2i=t2i.cpu())
+        for plan in plans:
+            plan.count(number, scores, t0, t1, i0, i1)
+    return [RetrievalRanks(i2t=plan.i2t.cpu(), t2i=plan.t2i.cpu()) for plan in plans]
 
 
 def retrieval_ranks(
@@ -265,28 +332,111 @@ def retrieval_ranks(
     return ranks_from_scores(scorer, text_image, text_keys=text_keys, block_size=block_size)
 
 
-class _RightAnswers:
-    """Which (text, image) pairs are right: the text's own image, or any owner of its caption key."""
+LANE_MAX = 255
+"""Booleans summed per byte lane before a lane could carry into the next (0/1 values, 8-bit lanes)."""
 
-    def __init__(self, owner: torch.Tensor, n_images: int, text_keys: Sequence[str] | None) -> None:
-        self.owner, self.n_images, self.pairs = owner, n_images, None
+
+def count_true(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """The ``True`` entries of each row (``dim=1``) or column (``dim=0``) of a 2-D bool tensor.
+
+    A plain ``mask.sum(dim)`` widens every byte to int64 and costs several times the comparison
+    that made the mask; here the mask is read as int64 words, eight booleans a word, and words are
+    summed in groups of at most :data:`LANE_MAX`, so no byte lane carries into the next: each byte
+    of a group's sum is a count, whatever the machine's byte order.
+
+    Args:
+        mask: (rows, columns) booleans.
+        dim: 1 for a count per row, 0 for a count per column.
+
+    Returns:
+        (rows,) or (columns,) int64 counts, on the mask's device.
+    """
+    rows, cols = mask.shape
+    if cols % 8:  # whole words a row: pad with False columns
+        padded = torch.zeros(rows, cols + 8 - cols % 8, dtype=torch.bool, device=mask.device)
+        padded[:, :cols] = mask
+        mask = padded
+    words = mask.contiguous().view(torch.int64)  # (rows, cols / 8): byte k of word w is column 8w + k
+    if dim == 1:
+        words = words.T  # a row's words down a column: the groups below run along it
+    full = words.shape[0] // LANE_MAX
+    groups = []
+    if full:
+        groups.append(words[:full * LANE_MAX].reshape(full, LANE_MAX, -1).sum(dim=1))
+    if words.shape[0] % LANE_MAX:
+        groups.append(words[full * LANE_MAX:].sum(dim=0, keepdim=True))
+    lanes = torch.cat(groups).contiguous().view(torch.uint8)  # (groups, 8 · words a line): per-lane counts
+    if dim == 0:
+        return lanes.sum(dim=0, dtype=torch.long)[:cols]
+    return lanes.reshape(lanes.shape[0], rows, 8).sum(dim=(0, 2), dtype=torch.long)
+
+
+class _RightPairs:
+    """One protocol's right (text, image) pairs, grouped by score block, and its counts.
+
+    A text is right for its own image, and (merged protocol) for every image owning a text with its
+    :func:`caption_key`. Each query's bar is its best right answer's score minus
+    :data:`TIE_TOLERANCE`; :meth:`count` adds the block's answers at or above the bar and takes
+    back the right ones among them, read from the same block values.
+    """
+
+    def __init__(self, owner: torch.Tensor, n_images: int, text_keys: Sequence[str] | None, block_size: int) -> None:
+        n_texts, device = owner.numel(), owner.device
         if text_keys is None:
-            return
-        if len(text_keys) != owner.numel():
-            raise DataError(f"text_keys must give a caption for each of the {owner.numel()} texts, got {len(text_keys)}")
-        ids: dict[str, int] = {}
-        self.key = torch.tensor([ids.setdefault(caption_key(k), len(ids)) for k in text_keys], device=owner.device)
-        # one integer per (caption key, image) pair, so torch.isin can test pairs block by block
-        pairs = torch.unique(self.key * n_images + owner)
-        if pairs.numel() > len(ids):  # some caption belongs to several images
-            self.pairs = pairs
+            texts, images = torch.arange(n_texts, device=device), owner
+        else:
+            if len(text_keys) != n_texts:
+                raise DataError(f"text_keys must give a caption for each of the {n_texts} texts, got {len(text_keys)}")
+            ids: dict[str, int] = {}
+            key = torch.tensor([ids.setdefault(caption_key(k), len(ids)) for k in text_keys], device=device)
+            # the (key, image) ownerships, sorted by key: key k's images are owned[starts[k]:starts[k] + counts[k]]
+            owned = torch.unique(key * n_images + owner)
+            owned_images = owned % n_images
+            counts = torch.bincount(owned // n_images, minlength=len(ids))
+            starts = counts.cumsum(0) - counts
+            per_text = counts[key]
+            total = int(per_text.sum())
+            if total > MAX_RIGHT_PAIRS:
+                raise DataError(f"{total} right (text, image) pairs under the merged protocol (captions shared by "
+                                f"many images), more than {MAX_RIGHT_PAIRS}: rank with the standard protocol")
+            texts = torch.repeat_interleave(torch.arange(n_texts, device=device), per_text)
+            # each pair's place among its text's pairs: 0, 1, .. per_text[t] - 1
+            within = torch.arange(total, device=device) - torch.repeat_interleave(per_text.cumsum(0) - per_text, per_text)
+            images = owned_images[starts[key[texts]] + within]
+        image_blocks = -(-n_images // block_size)
+        block_of = (texts // block_size) * image_blocks + images // block_size
+        order = torch.argsort(block_of, stable=True)
+        self.texts, self.images = texts[order], images[order]
+        blocks = -(-n_texts // block_size) * image_blocks
+        self.bounds = torch.cat([torch.zeros(1, dtype=torch.long, device=device),
+                                 torch.bincount(block_of, minlength=blocks).cumsum(0)]).tolist()
+        self.t2i = torch.zeros(n_texts, dtype=torch.long, device=device)
+        self.i2t = torch.zeros(n_images, dtype=torch.long, device=device)
+        self.text_bar = self.image_bar = None
 
-    def mask(self, t0: int, t1: int, i0: int, i1: int) -> torch.Tensor:
-        """(t1 - t0, i1 - i0) booleans: text ``t`` is a right answer for image ``i``."""
-        columns = torch.arange(i0, i1, device=self.owner.device)[None, :]
-        if self.pairs is None:
-            return self.owner[t0:t1, None] == columns
-        return torch.isin(self.key[t0:t1, None] * self.n_images + columns, self.pairs)
+    def in_block(self, number: int) -> tuple[int, int, torch.Tensor, torch.Tensor]:
+        """Where block ``number``'s right pairs sit in :attr:`texts`/:attr:`images`, and the pairs."""
+        start, end = self.bounds[number], self.bounds[number + 1]
+        return start, end, self.texts[start:end], self.images[start:end]
+
+    def set_bar(self, scores: torch.Tensor) -> None:
+        """Each query's bar from the scores of the right pairs (in :attr:`texts` order)."""
+        best_text = torch.full(self.t2i.shape, -torch.inf, device=scores.device)
+        best_image = torch.full(self.i2t.shape, -torch.inf, device=scores.device)
+        best_text.scatter_reduce_(0, self.texts, scores, "amax")
+        best_image.scatter_reduce_(0, self.images, scores, "amax")
+        # lower the bar by TIE_TOLERANCE so block-shape summation noise counts as a tie, against the query
+        self.text_bar, self.image_bar = best_text - TIE_TOLERANCE, best_image - TIE_TOLERANCE
+
+    def count(self, number: int, scores: torch.Tensor, t0: int, t1: int, i0: int, i1: int) -> None:
+        """Add block ``number``'s wrong answers at or above each query's bar."""
+        self.t2i[t0:t1] += count_true(scores >= self.text_bar[t0:t1, None], dim=1)
+        self.i2t[i0:i1] += count_true(scores >= self.image_bar[None, i0:i1], dim=0)
+        _, _, texts, images = self.in_block(number)
+        if texts.numel():
+            values = scores[texts - t0, images - i0]
+            self.t2i.index_add_(0, texts, -(values >= self.text_bar[texts]).long())
+            self.i2t.index_add_(0, images, -(values >= self.image_bar[images]).long())
 
 
 def recall_at(ranks: torch.Tensor, k: int) -> float:
@@ -337,7 +487,7 @@ def protocol_ranks(
     block_size: int = BLOCK_SIZE,
     device: str | torch.device | None = None,
 ) -> ProtocolRanks:
-    """Rank every query under both protocols, each with :func:`retrieval_ranks`.
+    """Rank every query under both protocols in one pass over the cosine blocks (:func:`rank_protocols`).
 
     Args:
         image_embeddings: (images, dim), any scale (normalised here).
@@ -353,9 +503,8 @@ def protocol_ranks(
     Raises:
         DataError: Sizes disagree, an image has no text, or there is nothing to score.
     """
-    merged = retrieval_ranks(image_embeddings, text_embeddings, text_image, text_keys=captions,
-                             block_size=block_size, device=device)
-    standard = retrieval_ranks(image_embeddings, text_embeddings, text_image, block_size=block_size, device=device)
+    scorer = CosineScores(text_embeddings, image_embeddings, device=device)
+    merged, standard = rank_protocols(scorer, text_image, [captions, None], block_size=block_size)
     return ProtocolRanks(merged=merged, standard=standard)
 
 
