@@ -18,6 +18,7 @@ from rsvl.config import RunConfig, deep_merge, write_config_file
 from rsvl.errors import ConfigError, TrainError
 from rsvl.mlflow_store import resolve_tracking_uri
 from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
+from rsvl.train.data import TRUNCATED_PREFIX
 from rsvl.train.fit import FitResult, new_run_name
 from rsvl.config.plan import ablation_stages, stage_run_name
 from rsvl.train.progressive import stage_dataset, stage_out_dir, train_plan
@@ -210,8 +211,6 @@ def run_train(cfg: RunConfig, dataset_dir: str | Path, out_dir: str | Path, run_
 
 
 COST_KEYS = ("trainable_params", "total_params", "adapter_params")
-TRUNCATED_PREFIX = "truncated_"
-"""The fit's counts of training texts its tokenizer cut (``truncated_long_text``, rsvl.train.loop)."""
 """Parameter counts each fit reports (:func:`rsvl.train.trainable.apply_trainable`)."""
 
 

@@ -198,6 +198,8 @@ class CaptionPairs(Dataset):
 
 
 TEXT_SOURCES = {"text": "captions", "long_text": "long captions", "short_text": "short texts"}
+TRUNCATED_PREFIX = "truncated_"
+"""A fit's count of the training texts of a field its tokenizer cut is logged as ``truncated_<field>``."""
 
 
 def truncated_texts(tokenizer: Callable[[list[str]], torch.Tensor], samples: ManifestDataset,

@@ -33,6 +33,7 @@ from rsvl.train.checkpoint import latest_checkpoint, persist_checkpoint, read_ch
 from rsvl.models.token_counts import context_length
 from rsvl.train.data import (
     TEXT_SOURCES,
+    TRUNCATED_PREFIX,
     CaptionPairs,
     EpochBatches,
     EpochBatchSampler,
@@ -71,7 +72,7 @@ def worker_threads(cpus_per_worker: int) -> int:
         The thread count for ``torch.set_num_threads``.
     """
     cap = os.environ.get("OMP_NUM_THREADS", "")
-    return max(1, min(cpus_per_worker, int(cap))) if cap.isdigit() and int(cap) > 0 else cpus_per_worker
+    return min(cpus_per_worker, int(cap)) if cap.isdigit() and int(cap) > 0 else cpus_per_worker
 
 
 def _test_failure_hook(step: int, rank: int, run_dir: str | None) -> None:
@@ -233,7 +234,7 @@ class _Worker:
             if cut and self.rank == 0:
                 log.warning("%d of %d %s are longer than the model's %d-token context: the tokenizer cuts them",
                             cut, total, TEXT_SOURCES[field], context_length(tokenizer))
-        return {f"truncated_{field}": cut for field, (cut, _) in counts.items()}
+        return {f"{TRUNCATED_PREFIX}{field}": cut for field, (cut, _) in counts.items()}
 
     def _start_model(self, samples: ManifestDataset) -> Any:
         """The weights training starts from: ``train.init_from`` when set, else a fresh ``cfg.model``.
