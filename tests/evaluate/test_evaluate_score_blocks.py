@@ -66,23 +66,34 @@ class NegatedDistance:
         return -torch.cdist(self.texts[t0:t1], self.images[i0:i1]).square()
 
 
-@pytest.mark.parametrize("block_size", [1, 4, 9, 1000])
-def test_any_scorer_ranks_as_its_whole_matrix(block_size):
-    rng = np.random.default_rng(4)
+def distance_case(seed: int, scorer_class: type[NegatedDistance]):
+    """11 images with texts near them: (owner, the float64 reference matrix, a float32 scorer of it)."""
+    rng = np.random.default_rng(seed)
     owner = owner_of(rng, 11)
     images = rng.normal(size=(11, 5))
     texts = images[owner] + rng.normal(scale=1.0, size=(len(owner), 5))
     reference = -((texts[:, None, :] - images[None, :, :]) ** 2).sum(axis=-1)
-    want_i2t, want_t2i = matrix_ranks(reference, owner, TIE_TOLERANCE)
-    scorer = NegatedDistance(torch.tensor(texts, dtype=torch.float32), torch.tensor(images, dtype=torch.float32))
-    ranks = ranks_from_scores(scorer, owner, block_size=block_size)
-    assert ranks.i2t.tolist() == want_i2t.tolist() and ranks.t2i.tolist() == want_t2i.tolist()
-    # no pair_scores: two passes (gathering the right answers' scores, then counting), each covering every pair once
-    cover = np.zeros((len(owner), 11), dtype=int)
+    scorer = scorer_class(torch.tensor(texts, dtype=torch.float32), torch.tensor(images, dtype=torch.float32))
+    return owner, reference, scorer
+
+
+def coverage(scorer: NegatedDistance, block_size: int) -> np.ndarray:
+    """How many times each (text, image) score was asked for; every block at most ``block_size`` a side."""
+    cover = np.zeros((scorer.n_texts, scorer.n_images), dtype=int)
     for t0, t1, i0, i1 in scorer.asked:
         assert t1 - t0 <= block_size and i1 - i0 <= block_size
         cover[t0:t1, i0:i1] += 1
-    assert (cover == 2).all()
+    return cover
+
+
+@pytest.mark.parametrize("block_size", [1, 4, 9, 1000])
+def test_any_scorer_ranks_as_its_whole_matrix(block_size):
+    owner, reference, scorer = distance_case(4, NegatedDistance)
+    want_i2t, want_t2i = matrix_ranks(reference, owner, TIE_TOLERANCE)
+    ranks = ranks_from_scores(scorer, owner, block_size=block_size)
+    assert ranks.i2t.tolist() == want_i2t.tolist() and ranks.t2i.tolist() == want_t2i.tolist()
+    # no pair_scores: two passes (gathering the right answers' scores, then counting), each covering every pair once
+    assert (coverage(scorer, block_size) == 2).all()
 
 
 @pytest.mark.parametrize("block_size", BLOCK_SIZES)
@@ -128,22 +139,14 @@ class PairedNegatedDistance(NegatedDistance):
 
 @pytest.mark.parametrize("block_size", [1, 4, 9, 1000])
 def test_a_scorer_of_pairs_ranks_both_protocols_in_one_pass_as_its_whole_matrix(block_size):
-    rng = np.random.default_rng(6)
-    owner = owner_of(rng, 11)
-    images = rng.normal(size=(11, 5))
-    texts = images[owner] + rng.normal(scale=1.0, size=(len(owner), 5))
+    owner, reference, scorer = distance_case(6, PairedNegatedDistance)
     captions = [f"caption {t % 7}" for t in range(len(owner))]  # shared across images: the merged protocol differs
-    reference = -((texts[:, None, :] - images[None, :, :]) ** 2).sum(axis=-1)
-    scorer = PairedNegatedDistance(torch.tensor(texts, dtype=torch.float32), torch.tensor(images, dtype=torch.float32))
     merged, standard = rank_protocols(scorer, owner, [captions, None], block_size=block_size)
     for ranks, keys in ((merged, captions), (standard, None)):
         want_i2t, want_t2i = matrix_ranks(reference, owner, TIE_TOLERANCE, keys)
         assert ranks.i2t.tolist() == want_i2t.tolist() and ranks.t2i.tolist() == want_t2i.tolist()
     assert merged.t2i.tolist() != standard.t2i.tolist()
-    cover = np.zeros((len(owner), 11), dtype=int)
-    for t0, t1, i0, i1 in scorer.asked:
-        cover[t0:t1, i0:i1] += 1
-    assert (cover == 1).all()  # both protocols from one pass: every score computed once
+    assert (coverage(scorer, block_size) == 1).all()  # both protocols from one pass: every score computed once
 
 
 def test_too_many_right_pairs_are_refused_with_the_count(monkeypatch):
