@@ -19,7 +19,9 @@ from rsvl.data.generate import write_optical_scenes
 from rsvl.model_registry import CANDIDATE, CHAMPION, registry_client
 from rsvl.steps.evaluation import run_evaluation
 from rsvl.errors import ModelError
-from rsvl.steps.promotion import ALREADY, DECISION_TAG, PROMOTED, REJECTED, promote_candidate, run_gate
+from rsvl.steps.promotion import (ALREADY, DECISION_TAG, PROMOTED, REJECTED, REUSED, SCORED, SCORES_TAG,
+                                  promote_candidate, run_gate)
+from rsvl.steps.recorded_scores import FINGERPRINT_TAG
 from rsvl.steps.registration import run_register
 from rsvl.train import fit
 
@@ -164,6 +166,46 @@ def test_cli_gate_reports_the_decision(gated, trained, workdir):
     assert result.exit_code == 0, result.output
     assert f"{MODEL_NAME} v2: rejected; champion is v1" in result.output
     assert "FAIL optical_test.mR" in result.output
+
+
+def test_the_gate_reuses_the_evaluate_steps_scores_only_for_the_same_model_data_and_settings(trained, workdir):
+    """Scores the evaluate step recorded are taken back by the gate; another model or setting is scored anew."""
+    def probe_cfg(**evaluate) -> RunConfig:
+        values = settings(workdir)
+        values["registry"] = {"model_name": "reuse_probe"}
+        values["evaluate"] = {**values["evaluate"], **evaluate}
+        return RunConfig.model_validate(values)
+
+    cfg, (_, good), (_, bad) = probe_cfg(), trained["good"], trained["degraded"]
+    evaluated = run_evaluation(cfg, good.model_dir, workdir / "eval-probe", mlflow_run_id=good.mlflow_run_id)
+    client = registry_client(cfg.mlflow.tracking_uri)
+    assert len(client.get_run(good.mlflow_run_id).data.tags[FINGERPRINT_TAG]) == 64
+    first = register(workdir, cfg, good, "probe-1")
+    reused = run_gate(cfg, first.version, workdir / "gate-probe-1")
+    tags = client.get_run(reused.mlflow_run_id).data.tags
+    assert tags[SCORES_TAG.format(role="candidate")] == f"{REUSED} {good.mlflow_run_id}"
+    assert reused.decision.candidate == evaluated.metrics  # the recorded values, bit for bit
+    assert reused.verdict == PROMOTED
+
+    # the degraded model was never evaluated into its run: scored; the champion's scores still hold
+    second = register(workdir, cfg, bad, "probe-2")
+    mixed = run_gate(cfg, second.version, workdir / "gate-probe-2")
+    tags = client.get_run(mixed.mlflow_run_id).data.tags
+    assert tags[SCORES_TAG.format(role="candidate")] == SCORED
+    assert tags[SCORES_TAG.format(role="champion")] == f"{REUSED} {good.mlflow_run_id}"
+    assert mixed.decision.champion == evaluated.metrics and mixed.verdict == REJECTED
+
+    # other eval settings: the recorded scores no longer describe this evaluation, so both are scored
+    rescored = run_gate(probe_cfg(batch_size=7), second.version, workdir / "gate-probe-3")
+    tags = client.get_run(rescored.mlflow_run_id).data.tags
+    assert tags[SCORES_TAG.format(role="champion")] == tags[SCORES_TAG.format(role="candidate")] == SCORED
+    assert rescored.decision.champion == pytest.approx(evaluated.metrics, abs=1e-6)
+    assert rescored.decision.candidate == pytest.approx(mixed.decision.candidate, abs=1e-6)
+
+    # a run whose fingerprint does not match the downloaded weights (here: edited) is not trusted
+    client.set_tag(good.mlflow_run_id, FINGERPRINT_TAG, "0" * 64)
+    distrusted = run_gate(cfg, second.version, workdir / "gate-probe-4")
+    assert client.get_run(distrusted.mlflow_run_id).data.tags[SCORES_TAG.format(role="champion")] == SCORED
 
 
 def test_the_promote_step_imports_neither_torch_nor_open_clip():

@@ -175,7 +175,7 @@ def comparisons(cfg: RunConfig, candidate: ModelInput, compare: Mapping[str, Mod
 
 
 def log_evaluation(tracking_uri: str, run_id: str, evaluation: Evaluation, prefix: str = "",
-                   artifact_dir: str = ARTIFACT_DIR) -> None:
+                   artifact_dir: str = ARTIFACT_DIR, fingerprint: str | None = None) -> None:
     """Log an evaluation into an MLflow run: metrics (comparisons' too), data versions, reports, pictures.
 
     Args:
@@ -184,6 +184,8 @@ def log_evaluation(tracking_uri: str, run_id: str, evaluation: Evaluation, prefi
         evaluation: What :func:`run_evaluation` returned.
         prefix: Put before every metric key (the gate logs ``candidate.`` and ``champion.``).
         artifact_dir: Artifact folder for the report, the details JSON and the pictures.
+        fingerprint: Tag the run with it (:data:`rsvl.steps.recorded_scores.FINGERPRINT_TAG`), so
+            the gate may reuse these scores; only with the default ``prefix`` and ``artifact_dir``.
     """
     from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
@@ -195,6 +197,13 @@ def log_evaluation(tracking_uri: str, run_id: str, evaluation: Evaluation, prefi
     # MLflow refuses tag values past its length limit (5000 characters on older stores)
     tags += [RunTag(f"eval_skipped.{name}", reason[:5000]) for name, reason in evaluation.data.skipped.items()]
     tags += [RunTag(EVAL_DATA_TAG, evaluation.data.version()[:5000])]
+    if fingerprint is not None:
+        if prefix or artifact_dir != ARTIFACT_DIR:
+            raise ValueError("a fingerprint marks the evaluation logged unprefixed under "
+                             f"{ARTIFACT_DIR!r}; the gate reads the scores from there")
+        from rsvl.steps.recorded_scores import FINGERPRINT_TAG
+
+        tags.append(RunTag(FINGERPRINT_TAG, fingerprint))
     # log_batch takes at most 1000 metrics per call
     for start in range(0, len(metrics), 500):
         client.log_batch(run_id, metrics=metrics[start:start + 500])
@@ -249,5 +258,10 @@ def run_evaluation(
                             compared={name: scored.metrics for name, scored in compared.items()}, **settings)
     evaluation = Evaluation(result, data, compared)
     if mlflow_run_id is not None:
-        log_evaluation(cfg.mlflow.tracking_uri, mlflow_run_id, evaluation)
+        fingerprint = None
+        if isinstance(model, (str, Path)):  # a saved folder: the gate may reuse these scores for its version
+            from rsvl.steps.recorded_scores import score_fingerprint
+
+            fingerprint = score_fingerprint(cfg, model, data)
+        log_evaluation(cfg.mlflow.tracking_uri, mlflow_run_id, evaluation, fingerprint=fingerprint)
     return evaluation

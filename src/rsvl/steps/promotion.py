@@ -6,6 +6,11 @@ MLflow run (``gate-<name>-v<version>``), so their numbers are comparable. The de
 (:func:`rsvl.gate.decide`), its reasons and the metric deltas become tags of the candidate version
 and a Markdown report; only a passing candidate moves the ``champion`` alias. A candidate that
 already is the champion (a re-run with nothing changed) is left as it is.
+
+A model the evaluate step already scored on the same data, with the same code and settings, is not
+scored again: its recorded scores are reused (:mod:`rsvl.steps.recorded_scores`, matched by a
+fingerprint computed from the downloaded files), and the gate run's ``gate.scores.<role>`` tag
+says which scores were reused and from which run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from rsvl.model_registry import download_model_dir, get_champion, registry_clien
 REPORT_FILE = "gate.md"
 DECISION_TAG, REASONS_TAG, AGAINST_TAG, RUN_TAG = "gate.decision", "gate.reasons", "gate.champion_version", "gate.run_id"
 DELTA_TAG = "gate.delta.{metric}"
+SCORES_TAG = "gate.scores.{role}"
+"""Gate run tag: ``scored`` (scored by the gate) or ``reused <run id>`` (the evaluate step's recorded scores)."""
+SCORED, REUSED = "scored", "reused"
 PASSED, PROMOTED, REJECTED, ALREADY = "passed", "promoted", "rejected", "already_champion"
 TAG_LIMIT = 5000
 
@@ -58,6 +66,42 @@ def _record(client, name: str, version: int, decision: GateDecision, verdict: st
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
+
+
+class _Scorer:
+    """Scores a registry version on the gate's eval data: the recorded scores when they still hold, else anew.
+
+    The recorded scores are those the evaluate step logged into the version's run with the same
+    fingerprint (:mod:`rsvl.steps.recorded_scores`); either way they are logged into the gate's
+    run as ``<role>.<eval set>.<metric>`` and the run's ``gate.scores.<role>`` tag says which.
+    """
+
+    def __init__(self, cfg: RunConfig, client, uri: str, run_id: str, name: str, eval_data, out: Path,
+                 scratch: Path, data_root: str | Path | None) -> None:
+        self.cfg, self.client, self.uri, self.run_id, self.name = cfg, client, uri, run_id, name
+        self.eval_data, self.out, self.scratch, self.data_root = eval_data, out, scratch, data_root
+
+    def __call__(self, version: int, role: str) -> dict[str, float]:
+        from mlflow.entities import Metric
+
+        from rsvl.steps.recorded_scores import recorded_metrics, score_fingerprint
+
+        model_dir = download_model_dir(self.client, self.name, version, self.scratch / role)
+        source_run = self.client.get_model_version(self.name, str(version)).run_id
+        metrics = recorded_metrics(self.client, source_run, score_fingerprint(self.cfg, model_dir, self.eval_data))
+        if metrics is not None:
+            self.client.log_batch(self.run_id, metrics=[Metric(f"{role}.{key}", value, 0, 0)
+                                                        for key, value in metrics.items()])
+            self.client.set_tag(self.run_id, SCORES_TAG.format(role=role), f"{REUSED} {source_run}")
+            return metrics
+        # scoring needs torch and open_clip: imported here, so the promote step starts in a second or two
+        from rsvl.steps.evaluation import log_evaluation, run_evaluation
+
+        scored = run_evaluation(self.cfg, model_dir, self.out / role, data_root=self.data_root,
+                                eval_data=self.eval_data, title=f"{self.name} v{version} ({role})")
+        log_evaluation(self.uri, self.run_id, scored, prefix=f"{role}.", artifact_dir=role)
+        self.client.set_tag(self.run_id, SCORES_TAG.format(role=role), SCORED)
+        return scored.metrics
 
 
 def promote_candidate(cfg: RunConfig, version: int) -> int:
@@ -123,23 +167,13 @@ def run_gate(
                                         champion_version=str(version))
                 verdict = ALREADY
             else:
-                # scoring needs torch and open_clip: imported here, so the promote step starts in a second or two
                 from rsvl.evaluate.pinned_data import prepare_eval_data
-                from rsvl.steps.evaluation import log_evaluation, run_evaluation
 
                 eval_data = prepare_eval_data(cfg, data_root)
-                candidate = run_evaluation(cfg, download_model_dir(client, name, version, Path(scratch) / "candidate"),
-                                           out / "candidate", data_root=data_root, eval_data=eval_data,
-                                           title=f"{name} v{version} (candidate)")
-                log_evaluation(uri, run_id, candidate, prefix="candidate.", artifact_dir="candidate")
-                champion_metrics = None
-                if champion is not None:
-                    scored = run_evaluation(cfg, download_model_dir(client, name, champion, Path(scratch) / "champion"),
-                                            out / "champion", data_root=data_root, eval_data=eval_data,
-                                            title=f"{name} v{champion} (champion)")
-                    log_evaluation(uri, run_id, scored, prefix="champion.", artifact_dir="champion")
-                    champion_metrics = scored.metrics
-                decision = decide(cfg.gate, candidate.metrics, champion_metrics,
+                score = _Scorer(cfg, client, uri, run_id, name, eval_data, out, Path(scratch), data_root)
+                candidate_metrics = score(version, "candidate")
+                champion_metrics = score(champion, "champion") if champion is not None else None
+                decision = decide(cfg.gate, candidate_metrics, champion_metrics,
                                   str(champion) if champion is not None else None)
                 verdict = PASSED if decision.promote else REJECTED
         report = out / REPORT_FILE
