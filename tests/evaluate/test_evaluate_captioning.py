@@ -118,6 +118,26 @@ def test_with_java_ptb_tokenises_and_meteor_runs():
         assert scores.unavailable["SPICE"] == spice_reason and "SPICE" not in scores.metrics
 
 
+@pytest.mark.skipif(not JAVA, reason="java not on PATH: METEOR needs it")
+def test_meteor_keeps_one_jvm_per_process_and_scores_each_call_alone():
+    """The scorer is reused (its JVM loads once), and one call's captions never leak into the next one's score."""
+    from rsvl.evaluate import captioning
+
+    first_refs = {"x": ["a ship is moored at the quay"], "y": ["two boats side by side"]}
+    first_cands = {"x": "a ship at the quay", "y": "a boat"}
+    other_refs = {"z": ["many buildings and green trees"]}
+    other_cands = {"z": "buildings and trees"}
+    alone = caption_metrics(other_refs, other_cands).metrics["METEOR"]
+    jvm = captioning._METEOR[0].meteor_p.pid
+    captioning._close_meteor()
+    first = caption_metrics(first_refs, first_cands).metrics["METEOR"]
+    serving = captioning._METEOR[0].meteor_p.pid
+    after = caption_metrics(other_refs, other_cands).metrics["METEOR"]
+    again = caption_metrics(first_refs, first_cands).metrics["METEOR"]
+    assert serving != jvm and captioning._METEOR[0].meteor_p.pid == serving  # one new JVM served all three
+    assert after == alone and again == first and first != alone
+
+
 @pytest.mark.skipif(not JAVA, reason="java not on PATH: nothing to compare the Python tokenizer with")
 def test_python_tokenizer_agrees_with_ptb_on_caption_text():
     captions = {"a": ["Many buildings, some green trees and a road.", "It's a port: ships aren't moving!",

@@ -148,17 +148,32 @@ def tokenize(captions: Mapping[Any, Sequence[str]], use_java: bool = True) -> tu
     return result, tokenizer
 
 
-def _run_meteor(references: dict[str, list[str]], candidates: dict[str, list[str]]) -> float:
-    from pycocoevalcap.meteor.meteor import Meteor
+_METEOR: list = []
+"""The process's one METEOR scorer: its JVM loads the paraphrase tables once (~6 s), later calls take ms."""
 
-    meteor = Meteor()
-    try:
-        score, _ = meteor.compute_score(references, candidates)
-    finally:
+
+def _close_meteor() -> None:
+    for meteor in _METEOR:
         with meteor.lock:
             meteor.meteor_p.stdin.close()
             meteor.meteor_p.kill()
             meteor.meteor_p.wait()
+    _METEOR.clear()
+
+
+def _run_meteor(references: dict[str, list[str]], candidates: dict[str, list[str]]) -> float:
+    if not _METEOR:
+        import atexit
+
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        _METEOR.append(Meteor())
+        atexit.register(_close_meteor)
+    try:
+        score, _ = _METEOR[0].compute_score(references, candidates)
+    except BaseException:
+        _close_meteor()  # a JVM in an unknown state is not reused
+        raise
     return float(score)
 
 
