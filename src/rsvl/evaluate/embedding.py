@@ -6,6 +6,8 @@ Images are decoded, preprocessed and embedded one batch at a time, so memory hol
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
 import torch
@@ -17,6 +19,12 @@ from rsvl.errors import DataError
 from rsvl.models.text_batch import trim_padding
 
 EMBED_BATCH = 64
+TEXT_MEMO_BATCHES = 1024
+"""Text batches :func:`embed_texts` keeps (64 × 512 float32 each: at most 128 MiB)."""
+NOT_TEXT = ("visual.", "logit_scale", "logit_bias")
+"""State-dict names outside the text path (the image tower, the contrastive temperature)."""
+
+_TEXT_MEMO: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
 
 Preprocess = Callable[[Any], torch.Tensor]
 Tokenizer = Callable[[list[str]], torch.Tensor]
@@ -168,6 +176,31 @@ def embed_texts_with_tokens(
     return torch.cat(embeddings), torch.cat(tokens)
 
 
+def text_weights_digest(model: nn.Module) -> str | None:
+    """SHA-256 of every state-dict entry outside the image tower: equal digests, equal text features.
+
+    Models that share a frozen text tower (a candidate, its base and its ablations, trained with
+    ``text_tower: freeze``) get the same digest, so :func:`embed_texts` encodes their texts once.
+    Entries that ``encode_text`` does not read (a CoCa decoder) only make the digest stricter.
+
+    Args:
+        model: An open_clip model.
+
+    Returns:
+        The hex digest, or ``None`` while any module is in training mode (dropout: not repeatable).
+    """
+    if any(module.training for module in model.modules()):
+        return None
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        if name.startswith(NOT_TEXT):
+            continue
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        # as bytes: numpy has no bfloat16
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def embed_texts(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -176,6 +209,10 @@ def embed_texts(
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Embed texts with the text tower.
+
+    A batch already encoded in this process by a model with the same text weights
+    (:func:`text_weights_digest`), from the same token ids, is taken from memory: the same numbers
+    the model would give again. The last :data:`TEXT_MEMO_BATCHES` batches are kept.
 
     Args:
         model: An open_clip model in eval mode, on ``device``.
@@ -193,9 +230,24 @@ def embed_texts(
     if not texts:
         raise DataError("no texts to embed")
     texts = [str(text) for text in texts]
-    # a Hugging Face tower ignores padding: a 248-token model need not run 248 columns for short captions
-    parts = [model.encode_text(trim_padding(model, tokenizer(texts[i:i + batch_size])).to(device)).float().cpu()
-             for i in range(0, len(texts), batch_size)]
+    weights = text_weights_digest(model)
+    kind = torch.device(device).type
+    context = (str(device), torch.is_grad_enabled(), torch.is_autocast_enabled(kind))
+    parts = []
+    for start in range(0, len(texts), batch_size):
+        # a Hugging Face tower ignores padding: a 248-token model need not run 248 columns for short captions
+        tokens = trim_padding(model, tokenizer(texts[start:start + batch_size]))
+        key = None if weights is None else (weights, context, tuple(tokens.shape), tokens.numpy().tobytes())
+        part = _TEXT_MEMO.get(key) if key is not None else None
+        if part is None:
+            part = model.encode_text(tokens.to(device)).float().cpu()
+            if key is not None and not part.requires_grad:
+                _TEXT_MEMO[key] = part
+                while len(_TEXT_MEMO) > TEXT_MEMO_BATCHES:
+                    _TEXT_MEMO.popitem(last=False)
+        else:
+            _TEXT_MEMO.move_to_end(key)
+        parts.append(part)
     return torch.cat(parts)
 
 

@@ -45,6 +45,7 @@ from rsvl.train.data import (
 )
 from rsvl.train.objectives import Objective, ObjectiveContext, build_objective
 from rsvl.train.schedule import lr_schedule
+from rsvl.train.text_cache import install_text_cache, remove_text_cache
 from rsvl.train.tracking import MetricLogger
 from rsvl.models.preprocess import RandomRotation
 from rsvl.train.trainable import apply_trainable, param_groups, set_train_mode
@@ -337,11 +338,23 @@ class _Worker:
 
         fit = self._setup()
         progress = self._restore_or_start(fit)
-        step = start = int(progress["step"])
+        step = int(progress["step"])
         if step >= fit.total:
             ray.train.report(self._reported(progress))
             return
         set_train_mode(fit.model, self.train.trainable)
+        text_cache = install_text_cache(fit.model)
+        try:
+            self._train_steps(fit, progress, step)
+        finally:
+            remove_text_cache(fit.model)
+        if text_cache is not None and text_cache.active and self.rank == 0:
+            log.info("text features: %d captions served from the cache, %d encoded", text_cache.hits,
+                     text_cache.misses)
+
+    def _train_steps(self, fit: _Fit, progress: dict[str, Any], step: int) -> None:
+        """The step loop of :meth:`run`: from ``step`` to the last, logging, evaluating and checkpointing."""
+        start = step
         interval, started, last_loss = _Interval(), time.perf_counter(), float("nan")
         while step < fit.total:
             epoch, offset = divmod(step, fit.steps_per_epoch)

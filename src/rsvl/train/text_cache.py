@@ -1,0 +1,119 @@
+"""Text features of a frozen text path, computed once per distinct caption (LiT's locked text tower).
+
+With ``trainable.text_tower: freeze`` (the laptop profile's default) the text tower has nothing to
+learn and runs in eval mode, so a caption's features are the same every time it is drawn; on the
+local model the text forward is about 40% of a step. :class:`FrozenTextCache` replaces the model's
+``encode_text`` with one that looks each token row up and encodes only the rows it has not seen.
+
+It switches itself on only when it can prove the text path is frozen and deterministic: at the
+first call made with gradients enabled it encodes the batch twice and requires that the output
+needs no gradient (no trainable parameter on the path: not a LoRA adapter, not LRSCLIP's
+stretched positions) and that both outputs are equal (no dropout). Otherwise every call goes
+straight to the model, as before. Cached rows are keyed by the token ids, the ``normalize`` flag
+and the autocast state, and detached; at most :data:`MAX_ROWS` rows are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+MAX_ROWS = 65536
+"""Rows kept (at 768 float32 dimensions: 192 MiB); later new captions are encoded every time."""
+
+
+class FrozenTextCache:
+    """``encode_text`` of ``model``, memoised per token row once the text path is proven frozen.
+
+    Attributes:
+        active: ``None`` until decided, then whether the cache serves calls.
+        hits: Rows served from the cache (not encoded) since it was switched on.
+        misses: Rows encoded by the model since then (each new caption once).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.encode = model.encode_text  # the bound method of the model's class
+        self.rows: dict[tuple, torch.Tensor] = {}
+        self.active: bool | None = None
+        self.hits = self.misses = 0
+
+    def _decide(self, text: torch.Tensor, normalize: bool) -> torch.Tensor:
+        first = self.encode(text, normalize=normalize)
+        second = self.encode(text, normalize=normalize)
+        self.active = not first.requires_grad and torch.equal(first, second)
+        if self.active:
+            log.info("text path frozen: each caption's text features are computed once")
+            self._store(self._keys(text, normalize), first)
+        return first
+
+    @staticmethod
+    def _keys(text: torch.Tensor, normalize: bool) -> list[tuple]:
+        device = text.device.type
+        context = (normalize, torch.is_autocast_enabled(device),
+                   torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None)
+        return [(context, row.tobytes()) for row in text.detach().cpu().numpy()]
+
+    def _store(self, keys: list[tuple], features: torch.Tensor) -> None:
+        for key, row in zip(keys, features.detach()):
+            if len(self.rows) >= MAX_ROWS:
+                break
+            self.rows[key] = row
+
+    def __call__(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        if self.active is False or not isinstance(text, torch.Tensor):
+            return self.encode(text, normalize=normalize)
+        if self.active is None:
+            if not torch.is_grad_enabled():  # under no_grad nothing shows whether the path trains
+                return self.encode(text, normalize=normalize)
+            return self._decide(text, normalize)
+        keys = self._keys(text, normalize)
+        firsts: dict[tuple, int] = {}
+        for index, key in enumerate(keys):
+            if key not in self.rows:
+                firsts.setdefault(key, index)  # a caption twice in one batch is encoded once
+        missing = list(firsts.values())
+        if missing:
+            self.misses += len(missing)
+            whole = len(missing) == len(keys)
+            fresh = self.encode(text if whole else text[torch.tensor(missing, device=text.device)],
+                                normalize=normalize).detach()
+            self._store([keys[index] for index in missing], fresh)
+            if whole:  # nothing cached in this batch: the model's own output
+                return fresh
+        found = [self.rows.get(key) for key in keys]
+        if any(row is None for row in found):  # past MAX_ROWS: what is not kept is encoded every time
+            return self.encode(text, normalize=normalize).detach()
+        self.hits += len(keys) - len(missing)
+        return torch.stack(found)
+
+
+def install_text_cache(model: nn.Module) -> FrozenTextCache | None:
+    """Put a :class:`FrozenTextCache` in place of ``model.encode_text`` (the model's own, unwrapped).
+
+    Args:
+        model: An open_clip model (or a DDP wrapper of one).
+
+    Returns:
+        The cache, or ``None`` when the model has no ``encode_text``.
+    """
+    inner: Any = getattr(model, "module", model)
+    if not callable(getattr(inner, "encode_text", None)):
+        return None
+    if isinstance(inner.encode_text, FrozenTextCache):
+        return inner.encode_text
+    cache = FrozenTextCache(inner)
+    inner.encode_text = cache  # an instance attribute: the model's forward calls self.encode_text
+    return cache
+
+
+def remove_text_cache(model: nn.Module) -> None:
+    """Give ``model`` its own ``encode_text`` back."""
+    inner: Any = getattr(model, "module", model)
+    if isinstance(inner.__dict__.get("encode_text"), FrozenTextCache):
+        del inner.encode_text

@@ -1,0 +1,74 @@
+"""The frozen-text cache: switched on only for a text path with nothing to train, and the features it serves."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rsvl.config.train import TrainableConfig
+from rsvl.models import build_model
+from rsvl.train.text_cache import FrozenTextCache, install_text_cache, remove_text_cache
+from rsvl.train.trainable import apply_trainable, set_train_mode
+
+CAPTIONS = ["a ship at sea", "two boats moored at a quay", "a harbour with cranes", "open water",
+            "a ship near the coast", "a bridge over a river"]
+
+
+def tiny(text_tower: str) -> tuple[nn.Module, object, TrainableConfig]:
+    torch.manual_seed(0)
+    model, _, _, tokenizer = build_model("rsvl-tiny", None, 3, None)
+    trainable = TrainableConfig(image_tower="train", text_tower=text_tower)
+    apply_trainable(model, trainable)
+    set_train_mode(model, trainable)
+    return model, tokenizer, trainable
+
+
+def test_frozen_text_is_encoded_once_per_caption_and_served_as_the_model_gives_it():
+    model, tokenizer, _ = tiny("freeze")
+    cache = install_text_cache(model)
+    first = tokenizer(CAPTIONS[:4])
+    served = model.encode_text(first, normalize=True)  # decides: frozen and deterministic
+    assert cache.active is True and len(cache.rows) == 4
+    again = tokenizer([CAPTIONS[2], CAPTIONS[4], CAPTIONS[0], CAPTIONS[4]])
+    mixed = model.encode_text(again, normalize=True)
+    assert (cache.hits, cache.misses) == (3, 1) and len(cache.rows) == 5  # the repeated new caption: encoded once
+    remove_text_cache(model)
+    assert not isinstance(model.__dict__.get("encode_text"), FrozenTextCache)
+    with torch.no_grad():
+        assert torch.equal(served, model.encode_text(first, normalize=True))
+        direct = model.encode_text(again, normalize=True)
+    torch.testing.assert_close(mixed, direct, rtol=0, atol=1e-6)  # the new row came from a 1-row batch
+    assert torch.equal(mixed[0], served[2]) and torch.equal(mixed[2], served[0]) and torch.equal(mixed[1], mixed[3])
+    # normalize is part of the key: the unnormalised features are another entry
+    cache = install_text_cache(model)
+    model.encode_text(first, normalize=True)
+    raw = model.encode_text(first)
+    assert not torch.allclose(raw.norm(dim=-1), torch.ones(4)) and len(cache.rows) == 8
+
+
+def test_a_trainable_text_tower_is_never_cached_and_keeps_its_gradients():
+    model, tokenizer, _ = tiny("train")
+    cache = install_text_cache(model)
+    features = model.encode_text(tokenizer(CAPTIONS[:3]))
+    assert cache.active is False and not cache.rows
+    features.sum().backward()
+    assert model.token_embedding.weight.grad is not None
+    assert model.encode_text(tokenizer(CAPTIONS[:3])).requires_grad
+
+
+def test_dropout_on_a_frozen_path_is_found_and_nothing_is_cached():
+    model, tokenizer, _ = tiny("freeze")
+    model.ln_final = nn.Sequential(model.ln_final, nn.Dropout(0.5).train())  # frozen, yet random
+    cache = install_text_cache(model)
+    model.encode_text(tokenizer(CAPTIONS[:3]))
+    assert cache.active is False and not cache.rows
+
+
+def test_nothing_is_decided_under_no_grad():
+    model, tokenizer, _ = tiny("train")
+    cache = install_text_cache(model)
+    with torch.no_grad():
+        model.encode_text(tokenizer(CAPTIONS[:2]))
+    assert cache.active is None  # without gradients a trainable path looks frozen: wait for a training call
+    model.encode_text(tokenizer(CAPTIONS[:2]))
+    assert cache.active is False
