@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
@@ -35,6 +36,11 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RSVL_ERROR = re.compile(r"rsvl\.errors\.\w+: (.*)$")
 ANY_ERROR = re.compile(r"^\s*((?:\w+\.)*\w*(?:Error|Exception|Interrupt)(?:: .*)?)$")
 PIPELINE_LOG = "pipeline.log"
+EXECUTOR_TIME = re.compile(r"\[KFP Executor (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+\]: (.*)$")
+"""A log record of the KFP executor inside the step's process, with its wall-clock time."""
+PHASE_MARKS = {"Looking for component": "ready", "Wrote executor output file": "done"}
+"""Executor records that end a phase: the process is up (``ready``), the component returned (``done``)."""
+PHASES = ("start-up", "body", "exit")
 QUIET_SECONDS = 60.0
 """Without a terminal, a step's progress line is printed once, after this long without any console line."""
 
@@ -54,6 +60,9 @@ class StepResult:
         log: The step's log file.
         outputs: The task's outputs (parameters, and artifacts with their local ``path``).
         error: The last ``rsvl`` error the step printed (with its detail lines), if any.
+        phases: Seconds of ``start-up`` (a fresh interpreter importing KFP's executor), ``body``
+            (the component: its imports and its work) and ``exit`` (outputs written back, the
+            process ending), from the executor's own log times; empty for a cached step.
     """
 
     label: str
@@ -64,6 +73,7 @@ class StepResult:
     log: Path
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def split_label(label: str, tracks: "list[str] | tuple[str, ...]") -> tuple[str, str]:
@@ -127,6 +137,7 @@ class _StepLog:
         self.path, self.handle, self.pending, self.ran = path, open(path, "w", encoding="utf-8"), "", False
         self.progress_lines = 0
         self.errors = _ErrorWatch()
+        self.marks: dict[str, float] = {}
 
     def write(self, text: str) -> list[str]:
         """Append ``text``; return the lines it completed (colour codes removed)."""
@@ -138,7 +149,24 @@ class _StepLog:
         for line in lines:
             self.errors.line(line)
             self.ran = self.ran or "Executing task" in line
+            self._mark(line)
         return lines
+
+    def _mark(self, line: str) -> None:
+        found = EXECUTOR_TIME.search(line)
+        if found is None:
+            return
+        for text, mark in PHASE_MARKS.items():
+            if found.group(2).startswith(text) and mark not in self.marks:
+                when = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
+                self.marks[mark] = when.timestamp()
+
+    def phases(self, started: float, ended: float) -> dict[str, float]:
+        """Seconds of each phase between wall-clock ``started`` and ``ended`` (empty without both marks)."""
+        if set(self.marks) != set(PHASE_MARKS.values()):
+            return {}
+        bounds = [started, self.marks["ready"], self.marks["done"], ended]
+        return {phase: max(end - begin, 0.0) for phase, begin, end in zip(PHASES, bounds, bounds[1:])}
 
     def close(self) -> None:
         if self.pending:
@@ -256,7 +284,7 @@ class StepConsole:
     def _run_task(self, label: str, original: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         log = _StepLog(self.log_dir / f"{label}.log")
         self._local.step, self._local.label = log, label
-        started, outputs, status = time.perf_counter(), {}, None
+        started, wall, outputs, status = time.perf_counter(), time.time(), {}, None
         try:
             outputs, status = original(*args, **kwargs)
             return outputs, status
@@ -267,7 +295,7 @@ class StepConsole:
             state = FAILED if not succeeded else (OK if log.ran else CACHED)
             step, track = split_label(label, self.tracks)
             self._finished(StepResult(label, step, track, state, time.perf_counter() - started, log.path,
-                                      dict(outputs or {}), log.errors.cause))
+                                      dict(outputs or {}), log.errors.cause, log.phases(wall, time.time())))
 
     def _finished(self, result: StepResult) -> None:
         self.results.append(result)

@@ -143,7 +143,8 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
             paper_pipeline(paper, "local", overrides)(**parameters)
     except RuntimeError as err:
         raise _failure(paper, err, console, log_dir) from err
-    print_summary(facts.configs, local_root, time.perf_counter() - started, log_dir, facts.versions)
+    print_summary(facts.configs, local_root, time.perf_counter() - started, log_dir, facts.versions,
+                  console.results)
     return console.results
 
 

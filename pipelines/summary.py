@@ -12,8 +12,9 @@ majority and random answers) on every set, per question type.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
+from pipelines.console import PHASES, StepResult
 from rsvl.config import UNTUNED, RunConfig
 from rsvl.config.evaluate import STANDARD_PREFIX, EvalSet
 
@@ -248,8 +249,32 @@ def track_lines(cfg: RunConfig, client, version: int | None = None) -> list[str]
     return lines + funnel_line(metrics) + ladder_lines(cfg, metrics) + verdict_lines(cfg, metrics) + vqa_table(metrics)
 
 
+def step_time_lines(results: Sequence[StepResult], seconds: float) -> list[str]:
+    """The time table: each step's total and its ``start-up``, ``body`` and ``exit`` seconds, then the run's.
+
+    Args:
+        results: The finished steps, in order (:attr:`pipelines.console.StepConsole.results`).
+        seconds: Wall time of the whole run (the orchestration between steps included).
+
+    Returns:
+        Lines to print; a cached step shows its status and no phases.
+    """
+    lines = ["step times (s): start-up = a fresh interpreter and KFP's executor; body = the component, "
+             "its imports included; exit = outputs written back",
+             f"  {'step':<20} {'status':<7} {'total':>7} " + " ".join(f"{phase:>8}" for phase in PHASES)]
+    for result in results:
+        phases = " ".join(f"{result.phases[phase]:8.1f}" if phase in result.phases else f"{'-':>8}"
+                          for phase in PHASES)
+        lines.append(f"  {result.label:<20} {result.status:<7} {result.seconds:7.1f} {phases}")
+    steps = sum(result.seconds for result in results)
+    sums = " ".join(f"{sum(r.phases.get(phase, 0.0) for r in results):8.1f}" for phase in PHASES)
+    lines.append(f"  {'all steps':<20} {'':<7} {steps:7.1f} {sums}")
+    lines.append(f"  {'run (wall)':<20} {'':<7} {seconds:7.1f}")
+    return lines
+
+
 def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float, log_dir: Path | None = None,
-                  versions: Mapping[str, int] | None = None) -> None:
+                  versions: Mapping[str, int] | None = None, results: Sequence[StepResult] = ()) -> None:
     """Print, per track, the version, aliases, gate decision and reasons and the metrics; then where things are.
 
     Each track is read from its own tracking store (``mlflow.tracking_uri`` may differ per track).
@@ -260,6 +285,7 @@ def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float
         seconds: Wall time of the run.
         log_dir: Where the run's step logs are, if any.
         versions: The version each track's register step returned (default: each name's latest).
+        results: The finished steps; with them the summary ends with :func:`step_time_lines`.
     """
     from rsvl.mlflow_store import resolve_tracking_uri
     from rsvl.model_registry import registry_client
@@ -270,5 +296,7 @@ def print_summary(tracks: dict[str, RunConfig], local_root: Path, seconds: float
     for name, cfg in tracks.items():
         print("\n".join(track_lines(cfg, registry_client(uris[name]), (versions or {}).get(name))))
     print(f"task outputs: {local_root.resolve()}" + (f"; step logs: {log_dir}" if log_dir else ""))
+    if results:
+        print("\n".join(step_time_lines(results, seconds)))
     for uri in dict.fromkeys(uris.values()):
         print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {uri}")

@@ -25,7 +25,7 @@ from pipelines.console import CACHED, FAILED, OK, StepConsole, StepResult, forma
 from pipelines.dag import paper_tracks
 from pipelines.facts import caption_routes, dataset_rows
 from pipelines.run import main, run_local
-from pipelines.summary import comparisons, headline_metrics, print_summary, track_lines
+from pipelines.summary import comparisons, headline_metrics, print_summary, step_time_lines, track_lines
 from rsvl.caption import PROVENANCE_FILE
 from rsvl.config.evaluate import EvalSet
 from rsvl.console import PROGRESS_LINE, Progress, format_eta
@@ -156,12 +156,28 @@ def test_each_step_gets_one_console_line_a_progress_line_and_its_whole_output_in
     assert "step 6/6 epoch" in log and "finished with status SUCCESS" in log
     assert "Running pipeline" in (tmp_path / "logs" / "pipeline.log").read_text()
     assert builtins.print is printer
+    for result in console.results:  # the phases split the step's wall time, from the executor's own log times
+        assert list(result.phases) == ["start-up", "body", "exit"] and min(result.phases.values()) > 0
+        assert sum(result.phases.values()) == pytest.approx(result.seconds, abs=0.05)
 
     again, out = _console(tmp_path / "again")
     with again.capture():
         ok_pipeline(steps=3)
     assert [result.status for result in again.results] == [CACHED, CACHED], out.getvalue()
+    assert [result.phases for result in again.results] == [{}, {}]
     assert out.getvalue().count("\n") == 2 and "... " not in out.getvalue()  # no terminal: no progress line here
+
+
+def test_the_time_table_lists_each_step_its_phases_and_the_sums(tmp_path):
+    ran = StepResult("train", "train", "main", OK, 10.0, tmp_path / "a.log",
+                     phases={"start-up": 1.25, "body": 8.5, "exit": 0.25})
+    cached = StepResult("filter", "filter", "main", CACHED, 0.5, tmp_path / "b.log")
+    lines = step_time_lines([ran, cached], 12.0)
+    assert lines[1].split() == ["step", "status", "total", "start-up", "body", "exit"]
+    assert lines[2].split() == ["train", OK, "10.0", "1.2", "8.5", "0.2"]
+    assert lines[3].split() == ["filter", CACHED, "0.5", "-", "-", "-"]
+    assert lines[4].split() == ["all", "steps", "10.5", "1.2", "8.5", "0.2"]
+    assert lines[5].split() == ["run", "(wall)", "12.0"]
 
 
 def test_verbose_passes_everything_through_as_well(tmp_path):
