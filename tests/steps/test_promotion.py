@@ -9,6 +9,9 @@ the good model again creates no new version, and gating it again changes nothing
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -194,6 +197,21 @@ def test_the_gate_reuses_the_evaluate_steps_scores_only_for_the_same_model_data_
     assert tags[SCORES_TAG.format(role="candidate")] == SCORED
     assert tags[SCORES_TAG.format(role="champion")] == f"{REUSED} {good.mlflow_run_id}"
     assert mixed.decision.champion == evaluated.metrics and mixed.verdict == REJECTED
+
+    # both evaluated: a gate in a fresh process reuses both and never imports torch or open_clip
+    run_evaluation(cfg, bad.model_dir, workdir / "eval-probe-bad", mlflow_run_id=bad.mlflow_run_id)
+    config = write_config_file(cfg, workdir / "probe.yaml")
+    probe = (f"import sys; from rsvl.config import load_config; from rsvl.steps.promotion import run_gate; "
+             f"outcome = run_gate(load_config({str(config)!r}, 'local'), {second.version}, "
+             f"{str(workdir / 'gate-probe-fresh')!r}, promote=False); "
+             f"print(outcome.mlflow_run_id, sorted(m for m in ('torch', 'open_clip') if m in sys.modules))")
+    fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    run_id, imported = fresh.stdout.strip().split("\n")[-1].split(" ", 1)
+    assert imported == "[]"
+    tags = client.get_run(run_id).data.tags
+    assert tags[SCORES_TAG.format(role="candidate")] == f"{REUSED} {bad.mlflow_run_id}"
+    assert tags[SCORES_TAG.format(role="champion")] == f"{REUSED} {good.mlflow_run_id}"
 
     # other eval settings: the recorded scores no longer describe this evaluation, so both are scored
     rescored = run_gate(probe_cfg(batch_size=7), second.version, workdir / "gate-probe-3")

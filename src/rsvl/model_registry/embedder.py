@@ -35,10 +35,10 @@ from torch import nn
 from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.captioning import decode_tokens, is_captioner
 from rsvl.models import load_model
+from rsvl.models.files import MODEL_DIR_ARTIFACT
 from rsvl.model_registry.image_input import accepted_bands, encode_image, read_image
 from rsvl.model_registry.location_input import LAT, LON, read_locations
 
-MODEL_DIR_ARTIFACT = "model_dir"
 TEXT, IMAGE = "text", "image"
 TEXT_EMBEDDING, IMAGE_EMBEDDING, CAPTION = "text_embedding", "image_embedding", "caption"
 LOCATION_EMBEDDING = "location_embedding"

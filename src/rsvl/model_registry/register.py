@@ -35,6 +35,7 @@ from rsvl.model_registry.identity import (
     read_rsvl_config,
 )
 from rsvl.model_registry.lineage import Lineage
+from rsvl.models.files import MODEL_DIR_ARTIFACT
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 DEFAULT_EXPERIMENT = "rsvl-registry"
@@ -162,7 +163,7 @@ def _log_pyfunc(
             mlflow.pyfunc.save_model(
                 path=str(local_dir),
                 python_model=str(PYFUNC_FILE),
-                artifacts={embedder.MODEL_DIR_ARTIFACT: str(model_dir)},
+                artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
                 signature=signature,
                 input_example=example,
                 pip_requirements=_pip_requirements(),
@@ -291,8 +292,6 @@ def download_model_dir(client: MlflowClient, name: str, version: int | str, dst:
     Raises:
         ModelError: The version does not exist or does not package an rsvl model folder.
     """
-    from rsvl.model_registry import embedder
-
     try:
         source = client.get_model_version(name, str(version)).source
     except MlflowException as err:
@@ -303,7 +302,7 @@ def download_model_dir(client: MlflowClient, name: str, version: int | str, dst:
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst),
                                                      tracking_uri=client.tracking_uri))
     flavor = Model.load(str(local)).flavors.get("python_function", {})
-    packaged = flavor.get("artifacts", {}).get(embedder.MODEL_DIR_ARTIFACT, {}).get("path")
+    packaged = flavor.get("artifacts", {}).get(MODEL_DIR_ARTIFACT, {}).get("path")
     if packaged is None or not (local / packaged).is_dir():
-        raise ModelError(f"{name} version {version} ({source}) packages no {embedder.MODEL_DIR_ARTIFACT!r} folder")
+        raise ModelError(f"{name} version {version} ({source}) packages no {MODEL_DIR_ARTIFACT!r} folder")
     return local / packaged
