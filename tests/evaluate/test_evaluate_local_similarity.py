@@ -261,7 +261,8 @@ def test_fused_ranks_in_one_pass_equal_the_whole_matrix_with_exact_ties(block_si
     image_emb, text_emb, image_tok, text_tok, owner, captions = large_fused_case()
     local = LocalScores(text_tok, image_tok, text_block=token_block, image_block=token_block)
     fused = FusedScores(CosineScores(text_emb, image_emb), local)
-    assert pair_scores_of(fused) is not None and pair_scores_of(FusedScores(fused.global_scorer, BlocksOnly(local))) is None
+    assert pair_scores_of(fused) is not None
+    assert pair_scores_of(FusedScores(fused.global_scorer, BlocksOnly(local))) is None
     matrix = score_matrix(fused, block_size=block_size)
     rows, cols = torch.meshgrid(torch.arange(20), torch.arange(14), indexing="ij")
     assert float32_steps(fused.pair_scores(rows.flatten(), cols.flatten()).reshape(matrix.shape), matrix) <= 1.0

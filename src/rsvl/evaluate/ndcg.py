@@ -72,17 +72,26 @@ class NdcgResult:
     top: list[list[int]]
 
 
-def _relevance(query_labels: Sequence[frozenset[str]], item_labels: Sequence[frozenset[str]]) -> torch.Tensor:
+def _label_columns(query_labels: Sequence[frozenset[str]],
+                   item_labels: Sequence[frozenset[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and items as 0/1 rows over the labels either side holds: their products are the relevances."""
     vocabulary = sorted(set().union(*query_labels, *item_labels))
     column = {label: i for i, label in enumerate(vocabulary)}
 
     def one_hot(sets: Sequence[frozenset[str]]) -> torch.Tensor:
         matrix = torch.zeros(len(sets), max(len(vocabulary), 1))
-        for row, labels in enumerate(sets):
-            matrix[row, [column[label] for label in labels]] = 1.0
+        rows = [row for row, labels in enumerate(sets) for _ in labels]
+        columns = [column[label] for labels in sets for label in labels]
+        matrix[rows, columns] = 1.0  # one scatter, not one indexing call a row
         return matrix
 
-    return one_hot(query_labels) @ one_hot(item_labels).T
+    return one_hot(query_labels), one_hot(item_labels)
+
+
+def _relevance(query_labels: Sequence[frozenset[str]], item_labels: Sequence[frozenset[str]]) -> torch.Tensor:
+    """(queries, items) shared-label counts, whole numbers in float32 (sums of 0/1 products, exact)."""
+    queries, items = _label_columns(query_labels, item_labels)
+    return queries @ items.T
 
 
 def _top_rows(scores: torch.Tensor, relevance: torch.Tensor, k: int) -> torch.Tensor:
@@ -110,7 +119,9 @@ def _top_rows(scores: torch.Tensor, relevance: torch.Tensor, k: int) -> torch.Te
         row_scores, row_kth = scores[crowded], kth[crowded]
         columns = torch.arange(scores.shape[1], device=scores.device)
         tie_key = relevance[crowded].long() * scores.shape[1] + columns
-        key = torch.where(row_scores > row_kth, -1, torch.where(row_scores == row_kth, tie_key, torch.iinfo(torch.long).max))
+        # above the k-th score: always in (-1); tied with it: least relevant, then lowest, first; below: never
+        tied_or_out = torch.where(row_scores == row_kth, tie_key, torch.iinfo(torch.long).max)
+        key = torch.where(row_scores > row_kth, -1, tied_or_out)
         picked[crowded] = key.topk(k, dim=1, largest=False).indices
     picked = picked.sort(dim=1).values
     picked = picked.gather(1, relevance.gather(1, picked).argsort(dim=1, stable=True))
@@ -134,7 +145,7 @@ def ndcg_at_k(
         query_labels: Labels of each query.
         item_labels: Labels of each image.
         k: Cut-off (capped at the number of images).
-        block_size: Queries scored at once; memory is ``block_size × images`` scores.
+        block_size: Queries scored at once; memory is ``block_size × images`` scores and relevances.
 
     Returns:
         Mean and per-query nDCG@k, and each query's top-k rows.
@@ -153,13 +164,14 @@ def ndcg_at_k(
         raise DataError("nDCG needs finite embeddings; the query or image embeddings hold inf or nan")
     queries = nn.functional.normalize(query_embeddings.float(), dim=-1)
     items = nn.functional.normalize(item_embeddings.float(), dim=-1)
-    relevance = _relevance([label_set(q) for q in query_labels], [label_set(i) for i in item_labels])
+    query_columns, item_columns = _label_columns([label_set(q) for q in query_labels],
+                                                 [label_set(i) for i in item_labels])
     k = min(k, items.shape[0])
     per_query: list[float] = []
     top: list[list[int]] = []
     for q0 in range(0, queries.shape[0], block_size):
         scores = queries[q0:q0 + block_size] @ items.T
-        rel = relevance[q0:q0 + block_size]
+        rel = query_columns[q0:q0 + block_size] @ item_columns.T  # relevance, a block at a time like the scores
         order = _top_rows(scores, rel, k)
         got = _dcg_rows(rel.gather(1, order))
         best = _dcg_rows(rel.topk(k, dim=1).values)
