@@ -24,7 +24,14 @@ from rsvl.evaluate.local_similarity import (
     fused_protocol_metrics,
     local_similarity,
 )
-from rsvl.evaluate.retrieval import TIE_TOLERANCE, CosineScores, DenseScores, ranks_from_scores
+from rsvl.evaluate.retrieval import (
+    TIE_TOLERANCE,
+    CosineScores,
+    DenseScores,
+    pair_scores_of,
+    ranks_from_scores,
+    score_matrix,
+)
 
 TOKEN_BLOCKS = [(1, 1), (2, 3), (3, 2), (4, 5), (64, 64)]
 
@@ -174,3 +181,96 @@ def test_fused_protocol_metrics_refuse_bad_inputs():
         fused_protocol_metrics(image_emb, text_emb, image_tok, text_tok, owner[:-1], captions, **weights)
     with pytest.raises(DataError, match="text_keys"):
         fused_protocol_metrics(image_emb, text_emb, image_tok, text_tok, owner, captions[:-1], **weights)
+
+
+def large_tokens(seed=7, n_texts=20, n_images=14, length=77, patches=49, dim=16):
+    """Tokens sharing one direction, so local scores pass 32 (√(L·P) = 61 at most), where a float32
+    step is 3.8e-6, close to TIE_TOLERANCE; images 1 and 5 are copies of image 0 (exact ties)."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=dim)
+    texts = rng.normal(scale=0.5, size=(n_texts, length, dim)) + common
+    images = rng.normal(scale=0.5, size=(n_images, patches, dim)) + common
+    images[[1, 5]] = images[0]
+    return torch.tensor(texts, dtype=torch.float32), torch.tensor(images, dtype=torch.float32)
+
+
+def float32_steps(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Largest ``|got − want|`` in float32 steps (spacing) of ``want``."""
+    spacing = np.spacing(np.abs(want.numpy().astype(np.float32)))
+    return float((np.abs(got.numpy().astype(np.float64) - want.numpy().astype(np.float64)) / spacing).max())
+
+
+@pytest.mark.parametrize("text_block, image_block", TOKEN_BLOCKS)
+@pytest.mark.parametrize("case", ["small", "large"])
+def test_pair_scores_are_the_block_values(text_block, image_block, case):
+    texts, images = tokens(seed=8) if case == "small" else large_tokens()
+    scorer = LocalScores(texts, images, text_block=text_block, image_block=image_block)
+    matrix = score_matrix(scorer, block_size=5)
+    rows, cols = torch.meshgrid(torch.arange(len(texts)), torch.arange(len(images)), indexing="ij")
+    pairs = scorer.pair_scores(rows.flatten(), cols.flatten()).reshape(matrix.shape)
+    # the same sums in the same order: equal but where two matmuls round a cosine differently
+    assert float32_steps(pairs, matrix) <= 1.0
+    # and no block shape moves a value by more than a float32 step (a float32 sum over L·P did, by 3)
+    widest = score_matrix(LocalScores(texts, images), block_size=1000)
+    assert float32_steps(matrix, widest) <= 1.0
+    np.testing.assert_allclose(matrix.numpy(), einsum_reference(texts, images).numpy(), rtol=2e-7)
+    if case == "large":
+        assert matrix.min() > 32 and bool((matrix[:, 0] == matrix[:, 1]).all())
+
+
+def test_pair_scores_take_any_pairs_in_chunks(monkeypatch):
+    import rsvl.evaluate.local_similarity as local
+
+    texts, images = large_tokens(n_texts=9, n_images=7)
+    scorer = LocalScores(texts, images)
+    rng = np.random.default_rng(9)
+    rows, cols = torch.tensor(rng.integers(0, 9, size=40)), torch.tensor(rng.integers(0, 7, size=40))
+    whole = scorer.pair_scores(rows, cols)
+    monkeypatch.setattr(local, "PAIR_ELEMENTS", 1)  # one pair a step
+    assert torch.equal(scorer.pair_scores(rows, cols), whole)
+    assert float32_steps(whole, score_matrix(scorer)[rows, cols]) <= 1.0
+    assert scorer.pair_scores(rows[:0], cols[:0]).shape == (0,)
+
+
+class BlocksOnly:
+    """A local scorer without ``pair_scores``: only blocks."""
+
+    def __init__(self, scorer):
+        self.scorer, self.n_texts, self.n_images, self.device = scorer, scorer.n_texts, scorer.n_images, scorer.device
+
+    def block(self, t0, t1, i0, i1):
+        return self.scorer.block(t0, t1, i0, i1)
+
+
+def large_fused_case():
+    """:func:`large_tokens` with pooled embeddings (images 1 and 5 again copies of image 0) and owners."""
+    text_tok, image_tok = large_tokens()
+    rng = np.random.default_rng(10)
+    owner = [t % 14 for t in range(20)]
+    image_emb = rng.normal(size=(14, 8))
+    image_emb[[1, 5]] = image_emb[0]
+    text_emb = image_emb[owner] + rng.normal(scale=1.0, size=(20, 8))
+    captions = [f"caption {t % 11}" for t in range(20)]
+    return (torch.tensor(image_emb, dtype=torch.float32), torch.tensor(text_emb, dtype=torch.float32),
+            image_tok, text_tok, owner, captions)
+
+
+@pytest.mark.parametrize("block_size", [3, 8, 1000])
+@pytest.mark.parametrize("token_block", [2, 64])
+def test_fused_ranks_in_one_pass_equal_the_whole_matrix_with_exact_ties(block_size, token_block):
+    image_emb, text_emb, image_tok, text_tok, owner, captions = large_fused_case()
+    local = LocalScores(text_tok, image_tok, text_block=token_block, image_block=token_block)
+    fused = FusedScores(CosineScores(text_emb, image_emb), local)
+    assert pair_scores_of(fused) is not None
+    assert pair_scores_of(FusedScores(fused.global_scorer, BlocksOnly(local))) is None
+    matrix = score_matrix(fused, block_size=block_size)
+    rows, cols = torch.meshgrid(torch.arange(20), torch.arange(14), indexing="ij")
+    assert float32_steps(fused.pair_scores(rows.flatten(), cols.flatten()).reshape(matrix.shape), matrix) <= 1.0
+    dense = fused_reference(image_emb, text_emb, image_tok, text_tok)
+    for keys in (None, captions):
+        want_i2t, want_t2i = matrix_ranks(dense, owner, TIE_TOLERANCE, keys)
+        for scorer in (fused, DenseScores(matrix), FusedScores(fused.global_scorer, BlocksOnly(local))):
+            ranks = ranks_from_scores(scorer, owner, text_keys=keys, block_size=block_size)
+            assert ranks.i2t.tolist() == want_i2t.tolist() and ranks.t2i.tolist() == want_t2i.tolist()
+    # the copies tie: texts of image 0 rank both copies ahead (ties count against the query)
+    assert all(rank >= 2 for rank in matrix_ranks(dense, owner, TIE_TOLERANCE)[1][[0, 14]])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from references import ndcg_reference
+from references import label_set, ndcg_reference, unit_rows
 
 from rsvl.errors import DataError
 from rsvl.evaluate.ndcg import dcg, label_means, label_queries, ndcg_at_k
@@ -122,3 +122,91 @@ def test_random_cases_have_ties_and_queries_without_relevant_images():
     assert all(len(np.unique(scores[:, q])) < len(images) for q in range(len(queries)))
     _, per_query = ndcg_reference(queries.numpy(), images.numpy(), query_labels, image_labels, 5)
     assert any(math.isnan(v) for v in per_query) and 0.0 < min(v for v in per_query if v == v) < 1.0
+
+
+def full_sort_ndcg(queries, images, query_labels, image_labels, k, block_size):
+    """The full-sort nDCG this module had before top-k (every image sorted twice per query), kept as a peer."""
+    from rsvl.evaluate.ndcg import _dcg_rows, _relevance, label_set
+
+    queries = torch.nn.functional.normalize(queries.float(), dim=-1)
+    images = torch.nn.functional.normalize(images.float(), dim=-1)
+    relevance = _relevance([label_set(q) for q in query_labels], [label_set(i) for i in image_labels])
+    k = min(k, images.shape[0])
+    per_query, top = [], []
+    for q0 in range(0, queries.shape[0], block_size):
+        scores = queries[q0:q0 + block_size] @ images.T
+        rel = relevance[q0:q0 + block_size]
+        by_relevance = rel.argsort(dim=1, stable=True)
+        order = by_relevance.gather(1, scores.gather(1, by_relevance).argsort(dim=1, descending=True, stable=True))
+        got = _dcg_rows(rel.gather(1, order[:, :k]))
+        best = _dcg_rows(rel.sort(dim=1, descending=True).values[:, :k])
+        per_query.extend(torch.where(best > 0, got / best.clamp(min=1e-300), torch.nan).tolist())
+        top.extend(order[:, :k].tolist())
+    return per_query, top
+
+
+def sorted_reference(queries, images, query_labels, image_labels, k):
+    """Top-k rows and nDCG@k by Python's ``sorted`` on the key (−score, relevance, row), in float64.
+
+    Only for quantised embeddings (see :func:`random_case`), whose cosines float64 and float32 both
+    hold exactly, so the tie order is knowable.
+    """
+    scores = unit_rows(queries.numpy()) @ unit_rows(images.numpy()).T
+    image_sets = [label_set(labels) for labels in image_labels]
+    k = min(k, len(images))
+    tops, per_query = [], []
+    for q, labels in enumerate(query_labels):
+        wanted = label_set(labels)
+        relevance = [len(wanted & found) for found in image_sets]
+        ranked = sorted(range(len(images)), key=lambda j: (-scores[q, j], relevance[j], j))[:k]
+        dcg = sum((2 ** relevance[j] - 1) / math.log2(rank + 2) for rank, j in enumerate(ranked))
+        idcg = sum((2 ** rel - 1) / math.log2(rank + 2) for rank, rel in enumerate(sorted(relevance, reverse=True)[:k]))
+        tops.append(ranked)
+        per_query.append(dcg / idcg if idcg > 0 else math.nan)
+    return tops, per_query
+
+
+TIE_CASES = [(seed, dim) for seed in (0, 1, 2) for dim in (4, 16)]
+
+
+@pytest.mark.parametrize("seed,dim", TIE_CASES)
+@pytest.mark.parametrize("k", [1, 3, 17, 90, 1000])
+@pytest.mark.parametrize("block_size", [1, 7, 64])
+def test_top_k_order_equals_the_sorted_reference_and_the_full_sort(seed, dim, k, block_size):
+    queries, images, query_labels, image_labels = random_case(seed, True, n_queries=30, n_images=90, dim=dim)
+    want_top, want_per_query = sorted_reference(queries, images, query_labels, image_labels, k)
+    result = ndcg_at_k(queries, images, query_labels, image_labels, k, block_size=block_size)
+    assert result.top == want_top
+    assert [math.isnan(v) for v in result.per_query] == [math.isnan(v) for v in want_per_query]
+    assert [v for v in result.per_query if v == v] == pytest.approx([v for v in want_per_query if v == v],
+                                                                       rel=1e-12, abs=0)
+    # bit for bit what the full sort gave
+    old_per_query, old_top = full_sort_ndcg(queries, images, query_labels, image_labels, k, block_size)
+    assert result.top == old_top
+    assert np.array_equal(np.array(result.per_query), np.array(old_per_query), equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("k", [1, 10, 1000])
+def test_top_k_equals_the_full_sort_on_continuous_scores(seed, k):
+    queries, images, query_labels, image_labels = random_case(seed, False, n_queries=40, n_images=300)
+    result = ndcg_at_k(queries, images, query_labels, image_labels, k, block_size=16)
+    old_per_query, old_top = full_sort_ndcg(queries, images, query_labels, image_labels, k, 16)
+    assert result.top == old_top
+    assert np.array_equal(np.array(result.per_query), np.array(old_per_query), equal_nan=True)
+
+
+def test_tie_cases_share_the_k_th_score_across_the_cut():
+    """The cases above reach the second top-k: a query whose k-th score more images share than places are left."""
+    crowded = 0
+    for seed, dim in TIE_CASES:
+        queries, images, _, _ = random_case(seed, True, n_queries=30, n_images=90, dim=dim)
+        scores = np.sort(unit_rows(queries.numpy()) @ unit_rows(images.numpy()).T, axis=1)[:, ::-1]
+        for k in (1, 3, 17):
+            crowded += int(((scores >= scores[:, k - 1:k]).sum(axis=1) > k).sum())
+    assert crowded > 100
+
+
+def test_non_finite_embeddings_are_an_error():
+    with pytest.raises(DataError, match="finite embeddings"):
+        ndcg_at_k(torch.tensor([[1.0, float("nan")]]), torch.eye(2), [["a"]], [["a"], ["b"]], k=1)

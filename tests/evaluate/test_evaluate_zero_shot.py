@@ -109,3 +109,9 @@ def test_quantised_case_really_has_ties():
 def test_unknown_label_is_named():
     with pytest.raises(DataError, match="image 1: label 'lake'"):
         classify(torch.eye(2), torch.eye(2), ["forest", "lake"], ["forest", "water"])
+
+
+def test_the_first_image_with_an_unknown_label_is_named():
+    # labels are normalised once per distinct label; the error still names the first row
+    with pytest.raises(DataError, match="image 2: label 'Lake'"):
+        classify(torch.eye(2)[[0, 1, 0, 1]], torch.eye(2), ["forest", "WATER", "Lake", "lake"], ["forest", "water"])

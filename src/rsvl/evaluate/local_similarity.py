@@ -7,6 +7,12 @@ padding out). Evaluation scores ``S = w_g · S_global + w_l · S_local`` (iEBAKE
 
 One (text block, image block) of ``Loc`` is a single ``(bt·L, D) @ (bi·P, D)ᵀ`` matmul whose
 squares are summed per (text, image), so memory is ``bt·L·bi·P`` floats, never ``T·L·I·P``.
+Each value sums its squares one fixed way: over the patches in float32 (a contiguous run of ``P``),
+then over the token positions in float64. One float32 sum over all ``L·P`` squares followed the
+block's layout and moved by up to 1e-5 between block shapes at local scores near 40, as much as
+:data:`~rsvl.evaluate.retrieval.TIE_TOLERANCE`; summed this way, a block and a single pair
+(:meth:`LocalScores.pair_scores`) give the same float32 value on the CPU, and should stay within a
+float32 step where their cosine matmuls round differently (not yet measured on a GPU).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from rsvl.evaluate.retrieval import (
     ProtocolRanks,
     ScoreBlocks,
     check_owner,
+    pair_scores_of,
     rank_protocols,
     score_matrix,
 )
@@ -33,8 +40,16 @@ GLOBAL_WEIGHT = 0.6
 LOCAL_WEIGHT = 0.4
 TOKEN_BLOCK = 64
 """Texts (and images) per local matmul: 64·77 × 64·49 floats ≈ 62 MB for ViT-B-32 at 224 px."""
+PAIR_ELEMENTS = 1 << 24
+"""Floats :meth:`LocalScores.pair_scores` gathers and multiplies per step (64 MiB): ``(L + P)·dim + L·P``
+a pair, so 245 pairs a step at 77 positions × 49 patches × 512 d."""
 FUSED_PREFIX = "fused_"
 FUSED_SAR_PREFIX = "fused_sar_"
+
+
+def _frobenius(row_sums: torch.Tensor, dim: int) -> torch.Tensor:
+    """``sqrt`` of the sum along ``dim`` of float32 sums of squared cosines, the outer sum in float64."""
+    return row_sums.sum(dim=dim, dtype=torch.float64).sqrt_().float()
 
 
 def _tokens(tokens: torch.Tensor, name: str, device: torch.device) -> torch.Tensor:
@@ -82,7 +97,30 @@ class LocalScores:
                 ib = min(ia + self.image_block, i1)
                 cosines = texts @ self.images[ia:ib].reshape(-1, width).T  # (bt·L, bi·P)
                 squares = cosines.square_().reshape(tb - ta, length, ib - ia, patches)
-                out[ta - t0:tb - t0, ia - i0:ib - i0] = squares.sum(dim=(1, 3)).sqrt_()
+                out[ta - t0:tb - t0, ia - i0:ib - i0] = _frobenius(squares.sum(dim=3), dim=1)
+        return out
+
+    def pair_scores(self, texts: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Local similarity of the pairs ``(texts[k], images[k])`` alone: one ``L × P`` cosine matrix a pair.
+
+        Summed as :meth:`block` sums (see the module docstring), so a value equals the block's
+        unless the cosines themselves differ (a batched matmul here, one matmul per block there).
+
+        Args:
+            texts: (pairs,) text rows.
+            images: (pairs,) image rows, as long as ``texts``.
+
+        Returns:
+            (pairs,) float32 on :attr:`device`.
+        """
+        texts, images = texts.to(self.device), images.to(self.device)
+        length, patches, width = self.texts.shape[1], self.images.shape[1], self.texts.shape[2]
+        step = max(1, PAIR_ELEMENTS // ((length + patches) * width + length * patches))
+        out = torch.empty(texts.numel(), dtype=torch.float32, device=self.device)
+        for start in range(0, texts.numel(), step):
+            t, i = texts[start:start + step], images[start:start + step]
+            cosines = torch.bmm(self.texts[t], self.images[i].transpose(1, 2))  # (pairs, L, P)
+            out[start:start + t.numel()] = _frobenius(cosines.square_().sum(dim=2), dim=1)
         return out
 
 
@@ -109,6 +147,10 @@ def local_similarity(text_tokens: torch.Tensor, image_tokens: torch.Tensor, *, t
 class FusedScores:
     """``S = global_weight · S_global + local_weight · S_local``, block by block (a :class:`ScoreBlocks`).
 
+    When both scorers score single pairs (:func:`~rsvl.evaluate.retrieval.pair_scores_of`: the
+    default :class:`CosineScores` and :class:`LocalScores` do), so does this one (``pair_scores``),
+    and the blocked ranking takes one pass over its blocks instead of two.
+
     Args:
         global_scorer: Usually :class:`CosineScores` of the pooled embeddings.
         local_scorer: Usually :class:`LocalScores` of the tokens.
@@ -129,11 +171,28 @@ class FusedScores:
         self.global_weight, self.local_weight = float(global_weight), float(local_weight)
         self.n_texts, self.n_images = shapes[0]
         self.device = global_scorer.device
+        if pair_scores_of(global_scorer) is not None and pair_scores_of(local_scorer) is not None:
+            # an instance attribute: pair_scores_of must find none when a part cannot score pairs
+            self.pair_scores = self._pair_scores
 
     def block(self, t0: int, t1: int, i0: int, i1: int) -> torch.Tensor:
         """Fused scores of texts ``t0:t1`` and images ``i0:i1``, (t1 - t0, i1 - i0) float32."""
         local = self.local_scorer.block(t0, t1, i0, i1).to(self.device)
         return self.global_weight * self.global_scorer.block(t0, t1, i0, i1) + self.local_weight * local
+
+    def _pair_scores(self, texts: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Fused scores of the pairs ``(texts[k], images[k])``, from the two scorers' ``pair_scores``.
+
+        Args:
+            texts: (pairs,) text rows.
+            images: (pairs,) image rows.
+
+        Returns:
+            (pairs,) float32 on :attr:`device`.
+        """
+        local = pair_scores_of(self.local_scorer)(texts, images).to(self.device)
+        return self.global_weight * pair_scores_of(self.global_scorer)(texts, images).to(self.device) \
+            + self.local_weight * local
 
 
 def _prefixed(ranks: ProtocolRanks, prefix: str) -> dict[str, float]:
@@ -157,13 +216,13 @@ def fused_protocol_metrics(
 ) -> dict[str, float]:
     """The seven recalls of both protocols on iEBAKER's fused scores, and optionally after SAR.
 
-    The fused matrix is assembled block-wise (:class:`FusedScores`) into one (texts, images) float32
-    tensor, ``4·T·I`` bytes (200 MB for NWPU's 15,750 × 3,150): SAR needs it whole, and without
-    it the blocked ranking (:func:`rsvl.evaluate.retrieval.rank_protocols`: a gathering pass and a
-    counting pass, as the fused scorer scores no single pairs) would compute the costly local scores
-    (``T·I·L·P·dim`` multiply-adds) twice. It is smaller than the text tokens themselves
-    (``4·T·L·dim`` bytes) whenever ``I < L·dim``. :func:`rsvl.evaluate.rerank.sar_order` adds
-    two more matrices of that size.
+    Without SAR the fused scores are ranked block by block in one pass
+    (:func:`rsvl.evaluate.retrieval.rank_protocols`; the right answers' scores come from
+    ``pair_scores``), so the costly local scores (``T·I·L·P·dim`` multiply-adds) are computed once
+    and the matrix is never held whole. SAR needs it whole: then it is assembled block-wise into one
+    (texts, images) float32 tensor, ``4·T·I`` bytes (200 MB for NWPU's 15,750 × 3,150), ranked from
+    there, and :func:`rsvl.evaluate.rerank.sar_order` adds two more matrices of that size. It is
+    smaller than the text tokens themselves (``4·T·L·dim`` bytes) whenever ``I < L·dim``.
 
     Args:
         image_embeddings: (images, dim) pooled embeddings, any scale.
@@ -195,11 +254,11 @@ def fused_protocol_metrics(
         CosineScores(text_embeddings, image_embeddings, device=device),
         LocalScores(text_tokens, image_tokens, text_block=token_block, image_block=token_block, device=device),
         global_weight, local_weight)
-    matrix = score_matrix(fused, block_size=block_size)
-    scorer = DenseScores(matrix)
+    matrix = None if sar_k is None else score_matrix(fused, block_size=block_size)
+    scorer = fused if matrix is None else DenseScores(matrix)
     merged, standard = rank_protocols(scorer, text_image, [captions, None], block_size=block_size)
     metrics = _prefixed(ProtocolRanks(merged=merged, standard=standard), FUSED_PREFIX)
-    if sar_k is not None:
+    if matrix is not None:
         sar = sar_protocol_ranks(matrix, text_image, captions, k=sar_k, block_size=block_size)
         metrics.update(_prefixed(sar, FUSED_SAR_PREFIX))
     return metrics

@@ -113,9 +113,11 @@ class ScoreBlocks(Protocol):
 def pair_scores_of(scorer: ScoreBlocks) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
     """A scorer's optional ``pair_scores(texts, images)``: the scores of given (text, image) pairs.
 
-    A scorer that has it (:class:`CosineScores`, :class:`DenseScores`) is ranked in one pass over
-    its blocks; any other (the iEBAKER local and fused scorers) in two, the first gathering the right
-    answers' scores from the blocks.
+    A scorer that has it (:class:`CosineScores`, :class:`DenseScores`, and the iEBAKER
+    ``LocalScores`` and ``FusedScores`` of :mod:`rsvl.evaluate.local_similarity`) is ranked in one
+    pass over its blocks; any other in two, the first gathering the right answers' scores from the
+    blocks. The ranking's bars come from its values, so they must equal the blocks' up to
+    summation noise well below :data:`TIE_TOLERANCE`.
 
     Args:
         scorer: Any :class:`ScoreBlocks`.

@@ -180,13 +180,15 @@ def classify(
         raise DataError(f"need one weight row per class ({weights.shape[0]} vs {len(classes)}) and one label "
                         f"per image ({len(labels)} vs {image_embeddings.shape[0]}), and at least one image")
     index = {name: i for i, name in enumerate(classes)}
-    truth = []
-    for row, label in enumerate(labels):
-        key = normalise_class(str(label))
-        if key not in index:
-            raise DataError(f"image {row}: label {label!r} is not one of the classes {classes}")
-        truth.append(index[key])
+    # normalise each distinct label once: a split has thousands of images and a few dozen labels
+    class_of = {label: index.get(normalise_class(str(label)), -1) for label in set(labels)}
+    truth = [class_of[label] for label in labels]
+    if -1 in truth:
+        row = truth.index(-1)
+        raise DataError(f"image {row}: label {labels[row]!r} is not one of the classes {classes}")
     target = torch.tensor(truth)
+    # argmax returns the first of equal maxima (documented), so ties go to the class listed first;
+    # topk(1) promises no order among ties
     predicted = zero_shot_logits(image_embeddings, weights).argmax(dim=1)
     confusion = torch.zeros(len(classes), len(classes), dtype=torch.long)
     confusion.index_put_((target, predicted), torch.ones_like(target), accumulate=True)
