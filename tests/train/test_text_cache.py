@@ -72,3 +72,19 @@ def test_nothing_is_decided_under_no_grad():
     assert cache.active is None  # without gradients a trainable path looks frozen: wait for a training call
     model.encode_text(tokenizer(CAPTIONS[:2]))
     assert cache.active is False
+
+
+def test_a_hook_on_the_text_path_sees_every_call():
+    """iEBAKER reads token states through a forward hook: while one is set, the tower always runs."""
+    model, tokenizer, _ = tiny("freeze")
+    cache = install_text_cache(model)
+    tokens = tokenizer(CAPTIONS[:3])
+    cached = model.encode_text(tokens)
+    assert cache.active is True
+    seen = []
+    handle = model.ln_final.register_forward_hook(lambda module, args, out: seen.append(out.shape[0]))
+    hooked = model.encode_text(tokens)
+    handle.remove()
+    again = model.encode_text(tokens)
+    assert seen == [3] and cache.hits == 3  # the hooked call ran the tower; the one after it was served
+    assert torch.equal(hooked, cached) and torch.equal(again, cached)

@@ -9,7 +9,8 @@ It switches itself on only when it can prove the text path is frozen and determi
 first call made with gradients enabled it encodes the batch twice and requires that the output
 needs no gradient (no trainable parameter on the path: not a LoRA adapter, not LRSCLIP's
 stretched positions) and that both outputs are equal (no dropout). Otherwise every call goes
-straight to the model, as before. Cached rows are keyed by the token ids, the ``normalize`` flag
+straight to the model, as before; so does every call while a forward hook sits on a module outside
+the image tower (iEBAKER reads the text tower's token states through one). Cached rows are keyed by the token ids, the ``normalize`` flag
 and the autocast state, and detached; at most :data:`MAX_ROWS` rows are kept.
 """
 
@@ -40,6 +41,8 @@ class FrozenTextCache:
         self.model = model
         self.encode = model.encode_text  # the bound method of the model's class
         self.rows: dict[tuple, torch.Tensor] = {}
+        # hooks on these (iEBAKER's token capture) need the tower to run: then every call goes through
+        self.text_modules = [module for name, module in model.named_modules() if not name.startswith("visual")]
         self.active: bool | None = None
         self.hits = self.misses = 0
 
@@ -65,8 +68,15 @@ class FrozenTextCache:
                 break
             self.rows[key] = row
 
+    def _hooked(self) -> bool:
+        from torch.nn.modules import module as torch_module
+
+        if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+            return True
+        return any(module._forward_hooks or module._forward_pre_hooks for module in self.text_modules)
+
     def __call__(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        if self.active is False or not isinstance(text, torch.Tensor):
+        if self.active is False or not isinstance(text, torch.Tensor) or self._hooked():
             return self.encode(text, normalize=normalize)
         if self.active is None:
             if not torch.is_grad_enabled():  # under no_grad nothing shows whether the path trains
