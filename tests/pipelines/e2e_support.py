@@ -58,3 +58,29 @@ def smoke_budgets(paper: str, tmp_path: Path, data_root: Path, train: list[str],
         if floors:
             overrides.append(f"{prefix}gate.minimums={json.dumps({metric: 0.0 for metric in cfg.gate.minimums})}")
     return overrides
+
+
+TIME_TABLE = "\nstep times (s):"
+
+
+def without_time_table(console: str) -> str:
+    """The console of a run without its step time table, after checking the table names every step that ran.
+
+    Args:
+        console: What :func:`pipelines.run.run_local` printed.
+
+    Returns:
+        The console up to the table and after it (the ``MLflow UI`` lines), so a test can bound
+        the rest's length; the table has one row per step.
+
+    Raises:
+        AssertionError: The table is missing, or a step's console line has no row in it.
+    """
+    before, found, table = console.partition(TIME_TABLE)
+    assert found, "the summary has no step time table"
+    rows, _, after = table.partition("\n  run (wall)")
+    labelled = {line.split()[0] for line in rows.splitlines()[2:] if line.strip()}
+    ran = {f"{parts[1]}-{parts[2]}" if parts[2] != "main" else parts[1]
+           for parts in (line.split() for line in before.splitlines()) if len(parts) > 3 and parts[0] == "ok"}
+    assert ran and ran <= labelled, f"steps without a time row: {sorted(ran - labelled)}"
+    return before + "\n" + after.split("\n", 1)[-1]
