@@ -1,12 +1,15 @@
 """Run ``open_clip_train.main`` in this process with rsvl's architectures registered, timing each step.
 
-Usage: ``python bench/open_clip_launcher.py EVENTS.jsonl THREADS -- <open_clip_train arguments>``.
+Usage: ``python bench/open_clip_launcher.py EVENTS.jsonl THREADS [PHASES.json] -- <open_clip_train arguments>``.
 
 open_clip's training script resolves ``--model NAME`` through open_clip's registry, so the rsvl
 configs under ``models/`` are registered first. Torch gets ``THREADS`` intra-op threads. A logging
 handler appends one JSON line per event to ``EVENTS.jsonl`` with the wall-clock time the log record
 was made: ``launched`` (before the heavy imports), ``epoch_start`` ("Start epoch"), and ``step`` for
 every "Train Epoch" progress line, with the step's ``batch_time`` and ``data_time`` parsed from it.
+With ``PHASES.json``, :func:`phase_timer.install` wraps the phase functions (decode, augment,
+tokenize, collate, loader, forward, loss, backward, clip, optimizer, logging) before open_clip's
+training script is imported, and the slices are written there when it returns.
 Nothing in open_clip is changed.
 """
 
@@ -57,10 +60,12 @@ class StepEvents(logging.Handler):
 
 def main(argv: list[str]) -> int:
     """Register rsvl architectures, set threads, attach the event handler and run open_clip's main."""
-    if len(argv) < 3 or argv[2] != "--":
+    split = argv.index("--") if "--" in argv else -1
+    if split not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
-    events_path, threads, train_args = argv[0], int(argv[1]), argv[3:]
+    events_path, threads, train_args = argv[0], int(argv[1]), argv[split + 1:]
+    phases_path = argv[2] if split == 3 else None
     events = StepEvents(events_path)
     events.write({"event": "launched", "t": LAUNCHED})
 
@@ -70,6 +75,11 @@ def main(argv: list[str]) -> int:
     from rsvl.models.architectures import register_architectures
 
     register_architectures()
+    timer = None
+    if phases_path is not None:
+        from phase_timer import install
+
+        timer = install("open_clip")
     from open_clip_train.main import main as open_clip_main
 
     logging.getLogger().addHandler(events)
@@ -77,6 +87,9 @@ def main(argv: list[str]) -> int:
         result = open_clip_main(train_args)
     finally:
         events.close()
+        if timer is not None:
+            timer.uninstall()
+            timer.dump(phases_path)
     return int(result or 0)
 
 

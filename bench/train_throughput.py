@@ -33,9 +33,17 @@ first, and reports each one's best run.
 ``--ours-env NAME=VALUE`` sets an environment variable for our run only, before Ray starts (to try
 Ray settings such as ``RAY_worker_niceness=0`` without changing the trainer).
 
+``--phases`` adds one more run of each trainer, with ``--workers 0`` so that decoding, augmenting
+and collating happen in the trainer process, timed by :mod:`phase_timer` (the same wrappers on
+both sides, installed before the trainer runs: ours in this process, open_clip's by the
+launcher). It prints, after the throughput report, each phase's exclusive milliseconds per
+steady-state step (the same steps as the throughput numbers) for both trainers and their
+difference; the throughput runs are not timed this way and keep their loader workers.
+
 Run from the repository root (see ``bench/README.md``)::
 
     PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py
+    PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py --phases --repeat 1
     PYTHONPATH=src HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py --device cuda \\
         --model ViT-B-32 --pretrained none --batch-size 256 --image-size 224 --threads 8 --workers 8
 """
@@ -56,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from cpu_usage import OTHERS, RAY, CpuUsage
+from phase_timer import OTHER, PHASES, read_phase_table
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = Path(__file__).resolve().parent / "open_clip_launcher.py"
@@ -107,6 +116,10 @@ class Timings:
     def steady(self, skip: int) -> list[tuple[int, float]]:
         """``(steps, seconds)`` of each logged interval after the first ``skip`` steps."""
         return [(last - first + 1, end - start) for first, last, start, end in self.segments() if first > skip]
+
+    def steady_windows(self, skip: int) -> list[tuple[float, float, int]]:
+        """``(start, end, steps)`` of each logged interval after the first ``skip`` steps."""
+        return [(start, end, last - first + 1) for first, last, start, end in self.segments() if first > skip]
 
     def steady_window(self, skip: int) -> tuple[float, float]:
         """Wall-clock start and end of the steady state."""
@@ -177,6 +190,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "sees it (e.g. RAY_worker_niceness=0, OMP_WAIT_POLICY=PASSIVE); repeatable")
     parser.add_argument("--ours-workers", type=int, default=0,
                         help="our train.num_workers: 0 = Ray Train local mode (laptop default), 1 = one Ray worker")
+    parser.add_argument("--phases", action="store_true",
+                        help="one more run of each trainer with --workers 0, timing each phase of its steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default=None, help="keep data, logs and runs here (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -187,6 +202,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for item in args.ours_env:
         if "=" not in item or not item.partition("=")[0]:
             parser.error(f"--ours-env {item!r} is not NAME=VALUE")
+    if args.phases and args.ours_workers != 0:
+        parser.error("--phases times our trainer in this process, so it needs --ours-workers 0 (Ray Train local mode)")
     if args.image_size is None and args.device == "cpu":
         args.image_size = CPU_IMAGE_SIZE
     return args
@@ -279,11 +296,16 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_open_clip(args: argparse.Namespace, csv_path: Path, weights: Path | None, run_dir: Path) -> Timings:
-    """Run open_clip's training script in a fresh process and read its step events."""
+def run_open_clip(args: argparse.Namespace, csv_path: Path, weights: Path | None, run_dir: Path,
+                  phases_path: Path | None = None) -> Timings:
+    """Run open_clip's training script in a fresh process and read its step events.
+
+    With ``phases_path`` the launcher times its phases (:mod:`phase_timer`) and writes them there.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     events_path, log_path = run_dir / "open_clip_events.jsonl", run_dir / "open_clip.log"
-    command = [sys.executable, str(LAUNCHER), str(events_path), str(args.threads), "--",
+    command = [sys.executable, str(LAUNCHER), str(events_path), str(args.threads),
+               *([] if phases_path is None else [str(phases_path)]), "--",
                *open_clip_arguments(args, csv_path, weights, run_dir / "open_clip_logs")]
     launched = time.time()
     with open(log_path, "w", encoding="utf-8") as log:
@@ -327,11 +349,17 @@ def run_config(args: argparse.Namespace, pretrained: str | None, run_dir: Path) 
     })
 
 
-def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path, run_dir: Path) -> Timings:
-    """Start Ray (timed; not in local mode) as ``fit`` would, run :func:`rsvl.train.fit`, and read its per-step MLflow metrics."""
+def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path, run_dir: Path,
+             phases_path: Path | None = None) -> Timings:
+    """Start Ray (timed; not in local mode) as ``fit`` would, run :func:`rsvl.train.fit`, and read its per-step MLflow metrics.
+
+    With ``phases_path`` the fit's phases are timed in this process (:mod:`phase_timer`; local mode
+    only) and written there.
+    """
     import ray
     from mlflow import MlflowClient
 
+    from phase_timer import install
     from rsvl.train import fit
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -344,12 +372,18 @@ def run_ours(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path
     started = time.time()
     if not local_mode:
         ray.init(num_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker, include_dashboard=False)
+    if phases_path is not None and not local_mode:
+        raise ValueError("--phases times our trainer in this process: it needs --ours-workers 0 (Ray Train local mode)")
+    timer = install("ours") if phases_path is not None else None
     launched = time.time()
     try:
         with CpuUsage(trainer_pid=os.getpid() if local_mode else None) as usage:
             result = fit(cfg, dataset_dir, run_dir / "ours_out")
     finally:
         exited = time.time()
+        if timer is not None:
+            timer.uninstall()
+            timer.dump(phases_path)
         if not local_mode:
             ray.shutdown()
         for name, value in saved_env.items():
@@ -490,8 +524,57 @@ def report(args: argparse.Namespace, pretrained: str | None, train_images: int, 
     return "\n".join(lines)
 
 
+def run_phases(args: argparse.Namespace, pretrained: str | None, dataset_dir: Path, csv_path: Path,
+               weights: Path | None, work: Path) -> dict[str, Any]:
+    """One run of each trainer with ``--workers 0`` and its phases timed; milliseconds per steady step of each phase.
+
+    Returns:
+        ``{"workers": 0, "steps": "<first>-<last>", "trainers": {name: phase_table(...) plus "samples_per_s"}}``.
+    """
+    phase_args = argparse.Namespace(**{**vars(args), "workers": 0})
+    run_dir = work / "phases"
+    tables: dict[str, Any] = {}
+    for name in ("open_clip", "ours"):
+        print(f"phase run: {name} (--workers 0, phases timed) ...", flush=True)
+        path = run_dir / f"{name}_phases.json"
+        if name == "ours":
+            timings = run_ours(phase_args, pretrained, dataset_dir, run_dir, phases_path=path)
+        else:
+            timings = run_open_clip(phase_args, csv_path, weights, run_dir, phases_path=path)
+        table = read_phase_table(path, timings.steady_windows(args.skip_steps))
+        table["samples_per_s"] = timings.samples_per_s(args.skip_steps)
+        table["others_cores"] = timings.others_cores()
+        tables[name] = table
+    return {"workers": 0, "steps": f"{args.skip_steps + 1}-{args.steps}", "trainers": tables}
+
+
+def phase_report(phases: dict[str, Any]) -> str:
+    """The per-phase table: exclusive ms per step of each phase, ours and open_clip, and their difference."""
+    ours, theirs = phases["trainers"]["ours"], phases["trainers"]["open_clip"]
+    lines = [
+        f"phases: one more run of each trainer with --workers {phases['workers']} (decode, augment and collate in "
+        "the trainer process; the throughput runs above keep their loader workers),",
+        f"  steps {phases['steps']}, exclusive time of each phase (the innermost one only) in ms per step:",
+        f"  {'phase':<14}{'ours':>10}{'open_clip':>11}{'difference':>12}{'calls/step: ours':>18}{'open_clip':>11}",
+    ]
+    for name in (*PHASES, OTHER):
+        a, b = ours["ms"][name], theirs["ms"][name]
+        calls = (f"{ours['calls'][name]:>18.1f}{theirs['calls'][name]:>11.1f}" if name != OTHER else "")
+        lines.append(f"  {name:<14}{a:>10.1f}{b:>11.1f}{a - b:>+12.1f}{calls}")
+    a, b = ours["step_ms"], theirs["step_ms"]
+    lines += [
+        f"  {'total (step)':<14}{a:>10.1f}{b:>11.1f}{a - b:>+12.1f}",
+        f"  these runs: samples/s ours {ours['samples_per_s']:.2f}, open_clip {theirs['samples_per_s']:.2f} "
+        f"(ratio {ours['samples_per_s'] / theirs['samples_per_s']:.3f}); cores used outside the benchmark "
+        f"ours {ours['others_cores']:.2f}, open_clip {theirs['others_cores']:.2f}",
+        "  difference = ours - open_clip; other = step time no phase covers (the loop itself, the LR schedule, "
+        "seeding, logit-scale clamp, message formatting)",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Prepare data and weights, run both trainers ``--repeat`` times, print the table."""
+    """Prepare data and weights, run both trainers ``--repeat`` times (and the ``--phases`` runs), print the tables."""
     args = parse_args(argv)
     pretrained = resolve_pretrained(args.model, args.pretrained)
     runs: dict[str, list[Timings]] = {"ours": [], "open_clip": []}
@@ -510,8 +593,13 @@ def main(argv: list[str] | None = None) -> int:
                     runs[name].append(run_ours(args, pretrained, dataset_dir, run_dir))
                 else:
                     runs[name].append(run_open_clip(args, csv_path, weights, run_dir))
+        phases = run_phases(args, pretrained, dataset_dir, csv_path, weights, work) if args.phases else None
     result = summary(args, runs)
     print(report(args, pretrained, train_images, result))
+    if phases is not None:
+        result["phases"] = phases
+        print()
+        print(phase_report(phases))
     if args.json:
         saved = {k: v for k, v in result.items() if k != "best"}
         Path(args.json).write_text(json.dumps(saved, indent=2), encoding="utf-8")
