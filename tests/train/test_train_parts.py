@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -19,6 +20,7 @@ from rsvl.data.generate import write_optical_scenes, write_sar_chips
 from rsvl.errors import ConfigError, DataError, ModelError
 from rsvl.models import build_model, load_model, save_model
 from rsvl.models.bands import first_conv
+from rsvl.models.preprocess import RandomRotation
 from rsvl.train import fit, new_run_name
 from rsvl.train.checkpoint import TRAIN_STATE, read_checkpoint, write_checkpoint
 from rsvl.train.data import CaptionPairs, EpochBatchSampler, TextImageCollate, fit_model_to_data, image_inputs
@@ -117,6 +119,24 @@ def test_caption_pairs_draw_per_epoch_and_leave_the_global_rng_alone(optical, ti
         drawn.add(pairs[2]["caption"])
     assert len(drawn) > 1
     assert image_inputs(samples) == (3, None)
+
+
+def test_caption_pairs_draw_what_torch_manual_seed_per_sample_drew(optical, tiny):
+    """Seeding only the CPU generator per sample gives the images and captions that
+    ``torch.manual_seed`` (every device) under the same forked CPU RNG gave, bit for bit."""
+    _, preprocess_train, _, _ = tiny
+    samples = ManifestDataset(optical, split="train")
+    pairs = CaptionPairs(samples, RandomRotation(preprocess_train, 360.0), seed=5)
+    for epoch, index in ((0, 0), (0, 7), (3, 2), (9, len(samples) - 1)):
+        pairs.set_epoch(epoch)
+        got = pairs[index]
+        rng = np.random.default_rng([5, epoch, index])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**62)))
+            image = RandomRotation(preprocess_train, 360.0)(samples[index]["image"])
+        captions = samples[index]["captions"]
+        assert torch.equal(got["image"], image)
+        assert got["caption"] == str(captions[rng.integers(len(captions))])
 
 
 def test_collate_builds_the_requested_fields(optical, tiny):
