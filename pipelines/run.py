@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipelines import UnknownPaper, require_paper
 from pipelines.console import ANSI, PIPELINE_LOG
+from rsvl import allocator
 
 LOCAL_ROOT = Path("build/kfp_local")
 BUILD = Path("build")
@@ -132,6 +133,7 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     require_paper(paper)
     tracks = paper_tracks(paper, "local", overrides)
     log_dir = log_dir_for(paper, local_root)
+    allocator.configure(os.environ)  # read by each step's interpreter at start: freed tensor pages stay mapped
     facts = StepFacts(tracks)
     console = StepConsole(log_dir, list(tracks), describe=facts, verbose=verbose)
     print(f"{paper} pipeline (local runner, tracks: {', '.join(tracks)}); full step logs: {log_dir}/", flush=True)

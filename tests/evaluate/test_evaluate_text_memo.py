@@ -73,3 +73,18 @@ def test_other_text_weights_other_tokens_or_training_mode_are_encoded_again():
     with torch.no_grad():
         model.token_embedding.weight[0, 0] = kept
     assert text_weights_digest(model) == before
+
+
+def test_reuse_holds_when_the_caller_has_gradients_on():
+    # evaluate_model calls embed_texts without a no_grad block of its own: the memo must still hit
+    embedding._TEXT_MEMO.clear()
+    first, tokenizer = tiny(0)
+    second, _ = tiny(1)
+    second.load_state_dict({k: v for k, v in first.state_dict().items() if not k.startswith("visual.")},
+                           strict=False)
+    counted_first, counted_second = Counted(first), Counted(second)
+    assert torch.is_grad_enabled()
+    once = embed_texts(first, tokenizer, TEXTS, batch_size=2)
+    reused = embed_texts(second, tokenizer, TEXTS, batch_size=2)
+    assert counted_first.rows == 5 and counted_second.rows == 0
+    assert not once.requires_grad and torch.equal(once, reused)

@@ -12,6 +12,7 @@ twice shows the cache: the second run trains nothing and registers nothing new.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from mlflow import MlflowClient
 from pipelines.dag import PIPELINES_DIR, paper_config, paper_tracks
 from pipelines.run import PipelineFailed, compile_pipeline, run_local
 from conftest import SHARED_DATA
+from rsvl.allocator import MALLOC_ENV
 from rsvl.data.adapters.hrsid_tiles import TILE_PX
 from rsvl.data.filtering import row_counts
 from rsvl.data.store import read_manifest, read_quarantine
@@ -204,6 +206,8 @@ def test_sar_text_pipeline_runs_end_to_end_and_a_rerun_is_cached(tmp_path, repo_
     overrides = _smallest_budgets(tmp_path, default_data.parent)
     run_local("sar_text", overrides, {}, cache=True, local_root=tmp_path / "kfp")
     first = capsys.readouterr().out
+    # the steps' interpreters inherit this process's environment: they started with the malloc settings
+    assert {name: os.environ.get(name) for name in MALLOC_ENV} == MALLOC_ENV
     # one line a step, sparse progress, the summary (std_mR rows, verdicts, VQA's models × sets table: 14 lines with sar_direct)
     assert len(without_time_table(first).splitlines()) <= 60, first
     assert "executor_input" not in first and "closure" not in first and "base image" not in first

@@ -140,6 +140,7 @@ def embed_images_with_tokens(
     return torch.cat(embeddings), torch.cat(tokens)
 
 
+@torch.no_grad()
 def embed_texts_with_tokens(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -201,6 +202,7 @@ def text_weights_digest(model: nn.Module) -> str | None:
     return digest.hexdigest()
 
 
+@torch.no_grad()  # also what lets the memo keep a batch: a result with a graph is never kept
 def embed_texts(
     model: nn.Module,
     tokenizer: Tokenizer,
