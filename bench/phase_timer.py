@@ -26,6 +26,7 @@ Phases and what is wrapped (``side`` is ``ours`` or ``open_clip``):
 * ``forward``: ``__call__`` of ``open_clip.model.CLIP``/``CustomTextCLIP`` and
   ``open_clip.coca_model.CoCa``;
 * ``loss``: ``__call__`` of ``open_clip.loss.ClipLoss`` (and its subclasses) and ``SigLipLoss``;
+  ours also ``rsvl.train.objectives.caption_loss`` (CoCa's captioning term);
 * ``backward``: ``torch.Tensor.backward`` and ``torch.autograd.backward``;
 * ``clip``: ``torch.nn.utils.clip_grad_norm_``;
 * ``optimizer``: every ``Optimizer.step`` (torch's global step pre/post hooks) and
@@ -222,6 +223,7 @@ def _common(timer: PhaseTimer) -> None:
 def _ours(timer: PhaseTimer) -> None:
     import rsvl.data.dataset
     import rsvl.data.media
+    import rsvl.train.objectives
     from rsvl.data.schema import ARRAY_SUFFIXES
     from rsvl.models.preprocess import Preprocess, RandomRotation
     from rsvl.train.data import TextImageCollate
@@ -238,6 +240,7 @@ def _ours(timer: PhaseTimer) -> None:
     timer.patch(rsvl.data.media, "load_raster", "decode", load_raster)
     timer.patch(rsvl.data.dataset, "load_raster", "decode", load_raster)  # bound by ``from ... import``
     timer.patch(Preprocess, "__call__", "augment")
+    timer.patch(rsvl.train.objectives, "caption_loss", "loss")  # ours: CoCa's captioning term, outside ClipLoss
     timer.patch(RandomRotation, "__call__", "augment")
     timer.patch(TextImageCollate, "__call__", "collate")
     timer.patch(MetricLogger, "log", "logging")

@@ -385,3 +385,32 @@ def test_a_workers_torch_threads_are_its_cpus_capped_by_omp_num_threads(monkeypa
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
     assert worker_threads(cpus) == threads
+
+
+def test_coca_objective_matches_open_clips_coca_loss():
+    # the captioning term over non-padding rows only: open_clip's value, gradients equal up to rounding
+    from open_clip.loss import CoCaLoss
+
+    torch.manual_seed(0)
+    coca, _, _, tokenizer = build_model("rsvl-tiny-coca")
+    batch = {"image": torch.randn(8, 3, 32, 32), "text": tokenizer(CAPTIONS)}
+    assert (batch["text"] == 0).any() and (batch["text"] != 0).sum(1).unique().numel() > 1  # padded, ragged rows
+    objective = build_objective(ObjectiveConfig(name="coca", caption_weight=1.5, contrastive_weight=0.5))
+    objective.prepare(coca)
+    ours = objective(coca, batch)
+    ours["loss"].backward()
+    ours_grads = {name: p.grad.clone() for name, p in coca.named_parameters() if p.grad is not None}
+    coca.zero_grad()
+    out = coca(image=batch["image"], text=batch["text"])
+    reference = CoCaLoss(caption_loss_weight=1.5, clip_loss_weight=0.5, pad_id=0)
+    contrastive, caption = reference(out["image_features"], out["text_features"], out["logits"], out["labels"],
+                                     out["logit_scale"])
+    (contrastive + caption).backward()
+    assert ours["caption_loss"].item() == pytest.approx(caption.item(), rel=1e-6)
+    assert ours["contrastive_loss"].item() == contrastive.item()
+    assert set(ours_grads) == {name for name, p in coca.named_parameters() if p.grad is not None}
+    for name, p in coca.named_parameters():
+        if p.grad is not None:
+            # summation order differs: tolerances at float32 rounding of the largest entry
+            torch.testing.assert_close(ours_grads[name], p.grad, rtol=1e-5, atol=1e-6 * p.grad.abs().max().item(),
+                                       msg=name)

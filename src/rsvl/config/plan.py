@@ -7,8 +7,11 @@ A plan without ``train.stages`` is one fit named after the run; with stages, eac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rsvl.config.run import RunConfig
 from rsvl.config.train import StageConfig
+from rsvl.errors import DataError
 
 
 def stage_run_name(run_name: str, stage: str, ablation: str | None = None) -> str:
@@ -34,3 +37,36 @@ def fit_run_names(cfg: RunConfig, run_name: str) -> list[str]:
     for ablation in cfg.train.ablations:
         names += [stage_run_name(run_name, stage.name, ablation.name) for stage in ablation_stages(cfg, ablation.name)]
     return names
+
+
+STAGE_SOURCES_DIR = "stages"
+
+
+def stage_dataset(cfg: RunConfig, stage: StageConfig, dataset_dir: str | Path | None, *,
+                  must_exist: bool = True) -> Path:
+    """The dataset a stage trains and is scored on: ``data.root/stage.dataset``, or the run's own.
+
+    A stage with a ``source`` reads the copy the ingest step made in
+    ``evaluate.cache_dir/stages/<dataset>`` (:func:`rsvl.steps.data_steps.ensure_stage_data`; the
+    ``stages`` folder keeps it apart from the eval sets' copies).
+
+    Args:
+        cfg: The plan's config.
+        stage: The stage.
+        dataset_dir: The run's dataset (a stage without ``dataset`` trains on it).
+        must_exist: Raise when the folder is missing.
+
+    Raises:
+        DataError: The stage names a dataset folder that does not exist.
+    """
+    if stage.dataset is None:
+        return Path(dataset_dir)
+    if stage.source is not None:
+        path = Path(cfg.evaluate.cache_dir) / STAGE_SOURCES_DIR / stage.dataset
+        where = f"the ingest step's copy of {stage.source.path} in evaluate.cache_dir {cfg.evaluate.cache_dir!r}"
+    else:
+        path = Path(cfg.data.root) / stage.dataset
+        where = f"stage dataset {stage.dataset!r} under data.root {cfg.data.root!r}"
+    if must_exist and not path.is_dir():
+        raise DataError(f"train.stages {stage.name!r}: its dataset {path} does not exist ({where})")
+    return path

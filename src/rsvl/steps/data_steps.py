@@ -116,7 +116,7 @@ def ensure_stage_data(cfg: RunConfig) -> list[Path]:
     from rsvl.data.scene_captions import add_label_captions
     from rsvl.data.validate import validate_dataset
     from rsvl.evaluate.pinned_data import cached_dataset, source_record
-    from rsvl.train.progressive import stage_dataset
+    from rsvl.config.plan import stage_dataset  # not rsvl.train: this step does not import torch
 
     places = []
     for stage in cfg.train.stages:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
-from open_clip.loss import ClipLoss, CoCaLoss
+from open_clip.loss import ClipLoss
 from torch import nn
 
 from rsvl.config import ObjectiveConfig
@@ -187,33 +187,49 @@ class ClipObjective(_ContrastiveScale):
 
 @register_objective("coca")
 class CocaObjective(_ContrastiveScale):
-    """CoCa: contrastive loss plus next-token captioning loss of the multimodal decoder."""
+    """CoCa: contrastive loss plus next-token captioning loss of the multimodal decoder.
+
+    The same losses as open_clip's ``CoCaLoss``, with the captioning cross-entropy taken over the
+    non-padding positions only (what its ``ignore_index`` averages over anyway), row by row over the
+    vocabulary: ``CoCaLoss`` runs the log-softmax across a ``(batch, vocabulary, positions)``
+    transposed view, padding included, which on the CPU took 0.5 s of a 0.9 s local step (32 × 31
+    positions × 49,408 tokens) against 0.1 s here. Same value; gradients equal up to float rounding.
+    """
 
     def __init__(self, cfg: ObjectiveConfig, context: ObjectiveContext = ObjectiveContext()) -> None:
         super().__init__(cfg, context)
-        self.loss = CoCaLoss(
-            caption_loss_weight=cfg.caption_weight,
-            clip_loss_weight=cfg.contrastive_weight,
-            pad_id=context.pad_id,
-            local_loss=True,
-            gather_with_grad=True,
-            rank=context.rank,
-            world_size=context.world_size,
-        )
+        self.pad_id = context.pad_id
+        self.loss = ClipLoss(local_loss=True, gather_with_grad=True, rank=context.rank, world_size=context.world_size)
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         out = model_outputs(model(image=batch["image"], text=batch["text"]))
         if "logits" not in out or "labels" not in out:
             raise ModelError("objective 'coca' needs a CoCa model (its forward returns caption logits and labels)")
-        contrastive, caption = self.loss(
-            out["image_features"], out["text_features"], out["logits"], out["labels"], out["logit_scale"]
-        )
+        contrastive = (self.cfg.contrastive_weight * self.loss(out["image_features"], out["text_features"],
+                                                               out["logit_scale"])
+                       if self.cfg.contrastive_weight else out["logits"].new_zeros(()))
+        caption = self.cfg.caption_weight * caption_loss(out["logits"], out["labels"], self.pad_id)
         return {
             "loss": contrastive + caption,
             "contrastive_loss": contrastive.detach(),
             "caption_loss": caption.detach(),
             "logit_scale": out["logit_scale"].detach(),
         }
+
+
+def caption_loss(logits: torch.Tensor, labels: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Mean next-token cross-entropy over the positions whose label is not padding.
+
+    Args:
+        logits: ``(batch, positions, vocabulary)`` decoder logits.
+        labels: ``(batch, positions)`` target token ids.
+        pad_id: The padding id, left out of the mean.
+
+    Returns:
+        The scalar loss (NaN when every label is padding, as with ``ignore_index``).
+    """
+    kept = labels != pad_id
+    return nn.functional.cross_entropy(logits[kept], labels[kept])
 
 
 class _SensorContrastive(_ContrastiveScale):
