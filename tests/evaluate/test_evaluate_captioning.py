@@ -12,6 +12,7 @@ import torch
 
 from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.captioning import (
+    last_position_logits,
     caption_metrics,
     decode_tokens,
     generate_captions,
@@ -177,3 +178,26 @@ def test_caption_scores_are_json_ready():
     assert all(isinstance(v, float) for v in scores.metrics.values())
     assert set(scores.per_sample["x"]) == {"BLEU_4", "ROUGE_L", "CIDEr"}
     assert torch.isfinite(torch.tensor(list(scores.metrics.values()))).all()
+
+
+@pytest.mark.parametrize("generation_type", ["beam_search", "top_k"])
+def test_projecting_only_the_last_position_generates_the_same_tokens(generation_type):
+    torch.manual_seed(0)
+    model = build_model("rsvl-tiny-coca")[0].eval()
+    with torch.no_grad():
+        model.text_decoder.text_projection.mul_(8.0)  # a peaked vocabulary: the untrained decoder makes long captions
+    images = torch.randn(13, 3, 32, 32)  # a 13-image batch: 78 beam rows
+    with torch.no_grad():
+        torch.manual_seed(1)
+        full = model.generate(images, seq_len=12, generation_type=generation_type)
+        with last_position_logits(model):
+            torch.manual_seed(1)
+            last = model.generate(images, seq_len=12, generation_type=generation_type)
+            tokens = open_clip.tokenize(["a ship"] * 2, context_length=8)
+            step = model(images[:2], tokens, output_labels=False)["logits"]
+        whole = model(images[:2], tokens, output_labels=False)["logits"]
+    assert full.shape[1] > 6 and torch.equal(full, last)
+    # the same row of logits (a 2-row product may round in another order than the 16-row one)
+    assert step.shape == (2, 1, whole.shape[-1])
+    torch.testing.assert_close(step[:, 0], whole[:, -1], rtol=1e-6, atol=1e-5)
+    assert not model.text_decoder.ln_final._forward_hooks  # removed on the way out
