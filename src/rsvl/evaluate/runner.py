@@ -467,8 +467,12 @@ def _unpack(model: ModelInput, device: str | torch.device) -> tuple[nn.Module, A
     if isinstance(model, (str, Path)):
         from rsvl.models import load_model
 
+        from rsvl.models.layout import use_channels_last
+
         net, _, preprocess, tokenizer = load_model(model)
-        return net.to(device), preprocess, tokenizer
+        net = net.to(device)
+        use_channels_last(net)  # a loaded folder is this function's own copy
+        return net, preprocess, tokenizer
     if isinstance(model, tuple) and len(model) == 4:
         net, _, preprocess, tokenizer = model
         return getattr(net, "module", net), preprocess, tokenizer

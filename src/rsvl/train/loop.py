@@ -29,6 +29,7 @@ from rsvl.data.dataset import ManifestDataset
 from rsvl.evaluate.retrieval import evaluate_retrieval
 from rsvl.models import build_model, load_model
 from rsvl.models.multisensor import build_sensor_model
+from rsvl.models.layout import use_channels_last
 from rsvl.train.checkpoint import latest_checkpoint, persist_checkpoint, read_checkpoint, write_checkpoint
 from rsvl.models.token_counts import context_length
 from rsvl.train.data import (
@@ -201,6 +202,7 @@ class _Worker:
         objective = build_objective(train.objective, context)
         sizes = apply_trainable(model, train.trainable)
         objective.prepare(model)
+        use_channels_last(model)  # before DDP wraps it: its gradient buckets take the parameters' layout
         wrapped = ray.train.torch.prepare_model(model)
         optimizer = torch.optim.AdamW(
             param_groups(model, train.weight_decay), lr=train.lr, betas=ADAM_BETAS, eps=ADAM_EPS
