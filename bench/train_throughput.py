@@ -519,6 +519,8 @@ def report(args: argparse.Namespace, pretrained: str | None, train_images: int, 
         "  text: ours tokenizes a batch in the collate function, open_clip one caption per sample",
         f"  logging: every {args.log_every} step(s) ours writes MLflow metrics and a progress line (its own",
         "    default is every 10 steps), open_clip writes a log line",
+        "  layout: ours keeps a convolutional image tower's weights channels-last (rsvl.models.layout),",
+        "    open_clip the default NCHW",
     ]
     lines += [f"  {note}" for t in best.values() for note in t.notes]
     return "\n".join(lines)

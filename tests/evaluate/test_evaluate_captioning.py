@@ -12,7 +12,6 @@ import torch
 
 from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.captioning import (
-    last_position_logits,
     caption_metrics,
     decode_tokens,
     generate_captions,
@@ -22,6 +21,7 @@ from rsvl.evaluate.captioning import (
     tokenize,
 )
 from rsvl.models import build_model
+from rsvl.models.decoder_rows import decoder_rows
 
 JAVA = java_missing_reason() is None
 BETA = 1.2
@@ -190,7 +190,7 @@ def test_projecting_only_the_last_position_generates_the_same_tokens(generation_
     with torch.no_grad():
         torch.manual_seed(1)
         full = model.generate(images, seq_len=12, generation_type=generation_type)
-        with last_position_logits(model):
+        with decoder_rows(model, lambda states: states[:, -1:]):
             torch.manual_seed(1)
             last = model.generate(images, seq_len=12, generation_type=generation_type)
             tokens = open_clip.tokenize(["a ship"] * 2, context_length=8)

@@ -25,10 +25,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import open_clip
 import torch
@@ -38,6 +37,7 @@ from rsvl.console import Progress
 from rsvl.data.dataset import ManifestDataset
 from rsvl.errors import DataError, ModelError
 from rsvl.evaluate.embedding import image_batches
+from rsvl.models.decoder_rows import decoder_rows
 
 PUNCTUATION = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--",
                          "...", ";", "-lrb-", "-rrb-", "-lcb-", "-rcb-"])
@@ -270,26 +270,6 @@ def decode_tokens(tokens: Sequence[int], tokenizer: Any = None, pad_id: int = 0)
     return " ".join(base.decode([t for t in kept if t != sot]).split())
 
 
-@contextmanager
-def last_position_logits(model: nn.Module) -> Iterator[None]:
-    """While inside, a CoCa decoder projects only its last position onto the vocabulary.
-
-    open_clip's beam search re-runs the decoder over the whole prefix at every step and reads only
-    the last position's logits (``logits[:, -1, :]``); projecting every position onto the 49,408
-    tokens was two thirds of the local captioner's generation time. A forward hook on the
-    decoder's final layer norm hands the projection the last position alone, so the logits come
-    out ``(rows, 1, vocabulary)`` with the same last row.
-
-    Args:
-        model: An open_clip CoCa (its ``text_decoder`` ends in ``ln_final`` and a projection).
-    """
-    handle = model.text_decoder.ln_final.register_forward_hook(lambda _module, _args, out: out[:, -1:, :])
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 @torch.no_grad()
 def generate_captions(
     model: nn.Module,
@@ -330,7 +310,8 @@ def generate_captions(
     captions: list[str] = []
     progress = Progress(logging.getLogger("rsvl.evaluate"), label, len(dataset), "images")
     for batch in image_batches(dataset, media, preprocess, batch_size):
-        with last_position_logits(model):
+        # beam search reads only the last position's logits: project that one alone
+        with decoder_rows(model, lambda states: states[:, -1:]):
             generated = model.generate(batch.to(device), seq_len=seq_len, generation_type=generation_type)
         captions.extend(decode_tokens(row.tolist(), tokenizer, getattr(model, "pad_id", 0)) for row in generated)
         progress.add(len(generated))
