@@ -139,6 +139,31 @@ def test_meteor_keeps_one_jvm_per_process_and_scores_each_call_alone():
     assert after == alone and again == first and first != alone
 
 
+@pytest.mark.skipif(not JAVA, reason="java not on PATH: METEOR needs it")
+def test_a_started_meteor_scorer_serves_the_later_scoring():
+    """start_meteor launches the JVM at once (it loads while other work runs); scoring then uses that one."""
+    from rsvl.evaluate import captioning
+
+    captioning._close_meteor()
+    assert captioning.start_meteor() is True
+    started = captioning._METEOR[0].meteor_p
+    assert started.poll() is None  # running before any caption is scored
+    assert captioning.start_meteor() is True and captioning._METEOR[0].meteor_p is started
+    refs = {"x": ["a ship is moored at the quay"]}
+    warm = caption_metrics(refs, {"x": "a ship at the quay"}).metrics["METEOR"]
+    assert captioning._METEOR[0].meteor_p is started
+    captioning._close_meteor()
+    assert caption_metrics(refs, {"x": "a ship at the quay"}).metrics["METEOR"] == warm
+
+
+def test_start_meteor_without_java_starts_nothing(monkeypatch):
+    from rsvl.evaluate import captioning
+
+    captioning._close_meteor()
+    monkeypatch.setattr(captioning.shutil, "which", lambda _name: None)
+    assert captioning.start_meteor() is False and captioning._METEOR == []
+
+
 @pytest.mark.skipif(not JAVA, reason="java not on PATH: nothing to compare the Python tokenizer with")
 def test_python_tokenizer_agrees_with_ptb_on_caption_text():
     captions = {"a": ["Many buildings, some green trees and a road.", "It's a port: ships aren't moving!",

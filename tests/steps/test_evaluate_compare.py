@@ -8,6 +8,7 @@ candidate's metrics at the top of the report. The gate scores none of them.
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 import torch
@@ -251,3 +252,19 @@ def test_compare_base_scores_the_untuned_coca_captioner_on_narrated_single_band_
     assert '"generated"' in generated
     markdown = evaluation.result.report_md.read_text(encoding="utf-8")
     assert "| metric | candidate | base | candidate − base |" in markdown and "| sar_test.CIDEr |" in markdown
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="java not on PATH: METEOR needs it")
+@pytest.mark.parametrize("tasks, started", [(["captioning"], True), (["retrieval"], False)])
+def test_an_evaluation_with_captioning_starts_meteor_before_anything_else(tmp_path, tasks, started):
+    """The JVM loads its tables while the data and models load: it is running even when the data is missing."""
+    from rsvl.errors import DataError
+    from rsvl.evaluate import captioning
+
+    captioning._close_meteor()
+    cfg = settings(tmp_path)
+    cfg["evaluate"]["sets"][0]["tasks"] = tasks
+    with pytest.raises(DataError):
+        run_evaluation(RunConfig.model_validate(cfg), tmp_path / "no-model", tmp_path / "out")
+    assert bool(captioning._METEOR) is started
+    captioning._close_meteor()

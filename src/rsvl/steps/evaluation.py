@@ -244,6 +244,10 @@ def run_evaluation(
         ModelError: A model cannot be loaded or cannot do a task asked of it.
         ConfigError: A comparison name that cannot prefix metric keys.
     """
+    if cfg.evaluate.java_metrics and any("captioning" in s.tasks for s in cfg.evaluate.sets):
+        from rsvl.evaluate.captioning import start_meteor
+
+        start_meteor()  # its JVM loads its tables while the data and models load and captions generate
     data = eval_data or prepare_eval_data(cfg, data_root)
     others = comparisons(cfg, model, compare, compare_base)
     heading = title or f"{cfg.paper} evaluation"
