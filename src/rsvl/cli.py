@@ -114,6 +114,7 @@ def data_validate(
     from rsvl.config import CaptionRules, load_config
     from rsvl.data.filtering import filter_tree
     from rsvl.data.validate import RAW_POOL_KEY, raw_pools, validate_tree
+    from rsvl.processes import available_cpus
 
     try:
         for pool in raw_pools(directory):
@@ -124,7 +125,7 @@ def data_validate(
         rules = data_cfg.captions if data_cfg else CaptionRules()
         limit = max_bad_fraction if max_bad_fraction is not None else (data_cfg.max_bad_fraction if data_cfg else 0.01)
         if out is None:
-            for report in validate_tree(directory, rules=rules, max_bad_fraction=limit):
+            for report in validate_tree(directory, rules=rules, max_bad_fraction=limit, processes=available_cpus()):
                 typer.echo(report.summary())
             return
         for report, filtered in filter_tree(directory, out, rules=rules, max_bad_fraction=limit):

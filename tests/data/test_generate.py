@@ -25,6 +25,7 @@ from rsvl.data.generate import (
     SHIP_SCENES_PER_CLASS,
     TWIN_CAPTIONS,
     generate_default,
+    write_default_set,
     write_sar_chips,
 )
 from rsvl.data import generate
@@ -46,7 +47,7 @@ COUNT_PHRASE = re.compile(r"\b(" + "|".join(NUMBERS) + r"|\d+) ships?\b", re.IGN
 @pytest.fixture(scope="module")
 def default(tmp_path_factory) -> tuple[Path, list]:
     out = tmp_path_factory.mktemp("default")
-    return out, generate_default(out, seed=0)
+    return out, generate_default(out, seed=0, processes=2)  # the sets written two at a time
 
 
 def _load(dataset: Path, rel: str) -> np.ndarray:
@@ -80,8 +81,9 @@ def test_counts_and_kinds(default):
 
 
 def test_same_seed_gives_identical_files_and_manifests(default, tmp_path):
+    """Also one set after another in this process (the fixture wrote them in two processes at a time)."""
     out, _ = default
-    generate_default(tmp_path, seed=0)
+    generate_default(tmp_path, seed=0, processes=1)
     for name in DEFAULT_SETS:
         assert read_files(out / name).equals(read_files(tmp_path / name))
         first, second = read_manifest(out / name), read_manifest(tmp_path / name)
@@ -130,6 +132,8 @@ def test_rejects_bad_scale_and_seed(tmp_path):
         generate_default(tmp_path, scale=0)
     with pytest.raises(ValueError, match="seed"):
         generate_default(tmp_path, seed=-1)
+    with pytest.raises(ValueError, match="unknown default set 'radar'"):
+        write_default_set("radar", tmp_path)
 
 
 def test_round_trip_media_files_and_hashes(default):

@@ -282,7 +282,42 @@ def pool_spec(scale: int = 1) -> PoolSpec:
     return PoolSpec(**{name: getattr(base, name) * scale for name in base.__dataclass_fields__})
 
 
-def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[IngestReport]:
+def write_default_set(name: str, out: str | Path, seed: int = 0, scale: int = 1) -> IngestReport:
+    """Write one of the default datasets (one of :data:`DEFAULT_SETS`) into ``out/<name>``.
+
+    Each set draws from its own streams of ``seed``, so the sets can be written in any order, or
+    at the same time in several processes, with the same bytes.
+
+    Args:
+        name: The set (``optical``, ``sar``, ``s1s2``, ``crisis``, ``rs5m``, ``localisation``).
+        out: Parent directory.
+        seed: Random seed.
+        scale: Size multiplier (see :func:`generate_default`).
+
+    Returns:
+        The set's ingest report.
+
+    Raises:
+        ValueError: An unknown set name.
+    """
+    target = Path(out) / name
+    if name == "optical":
+        return write_optical_scenes(target, seed=seed, per_class=OPTICAL_PER_CLASS * scale,
+                                    ship_scenes_per_class=SHIP_SCENES_PER_CLASS * scale)
+    if name == "sar":
+        return write_sar_chips(target, seed=seed, count=SAR_CHIPS * scale)
+    if name == "s1s2":
+        return write_s1s2_patches(target, seed=seed, count=S1S2_PATCHES * scale)
+    if name == "crisis":
+        return write_crisis_patches(target, seed=seed, count_per_sensor=CRISIS_PER_SENSOR * scale)
+    if name == "rs5m":
+        return write_rs5m_pool(target, seed=seed, spec=pool_spec(scale))
+    if name == "localisation":
+        return write_localisation_dataset(target, count=LOCALISATION_SCENES * scale, seed=seed)
+    raise ValueError(f"unknown default set {name!r}; the sets are {', '.join(DEFAULT_SETS)}")
+
+
+def generate_default(out: str | Path, seed: int = 0, scale: int = 1, processes: int | None = None) -> list[IngestReport]:
     """Write the default optical, SAR, S1/S2, crisis and RS5M-pool datasets under ``out``.
 
     Args:
@@ -293,6 +328,8 @@ def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[Ing
             150 SAR chips, 200 S1/S2 pairs, 240 crisis scenes per sensor and the default pool
             (:class:`rsvl.data.synthetic.rs5m_pool.PoolSpec`, its counts times ``scale``) and 12
             localisation scenes.
+        processes: Sets written at the same time, each in its own process (:func:`rsvl.processes.run_jobs`);
+            ``None``: the available CPUs; 1: one after another here. The bytes are the same either way.
 
     Returns:
         The ingest reports, in the order of :data:`DEFAULT_SETS`.
@@ -300,17 +337,11 @@ def generate_default(out: str | Path, seed: int = 0, scale: int = 1) -> list[Ing
     Raises:
         ValueError: ``scale`` is smaller than 1 or ``seed`` is negative.
     """
+    from rsvl.processes import run_jobs
+
     if scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    out = Path(out)
-    return [
-        write_optical_scenes(out / "optical", seed=seed, per_class=OPTICAL_PER_CLASS * scale,
-                             ship_scenes_per_class=SHIP_SCENES_PER_CLASS * scale),
-        write_sar_chips(out / "sar", seed=seed, count=SAR_CHIPS * scale),
-        write_s1s2_patches(out / "s1s2", seed=seed, count=S1S2_PATCHES * scale),
-        write_crisis_patches(out / "crisis", seed=seed, count_per_sensor=CRISIS_PER_SENSOR * scale),
-        write_rs5m_pool(out / "rs5m", seed=seed, spec=pool_spec(scale)),
-        write_localisation_dataset(out / "localisation", count=LOCALISATION_SCENES * scale, seed=seed),
-    ]
+    # the optical scenes take half the time: first, so the other sets fill the other workers meanwhile
+    return run_jobs(write_default_set, [(name, out, seed, scale) for name in DEFAULT_SETS], processes)

@@ -68,6 +68,7 @@ def ensure_default_data(cfg: RunConfig) -> Path:
     """
     from rsvl.data.generate import generate_default
     from rsvl.data.validate import validate_tree
+    from rsvl.processes import available_cpus
 
     root = Path(cfg.data.root)
     default = root / "default"
@@ -79,8 +80,10 @@ def ensure_default_data(cfg: RunConfig) -> Path:
     # ones into place, so other processes (the folder may be a shared volume) see a whole set or none
     scratch = Path(tempfile.mkdtemp(prefix=".default-", dir=root))
     try:
+        # the sets are independent: written, then validated, several at a time on the step's CPUs
         generate_default(scratch / "sets", seed=cfg.data.seed, scale=cfg.data.generate_scale)
-        validate_tree(scratch / "sets", rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction)
+        validate_tree(scratch / "sets", rules=cfg.data.captions, max_bad_fraction=cfg.data.max_bad_fraction,
+                      processes=available_cpus())
         for name in missing:
             target = default / name
             if target.exists() and not (target / META_FILE).is_file():  # debris of an interrupted write
