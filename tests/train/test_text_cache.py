@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from rsvl.config.train import TrainableConfig
 from rsvl.models import build_model
-from rsvl.train.text_cache import FrozenTextCache, install_text_cache, remove_text_cache
+from rsvl.train.text_cache import (
+    SHARED_PATHS,
+    FrozenTextCache,
+    clear_shared_rows,
+    frozen_path_digest,
+    install_text_cache,
+    remove_text_cache,
+)
 from rsvl.train.trainable import apply_trainable, set_train_mode
 
 CAPTIONS = ["a ship at sea", "two boats moored at a quay", "a harbour with cranes", "open water",
             "a ship near the coast", "a bridge over a river"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_store():
+    clear_shared_rows()
+    yield
+    clear_shared_rows()
 
 
 def tiny(text_tower: str) -> tuple[nn.Module, object, TrainableConfig]:
@@ -43,7 +58,64 @@ def test_frozen_text_is_encoded_once_per_caption_and_served_as_the_model_gives_i
     cache = install_text_cache(model)
     model.encode_text(first, normalize=True)
     raw = model.encode_text(first)
-    assert not torch.allclose(raw.norm(dim=-1), torch.ones(4)) and len(cache.rows) == 8
+    assert not torch.allclose(raw.norm(dim=-1), torch.ones(4)) and len(cache.rows) == 9  # 5 kept from before
+
+
+def test_the_next_fit_on_the_same_frozen_weights_encodes_only_captions_it_has_not_seen():
+    """A progression's later stages and ablations read the captions the earlier fits encoded."""
+    model, tokenizer, _ = tiny("freeze")
+    install_text_cache(model)
+    seen = model.encode_text(tokenizer(CAPTIONS[:4]), normalize=True)
+    remove_text_cache(model)
+    other, _, _ = tiny("freeze")  # another fit: a new model, the same frozen text weights
+    with torch.no_grad():
+        next(other.visual.parameters()).add_(1.0)
+    assert frozen_path_digest(other) == frozen_path_digest(model)  # the image tower is not part of it
+    cache = install_text_cache(other)
+    batch = tokenizer([CAPTIONS[1], CAPTIONS[5], CAPTIONS[3]])
+    served = other.encode_text(batch, normalize=True)  # the deciding call encodes the batch itself
+    again = other.encode_text(tokenizer([CAPTIONS[0], CAPTIONS[2]]), normalize=True)
+    assert (cache.hits, cache.misses) == (2, 0)  # encoded by the first fit
+    assert torch.equal(again, seen[[0, 2]])  # the first fit's rows, as it encoded them
+    torch.testing.assert_close(served[0], seen[1], rtol=0, atol=1e-6)  # the model's own, in another batch
+
+
+def test_other_text_weights_get_their_own_rows():
+    model, tokenizer, _ = tiny("freeze")
+    install_text_cache(model)
+    model.encode_text(tokenizer(CAPTIONS[:2]))
+    remove_text_cache(model)
+    changed, _, _ = tiny("freeze")
+    with torch.no_grad():
+        changed.token_embedding.weight.mul_(2.0)
+    assert frozen_path_digest(changed) != frozen_path_digest(model)
+    cache = install_text_cache(changed)
+    changed.encode_text(tokenizer(CAPTIONS[:2]))
+    doubled = changed.encode_text(tokenizer(CAPTIONS[:2]))
+    assert len(cache.rows) == 2 and cache.hits == 2
+    with torch.no_grad():
+        remove_text_cache(changed)
+        assert torch.equal(doubled, changed.encode_text(tokenizer(CAPTIONS[:2])))
+        assert not torch.equal(doubled, model.encode_text(tokenizer(CAPTIONS[:2])))
+
+
+def test_the_process_keeps_the_rows_of_a_few_text_paths_only():
+    def frozen(scale: int) -> nn.Module:
+        model, _, _ = tiny("freeze")
+        with torch.no_grad():
+            model.token_embedding.weight.add_(float(scale))
+        return model
+
+    _, tokenizer, _ = tiny("freeze")
+    for scale in range(SHARED_PATHS + 1):
+        model = frozen(scale)
+        install_text_cache(model)
+        model.encode_text(tokenizer(CAPTIONS[:4]))
+    newest, oldest = frozen(SHARED_PATHS), frozen(0)
+    kept, dropped = install_text_cache(newest), install_text_cache(oldest)
+    newest.encode_text(tokenizer(CAPTIONS[:2]))
+    oldest.encode_text(tokenizer(CAPTIONS[:2]))
+    assert len(kept.rows) == 4 and len(dropped.rows) == 2  # the first store was dropped for the third
 
 
 def test_a_trainable_text_tower_is_never_cached_and_keeps_its_gradients():

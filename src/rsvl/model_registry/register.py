@@ -25,7 +25,7 @@ from mlflow.models import Model
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from rsvl.errors import ConfigError, ModelError
-from rsvl.mlflow_store import experiment_id, resolve_tracking_uri
+from rsvl.mlflow_store import experiment_id, link_artifacts, resolve_tracking_uri
 from rsvl.model_registry.identity import (
     ARCHITECTURE_TAG,
     IDENTITY_TAG,
@@ -173,7 +173,8 @@ def _log_pyfunc(
                 ),
             )
             _check_answers_example(local_dir, example, signature.outputs.input_names())
-            client.log_model_artifacts(logged.model_id, str(local_dir))
+            if not link_artifacts(logged.artifact_location, local_dir):
+                client.log_model_artifacts(logged.model_id, str(local_dir))
         if run_id is not None:
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     # BaseException, so an interrupt also marks the logged model FAILED instead of leaving it pending

@@ -297,12 +297,14 @@ def _provenance(cfg: RunConfig, dataset_dir: Path, tags: Mapping[str, str]) -> d
 
 
 def _write_outputs(checkpoint: Any, cfg: RunConfig, out_dir: Path) -> tuple[Path, Path]:
-    """Copy the final checkpoint's model to ``out_dir/model`` and write the resolved config beside it."""
+    """Link (or copy) the final checkpoint's model to ``out_dir/model`` and write the resolved config beside it."""
+    from rsvl.file_links import link_tree
+
     model_dir = out_dir / MODEL_DIR
     with checkpoint.as_directory() as directory:
         if model_dir.exists():
             shutil.rmtree(model_dir)
-        shutil.copytree(Path(directory) / MODEL_DIR, model_dir)
+        link_tree(Path(directory) / MODEL_DIR, model_dir)
     config_file = out_dir / CONFIG_ARTIFACT
     config_file.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), encoding="utf-8")
     return model_dir, config_file

@@ -12,11 +12,19 @@ stretched positions) and that both outputs are equal (no dropout). Otherwise eve
 straight to the model, as before; so does every call while a forward hook sits on a module outside
 the image tower (iEBAKER reads the text tower's token states through one). Cached rows are keyed by the token ids, the ``normalize`` flag
 and the autocast state, and detached; at most :data:`MAX_ROWS` rows are kept.
+
+The rows outlive one fit: a progression's stages and ablations in one process (the sar stage,
+``sar_only`` and ``sar_direct`` all read the SAR captions through the same frozen MiniLM) share
+them. Once a cache is switched on it adopts the store of its text path's weights (SHA-256 of
+every state entry outside the image tower that takes no gradient, which covers everything a
+frozen ``encode_text`` reads), so a caption is encoded once per process and set of weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -26,6 +34,43 @@ log = logging.getLogger(__name__)
 
 MAX_ROWS = 65536
 """Rows kept (at 768 float32 dimensions: 192 MiB); later new captions are encoded every time."""
+SHARED_PATHS = 2
+"""Text paths (weight digests) whose rows the process keeps; the least recently adopted goes first."""
+
+_SHARED: OrderedDict[str, dict[tuple, torch.Tensor]] = OrderedDict()
+
+
+def clear_shared_rows() -> None:
+    """Forget every text path's rows (the next cache starts empty)."""
+    _SHARED.clear()
+
+
+def frozen_path_digest(model: nn.Module) -> str:
+    """SHA-256 of the state entries outside the image tower (``visual``) that take no gradient.
+
+    Args:
+        model: An open_clip model whose text path is frozen.
+
+    Returns:
+        The hex digest: equal digests, equal frozen text features.
+    """
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    digest = hashlib.sha256(type(model).__qualname__.encode())
+    for name, value in model.state_dict(keep_vars=True).items():
+        if name.startswith("visual") or name in trainable:
+            continue
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        # as bytes: numpy has no bfloat16
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _shared_rows(digest: str) -> dict[tuple, torch.Tensor]:
+    rows = _SHARED.pop(digest, None)
+    _SHARED[digest] = rows if rows is not None else {}
+    while len(_SHARED) > SHARED_PATHS:
+        _SHARED.popitem(last=False)
+    return _SHARED[digest]
 
 
 class FrozenTextCache:
@@ -51,14 +96,15 @@ class FrozenTextCache:
         second = self.encode(text, normalize=normalize)
         self.active = not first.requires_grad and torch.equal(first, second)
         if self.active:
-            log.info("text path frozen: each caption's text features are computed once")
+            self.rows = _shared_rows(frozen_path_digest(self.model))
+            log.info("text path frozen: each caption's text features are computed once (%d known)", len(self.rows))
             self._store(self._keys(text, normalize), first)
         return first
 
     @staticmethod
     def _keys(text: torch.Tensor, normalize: bool) -> list[tuple]:
         device = text.device.type
-        context = (normalize, torch.is_autocast_enabled(device),
+        context = (device, normalize, torch.is_autocast_enabled(device),
                    torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None)
         return [(context, row.tobytes()) for row in text.detach().cpu().numpy()]
 

@@ -110,8 +110,11 @@ def log_outputs(
     """Log the final model folder (artifact ``model/``), the config file and driver-side metrics."""
     from mlflow import MlflowClient
 
+    from rsvl.mlflow_store import link_artifacts
+
     client = MlflowClient(tracking_uri)
-    client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+    if not link_artifacts(client.get_run(run_id).info.artifact_uri, model_dir, "model"):
+        client.log_artifacts(run_id, str(model_dir), artifact_path="model")
     client.log_artifact(run_id, str(config_file))
     MetricLogger(tracking_uri, run_id).log(metrics, step=0)
 
