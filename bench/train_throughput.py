@@ -512,7 +512,7 @@ def report(args: argparse.Namespace, pretrained: str | None, train_images: int, 
         + ("Ray Train local mode, no Ray instance" if args.ours_workers == 0 else "Ray up, a Ray Train worker process")
         + ",",
         "    model build, dataset read); open_clip's is a fresh Python process (imports, model build, CSV read)",
-        "  last step -> return: ours writes a checkpoint, copies the model out and logs it to MLflow;",
+        "  last step -> return: ours writes a checkpoint, links the model out and into its MLflow run;",
         "    open_clip saves epoch_1.pt (weights and optimizer state)",
         "  images: ours decodes PNG to float32 and crops/flips tensors (rsvl.models.preprocess); open_clip",
         "    crops PIL images without flips; both take a random 90-100% crop resized to the model size",
