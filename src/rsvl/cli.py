@@ -433,6 +433,52 @@ def gate(
                f"report {outcome.report}")
 
 
+@app.command("index")
+def index(
+    model: Annotated[str, typer.Option("--model", help="models:/<name>@<alias>, models:/<name>/<version> or a model folder")],
+    data: Annotated[Path, typer.Option("--data", help="a canonical dataset folder")],
+    out: Annotated[Path, typer.Option("--out", help="the index folder (a stopped build resumes from it)")],
+    kind: Annotated[str, typer.Option("--kind", help="auto (exact up to 250k images, HNSW above), flat-ip or hnsw-ip")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images per forward pass")] = 64,
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="the MLflow registry for models:/ URIs")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda when available)")] = None,
+) -> None:
+    """Embed every image of a dataset with a model and write a searchable FAISS index tied to that model."""
+    from rsvl.model_registry.embedder import load_embedder
+    from rsvl.search.index import build_index
+    from rsvl.search.model_ref import resolve_model
+
+    try:
+        folder, ref = resolve_model(model, tracking_uri, cache_dir=out / "model")
+        manifest = build_index(load_embedder(folder, device), ref, data, out, batch_size=batch_size, kind=kind)
+    except (RsvlError, ValueError) as err:
+        _fail(err)
+    typer.echo(f"{out}: {manifest['entries']} images indexed ({manifest['index']['kind']}), "
+               f"{manifest['skipped']} skipped (see skipped.parquet); model {ref.uri}, data {manifest['dataset']['version']}")
+
+
+@app.command("serve")
+def serve(
+    index_dir: Annotated[Path, typer.Option("--index", help="an index folder written by rsvl index")],
+    model: Annotated[Optional[str], typer.Option("--model", help="default: the model version the index records")] = None,
+    host: Annotated[str, typer.Option("--host", help="interface to listen on (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8765,
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="the MLflow registry for models:/ URIs")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda")] = None,
+) -> None:
+    """Serve text and image search over an index: a web page at /, the API at /search, /search/image, /docs."""
+    import uvicorn
+
+    from rsvl.search.service import load_service
+
+    try:
+        application = load_service(str(index_dir), model, tracking_uri, device)
+    except RsvlError as err:
+        _fail(err)
+    typer.echo(f"search page: http://{host}:{port}/  (API docs: /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m rsvl`
     """Run the CLI."""
     sys.exit(app())
