@@ -257,33 +257,71 @@ def build_index(
     kept = [i for i, reason in enumerate(reasons) if reason is None]
     if not kept:
         raise DataError(f"{root}: none of {len(entries)} media could be embedded (first: {reasons[0]})")
-    chosen = choose_kind(len(kept), kind)
-    index = make_faiss_index(matrix[kept], chosen)
-    import faiss
-
-    _write_atomic(out / INDEX, lambda path: faiss.write_index(index, str(path)))
-    _write_atomic(out / METADATA, lambda path: _metadata(frame, [entries[i] for i in kept]).to_parquet(path, index=False))
     skipped = pd.DataFrame({"sample_id": [frame["sample_id"].iloc[entries[i].row] for i, r in enumerate(reasons) if r],
                             "media": [entries[i].media for i, r in enumerate(reasons) if r],
                             "path": [entries[i].path for i, r in enumerate(reasons) if r],
                             "reason": [r for r in reasons if r]})
+    dataset = {"path": str(root), "version": data_version or dataset_version(root), "name": root.name}
+    manifest = write_index(out, matrix[kept], _metadata(frame, [entries[i] for i in kept]), model, dataset,
+                           kind=kind, skipped=skipped, reused=reused)
+    log.info("index %s: %d entries (%s), %d skipped, %d reused from shards", out, len(kept),
+             manifest["index"]["kind"], len(entries) - len(kept), reused)
+    return manifest
+
+
+def write_index(
+    out_dir: str | Path,
+    vectors: np.ndarray,
+    metadata: pd.DataFrame,
+    model: ModelRef,
+    dataset: dict[str, str],
+    *,
+    kind: str = "auto",
+    skipped: pd.DataFrame | None = None,
+    reused: int = 0,
+) -> dict[str, Any]:
+    """Write the FAISS index, metadata, skipped table and manifest of already computed embeddings.
+
+    Args:
+        out_dir: The index folder.
+        vectors: ``(entries, dim)`` L2-normalised float32 embeddings, in ``metadata`` order.
+        metadata: One row per entry (the columns :func:`build_index` writes).
+        model: The model that computed them.
+        dataset: ``path``, ``version`` and ``name`` of the dataset.
+        kind: ``auto``, ``flat-ip`` or ``hnsw-ip`` (see :func:`choose_kind`).
+        skipped: Media left out, with ``reason``.
+        reused: Entries read back from shards (recorded).
+
+    Returns:
+        The manifest written (last, so a folder with a manifest is a finished index).
+    """
+    import faiss
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if len(vectors) != len(metadata):
+        raise ValueError(f"{len(vectors)} vectors but {len(metadata)} metadata rows")
+    skipped = skipped if skipped is not None else pd.DataFrame(columns=["sample_id", "media", "path", "reason"])
+    (out / MANIFEST).unlink(missing_ok=True)  # no manifest beside half-rewritten files
+    chosen = choose_kind(len(vectors), kind)
+    index = make_faiss_index(vectors, chosen)
+    _write_atomic(out / INDEX, lambda path: faiss.write_index(index, str(path)))
+    _write_atomic(out / METADATA, lambda path: metadata.to_parquet(path, index=False))
     _write_atomic(out / SKIPPED, lambda path: skipped.to_parquet(path, index=False))
     manifest = {
         "format": FORMAT,
         "model": model.to_dict(),
-        "dataset": {"path": str(root), "version": data_version or dataset_version(root), "name": root.name},
+        "dataset": dataset,
         "index": {"kind": chosen, "requested": kind, "metric": "inner product of L2-normalised embeddings",
-                  "exact_max": EXACT_MAX, "dim": int(matrix.shape[1]),
+                  "exact_max": EXACT_MAX, "dim": int(vectors.shape[1]),
                   **({"hnsw_m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH}
                      if chosen == "hnsw-ip" else {})},
-        "entries": len(kept),
-        "skipped": len(entries) - len(kept),
+        "entries": len(vectors),
+        "skipped": len(skipped),
         "reused_from_shards": reused,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     _write_atomic(out / MANIFEST, lambda path: path.write_text(json.dumps(manifest, indent=2) + "\n"))
-    log.info("index %s: %d entries (%s), %d skipped, %d reused from shards", out, len(kept), chosen,
-             len(entries) - len(kept), reused)
     return manifest
 
 
