@@ -457,6 +457,48 @@ def index(
                f"{manifest['skipped']} skipped (see skipped.parquet); model {ref.uri}, data {manifest['dataset']['version']}")
 
 
+def _search_url(url: str, text: str, k: int) -> list[dict]:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{url.rstrip('/')}/search", data=json.dumps({"text": text, "k": k}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["results"]
+
+
+def _search_index(index_dir: Path, text: str, k: int, model: str | None, tracking_uri: str | None) -> list[dict]:
+    from rsvl.search.service import open_index, text_query
+
+    searcher, embedder = open_index(str(index_dir), model, tracking_uri, "cpu")
+    return [{"rank": n + 1, "score": hit.score, **searcher.describe(hit.entry)}
+            for n, hit in enumerate(searcher.search(text_query(embedder, text), k))]
+
+
+@app.command("search")
+def search(
+    index_dir: Annotated[Path, typer.Option("--index", help="an index folder written by rsvl index")],
+    text: Annotated[str, typer.Option("--text", help="what to look for")],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="results")] = 10,
+    url: Annotated[Optional[str], typer.Option("--url", help="ask a running rsvl serve instead (http://127.0.0.1:8765)")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="default: the model version the index records")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="the MLflow registry for models:/ URIs")] = None,
+) -> None:
+    """Search an index by text and print the ranking, with precision@k from the archive's boxes and masks."""
+    from rsvl.search.index import read_manifest_file
+    from rsvl.search.relevance import archive_facts, precision_lines
+
+    try:
+        manifest = read_manifest_file(index_dir)
+        results = _search_url(url, text, k) if url else _search_index(index_dir, text, k, model, tracking_uri)
+    except RsvlError as err:
+        _fail(err)
+    for result in results:
+        typer.echo(f"{result['rank']:>4}  {result['score']:.4f}  {result['sample_id']}  {result.get('caption') or ''}")
+    for line in precision_lines([r["sample_id"] for r in results], archive_facts(manifest["dataset"]["path"]), k):
+        typer.echo(line)
+
+
 @app.command("serve")
 def serve(
     index_dir: Annotated[Path, typer.Option("--index", help="an index folder written by rsvl index")],

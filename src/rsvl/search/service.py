@@ -106,10 +106,7 @@ def create_app(searcher: Searcher, embedder: Any, limits: Limits = Limits()) -> 
         started = time.perf_counter()
         if query.k > limits.k:
             raise HTTPException(422, f"k must be at most {limits.k}")
-        with torch.no_grad():
-            tokens = embedder.tokenizer([query.text]).to(embedder.device)
-            vector = embedder.model.encode_text(tokens, normalize=True).float().cpu().numpy()[0]
-        return results(searcher.search(vector, query.k, query.filters), started)
+        return results(searcher.search(text_query(embedder, query.text), query.k, query.filters), started)
 
     @app.post("/search/image", openapi_extra={"requestBody": {"required": True, "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
@@ -171,16 +168,18 @@ def create_app(searcher: Searcher, embedder: Any, limits: Limits = Limits()) -> 
     return app
 
 
-def load_service(index_dir: str, model: str | None = None, tracking_uri: str | None = None,
-                 device: str | None = None, limits: Limits = Limits()) -> Any:
-    """Load an index and its model and build the app; refuse a model other than the one that built the index.
+def open_index(index_dir: str, model: str | None = None, tracking_uri: str | None = None,
+               device: str | None = None) -> tuple[Searcher, Any]:
+    """Load an index and the model that built it; refuse any other weights.
 
     Args:
         index_dir: The index folder.
         model: A ``models:/`` URI or model folder; default: the registered version (or folder) recorded in the manifest.
         tracking_uri: The MLflow registry for ``models:/`` URIs.
         device: Where the model runs (default CUDA when available).
-        limits: Request limits.
+
+    Returns:
+        ``(searcher, embedder)``.
 
     Raises:
         ModelError: The model's weights are not the ones that built the index.
@@ -194,7 +193,26 @@ def load_service(index_dir: str, model: str | None = None, tracking_uri: str | N
     wanted = model or (f"models:/{built['name']}/{built['version']}" if built.get("name") else built["uri"])
     folder, ref = resolve_model(wanted, tracking_uri)
     check_model(searcher.manifest, ref.weights_sha256)
-    embedder = load_embedder(folder, device)
+    return searcher, load_embedder(folder, device)
+
+
+def text_query(embedder: Any, text: str) -> Any:
+    """The L2-normalised embedding of one query text (a NumPy vector)."""
+    import torch
+
+    with torch.no_grad():
+        tokens = embedder.tokenizer([text]).to(embedder.device)
+        return embedder.model.encode_text(tokens, normalize=True).float().cpu().numpy()[0]
+
+
+def load_service(index_dir: str, model: str | None = None, tracking_uri: str | None = None,
+                 device: str | None = None, limits: Limits = Limits()) -> Any:
+    """The app for an index and its model (:func:`open_index`).
+
+    Raises:
+        ModelError: The model's weights are not the ones that built the index.
+    """
+    searcher, embedder = open_index(index_dir, model, tracking_uri, device)
     log.info("serving %s: %d entries (%s) with %s", index_dir, searcher.manifest["entries"],
-             searcher.manifest["index"]["kind"], wanted)
+             searcher.manifest["index"]["kind"], searcher.manifest["model"]["uri"])
     return create_app(searcher, embedder, limits)
