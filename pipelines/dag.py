@@ -12,7 +12,9 @@ for one track); each track's ``configure`` applies them and validates the result
 waits for every track's ``configure``, so a bad override for any track fails before any work
 starts. Which steps exist (the tracks, ``vqa``) is decided here, when the pipeline is compiled,
 from the compiled-in configs: a run-time override cannot add or remove a step. ``register``,
-``gate`` and ``promote`` never come from the cache: they read and move registry state. With a
+``gate`` and ``promote`` never come from the cache: they read and move registry state. A track with a
+``search`` section adds ``index`` after ``promote``: the new champion indexes the archive into a new
+index version (:mod:`rsvl.steps.search_index`). With a
 ``local`` train backend and ``train.use_gpu`` a train task requests ``train.num_workers`` GPUs
 (at least one); a ``kuberay`` train task only submits a RayJob, which carries the GPU requests
 itself. In the cluster profile every step's pod mounts the shared volume (``rsvl-shared``:
@@ -32,6 +34,7 @@ from components.configure.component import configure
 from components.evaluate.component import evaluate
 from components.filter.component import filter_rows
 from components.gate.component import gate, promote
+from components.index.component import index
 from components.ingest.component import ingest
 from components.register.component import register
 from components.train.component import train
@@ -86,7 +89,7 @@ def _label(step: str, track: str) -> str:
 
 
 def _track_steps(cfg: RunConfig, run_config: Any, filtered: Any) -> list:
-    """``train → [vqa] → evaluate → register → gate → (If) promote`` of one track; returns its tasks."""
+    """``train → [vqa] → evaluate → register → gate → (If) promote → [index]`` of one track; returns its tasks."""
     track = cfg.track
     trained = train(config_json=run_config, dataset=filtered.outputs["filtered"])
     trained.set_display_name(_label("train", track))
@@ -112,7 +115,13 @@ def _track_steps(cfg: RunConfig, run_config: Any, filtered: Any) -> list:
         promoted = promote(config_json=run_config, version=registered.output)
         promoted.set_display_name(_label("promote", track))
         promoted.set_caching_options(False)
-    return [*tasks, evaluated, registered, decided, promoted]
+        after_promotion = [promoted]
+        if cfg.search is not None:  # the champion changed: a new index version built with it
+            indexed = index(config_json=run_config, version=promoted.output)
+            indexed.set_display_name(_label("index", track))
+            indexed.set_caching_options(False)
+            after_promotion.append(indexed)
+    return [*tasks, evaluated, registered, decided, *after_promotion]
 
 
 def build_pipeline(tracks: dict[str, RunConfig]) -> Callable[..., Any]:

@@ -96,6 +96,21 @@ def test_cluster_train_runs_as_a_rayjob_or_requests_gpus_itself(tmp_path):
     assert "accelerator" not in train_executor("local")
 
 
+@pytest.mark.parametrize("profile", ["local", "cluster"])
+def test_a_track_with_a_search_section_reindexes_after_its_promotion(profile, tmp_path):
+    spec = compiled(compile_pipeline("sar_text", profile, ["main:search.dataset=default/sar"], tmp_path))
+    tasks = spec["root"]["dag"]["tasks"]
+    conditions = sorted(name for name in tasks if name.startswith("condition-"))
+    inner = [spec["components"][tasks[name]["componentRef"]["name"]]["dag"]["tasks"] for name in conditions]
+    main, captioner = inner  # only the track with the section gets the step
+    assert set(main) == {"promote", "index"} and set(captioner) == {"promote-2"}
+    assert main["index"]["dependentTasks"] == ["promote"] and not main["index"].get("cachingOptions", {}).get("enableCache")
+    assert main["index"]["inputs"]["parameters"]["version"]["taskOutputParameter"]["producerTask"] == "promote"
+    if profile == "cluster":
+        mounts = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-index"]["pvcMount"]
+        assert {(m["constant"], m["mountPath"]) for m in mounts} == {("rsvl-shared", "/mnt/rsvl-shared"), ("rsvl-data", "/data")}
+
+
 def test_cluster_steps_mount_the_shared_and_data_volumes(tmp_path):
     spec = compiled(compile_pipeline("sar_text", "cluster", [], tmp_path))
     executors = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

@@ -269,3 +269,44 @@ def test_the_page_title_escapes_the_dataset_name(archive):
     app = create_app(searcher, embedder)
     page = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/").endpoint()
     assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+
+
+# ---------------------------------------------------------------- the CLI, with a registered champion
+
+
+def test_index_and_search_a_registered_champion_from_the_command_line(archive, tmp_path):
+    """rsvl index resolves models:/<name>@champion to its version; rsvl search prints the ranking and precision@10."""
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from rsvl.cli import app
+    from rsvl.model_registry import Lineage, register_model
+    from rsvl.model_registry.register import set_champion
+
+    root, embedder, ref, _ = archive
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    lineage = Lineage(git_commit="0" * 40, train_data_md5="a" * 32, eval_data_md5="b" * 32, pipeline_run_id="run-1",
+                      config_hash="c" * 16, paper="sar_text")
+    registration = register_model(root / "model", "search_test", lineage, uri)
+    set_champion(MlflowClient(uri, registry_uri=uri), "search_test", registration.version)
+    runner = CliRunner()
+    built = runner.invoke(app, ["index", "--model", "models:/search_test@champion", "--data", str(root / "sar"),
+                                "--out", str(tmp_path / "index"), "--tracking-uri", uri])
+    assert built.exit_code == 0, built.output
+    manifest = read_manifest_file(tmp_path / "index")
+    assert (manifest["model"]["name"], manifest["model"]["version"]) == ("search_test", registration.version)
+    assert manifest["model"]["weights_sha256"] == ref.weights_sha256 and f"{CHIPS} images indexed" in built.output
+    found = runner.invoke(app, ["search", "--index", str(tmp_path / "index"), "--text", "ships near the coast",
+                                "--k", "4", "--tracking-uri", uri])
+    assert found.exit_code == 0, found.output
+    hits = Searcher(root / "index").search(text_vector(embedder, "ships near the coast"), 4)
+    expected_ids = [Searcher(root / "index").metadata["sample_id"].iloc[h.entry] for h in hits]
+    printed = [line.split()[2] for line in found.output.splitlines() if line.strip()[:1].isdigit()]
+    assert printed == expected_ids
+    frame = read_manifest(root / "sar").set_index("sample_id")
+    with_ships = sum(len(frame.loc[i, "boxes"]) > 0 for i in expected_ids)
+    share = np.mean([len(b) > 0 for b in frame["boxes"]])
+    assert f"precision@4 with ships (>= 1 box): {with_ships / 4:.2f} ({with_ships}/4); archive share {share:.2f}" in found.output
+    missing = runner.invoke(app, ["index", "--model", "models:/search_test@nobody", "--data", str(root / "sar"),
+                                  "--out", str(tmp_path / "other"), "--tracking-uri", uri])
+    assert missing.exit_code == 1 and "no such registered model alias" in missing.output

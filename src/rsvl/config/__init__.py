@@ -46,13 +46,14 @@ from rsvl.config.run import (
     RunConfig,
 )
 from rsvl.config.train import AblationConfig, EbaConfig, ObjectiveConfig, StageConfig, TrainableConfig, TrainConfig
+from rsvl.config.search import SearchConfig
 from rsvl.config.vqa import VqaConfig
 
 __all__ = [
     "UNTUNED", "MAIN_TRACK", "PAPERS", "PROFILES", "RESERVED_NAMES", "SHARED_KEYS", "OVERLAY_REPLACES",
     "AblationConfig", "EbaConfig", "CaptionConfig", "CaptionerConfig", "CurationConfig", "CurationFit", "Rs5mCaptionSettings", "CaptionRules", "ChatEndpoint", "DataConfig", "DataSource", "EvalSet", "EvalSource",
     "EvaluateConfig", "GateConfig", "KubeRayConfig", "Layer", "LocationConfig", "MlflowConfig", "ModelConfig", "ObjectiveConfig",
-    "RegistryConfig", "RunConfig", "StageConfig", "StrictModel", "TrainConfig", "TrainableConfig", "VqaConfig",
+    "RegistryConfig", "RunConfig", "SearchConfig", "StageConfig", "StrictModel", "TrainConfig", "TrainableConfig", "VqaConfig",
     "ablation_stages", "apply_overrides", "configure_track", "deep_merge", "explain", "fit_run_names",
     "format_explain", "load_config", "load_eval_sets", "load_tracks", "merge_layers", "parse_overrides",
     "stage_run_name", "track_names", "track_overrides", "tracks_json", "write_config_file",

@@ -16,6 +16,7 @@ from rsvl.config.evaluate import EvaluateConfig
 from rsvl.config.gate import GateConfig
 from rsvl.config.model import LocationConfig, ModelConfig
 from rsvl.config.train import NAME, TrainConfig
+from rsvl.config.search import SearchConfig
 from rsvl.config.vqa import BASELINES as VQA_BASELINES, CANDIDATE as VQA_CANDIDATE, VqaConfig
 
 PAPERS = ("sar_text", "closp", "georsclip", "iebaker", "lrsclip")
@@ -69,6 +70,8 @@ class RunConfig(StrictModel):
     registry: RegistryConfig = RegistryConfig()
     mlflow: MlflowConfig = MlflowConfig()
     vqa: VqaConfig | None = None
+    search: SearchConfig | None = None
+    """Rebuild the archive search index after a promotion (the DAG's ``index`` step); ``None``: no such step."""
 
     @model_validator(mode="after")
     def _location_needs_sensors(self) -> "RunConfig":
