@@ -713,3 +713,22 @@ def test_mlflow_server_answers_the_cluster_hostname_only(base, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_search_service_serves_the_newest_index_read_only_from_the_shared_volume(base):
+    from typer.main import get_command
+
+    from rsvl.cli import app
+
+    spec = only(base, "Deployment", "search")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["command"] == ["rsvl", "serve"] and container["securityContext"]["readOnlyRootFilesystem"] is True
+    args = dict(arg[2:].split("=", 1) for arg in container["args"])
+    assert args["index"].startswith("/mnt/rsvl-shared/search/") and args["host"] == "0.0.0.0"
+    serve = get_command(app).commands["serve"]
+    assert set(args) <= {opt.lstrip("-") for param in serve.params for opt in param.opts}  # real options only
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/mnt/rsvl-shared"]["readOnly"] is True and "/tmp" in mounts
+    assert {p["containerPort"] for p in container["ports"]} == {int(args["port"])}
+    assert all(probe["httpGet"]["path"] == "/healthz" for key, probe in container.items() if key.endswith("Probe"))
+    assert only(base, "ServiceAccount", "rsvl-search")["automountServiceAccountToken"] is False

@@ -445,11 +445,11 @@ def index(
 ) -> None:
     """Embed every image of a dataset with a model and write a searchable FAISS index tied to that model."""
     from rsvl.model_registry.embedder import load_embedder
-    from rsvl.search.index import build_index
+    from rsvl.search.index import KEPT_MODEL, build_index
     from rsvl.search.model_ref import resolve_model
 
     try:
-        folder, ref = resolve_model(model, tracking_uri, cache_dir=out / "model")
+        folder, ref = resolve_model(model, tracking_uri, cache_dir=out / KEPT_MODEL)
         manifest = build_index(load_embedder(folder, device), ref, data, out, batch_size=batch_size, kind=kind)
     except (RsvlError, ValueError) as err:
         _fail(err)
@@ -485,11 +485,11 @@ def search(
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="the MLflow registry for models:/ URIs")] = None,
 ) -> None:
     """Search an index by text and print the ranking, with precision@k from the archive's boxes and masks."""
-    from rsvl.search.index import read_manifest_file
+    from rsvl.search.index import current_index, read_manifest_file
     from rsvl.search.relevance import archive_facts, precision_lines
 
     try:
-        manifest = read_manifest_file(index_dir)
+        manifest = read_manifest_file(current_index(index_dir))
         results = _search_url(url, text, k) if url else _search_index(index_dir, text, k, model, tracking_uri)
     except RsvlError as err:
         _fail(err)
@@ -501,8 +501,8 @@ def search(
 
 @app.command("serve")
 def serve(
-    index_dir: Annotated[Path, typer.Option("--index", help="an index folder written by rsvl index")],
-    model: Annotated[Optional[str], typer.Option("--model", help="default: the model version the index records")] = None,
+    index_dir: Annotated[Path, typer.Option("--index", help="an index folder, or a folder of versions with CURRENT")],
+    model: Annotated[Optional[str], typer.Option("--model", help="default: the model the index was built with")] = None,
     host: Annotated[str, typer.Option("--host", help="interface to listen on (loopback by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8765,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="the MLflow registry for models:/ URIs")] = None,

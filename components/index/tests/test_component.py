@@ -8,11 +8,13 @@ import pytest
 
 from components.index.component import index
 from rsvl.config import RunConfig
-from rsvl.errors import ConfigError
+from rsvl.errors import ConfigError, DataError
 from rsvl.model_registry import registry_client
 from rsvl.model_registry.register import set_champion
 from rsvl.search.index import read_manifest_file
+from rsvl.search.index import kept_model
 from rsvl.search.searcher import Searcher
+from rsvl.search.service import open_index
 from rsvl.steps.registration import run_register
 from rsvl.steps.search_index import CURRENT
 
@@ -32,6 +34,12 @@ def test_the_new_champion_indexes_the_archive_and_becomes_current(run_config, tr
     assert (manifest["model"]["name"], manifest["model"]["version"]) == ("index_component_test", registration.version)
     assert manifest["entries"] + manifest["skipped"] == filtered.rows  # every row's image, indexed or listed
     assert len(Searcher(folder).metadata) == manifest["entries"]
+    # the service opens the newest version from the parent folder, with the model copy kept in the index
+    searcher, embedder = open_index(str(folder.parent), tracking_uri=f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert searcher.root == folder and kept_model(folder, manifest["model"]["weights_sha256"]) is not None
+    (folder.parent / CURRENT).write_text("../../etc\n")
+    with pytest.raises(DataError, match="not an index folder beside it"):
+        open_index(str(folder.parent))
 
 
 def test_without_a_search_section_there_is_nothing_to_index(run_config):

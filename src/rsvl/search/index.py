@@ -348,3 +348,36 @@ def check_model(manifest: dict[str, Any], weights_sha256: str) -> None:
         name = f"{built['name']} v{built['version']}" if built.get("name") else built["uri"]
         raise ModelError(f"this index was built with {name} (weights {built['weights_sha256'][:12]}); the model given "
                          f"has weights {weights_sha256[:12]}: rebuild the index with it, or serve it with that model")
+
+
+CURRENT = "CURRENT"
+"""In a folder of index versions: the name of the newest (written by :mod:`rsvl.steps.search_index`)."""
+KEPT_MODEL = "model"
+"""In an index folder: where ``rsvl index`` downloads a registry version (the service loads it from there)."""
+
+
+def current_index(folder: str | Path) -> Path:
+    """``folder`` itself, or the index version its ``CURRENT`` file names.
+
+    Raises:
+        DataError: ``CURRENT`` names something that is not a folder beside it.
+    """
+    folder = Path(folder)
+    pointer = folder / CURRENT
+    if not pointer.is_file():
+        return folder
+    name = pointer.read_text().strip()
+    if not name or "/" in name or "\\" in name or name in (".", "..") or not (folder / name).is_dir():
+        raise DataError(f"{pointer}: names {name!r}, not an index folder beside it")
+    return folder / name
+
+
+def kept_model(index_dir: str | Path, weights_sha256: str) -> Path | None:
+    """The model folder kept inside an index folder whose weights are ``weights_sha256``, if any."""
+    from rsvl.data.store import sha256_file
+    from rsvl.models.io import WEIGHTS_NAME
+
+    for weights in sorted((Path(index_dir) / KEPT_MODEL).rglob(WEIGHTS_NAME)):
+        if sha256_file(weights) == weights_sha256:
+            return weights.parent
+    return None

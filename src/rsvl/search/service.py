@@ -173,8 +173,11 @@ def open_index(index_dir: str, model: str | None = None, tracking_uri: str | Non
     """Load an index and the model that built it; refuse any other weights.
 
     Args:
-        index_dir: The index folder.
-        model: A ``models:/`` URI or model folder; default: the registered version (or folder) recorded in the manifest.
+        index_dir: The index folder, or a folder whose ``CURRENT`` file names one (the pipeline's
+            ``<out_dir>/<registered name>``: the newest champion's index).
+        model: A ``models:/`` URI or model folder; default: the model copy kept in the index folder
+            (``rsvl index`` downloads a registry version there), else the registered version (or
+            folder) the manifest records.
         tracking_uri: The MLflow registry for ``models:/`` URIs.
         device: Where the model runs (default CUDA when available).
 
@@ -185,13 +188,14 @@ def open_index(index_dir: str, model: str | None = None, tracking_uri: str | Non
         ModelError: The model's weights are not the ones that built the index.
     """
     from rsvl.model_registry.embedder import load_embedder
-    from rsvl.search.index import check_model
+    from rsvl.search.index import check_model, current_index, kept_model
     from rsvl.search.model_ref import resolve_model
 
-    searcher = Searcher(index_dir)
+    searcher = Searcher(current_index(index_dir))
     built = searcher.manifest["model"]
+    kept = None if model else kept_model(searcher.root, built["weights_sha256"])
     wanted = model or (f"models:/{built['name']}/{built['version']}" if built.get("name") else built["uri"])
-    folder, ref = resolve_model(wanted, tracking_uri)
+    folder, ref = resolve_model(str(kept) if kept else wanted, tracking_uri)
     check_model(searcher.manifest, ref.weights_sha256)
     return searcher, load_embedder(folder, device)
 

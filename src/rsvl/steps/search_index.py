@@ -8,8 +8,7 @@ from pathlib import Path
 from rsvl.config import RunConfig
 from rsvl.errors import ConfigError
 
-CURRENT = "CURRENT"
-"""In ``<out_dir>/<registered name>/``: the newest index folder's name (``v3``)."""
+from rsvl.search.index import CURRENT, KEPT_MODEL
 
 
 def index_dir_of(cfg: RunConfig, version: int) -> Path:
@@ -43,7 +42,7 @@ def run_index(cfg: RunConfig, version: int) -> Path:
     dataset = Path(cfg.search.dataset)
     dataset = dataset if dataset.is_absolute() else Path(cfg.data.root) / dataset
     folder, ref = resolve_model(f"models:/{cfg.registry.model_name}/{version}", cfg.mlflow.tracking_uri,
-                                cache_dir=out / "model")
+                                cache_dir=out / KEPT_MODEL)
     build_index(load_embedder(folder), ref, dataset, out, batch_size=cfg.search.batch_size, kind=cfg.search.kind)
     pointer = out.parent / CURRENT
     scratch = pointer.with_name(f".{CURRENT}.partial")
