@@ -150,10 +150,8 @@ def test_a_started_meteor_scorer_serves_the_later_scoring():
     assert started.poll() is None  # running before any caption is scored
     assert captioning.start_meteor() is True and captioning._METEOR[0].meteor_p is started
     refs = {"x": ["a ship is moored at the quay"]}
-    warm = caption_metrics(refs, {"x": "a ship at the quay"}).metrics["METEOR"]
-    assert captioning._METEOR[0].meteor_p is started
-    captioning._close_meteor()
-    assert caption_metrics(refs, {"x": "a ship at the quay"}).metrics["METEOR"] == warm
+    assert 0 < caption_metrics(refs, {"x": "a ship at the quay"}).metrics["METEOR"] < 1
+    assert captioning._METEOR[0].meteor_p is started  # the scorer started early did the scoring
 
 
 def test_start_meteor_without_java_starts_nothing(monkeypatch):
