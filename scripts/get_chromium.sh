@@ -9,7 +9,7 @@
 #
 #   DEST/chromium                      the headless-shell binary (x86_64 Linux)
 #   DEST/libEGL.so ... libvk_swiftshader.so   SwiftShader software GL, found next to the binary
-#   DEST/fonts/                        a fallback font (the test uses the system's fontconfig)
+#   DEST/fonts.conf, DEST/fonts/       a fallback font (unused: the test keeps the system's fontconfig)
 #   DEST/al2023/lib/                   NSS/NSPR/expat libraries, used by the test only where the
 #                                      system lacks them (`ldd DEST/chromium` shows "not found")
 #

@@ -67,7 +67,7 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(binary), headless=True, env=browser_env(binary),
-                                              args=["--no-zygote"], timeout=60_000)
+                                              timeout=60_000)
         yield launched
         launched.close()
 
