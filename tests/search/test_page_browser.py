@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,8 @@ from rsvl.search.index import build_index
 from rsvl.search.model_ref import resolve_model
 from rsvl.search.searcher import Searcher
 from rsvl.search.service import load_service
+
+from search_support import serving
 
 pytestmark = pytest.mark.slow  # starts a browser process
 
@@ -87,27 +87,10 @@ def archive(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(archive):
-    """What ``rsvl serve --index <index>`` runs, by uvicorn on a free loopback port in a thread."""
-    import socket
-
-    import uvicorn
-
+    """What ``rsvl serve --index <index>`` runs."""
     root, _ = archive
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    running = uvicorn.Server(uvicorn.Config(load_service(str(root / "index"), device="cpu"), host="127.0.0.1",
-                                            port=port, log_level="warning"))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if running.started:
-            break
-        time.sleep(0.05)
-    assert running.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join(10)
+    with serving(load_service(str(root / "index"), device="cpu")) as url:
+        yield url
 
 
 @pytest.fixture

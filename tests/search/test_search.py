@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -27,6 +24,8 @@ from rsvl.search.index import METADATA, SKIPPED, build_index, list_entries, read
 from rsvl.search.model_ref import resolve_model
 from rsvl.search.searcher import Filters, Searcher
 from rsvl.search.service import Limits, create_app, load_service
+
+from search_support import serving
 
 CHIPS = 16
 
@@ -146,30 +145,11 @@ def test_bad_filters_are_refused_with_the_rule():
 # ---------------------------------------------------------------- the HTTP service, served by uvicorn
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(archive):
-    import uvicorn
-
     root, _, _, _ = archive
-    app = load_service(str(root / "index"), limits=Limits(upload_bytes=200_000))
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if running.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join(10)
+    with serving(load_service(str(root / "index"), limits=Limits(upload_bytes=200_000))) as url:
+        yield url
 
 
 def call(url: str, body: bytes | None = None, content_type: str = "application/json") -> tuple[int, bytes, str]:
