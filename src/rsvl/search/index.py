@@ -80,7 +80,8 @@ def _shard_digest(weights_sha256: str, entries: Sequence[Entry]) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(scratch)`` beside ``path``, then rename it over ``path``: readers see the old file or the new one."""
     scratch = path.with_name(f".{path.name}.partial")
     write(scratch)
     os.replace(scratch, path)
@@ -248,8 +249,8 @@ def build_index(
             reused += len(chunk)
         else:
             vectors, shard_reasons = _embed_shard(embedder, root, chunk, batch_size)
-            _write_atomic(vectors_file, lambda path: np.save(open(path, "wb"), vectors, allow_pickle=False))
-            _write_atomic(info_file, lambda path: path.write_text(json.dumps({"digest": digest, "reasons": shard_reasons})))
+            write_atomic(vectors_file, lambda path: np.save(open(path, "wb"), vectors, allow_pickle=False))
+            write_atomic(info_file, lambda path: path.write_text(json.dumps({"digest": digest, "reasons": shard_reasons})))
         parts.append(vectors)
         reasons += shard_reasons
         progress.add(len(chunk))
@@ -305,9 +306,9 @@ def write_index(
     (out / MANIFEST).unlink(missing_ok=True)  # no manifest beside half-rewritten files
     chosen = choose_kind(len(vectors), kind)
     index = make_faiss_index(vectors, chosen)
-    _write_atomic(out / INDEX, lambda path: faiss.write_index(index, str(path)))
-    _write_atomic(out / METADATA, lambda path: metadata.to_parquet(path, index=False))
-    _write_atomic(out / SKIPPED, lambda path: skipped.to_parquet(path, index=False))
+    write_atomic(out / INDEX, lambda path: faiss.write_index(index, str(path)))
+    write_atomic(out / METADATA, lambda path: metadata.to_parquet(path, index=False))
+    write_atomic(out / SKIPPED, lambda path: skipped.to_parquet(path, index=False))
     manifest = {
         "format": FORMAT,
         "model": model.to_dict(),
@@ -321,7 +322,7 @@ def write_index(
         "reused_from_shards": reused,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomic(out / MANIFEST, lambda path: path.write_text(json.dumps(manifest, indent=2) + "\n"))
+    write_atomic(out / MANIFEST, lambda path: path.write_text(json.dumps(manifest, indent=2) + "\n"))
     return manifest
 
 

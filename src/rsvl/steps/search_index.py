@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rsvl.config import RunConfig
 from rsvl.errors import ConfigError
 
-from rsvl.search.index import CURRENT, KEPT_MODEL
+from rsvl.search.index import CURRENT, KEPT_MODEL, write_atomic
 
 
 def index_dir_of(cfg: RunConfig, version: int) -> Path:
@@ -44,8 +43,5 @@ def run_index(cfg: RunConfig, version: int) -> Path:
     folder, ref = resolve_model(f"models:/{cfg.registry.model_name}/{version}", cfg.mlflow.tracking_uri,
                                 cache_dir=out / KEPT_MODEL)
     build_index(load_embedder(folder), ref, dataset, out, batch_size=cfg.search.batch_size, kind=cfg.search.kind)
-    pointer = out.parent / CURRENT
-    scratch = pointer.with_name(f".{CURRENT}.partial")
-    scratch.write_text(out.name + "\n")
-    os.replace(scratch, pointer)  # a reader sees the old name or the new one, never half of one
+    write_atomic(out.parent / CURRENT, lambda path: path.write_text(out.name + "\n"))
     return out
