@@ -1,0 +1,42 @@
+"""Corpus cases of broken media: images, band arrays, tables and shards, archives.
+
+Each builder writes a small source (good rows around the broken one) and returns the commands a
+user runs on it; see ``corpus_case.py`` for the contract.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from corpus_case import QUARANTINE, Case, Expect
+from PIL import Image
+
+
+def _scene(value: int, size: int = 32) -> Image.Image:
+    """A small RGB test scene of one shade with a bright square (distinct per ``value``)."""
+    pixels = np.full((size, size, 3), value, dtype=np.uint8)
+    pixels[size // 4: size // 2, size // 4: size // 2] = 255 - value
+    return Image.fromarray(pixels)
+
+
+def class_folder(case: Path, broken: str, write_broken) -> list[list[str]]:
+    """A class-folder source of four good scenes in two classes plus ``broken`` (written by ``write_broken``).
+
+    Returns:
+        ``rsvl data ingest`` then ``rsvl data validate`` of the result.
+    """
+    source = case / "source"
+    for index, label in enumerate(("forest", "forest", "river", "river")):
+        (source / label).mkdir(parents=True, exist_ok=True)
+        _scene(40 * index + 20).save(source / label / f"{label}_{index}.png")
+    write_broken(source / "forest" / broken)
+    return [["rsvl", "data", "ingest", "--format", "class-folder", "--source", "source", "--out", "out"],
+            ["rsvl", "data", "validate", "out", "--max-bad-fraction", "0.5"]]
+
+
+CASES: list[Case] = [
+    Case("image-zero-byte", "images", "a zero-byte `.png` among good scenes",
+         lambda case: class_folder(case, "empty.png", lambda path: path.write_bytes(b"")),
+         Expect(QUARANTINE, stage="validate", rule="image_decodes", rows_in=5, kept=4, quarantined=1)),
+]
