@@ -40,6 +40,13 @@ above 14000), so up to 3.0 is accepted; a larger value means a wrong scale or a 
 (65535) pixel. Sentinel-1 sigma0 in dB lies well inside -60..+30 for real scenes.
 """
 
+MIN_SIDE: Final[int] = 4
+"""The fewest pixels a raster may have along a side: a 1×1 or 3×3 "image" is a placeholder, not a scene."""
+S1_DB_DARKEST: Final[float] = -1.0
+"""An S1 dB raster's darkest value must lie below this: every real scene has pixels under 0 dB (sea,
+smooth ground, radar shadow sit near -15..-25 dB), while linear power is never negative, so a raster
+whose minimum is not below -1 dB is linear power stored as if it were dB (convert with 10·log10)."""
+
 COPIED_COLUMNS: Final[tuple[str, ...]] = (
     "sample_id", "split", "modality", *MEDIA_COLUMNS, "label", "bands", "width", "height", "lat", "lon",
 )
@@ -79,7 +86,7 @@ def media_facts(dataset_dir: Path, rel: str) -> dict:
 
     Returns:
         ``exists``, ``decodes``, ``error`` (the decode error text), and for decoded files
-        ``bands``, ``height``, ``width``, ``nonfinite`` (count of NaN/inf values), ``min``, ``max``
+        ``bands``, ``height``, ``width``, ``min_side``, ``nonfinite`` (count of NaN/inf values), ``min``, ``max``
         over the finite values.
     """
     try:
@@ -101,6 +108,7 @@ def media_facts(dataset_dir: Path, rel: str) -> dict:
         "bands": array.shape[0],
         "height": array.shape[1],
         "width": array.shape[2],
+        "min_side": min(array.shape[1], array.shape[2]),
         "nonfinite": int(array.size - n_finite),
         "min": float(values.min()) if n_finite else None,
         "max": float(values.max()) if n_finite else None,
@@ -198,7 +206,8 @@ def compute_facts(
     Returns:
         A DataFrame with ``row`` (manifest row number, from 0), :data:`COPIED_COLUMNS`, and
         per present media column ``<col>_exists``, ``_decodes``, ``_error``, ``_bands``,
-        ``_height``, ``_width``, ``_nonfinite``, ``_min``, ``_max``, ``_range``; then
+        ``_height``, ``_width``, ``_min_side``, ``_nonfinite``, ``_min``, ``_max``, ``_range``,
+        ``_db_scaled`` (S1 dB rasters only: the minimum is below :data:`S1_DB_DARKEST`); then
         ``raster_bands``/``raster_width``/``raster_height`` (see :data:`RASTER_ORDER`),
         ``media_count``, caption counts, ``boxes_count``, ``boxes_bad``, ``timestamp_ok``,
         ``vqa_count`` and ``vqa_blank``.
@@ -215,9 +224,14 @@ def compute_facts(
         for column in media:
             info = decoded.get((i, column), {})
             facts.update({f"{column}_{key}": info.get(key) for key in
-                          ("exists", "decodes", "error", "bands", "height", "width", "nonfinite", "min", "max")})
+                          ("exists", "decodes", "error", "bands", "height", "width", "min_side", "nonfinite", "min",
+                           "max")})
             path = record[column]
             facts[f"{column}_range"] = value_range(column, path, record.get("modality")) if path else None
+            low = info.get("min")
+            # only S1 dB rasters get this fact: is their darkest value below S1_DB_DARKEST, as dB must be?
+            facts[f"{column}_db_scaled"] = (low < S1_DB_DARKEST if facts[f"{column}_range"] == S1_DB and low is not None
+                                            else None)
         raster = next((decoded[(i, c)] for c in RASTER_ORDER if (i, c) in decoded), {})
         facts.update(raster_bands=raster.get("bands"), raster_width=raster.get("width"),
                      raster_height=raster.get("height"))

@@ -16,7 +16,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from rsvl.config import CaptionRules
-from rsvl.data.facts import VALUE_RANGES
+from rsvl.data.facts import MIN_SIDE, S1_DB_DARKEST, VALUE_RANGES
 from rsvl.data.schema import KINDS, MODALITIES, SPLITS
 
 Reason = Callable[[dict, dict], str]
@@ -70,6 +70,12 @@ def _media(column: str) -> list[Check]:
               lambda f, r: f"{column} {path(r)} does not decode: {f[f'{column}_error']}"),
         Check(gxe.ExpectColumnValuesToBeBetween(column=f"{column}_nonfinite", min_value=0, max_value=0),
               lambda f, r: f"{column} {path(r)} holds {int(f[f'{column}_nonfinite'])} NaN or infinite values"),
+        Check(gxe.ExpectColumnValuesToBeBetween(column=f"{column}_min_side", min_value=MIN_SIDE),
+              lambda f, r: f"{column} {path(r)} is {int(f[f'{column}_width'])}x{int(f[f'{column}_height'])} px, "
+                           f"under {MIN_SIDE} px a side"),
+        Check(gxe.ExpectColumnValuesToBeInSet(column=f"{column}_db_scaled", value_set=[True]),
+              lambda f, r: f"{column} {path(r)}: no value below {S1_DB_DARKEST:g} dB (minimum {f[f'{column}_min']:g}): "
+                           "linear power, not dB; convert with 10*log10"),
     ]
     for name, (low, high) in VALUE_RANGES.items():
         condition = f'{column}_range == "{name}"'

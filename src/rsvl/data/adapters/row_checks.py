@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from rsvl.data.media import decode_caption
+from rsvl.data.media import decode_caption, image_header  # noqa: F401 - adapters import image_header from here
 from rsvl.data.schema import IMAGE_SUFFIXES
 from rsvl.data.store import DatasetWriter
 from rsvl.errors import DataError
@@ -46,27 +44,6 @@ def index_images(root: Path) -> dict[str, Path]:
                 raise DataError(f"{root}: image name {path.stem!r} is ambiguous: {index[path.stem]} and {path}")
             index[path.stem] = path
     return index
-
-
-def image_header(path: Path) -> tuple[int, int, int]:
-    """Read width, height and band count from an image header without decoding the pixels.
-
-    Args:
-        path: The image file.
-
-    Returns:
-        ``(width, height, bands)``.
-
-    Raises:
-        DataError: The file cannot be identified as an image.
-    """
-    try:
-        # Image.open reads only the header; the pixels are never loaded here
-        with Image.open(path) as image:
-            return image.width, image.height, len(image.getbands())
-    # Pillow raises any of these for a truncated or corrupt header
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: cannot read image header ({err})") from err
 
 
 def accept_caption(writer: DatasetWriter, raw: bytes | str, where: str, sample_id: str | None) -> str | None:
