@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from corpus_case import KEPT, QUARANTINE, Case, Expect
+from corpus_case import ERROR, KEPT, QUARANTINE, Case, Expect
 from PIL import Image
 
 
@@ -100,4 +100,187 @@ CASES += [
                 "image_min_side"),
     _image_case("image-decompression-bomb", "a PNG whose header declares 50,000×50,000 pixels (7.5 GB decoded)",
                 "bomb.png", lambda: _declared_png(50_000, 50_000), "image_decodes"),
+]
+
+
+# --- band arrays: BigEarthNet npz patches and CrisisLandMark HDF5 shards ---------------------------
+
+_S2_FACTORS = {"B01": 6, "B02": 1, "B03": 1, "B04": 1, "B05": 2, "B06": 2, "B07": 2, "B08": 1, "B8A": 2, "B09": 6,
+               "B11": 2, "B12": 2}
+_S2_NAME = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_00_0{}"
+
+
+def _patch(index: int, side: int = 12) -> dict[str, np.ndarray]:
+    """One BigEarthNet npz patch: S2 reflectance ×10000 (uint16) on its grids, S1 VV/VH in dB."""
+    arrays = {f"S2_{band}": np.full((side // f, side // f), 900 + 37 * index + 11 * i, dtype=np.uint16)
+              for i, (band, f) in enumerate(_S2_FACTORS.items())}
+    ramp = np.arange(side * side, dtype=np.float32).reshape(side, side) / (side * side)
+    arrays["S1_VV"] = (-18.0 + 6.0 * ramp + index).astype(np.float32)
+    arrays["S1_VH"] = (-25.0 + 6.0 * ramp + index).astype(np.float32)
+    return arrays
+
+
+def bigearthnet(case: Path, change) -> list[list[str]]:
+    """A BigEarthNet source of three patches; ``change(arrays)`` edits the third patch's arrays in place.
+
+    Returns:
+        ``rsvl data ingest --format bigearthnet`` then ``rsvl data validate``.
+    """
+    source = case / "source"
+    (source / "npz").mkdir(parents=True)
+    lines = ["patch_id,s1_name,split,country,labels,snow,cloud_or_shadow"]
+    for index, split in enumerate(("train", "validation", "test")):
+        arrays = _patch(index)
+        if index == 2:
+            change(arrays)
+        np.savez(source / "npz" / f"{_S2_NAME.format(index)}.npz", **arrays)
+        lines.append(f"{_S2_NAME.format(index)},S1B_IW_GRDH_1SDV_20170612T165809_33UUP_00_0{index},{split},Austria,"
+                     "Coniferous forest|Pastures,False,False")
+    (source / "labels.csv").write_text("\n".join(lines) + "\n")
+    return [["rsvl", "data", "ingest", "--format", "bigearthnet", "--source", "source", "--out", "out"],
+            ["rsvl", "data", "validate", "out", "--max-bad-fraction", "0.5"]]
+
+
+def _set(key: str, value):
+    def change(arrays: dict) -> None:
+        arrays[key] = value(arrays[key]) if callable(value) else value
+    return change
+
+
+def _array_case(kind: str, what: str, change, stage: str, rule: str, outcome: str = QUARANTINE) -> Case:
+    counts = dict(rows_in=3, kept=2, quarantined=1) if outcome == QUARANTINE else dict(rows_in=3, kept=3)
+    return Case(kind, "arrays", what, lambda case: bigearthnet(case, change),
+                Expect(outcome, stage=stage if outcome == QUARANTINE else None, rule=rule, **counts))
+
+
+def _with_nan(band: np.ndarray) -> np.ndarray:
+    band = band.copy()
+    band[1, 2] = np.nan
+    return band
+
+
+def _with_inf(band: np.ndarray) -> np.ndarray:
+    band = band.copy()
+    band[0, 0] = np.inf
+    return band
+
+
+def _linear(band: np.ndarray) -> np.ndarray:
+    return (10.0 ** (band / 10.0)).astype(np.float32)  # dB to linear power: 0.003..0.1
+
+
+CASES += [
+    _array_case("band-nan", "a NaN in an S1 VV band (npz)", _set("S1_VV", _with_nan), "ingest", "finite_values"),
+    _array_case("band-inf", "an infinite value in an S1 VH band (npz)", _set("S1_VH", _with_inf), "ingest",
+                "finite_values"),
+    _array_case("band-complex-dtype", "an S1 band stored as complex64 (its imaginary part would be dropped)",
+                _set("S1_VV", lambda band: band.astype(np.complex64)), "ingest", "band_dtype"),
+    _array_case("band-object-dtype", "an S2 band stored as an object array (needs pickle to load)",
+                _set("S2_B04", lambda band: np.array(band.tolist(), dtype=object)), "ingest", "array_decode"),
+    _array_case("band-int64-dtype", "an S1 band stored as int64 dB values: valid, read as float32",
+                _set("S1_VV", lambda band: np.round(band).astype(np.int64)), None, None, outcome=KEPT),
+    _array_case("band-missing", "an S2 patch without band B8A (11 of 12 S2 bands)",
+                lambda arrays: arrays.pop("S2_B8A"), "ingest", "band_count"),
+    _array_case("s1-linear-not-db", "S1 VV/VH in linear power (0.003..0.1) instead of dB",
+                lambda arrays: arrays.update(S1_VV=_linear(arrays["S1_VV"]), S1_VH=_linear(arrays["S1_VH"])),
+                "validate", "s1_db_scaled"),
+]
+
+
+def crisislandmark(case: Path, key: str, image: np.ndarray, coords: bool = True) -> list[list[str]]:
+    """A CrisisLandMark source: two good S1 patches and ``key`` with ``image`` (and coords unless ``coords`` is False).
+
+    Returns:
+        ``rsvl data ingest --format crisislandmark`` then ``rsvl data validate``.
+    """
+    import h5py
+    import pandas as pd
+
+    source = case / "source"
+    (source / "shards").mkdir(parents=True)
+    ramp = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8) / 128.0
+    members = {"s1_a": -15.0 + 4.0 * ramp, "s1_b": -12.0 + 4.0 * ramp, key: image}
+    with h5py.File(source / "shards" / "part-0.h5", "w") as handle:
+        for name, pixels in members.items():
+            group = handle.create_group(name)
+            group.create_dataset("image", data=pixels)
+            if coords or name != key:
+                group.create_dataset("coords", data=np.array([12.5, 41.9]))
+            group.attrs["crs"] = "EPSG:4326"
+            group.attrs["timestamp"] = "2021-03-04T05:06:07"
+    pd.DataFrame({"key": list(members), "split": ["train", "val", "test"],
+                  "labels": [["water"], ["trees"], ["built"]]}).to_parquet(source / "metadata.parquet")
+    return [["rsvl", "data", "ingest", "--format", "crisislandmark", "--source", "source", "--out", "out"],
+            ["rsvl", "data", "validate", "out", "--max-bad-fraction", "0.5"]]
+
+
+_S1_PATCH = (-14.0 + np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8) / 32.0)
+
+CASES += [
+    Case("band-count-for-sensor", "arrays", "a 4-band patch in a CrisisLandMark shard (S1 has 2 bands, S2 12 or 13)",
+         lambda case: crisislandmark(case, "s1_four", np.concatenate([_S1_PATCH, _S1_PATCH])),
+         Expect(QUARANTINE, stage="ingest", rule="band_count", rows_in=3, kept=2, quarantined=1)),
+    Case("hdf5-missing-coords", "arrays",
+         "a CrisisLandMark shard member without `coords`: kept without a location (lat/lon null), as Sen2Flood "
+         "members upstream come",
+         lambda case: crisislandmark(case, "s1_nowhere", _S1_PATCH, coords=False),
+         Expect(KEPT, rows_in=3, kept=3)),
+]
+
+
+# --- tables: a canonical dataset whose manifest or dataset.json was edited by hand ----------------
+
+
+def _edited_dataset(case: Path, edit) -> list[list[str]]:
+    """Ingest a good class-folder source, then ``edit(dataset_dir)`` and validate it."""
+    source = case / "source"
+    for index, label in enumerate(("forest", "forest", "river", "river")):
+        (source / label).mkdir(parents=True, exist_ok=True)
+        _scene(40 * index + 20).save(source / label / f"{label}_{index}.png")
+    from rsvl.data.adapters import ingest
+
+    ingest("class-folder", source, case / "out")
+    edit(case / "out")
+    return [["rsvl", "data", "validate", "out"]]
+
+
+def _edit_manifest(change):
+    def edit(dataset: Path) -> None:
+        import pyarrow.parquet as pq
+
+        path = dataset / "manifest.parquet"
+        pq.write_table(change(pq.read_table(path)), path)
+    return edit
+
+
+def _edit_meta(dataset: Path) -> None:
+    import json
+
+    path = dataset / "dataset.json"
+    meta = json.loads(path.read_text())
+    meta["schema_version"] += 1
+    path.write_text(json.dumps(meta))
+
+
+def _table_case(kind: str, what: str, edit, error: str) -> Case:
+    return Case(kind, "tables", what, lambda case: _edited_dataset(case, edit), Expect(ERROR, error=error, dataset=None))
+
+
+def _retyped(table):
+    import pyarrow as pa
+
+    index = table.schema.get_field_index("width")
+    return table.set_column(index, "width", pa.array([str(v) for v in table.column("width").to_pylist()]))
+
+
+CASES += [
+    _table_case("parquet-missing-column", "a manifest.parquet without its `split` column",
+                _edit_manifest(lambda table: table.drop(["split"])), r"manifest\.parquet.*split"),
+    _table_case("parquet-extra-column", "a manifest.parquet with an extra `notes` column",
+                _edit_manifest(lambda table: table.append_column("notes", __import__("pyarrow").array(["x"] * len(table)))),
+                r"manifest\.parquet.*notes.*manifest_schema"),
+    _table_case("parquet-wrong-type", "a manifest.parquet whose `width` column holds text",
+                _edit_manifest(_retyped), r"manifest\.parquet.*width is string.*manifest_schema"),
+    _table_case("schema-version-newer", "a dataset.json written by a newer schema version", _edit_meta,
+                r"dataset\.json.*schema version 2 is newer"),
 ]

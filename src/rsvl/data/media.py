@@ -21,6 +21,11 @@ _DECODED_MODE = {"P": "RGB", "PA": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LAB": 
 _PILLOW_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
+REAL_KINDS = "biuf"
+"""NumPy dtype kinds a band may have (bool, int, uint, float): a complex band would lose its imaginary
+part in the float32 cast, and strings or objects are not measurements."""
+
+
 def decoded_mode(mode: str) -> str:
     """The Pillow mode an image of ``mode`` is decoded to (``P``/``CMYK`` become ``RGB``, ``1`` becomes ``L``)."""
     return _DECODED_MODE.get(mode, mode)
@@ -94,7 +99,7 @@ def load_raster(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: not a readable .npy array ({err})") from err
         if array.ndim != 3:
             raise DataError(f"{path}: array must be (bands, height, width), got shape {array.shape}")
-        if array.dtype.kind not in "biuf":  # complex would lose its imaginary part in the float32 cast
+        if array.dtype.kind not in REAL_KINDS:
             raise DataError(f"{path}: array dtype {array.dtype} is not a real number type (bool, int, uint or float)")
         return array.astype(np.float32, copy=False)
     if suffix not in IMAGE_SUFFIXES:

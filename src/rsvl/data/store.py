@@ -354,6 +354,33 @@ def read_meta(dataset_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def check_manifest_schema(path: Path) -> None:
+    """Refuse a manifest with columns the schema lacks or columns of another type than the schema's.
+
+    A column the schema has and the file lacks reads as nulls (validation says which ones a kind
+    needs); an extra column would be dropped silently and a retyped one cast or misread, so both
+    are errors.
+
+    Args:
+        path: A ``manifest.parquet``.
+
+    Raises:
+        DataError: Naming the file, the columns and the rule (``manifest_schema``).
+    """
+    try:
+        stored = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: cannot read the manifest ({err})") from err
+    extra = [name for name in stored.names if name not in MANIFEST_SCHEMA.names]
+    if extra:
+        raise DataError(f"{path}: columns {extra} are not in the manifest schema (rule manifest_schema: "
+                        f"allowed {MANIFEST_SCHEMA.names}); keep other fields in a table of their own")
+    retyped = [f"{name} is {stored.field(name).type}, the schema says {MANIFEST_SCHEMA.field(name).type}"
+               for name in stored.names if not stored.field(name).type.equals(MANIFEST_SCHEMA.field(name).type)]
+    if retyped:
+        raise DataError(f"{path}: {'; '.join(retyped)} (rule manifest_schema)")
+
+
 def read_manifest(dataset_dir: str | Path, *, include_quarantined: bool = False) -> pd.DataFrame:
     """Read a dataset's manifest with the canonical column types, without its quarantined rows.
 
@@ -367,6 +394,7 @@ def read_manifest(dataset_dir: str | Path, *, include_quarantined: bool = False)
         One row per sample; list columns hold Python lists, null scalars are ``None``.
     """
     read_meta(dataset_dir)
+    check_manifest_schema(Path(dataset_dir) / MANIFEST_FILE)
     table = pq.read_table(Path(dataset_dir) / MANIFEST_FILE, schema=MANIFEST_SCHEMA)
     if not include_quarantined:
         table = without_ids(table, quarantined_ids(dataset_dir))

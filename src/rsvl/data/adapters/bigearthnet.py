@@ -30,7 +30,8 @@ train split (``s2`` in raw x10000 units, ``s1`` in dB), for normalisation at tra
 
 Quarantine rules: ``split_value``, ``label_value`` (no label, or one outside CORINE-19), ``file_exists``
 (no npz), ``array_decode`` (npz unreadable), ``band_count`` (a band is missing),
-``band_shape`` (a band's size does not fit its resolution) and ``finite_values`` (NaN or inf).
+``band_shape`` (a band's size does not fit its resolution), ``band_dtype`` (complex, text or object
+values) and ``finite_values`` (NaN or inf).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from rsvl.data.labels import (
     labels_to_text,
     unique_labels,
 )
+from rsvl.data.media import REAL_KINDS
 from rsvl.data.splits import canonical_split
 from rsvl.data.store import DatasetWriter, IngestReport
 from rsvl.errors import DataError
@@ -193,7 +195,7 @@ def load_patch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ``(s2, s1)`` with S2 bands in :data:`S2_BANDS` order on the 10 m grid and S1 as [VV, VH].
 
     Raises:
-        BandError: A band is missing (``band_count``), mis-sized (``band_shape``) or holds NaN/inf
+        BandError: A band is missing (``band_count``), not real numbers (``band_dtype``), mis-sized (``band_shape``) or holds NaN/inf
             (``finite_values``).
         DataError: The file is not a readable npz.
     """
@@ -211,6 +213,8 @@ def load_patch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     expected = {f"S2_{b}": (height // f, width // f) for b, f in S2_DOWNSAMPLING.items()}
     expected.update({f"S1_{b}": (height, width) for b in S1_BANDS})
     for key in wanted:
+        if arrays[key].dtype.kind not in REAL_KINDS:
+            raise BandError("band_dtype", f"{path}: {key} has dtype {arrays[key].dtype}, not a real number type")
         if arrays[key].shape != expected[key] or height % 6 or width % 6 or not height:
             raise BandError("band_shape", f"{path}: {key} has shape {arrays[key].shape}, expected "
                                           f"{expected[key]} (10 m grid {height}x{width}, a multiple of 6)")

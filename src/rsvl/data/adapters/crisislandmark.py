@@ -14,7 +14,7 @@ Rows: 2-band patches are ``sar``/``s1``, 12- or 13-band ones ``multispectral``/`
 the centre pixel's WGS 84 position; labels are CrisisLandMark classes (CORINE-19 names mapped) and
 the captions their text. Unlisted shard keys are counted as ``unlisted_keys`` in ``dataset.json``.
 Quarantine rules (``where`` = ``metadata.parquet:<row>``): ``split_value``, ``label_value``,
-``file_exists``, ``unique_id``, ``array_decode``, ``band_shape``, ``band_count``,
+``file_exists``, ``unique_id``, ``array_decode``, ``band_dtype``, ``band_shape``, ``band_count``,
 ``finite_values``, ``coords``, ``crs`` and ``timestamp``.
 """
 
@@ -30,6 +30,7 @@ import pandas as pd
 from rsvl.data.adapters import register
 from rsvl.data.geo import to_lonlat
 from rsvl.data.labels import labels_to_text, to_crisis_class, unique_labels
+from rsvl.data.media import REAL_KINDS
 from rsvl.data.splits import canonical_split
 from rsvl.data.store import DatasetWriter, IngestReport
 from rsvl.errors import DataError
@@ -164,7 +165,11 @@ def read_member(shard: Path, key: str) -> dict:
             group = handle[key]
             if not isinstance(group, h5py.Group) or not isinstance(group.get("image"), h5py.Dataset):
                 raise MemberError("array_decode", f"{shard.name}:{key} has no 'image' dataset")
-            image = np.asarray(group["image"][()], dtype=np.float32)
+            raw = group["image"][()]
+            if np.asarray(raw).dtype.kind not in REAL_KINDS:
+                raise MemberError("band_dtype", f"{shard.name}:{key} image has dtype {np.asarray(raw).dtype}, "
+                                                "not a real number type")
+            image = np.asarray(raw, dtype=np.float32)
             # float64, since UTM coordinates (~1e6 m) would lose metres in float32
             coords = np.asarray(group["coords"][()], dtype=np.float64) if "coords" in group else None
             crs = group.attrs.get("crs")
