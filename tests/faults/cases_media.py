@@ -284,3 +284,64 @@ CASES += [
     _table_case("schema-version-newer", "a dataset.json written by a newer schema version", _edit_meta,
                 r"dataset\.json.*schema version 2 is newer"),
 ]
+
+
+# --- archives: `rsvl data ingest` of a .zip or .tar.gz -----------------------------------------------
+
+
+def _good_scenes(folder: Path) -> None:
+    for index, label in enumerate(("forest", "river")):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        _scene(50 * index + 30).save(folder / label / f"{label}_{index}.png")
+
+
+def _zip_with(case: Path, name: str, data: bytes | None = None, zeros: int = 0) -> list[list[str]]:
+    """A zip of two good scenes plus member ``name`` (``data``, or ``zeros`` zero bytes streamed in)."""
+    import zipfile
+
+    folder = case / "scenes"
+    _good_scenes(folder)
+    with zipfile.ZipFile(case / "bundle.zip", "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(folder.rglob("*.png")):
+            bundle.write(path, f"scenes/{path.relative_to(folder)}")
+        with bundle.open(name, "w", force_zip64=zeros > 2**31) as member:
+            if zeros:
+                block = bytes(2**20)
+                for _ in range(zeros // len(block)):
+                    member.write(block)
+            else:
+                member.write(data or b"")
+    return [["rsvl", "data", "ingest", "--format", "class-folder", "--source", "bundle.zip", "--out", "out"]]
+
+
+def _tar_with_link(case: Path) -> list[list[str]]:
+    """A tar.gz of two good scenes plus a symlink member pointing at /etc/passwd."""
+    import io
+    import tarfile
+
+    folder = case / "scenes"
+    _good_scenes(folder)
+    with tarfile.open(case / "bundle.tar.gz", "w:gz") as bundle:
+        for path in sorted(folder.rglob("*.png")):
+            bundle.add(path, f"scenes/{path.relative_to(folder)}")
+        link = tarfile.TarInfo("scenes/forest/passwd.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        bundle.addfile(link, io.BytesIO())
+    return [["rsvl", "data", "ingest", "--format", "class-folder", "--source", "bundle.tar.gz", "--out", "out"]]
+
+
+CASES += [
+    Case("archive-dotdot", "archives", "a zip member named `scenes/../../escape.png`",
+         lambda case: _zip_with(case, "scenes/../../escape.png", b"x"),
+         Expect(ERROR, error=r"bundle\.zip: member 'scenes/\.\./\.\./escape\.png' contains '\.\.'", dataset=None)),
+    Case("archive-absolute-path", "archives", "a zip member named `/tmp/escape.png`",
+         lambda case: _zip_with(case, "/tmp/escape.png", b"x"),
+         Expect(ERROR, error=r"bundle\.zip: member '/tmp/escape\.png' has an absolute path", dataset=None)),
+    Case("archive-symlink-out", "archives", "a tar.gz symlink member pointing at `/etc/passwd`", _tar_with_link,
+         Expect(ERROR, error=r"bundle\.tar\.gz: link 'scenes/forest/passwd\.png' -> '/etc/passwd' points outside",
+                dataset=None)),
+    Case("archive-zip-bomb", "archives", "a 200 KB zip member that inflates to 200 MB of zeros",
+         lambda case: _zip_with(case, "scenes/forest/zeros.png", zeros=200 * 2**20),
+         Expect(ERROR, error=r"bundle\.zip: member 'scenes/forest/zeros\.png' inflates .* \(rule archive_ratio",
+                dataset=None)),
+]

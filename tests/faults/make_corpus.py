@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="empty folder for the cases")
     parser.add_argument("--run", action="store_true", help="run each case and print the table")
     parser.add_argument("--readme", action="store_true", help="run each case and rewrite README.md's table")
+    parser.add_argument("--only", default="", help="only the kinds containing this text (not with --readme)")
     args = parser.parse_args(argv)
-    cases = all_cases()
+    cases = [case for case in all_cases() if args.only in case.kind] if not args.readme else all_cases()
     if not (args.run or args.readme):
         for case in cases:
             (args.out / case.kind).mkdir(parents=True, exist_ok=True)
