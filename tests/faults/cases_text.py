@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
+import pandas as pd
 from corpus_case import ERROR, KEPT, QUARANTINE, Case, Expect
 from PIL import Image
 
@@ -108,6 +110,29 @@ def coco_duplicate_id(case: Path) -> list[list[str]]:
     return commands
 
 
+def crisis(case: Path, point: tuple[float, float] = (12.5, 41.9), timestamp: str = "2021-03-04T05:06:07") -> list[list[str]]:
+    """A CrisisLandMark source of four Sentinel-1 patches (EPSG:4326 points); the fourth has ``point`` and
+    ``timestamp``.
+
+    Returns:
+        ``rsvl data ingest --format crisislandmark`` then ``rsvl data validate``.
+    """
+    source = case / "source"
+    source.mkdir(parents=True)
+    keys = [f"benv2s1_{index}" for index in range(4)]
+    with h5py.File(source / "part-0.h5", "w") as handle:
+        for index, key in enumerate(keys):
+            group = handle.create_group(key)
+            group.create_dataset("image", data=np.full((2, 8, 8), -12.0 - index, dtype=np.float32))
+            group.create_dataset("coords", data=np.array(point if index == 3 else (10.0 + index, 45.0)))
+            group.attrs["crs"] = "EPSG:4326"
+            group.attrs["timestamp"] = timestamp if index == 3 else "2021-03-04T05:06:07"
+    pd.DataFrame({"key": keys, "split": ["train"] * 4, "labels": [["water"]] * 4}).to_parquet(
+        source / "metadata.parquet")
+    return [["rsvl", "data", "ingest", "--format", "crisislandmark", "--source", "source", "--out", "out"],
+            list(INGEST_THEN_VALIDATE)]
+
+
 def check_config(case: Path, text: str, *options: str) -> list[list[str]]:
     """``rsvl config check`` of a sar_text overlay holding ``text`` under ``defaults``."""
     return [["rsvl", "config", "check", str(config_with(case, text)), *options]]
@@ -173,6 +198,12 @@ CASES: list[Case] = [
     Case("duplicate-sample-id", "annotations", "two COCO image entries with one id (another file each)",
          coco_duplicate_id,
          Expect(QUARANTINE, stage="ingest", rule="unique_id", rows_in=5, kept=4, quarantined=1)),
+    Case("latlon-out-of-range", "annotations", "a CrisisLandMark patch at lon 200, lat 95 (EPSG:4326)",
+         lambda case: crisis(case, point=(200.0, 95.0)),
+         Expect(QUARANTINE, stage="ingest", rule="crs", rows_in=4, kept=3, quarantined=1)),
+    Case("timestamp-unparsable", "annotations", "a CrisisLandMark patch whose timestamp is `last tuesday`",
+         lambda case: crisis(case, timestamp="last tuesday"),
+         Expect(QUARANTINE, stage="ingest", rule="timestamp", rows_in=4, kept=3, quarantined=1)),
     # configuration
     Case("config-unknown-key", "config", "a config key no schema has (`train.epoch` for `train.epochs`)",
          lambda case: [["rsvl", "config", "check", str(config_with(case, "  train:\n    epoch: 3\n"))]],
