@@ -133,6 +133,27 @@ def crisis(case: Path, point: tuple[float, float] = (12.5, 41.9), timestamp: str
             list(INGEST_THEN_VALIDATE)]
 
 
+def rsvqa(case: Path, odd_answer: str) -> list[list[str]]:
+    """An RSVQA-LR train split of four images with a yes/no question each; the fourth's answer is ``odd_answer``.
+
+    Returns:
+        ``rsvl data ingest --format rsvqa`` then ``rsvl data validate``.
+    """
+    source = case / "source"
+    answers = ["yes", "no", "yes", odd_answer]
+    for index in range(4):
+        _scene(source / "Images_LR" / f"{index}.png", 40 * index + 20)
+    (source / "LR_split_train_images.json").write_text(json.dumps(
+        {"images": [{"id": index, "active": True} for index in range(4)]}))
+    (source / "LR_split_train_questions.json").write_text(json.dumps({"questions": [
+        {"id": index, "img_id": index, "type": "presence", "question": "Is a road present?", "active": True}
+        for index in range(4)]}))
+    (source / "LR_split_train_answers.json").write_text(json.dumps({"answers": [
+        {"question_id": index, "answer": answer, "active": True} for index, answer in enumerate(answers)]}))
+    return [["rsvl", "data", "ingest", "--format", "rsvqa", "--source", "source", "--out", "out"],
+            list(INGEST_THEN_VALIDATE)]
+
+
 def check_config(case: Path, text: str, *options: str) -> list[list[str]]:
     """``rsvl config check`` of a sar_text overlay holding ``text`` under ``defaults``."""
     return [["rsvl", "config", "check", str(config_with(case, text)), *options]]
@@ -204,6 +225,11 @@ CASES: list[Case] = [
     Case("timestamp-unparsable", "annotations", "a CrisisLandMark patch whose timestamp is `last tuesday`",
          lambda case: crisis(case, timestamp="last tuesday"),
          Expect(QUARANTINE, stage="ingest", rule="timestamp", rows_in=4, kept=3, quarantined=1)),
+    Case("vqa-answer-out-of-vocabulary", "annotations",
+         "a yes/no question answered `perhaps`: kept, since the VQA vocabulary is the train split's own answers "
+         "per question (rsvl.vqa.answer_vocabulary), so an unseen test answer scores as a miss, not a dropped row",
+         lambda case: rsvqa(case, "perhaps"),
+         Expect(KEPT, rows_in=4, kept=4)),
     # configuration
     Case("config-unknown-key", "config", "a config key no schema has (`train.epoch` for `train.epochs`)",
          lambda case: [["rsvl", "config", "check", str(config_with(case, "  train:\n    epoch: 3\n"))]],
