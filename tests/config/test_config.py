@@ -493,3 +493,10 @@ def test_cluster_data_paths_stay_under_the_mounted_volumes(tmp_path, field, valu
     with pytest.raises(ConfigError, match=rf"data\.{field} '{value}' leaves the mounted volumes"):
         load_config(write(tmp_path, BASE), "cluster", overrides)
     assert getattr(load_config(write(tmp_path, BASE), "local", overrides).data, field) == value
+
+
+def test_a_recursive_alias_is_refused_naming_its_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("paper: sar_text\ndefaults:\n  train:\n    ablations: &a [*a]\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml: not valid YAML \(the node at line 4 holds an alias to itself"):
+        load_config(path)

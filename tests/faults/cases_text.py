@@ -110,7 +110,8 @@ def coco_duplicate_id(case: Path) -> list[list[str]]:
     return commands
 
 
-def crisis(case: Path, point: tuple[float, float] = (12.5, 41.9), timestamp: str = "2021-03-04T05:06:07") -> list[list[str]]:
+def crisis(case: Path, point: tuple[float, float] = (12.5, 41.9),
+           timestamp: str = "2021-03-04T05:06:07") -> list[list[str]]:
     """A CrisisLandMark source of four Sentinel-1 patches (EPSG:4326 points); the fourth has ``point`` and
     ``timestamp``.
 
@@ -154,24 +155,61 @@ def rsvqa(case: Path, odd_answer: str) -> list[list[str]]:
             list(INGEST_THEN_VALIDATE)]
 
 
+def amfmn(case: Path, broken: bytes) -> list[list[str]]:
+    """An AMFMN ``test_caps.txt``/``test_filename.txt`` pair of five images, one caption each; the fifth is ``broken``.
+
+    Returns:
+        ``rsvl data ingest --format amfmn`` then ``rsvl data validate``.
+    """
+    source = case / "source"
+    for index in range(5):
+        _scene(source / "images" / f"scene_{index}.png", 30 * index + 20)
+    (source / "test_caps.txt").write_bytes(b"\n".join((*GOOD_CAPTIONS, broken)) + b"\n")
+    (source / "test_filename.txt").write_text("".join(f"scene_{index}.png\n" for index in range(5)))
+    return [["rsvl", "data", "ingest", "--format", "amfmn", "--source", "source", "--out", "out"],
+            list(INGEST_THEN_VALIDATE)]
+
+
+def captions_json(case: Path, broken_path: str) -> list[list[str]]:
+    """A ``captions.json`` of four good images plus an entry keyed ``broken_path``.
+
+    Returns:
+        ``rsvl data ingest --format captions-json`` then ``rsvl data validate``.
+    """
+    source = case / "source"
+    entries = {}
+    for index, caption in enumerate(GOOD_CAPTIONS):
+        _scene(source / "imgs" / f"scene_{index}.png", 40 * index + 20)
+        entries[f"imgs/scene_{index}.png"] = {"split": "train", "captions": [caption.decode()]}
+    _scene(case / "outside.png", 200)  # a real image the broken key points at, outside the source
+    entries[broken_path] = {"split": "train", "captions": ["an image outside the source folder"]}
+    (source / "captions.json").write_text(json.dumps(entries))
+    return [["rsvl", "data", "ingest", "--format", "captions-json", "--source", "source", "--out", "out"],
+            list(INGEST_THEN_VALIDATE)]
+
+
 def check_config(case: Path, text: str, *options: str) -> list[list[str]]:
     """``rsvl config check`` of a sar_text overlay holding ``text`` under ``defaults``."""
     return [["rsvl", "config", "check", str(config_with(case, text)), *options]]
 
 
 def raw_config(case: Path, text: str) -> list[list[str]]:
-    """``rsvl config check`` of a config file written as ``text`` exactly."""
+    """``rsvl config check`` of a config file written as ``text`` exactly (``BASE``: the base config's path)."""
+    return raw_config_bytes(case, text.encode())
+
+
+def raw_config_bytes(case: Path, data: bytes) -> list[list[str]]:
+    """``rsvl config check`` of a config file holding ``data`` exactly (``BASE``: the base config's path)."""
     path = case / "config.yaml"
-    path.write_text(text.replace("BASE", str(BASE_CONFIG.parent.parent / "base.yaml")))
+    path.write_bytes(data.replace(b"BASE", str(BASE_CONFIG.parent.parent / "base.yaml").encode()))
     return [["rsvl", "config", "check", str(path)]]
 
 
-BILLION_LAUGHS = "".join(["paper: sar_text\nextends: BASE\n", 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n',
+BILLION_LAUGHS = "".join(["paper: sar_text\nextends: BASE\n", f"a0: &a0 [{', '.join(['lol'] * 9)}]\n",
                           *(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]\n" for n in range(1, 9)),
                           "defaults:\n  train:\n    ablations: *a8\n"])
 """Nine levels of nine aliases: 9**9 (387 million) strings once expanded, a few hundred bytes on disk."""
 
-Q = dict(outcome=QUARANTINE)
 CSV_5 = dict(rows_in=5, kept=4, quarantined=1)
 
 CASES: list[Case] = [
@@ -219,6 +257,12 @@ CASES: list[Case] = [
     Case("duplicate-sample-id", "annotations", "two COCO image entries with one id (another file each)",
          coco_duplicate_id,
          Expect(QUARANTINE, stage="ingest", rule="unique_id", rows_in=5, kept=4, quarantined=1)),
+    Case("caption-invalid-utf8-amfmn", "captions", "an AMFMN caption line with bytes that are not UTF-8",
+         lambda case: amfmn(case, b"a caf\xe9 beside the road"),
+         Expect(QUARANTINE, stage="ingest", rule="caption_utf8", **CSV_5)),
+    Case("captions-json-path-escape", "captions", "a captions-json entry keyed `../outside.png` (climbs out of the source)",
+         lambda case: captions_json(case, "../outside.png"),
+         Expect(QUARANTINE, stage="ingest", rule="record_fields", **CSV_5)),
     Case("latlon-out-of-range", "annotations", "a CrisisLandMark patch at lon 200, lat 95 (EPSG:4326)",
          lambda case: crisis(case, point=(200.0, 95.0)),
          Expect(QUARANTINE, stage="ingest", rule="crs", rows_in=4, kept=3, quarantined=1)),
@@ -251,6 +295,21 @@ CASES: list[Case] = [
          lambda case: [["pipeline", "--paper", "sar_text", "--target", "compile",
                         "--set", "train.epoch=3"]],
          Expect(ERROR, error=r"train\.epoch.*(not permitted|unknown|Extra)", dataset=None)),
+    Case("config-override-wrong-type", "config", "`rsvl config check --set train.epochs=three`",
+         lambda case: [["rsvl", "config", "check", str(BASE_CONFIG), "--set", "train.epochs=three"]],
+         Expect(ERROR, error=r"train\.epochs.*integer.*override", dataset=None)),
+    Case("config-not-utf8", "config", "a config file with a Latin-1 byte (`caf\\xe9`)",
+         lambda case: raw_config_bytes(case, b"paper: sar_text\nextends: BASE\ndefaults:\n  registry:\n"
+                                             b"    description: caf\xe9\n"),
+         Expect(ERROR, error=r"config\.yaml: not valid YAML.*utf-8.*byte", dataset=None)),
+    Case("config-recursive-alias", "config", "an alias inside its own anchor (`a: &a [*a]`)",
+         lambda case: raw_config(case, "paper: sar_text\nextends: BASE\ndefaults:\n  train:\n    ablations: &a [*a]\n"),
+         Expect(ERROR, error=r"config\.yaml: not valid YAML \(the node at line 5 holds an alias to itself", dataset=None)),
+    Case("pipeline-override-data-path-escapes", "config",
+         "`pipeline --target compile --set data.path=/data/../etc` (cluster profile, the compile default)",
+         lambda case: [["pipeline", "--paper", "sar_text", "--target", "compile", "--set", "data.source=ingest",
+                        "--set", "data.format=coco", "--set", "data.path=/data/../etc"]],
+         Expect(ERROR, error=r"data\.path '/data/\.\./etc' leaves the mounted volumes", dataset=None)),
     Case("config-data-path-escapes", "config",
          "`data.path: /data/../etc/shadow` on the cluster profile (outside the mounted volumes)",
          lambda case: check_config(case, "  data:\n    source: ingest\n    format: coco\n    path: /data/../etc/shadow\n",

@@ -73,14 +73,22 @@ def _expanded_size(node: yaml.Node, limit: int) -> int:
 
     Aliases make the composed graph share nodes, so a few hundred bytes can stand for billions
     of nodes (a "billion laughs" file); counting per distinct node with memoisation stays cheap.
+
+    Raises:
+        yaml.YAMLError: An alias refers to a node that contains it.
     """
     sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
 
     def size(current: yaml.Node, depth: int) -> int:
         if id(current) in sizes:
             return sizes[id(current)]
+        if id(current) in open_nodes:
+            raise yaml.YAMLError(f"the node at line {current.start_mark.line + 1} holds an alias to itself "
+                                 "(a recursive alias expands forever)")
         if depth > 100:
-            return limit + 1  # recursive aliases (`&a [*a]`) or absurd nesting
+            return limit + 1  # absurd nesting
+        open_nodes.add(id(current))
         total = 1
         if isinstance(current, yaml.SequenceNode):
             children = current.value
@@ -92,6 +100,7 @@ def _expanded_size(node: yaml.Node, limit: int) -> int:
             total += size(child, depth + 1)
             if total > limit:
                 break
+        open_nodes.discard(id(current))
         sizes[id(current)] = total
         return total
 
