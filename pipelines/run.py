@@ -20,6 +20,7 @@ from pathlib import Path
 from pipelines import UnknownPaper, require_paper
 from pipelines.console import ANSI, PIPELINE_LOG
 from rsvl import allocator
+from rsvl.errors import ConfigError
 
 LOCAL_ROOT = Path("build/kfp_local")
 BUILD = Path("build")
@@ -167,7 +168,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"error: {err}" + (f"\nfull log of the step: {err.log}" if err.log else "")) from None
         return
     profile = args.profile or "cluster"
-    spec = compile_pipeline(args.paper, profile, args.overrides)
+    try:
+        spec = compile_pipeline(args.paper, profile, args.overrides)
+    except ConfigError as err:  # a bad --set or config file: the message names the field and the rule
+        raise SystemExit(f"error: {err}") from None
     print(f"compiled {args.paper} ({profile}) -> {spec}")
     if args.target == "kfp":
         if not args.host:

@@ -454,3 +454,49 @@ def test_location_weights_are_laid_onto_the_named_eval_sets_and_unknown_names_re
             "crisis_s1": 1.0, "crisis_s2": 1.0}
     main = load_config(repo_root / "pipelines" / "closp" / "config.yaml", "local")
     assert all(s.location_weight is None for s in main.evaluate.sets)
+
+
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("paper: sar_text\ndefaults:\n  train:\n    epochs: 3\n    lr: 1.0e-4\n    epochs: 30\n"
+                    "profiles: {local: {model: {name: tiny}}}\n")
+    with pytest.raises(ConfigError, match=r"(?s)config\.yaml: not valid YAML.*duplicate key 'epochs' \(first on line 4\)"
+                                          r".*line 6"):
+        load_config(path)
+
+
+def test_merge_keys_may_be_overridden_without_counting_as_duplicates(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("paper: sar_text\ndefaults:\n  train: &train {epochs: 3, lr: 1.0e-4}\n"
+                    "profiles:\n  local:\n    model: {name: tiny}\n    train:\n      <<: *train\n      epochs: 5\n")
+    assert load_config(path).train.epochs == 5
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    path = tmp_path / "config.yaml"
+    path.write_text("paper: sar_text\n" + "\n".join(levels) + "\ndefaults: {train: {ablations: *a8}}\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml: not valid YAML \(aliases expand it to more than 100000 nodes"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("field", "value", "ok"), [
+    ("path", "/data/../etc/shadow", False), ("path", "../../etc", False), ("root", "/tmp/data", False),
+    ("path", "/data/rsscn7", True), ("path", "/mnt/rsvl-shared/sets/a", True), ("path", "rsscn7/../other", True),
+])
+def test_cluster_data_paths_stay_under_the_mounted_volumes(tmp_path, field, value, ok):
+    overrides = ["data.source=ingest", "data.format=coco", "data.path=/data/a", f"data.{field}={value}"]
+    if ok:
+        assert getattr(load_config(write(tmp_path, BASE), "cluster", overrides).data, field) == value
+        return
+    with pytest.raises(ConfigError, match=rf"data\.{field} '{value}' leaves the mounted volumes"):
+        load_config(write(tmp_path, BASE), "cluster", overrides)
+    assert getattr(load_config(write(tmp_path, BASE), "local", overrides).data, field) == value
+
+
+def test_a_recursive_alias_is_refused_naming_its_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("paper: sar_text\ndefaults:\n  train:\n    ablations: &a [*a]\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml: not valid YAML \(the node at line 4 holds an alias to itself"):
+        load_config(path)

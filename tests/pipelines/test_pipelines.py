@@ -23,7 +23,7 @@ from kfp.components import load_component_from_file
 from mlflow import MlflowClient
 
 from pipelines.dag import PIPELINES_DIR, paper_config, paper_tracks
-from pipelines.run import PipelineFailed, compile_pipeline, run_local
+from pipelines.run import PipelineFailed, compile_pipeline, main, run_local
 from conftest import SHARED_DATA
 from rsvl.allocator import MALLOC_ENV
 from rsvl.data.adapters.hrsid_tiles import TILE_PX
@@ -54,6 +54,13 @@ def test_all_five_papers_have_a_pipeline():
     # one mechanism: a paper is a config overlay on pipelines/base.yaml, the DAG is shared
     for paper in PAPERS:
         assert [p.name for p in (PIPELINES_DIR / paper).iterdir() if p.name != "__pycache__"] == ["config.yaml"]
+
+
+def test_compiling_with_an_unknown_override_is_a_clear_error_without_a_traceback():
+    with pytest.raises(SystemExit) as done:
+        main(["--paper", "sar_text", "--target", "compile", "--set", "train.epoch=3"])
+    assert re.fullmatch(r"error: .*config\.yaml \(profile cluster\): 1 invalid field\(s\)\n"
+                        r"  train\.epoch: Extra inputs are not permitted \[got 3\] \(set by override\)", str(done.value.code))
 
 
 @pytest.mark.parametrize("paper", PAPERS)

@@ -42,8 +42,88 @@ _ConfigLoader.add_implicit_resolver(
 )
 
 
+MAX_YAML_NODES = 100_000
+"""The most nodes a config may hold once its aliases are expanded (a real config holds a few hundred)."""
+
+
+def _construct_mapping(loader: _ConfigLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """Build a mapping, refusing a key written twice (PyYAML would silently keep the last)."""
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *base` keys are merged, and explicit keys may override them
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            earlier = seen.setdefault(key, key_node)
+        except TypeError:
+            continue  # an unhashable key: the constructor below says so
+        if earlier is not key_node:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found duplicate key {key!r} (first on line {earlier.start_mark.line + 1}): "
+                "a key may appear once in a mapping", key_node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_ConfigLoader.construct_mapping = _construct_mapping  # SafeLoader's map constructor calls it for every mapping
+
+
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """Count the nodes of ``node`` with every alias expanded, stopping past ``limit``.
+
+    Aliases make the composed graph share nodes, so a few hundred bytes can stand for billions
+    of nodes (a "billion laughs" file); counting per distinct node with memoisation stays cheap.
+
+    Raises:
+        yaml.YAMLError: An alias refers to a node that contains it.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(current: yaml.Node, depth: int) -> int:
+        if id(current) in sizes:
+            return sizes[id(current)]
+        if id(current) in open_nodes:
+            raise yaml.YAMLError(f"the node at line {current.start_mark.line + 1} holds an alias to itself "
+                                 "(a recursive alias expands forever)")
+        if depth > 100:
+            return limit + 1  # absurd nesting
+        open_nodes.add(id(current))
+        total = 1
+        if isinstance(current, yaml.SequenceNode):
+            children = current.value
+        elif isinstance(current, yaml.MappingNode):
+            children = [child for pair in current.value for child in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child, depth + 1)
+            if total > limit:
+                break
+        open_nodes.discard(id(current))
+        sizes[id(current)] = total
+        return total
+
+    return size(node, 0)
+
+
 def _load_yaml(text: str):
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    """Parse config YAML: duplicate keys and alias expansion past :data:`MAX_YAML_NODES` are refused.
+
+    Raises:
+        yaml.YAMLError: The text is not YAML, repeats a key, or expands into too many nodes.
+    """
+    loader = _ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise yaml.YAMLError(f"aliases expand it to more than {MAX_YAML_NODES} nodes (an alias bomb?): "
+                                 "anchors and aliases may only repeat small pieces")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 @dataclass(frozen=True)

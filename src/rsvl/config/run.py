@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -72,6 +73,26 @@ class RunConfig(StrictModel):
     vqa: VqaConfig | None = None
     search: SearchConfig | None = None
     """Rebuild the archive search index after a promotion (the DAG's ``index`` step); ``None``: no such step."""
+
+    @model_validator(mode="after")
+    def _cluster_data_under_mounts(self) -> "RunConfig":
+        """On the cluster, ``data.root`` and ``data.path`` stay inside the pods' mounted volumes."""
+        if self.profile != "cluster":
+            return self
+        kuberay = self.train.kuberay
+        mounts = [kuberay.data_mount_path, kuberay.shared_mount_path]
+        for name in ("root", "path"):
+            value = getattr(self.data, name)
+            if value is None:
+                continue
+            normal = posixpath.normpath(value)
+            inside = (any(normal == mount or normal.startswith(mount + "/") for mount in mounts)
+                      if normal.startswith("/") else normal != ".." and not normal.startswith("../"))
+            if not inside:
+                raise ValueError(f"data.{name} {value!r} leaves the mounted volumes {mounts}: on the cluster "
+                                 "profile a data path must stay under a mount path (absolute, or relative "
+                                 "without '..' out)")
+        return self
 
     @model_validator(mode="after")
     def _location_needs_sensors(self) -> "RunConfig":

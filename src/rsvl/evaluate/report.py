@@ -22,6 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from rsvl import markdown  # noqa: E402
+
 DPI = 100
 STRETCH_PERCENTILES = (2.0, 98.0)
 RGB_BANDS = ("04", "03", "02")
@@ -269,7 +271,7 @@ def _number(value: float) -> str:
 def _md_cell(cell: str | Path, base: Path) -> str:
     if isinstance(cell, Path):
         return f"![]({_relative(cell, base)})"
-    return str(cell).replace("|", "\\|").replace("\n", "<br>")
+    return markdown.cell(cell)
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -286,7 +288,8 @@ def _embedded(path: Path, alt: str, width: int | None = None) -> str:
 
 
 def _md_table(table: Table, out_dir: Path, level: str) -> list[str]:
-    lines = [f"{level} {table.title}", "", "| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]
+    lines = [f"{level} {markdown.text(table.title)}", "", "| " + " | ".join(map(markdown.cell, table.header)) + " |",
+             "|" + "---|" * len(table.header)]
     lines += ["| " + " | ".join(_md_cell(cell, out_dir) for cell in row) + " |" for row in table.rows]
     return lines + [""]
 
@@ -305,18 +308,18 @@ def _html_table(table: Table, level: str) -> str:
 def markdown_report(title: str, sections: Sequence[Section], out_dir: Path,
                     comparison: Comparison | None = None) -> str:
     """Render the Markdown report (pictures linked relative to ``out_dir``), the comparison table first."""
-    lines = [f"# {title}", ""]
+    lines = [f"# {markdown.text(title)}", ""]
     if comparison is not None:
         lines += _md_table(comparison.table(), out_dir, "##")
     for section in sections:
-        lines += [f"## {section.title}", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {key} | {_number(value)} |" for key, value in section.metrics.items()]
-        lines += [f"| {key} | unavailable: {_md_cell(reason, out_dir)} |"
+        lines += [f"## {markdown.text(section.title)}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {markdown.cell(key)} | {_number(value)} |" for key, value in section.metrics.items()]
+        lines += [f"| {markdown.cell(key)} | unavailable: {_md_cell(reason, out_dir)} |"
                   for key, reason in section.unavailable.items()]
         lines.append("")
-        lines += [f"- {note}" for note in section.notes] + ([""] if section.notes else [])
+        lines += [f"- {markdown.text(note)}" for note in section.notes] + ([""] if section.notes else [])
         for caption, path in section.figures:
-            lines += [f"### {caption}", "", f"![{caption}]({_relative(path, out_dir)})", ""]
+            lines += [f"### {markdown.text(caption)}", "", f"![{markdown.cell(caption)}]({_relative(path, out_dir)})", ""]
         for table in section.tables:
             lines += _md_table(table, out_dir, "###")
     return "\n".join(lines)

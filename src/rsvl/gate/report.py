@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rsvl import markdown
 from rsvl.gate.rules import GateDecision
 
 ALREADY_CHAMPION = "already is the champion"
@@ -33,20 +34,20 @@ def gate_markdown(decision: GateDecision, model_name: str, candidate_version: st
         "",
         "## Rules",
         "",
-        *[f"- {reason}" for reason in decision.reasons],
+        *[f"- {markdown.text(reason)}" for reason in decision.reasons],
         "",
         "## Metrics",
         "",
     ]
     if decision.champion is None:
         lines += ["| metric | candidate |", "|---|---:|"]
-        lines += [f"| {m} | {v:.4f} |" for m, v in sorted(decision.candidate.items())]
+        lines += [f"| {markdown.cell(m)} | {v:.4f} |" for m, v in sorted(decision.candidate.items())]
     else:
         lines += ["| metric | candidate | champion | change |", "|---|---:|---:|---:|"]
         for metric, value in sorted(decision.candidate.items()):
             if metric in decision.deltas:
-                lines.append(f"| {metric} | {value:.4f} | {decision.champion[metric]:.4f} | "
+                lines.append(f"| {markdown.cell(metric)} | {value:.4f} | {decision.champion[metric]:.4f} | "
                              f"{decision.deltas[metric]:+.4f} |")
             else:
-                lines.append(f"| {metric} | {value:.4f} | n/a | n/a |")
+                lines.append(f"| {markdown.cell(metric)} | {value:.4f} | n/a | n/a |")
     return "\n".join(lines) + "\n"

@@ -206,6 +206,29 @@ def test_karpathy_undecodable_or_malformed_file_is_an_error(tmp_path):
         ingest("karpathy", tmp_path / "b", tmp_path / "ds")
 
 
+
+def test_karpathy_utf8_file_with_a_stray_latin1_byte_is_refused_not_read_as_gb18030(tmp_path):
+    # GB18030 decodes these bytes without complaint: "forêt" would become mojibake
+    data = json.dumps({"images": [{"filename": "a.png", "split": "train",
+                                   "sentences": [{"raw": "une forêt près du café"}, {"raw": "prés"}]}]},
+                      ensure_ascii=False).encode().replace("prés".encode(), b"pr\xe9s")
+    data.decode("gb18030")
+    (tmp_path / "dataset.json").write_bytes(data)
+    with pytest.raises(DataError, match=r"dataset\.json: text is UTF-8 but for the bytes at \d+ \(invalid"):
+        ingest("karpathy", tmp_path / "dataset.json", tmp_path / "ds")
+
+
+def test_captions_with_control_characters_are_quarantined(tmp_path):
+    write_placeholders(tmp_path / "src" / "images", ["a.png", "b.png", "c.png"])
+    (tmp_path / "src" / "caps.csv").write_bytes(
+        b"filename,title,split\n/x/a.png,a red \x1b[31mroof,train\n/x/b.png,a\x00road,train\n"
+        b"/x/c.png,a\ttabbed  road,train\n")
+    report = ingest("caption-csv", tmp_path / "src", tmp_path / "ds")
+    quarantine = read_quarantine(tmp_path / "ds").set_index("where")
+    assert quarantine["rule"].to_dict() == {"caps.csv:2": "caption_printable", "caps.csv:3": "caption_printable"}
+    assert "'\\x1b'" in quarantine.loc["caps.csv:2", "reason"]
+    assert report.rows == 1 and read_manifest(tmp_path / "ds")["captions"].tolist() == [["a tabbed road"]]
+
 # --- caption-csv: the real iEBAKER test tables ----------------------------------------------
 
 

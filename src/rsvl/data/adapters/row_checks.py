@@ -5,12 +5,15 @@ entry, a question) under one rule name, so reports count what the source lost, r
 
 - ``caption_utf8``: caption bytes are not valid UTF-8.
 - ``caption_nonempty``: a caption is blank after whitespace is normalised.
+- ``caption_printable``: a caption holds a control character (``\\x00``, a terminal escape ``\\x1b[31m``)
+  that would reach consoles and reports raw.
 - ``file_exists``: the image the record names is not on disk.
 - ``image_decode``: the image exists but its header cannot be read.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from rsvl.data.media import decode_caption, image_header  # noqa: F401 - adapters import image_header from here
@@ -67,7 +70,24 @@ def accept_caption(writer: DatasetWriter, raw: bytes | str, where: str, sample_i
         writer.quarantine(where=where, rule="caption_nonempty", reason=f"{where}: caption is blank",
                           sample_id=sample_id)
         return None
+    control = control_character(caption)
+    if control is not None:
+        writer.quarantine(where=where, rule="caption_printable", sample_id=sample_id,
+                          reason=f"{where}: caption holds the control character {control!r}")
+        return None
     return caption
+
+
+def control_character(text: str) -> str | None:
+    """Return the first control character of ``text`` (Unicode category Cc), or ``None``.
+
+    Args:
+        text: Text whose whitespace is already normalised to spaces.
+
+    Returns:
+        The character (``"\\x1b"``), or ``None`` when every character is printable.
+    """
+    return next((char for char in text if unicodedata.category(char) == "Cc"), None)
 
 
 def accept_image(writer: DatasetWriter, path: Path, wheres: list[str], sample_id: str) -> tuple[int, int, int] | None:

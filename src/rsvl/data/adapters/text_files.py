@@ -38,13 +38,35 @@ def read_json(path: Path, encodings: tuple[str, ...] = ("utf-8",)) -> tuple[Any,
     for encoding in encodings:
         try:
             text = data.decode(encoding)
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as err:
+            if encoding == "utf-8" and mostly_utf8(data):
+                # another codec would decode it, but as mojibake: the file is UTF-8 with a few bad bytes
+                raise DataError(f"{path}: text is UTF-8 but for the bytes at {err.start} ({err.reason}): "
+                                "a file must be one encoding; fix or remove those bytes") from err
             continue
         try:
             return json.loads(text), encoding
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: not valid JSON ({err})") from err
     raise DataError(f"{path}: text is not valid {' or '.join(encodings)}")
+
+
+def mostly_utf8(data: bytes) -> bool:
+    """Whether bytes that are not valid UTF-8 still hold more valid multi-byte UTF-8 characters than bad bytes.
+
+    Such a file is UTF-8 with a few stray bytes (a Latin-1 ``é`` pasted in), not GB18030 text:
+    GB18030 decodes almost any bytes, so falling back to it would turn every accent into mojibake.
+
+    Args:
+        data: The file's bytes.
+
+    Returns:
+        ``True`` when valid non-ASCII UTF-8 characters outnumber the undecodable bytes.
+    """
+    text = data.decode("utf-8", "replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for char in text if ord(char) > 127) - bad
+    return good > bad
 
 
 def read_lines(path: Path) -> list[bytes]:
