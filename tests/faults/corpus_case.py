@@ -14,7 +14,7 @@ command line (:data:`rsvl.cli.app`, in this interpreter), ``["pipeline", ...]`` 
 * **kept**: every command succeeds and no row is lost (an input that is odd but valid, such as a
   palette PNG, converted on the way in).
 
-Messages in outcomes have the case folder replaced by ``<case>`` so the README table is the same
+Messages in outcomes have the case folder replaced by ``<case>`` and the checkout by ``<repo>``, so the README table is the same
 on every machine.
 """
 
@@ -113,8 +113,13 @@ def _invoke(argv: list[str], cwd: Path) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def _relative(text: str, case_dir: Path) -> str:
-    return text.replace(str(case_dir.resolve()), "<case>").replace(str(case_dir), "<case>")
+    """``text`` with the case folder written ``<case>`` and the checkout ``<repo>`` (the same on every machine)."""
+    text = text.replace(str(case_dir.resolve()), "<case>").replace(str(case_dir), "<case>")
+    return text.replace(str(REPO), "<repo>")
 
 
 def short_rule(rule: str) -> str:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the pipelines package, for `pipeline ...` cases
 
 from corpus_case import Case, Outcome, check, run_case, table  # noqa: E402
 
