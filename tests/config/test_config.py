@@ -482,7 +482,8 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
 
 
 @pytest.mark.parametrize(("field", "value", "ok"), [
-    ("path", "/data/../etc/shadow", False), ("path", "../../etc", False), ("root", "/tmp/data", False),
+    ("path", "/data/../etc/shadow", False), ("path", "../../etc", False), ("root", "/data/../tmp", False),
+    ("root", "/tmp/data", True),  # a plain absolute root: a KubeRay run from a laptop copies it to the volume
     ("path", "/data/rsscn7", True), ("path", "/mnt/rsvl-shared/sets/a", True), ("path", "rsscn7/../other", True),
 ])
 def test_cluster_data_paths_stay_under_the_mounted_volumes(tmp_path, field, value, ok):

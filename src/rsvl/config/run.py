@@ -76,7 +76,12 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cluster_data_under_mounts(self) -> "RunConfig":
-        """On the cluster, ``data.root`` and ``data.path`` stay inside the pods' mounted volumes."""
+        """On the cluster, ``data.root`` and ``data.path`` may not climb out with ``..``.
+
+        A relative path may not climb above where it starts, and an absolute path with ``..`` in it
+        must end inside a mounted volume; a plain absolute path is allowed (a KubeRay run from a
+        laptop copies its local data root to the volume).
+        """
         if self.profile != "cluster":
             return self
         kuberay = self.train.kuberay
@@ -84,6 +89,8 @@ class RunConfig(StrictModel):
         for name in ("root", "path"):
             value = getattr(self.data, name)
             if value is None:
+                continue
+            if ".." not in value.replace("\\", "/").split("/"):
                 continue
             normal = posixpath.normpath(value)
             inside = (any(normal == mount or normal.startswith(mount + "/") for mount in mounts)
