@@ -20,6 +20,7 @@ from pathlib import Path
 from pipelines import UnknownPaper, require_paper
 from pipelines.console import ANSI, PIPELINE_LOG
 from rsvl import allocator
+from rsvl.run_lock import RunLocked
 from rsvl.errors import ConfigError
 
 LOCAL_ROOT = Path("build/kfp_local")
@@ -123,6 +124,8 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
         UnknownPaper: No pipeline of that name.
         PipelineFailed: A step failed; the message names the step and the library's error (which
             names the input and the rule broken); its ``log`` is the step's log file.
+        RunLocked: Another run holds the lock of one of the tracks' MLflow stores or data roots
+            (:func:`rsvl.run_lock.lock_files`); nothing ran.
     """
     from kfp import local
 
@@ -130,6 +133,7 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     from pipelines.dag import paper_tracks
     from pipelines.facts import StepFacts
     from pipelines.summary import print_summary
+    from rsvl.run_lock import lock_files, run_locks
 
     require_paper(paper)
     tracks = paper_tracks(paper, "local", overrides)
@@ -141,8 +145,10 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(local_root.resolve()),
                enable_caching=cache)
     started = time.perf_counter()
+    # one run at a time per MLflow store and data root: a second run refuses at once (RunLocked)
+    locks = lock_files([cfg.mlflow.tracking_uri for cfg in tracks.values()], [cfg.data.root for cfg in tracks.values()])
     try:
-        with console.capture():
+        with run_locks(locks), console.capture():
             paper_pipeline(paper, "local", overrides)(**parameters)
     except RuntimeError as err:
         raise _failure(paper, err, console, log_dir) from err
@@ -166,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
             run_local(args.paper, args.overrides, parameters, cache=not args.no_cache, verbose=args.verbose)
         except PipelineFailed as err:
             raise SystemExit(f"error: {err}" + (f"\nfull log of the step: {err.log}" if err.log else "")) from None
+        except RunLocked as err:
+            raise SystemExit(f"error: {err}") from None
         return
     profile = args.profile or "cluster"
     try:

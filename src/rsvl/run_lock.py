@@ -11,10 +11,14 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+from rsvl.errors import RsvlError
+
+LOCK_SUFFIX = ".run.lock"
 
 
-class RunLocked(RuntimeError):
+class RunLocked(RsvlError):
     """Another live process holds the run lock."""
 
 
@@ -49,3 +53,39 @@ def run_lock(path: Path) -> Iterator[Path]:
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def lock_files(tracking_uris: Iterable[str], data_roots: Iterable[str | Path]) -> list[Path]:
+    """The lock files of a local run: one beside each sqlite tracking store and one beside each data root.
+
+    A lock beside (not inside) the data root keeps it out of the root's DVC version.
+
+    Args:
+        tracking_uris: The runs' MLflow tracking URIs (only ``sqlite:///`` stores get a lock).
+        data_roots: The runs' data roots.
+
+    Returns:
+        The distinct lock paths, sorted.
+    """
+    from rsvl.mlflow_store import SQLITE_PREFIX, resolve_tracking_uri
+
+    paths = {Path(str(Path(root).resolve()) + LOCK_SUFFIX) for root in data_roots}
+    for uri in tracking_uris:
+        resolved = resolve_tracking_uri(uri)
+        if resolved.startswith(SQLITE_PREFIX):
+            paths.add(Path(resolved[len(SQLITE_PREFIX):] + LOCK_SUFFIX))
+    return sorted(paths)
+
+
+@contextmanager
+def run_locks(paths: Iterable[Path]) -> Iterator[list[Path]]:
+    """Hold every lock in ``paths`` (in sorted order) for the block, or refuse at the first one held.
+
+    Raises:
+        RunLocked: One of them is held by a live process.
+    """
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        held = [stack.enter_context(run_lock(path)) for path in sorted(paths)]
+        yield held

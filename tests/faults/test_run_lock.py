@@ -33,3 +33,22 @@ def test_second_run_refuses_while_held_and_kill_9_frees_the_lock(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_second_make_pipeline_on_the_same_store_refuses_at_once_naming_the_holder(tmp_path, capsys):
+    from pipelines.run import main
+    from rsvl.run_lock import lock_files, run_lock
+
+    store, data = f"sqlite:///{tmp_path}/mlflow/mlflow.db", tmp_path / "data"
+    overrides = ["--set", f"mlflow.tracking_uri={store}", "--set", f"data.root={data}"]
+    held = lock_files([store], [data])
+    assert held == sorted([tmp_path / "data.run.lock", tmp_path / "mlflow" / "mlflow.db.run.lock"])
+    with run_lock(held[1]):  # the store's lock, as a first run holds it
+        started = time.monotonic()
+        with pytest.raises(SystemExit) as refused:
+            main(["--paper", "sar_text", *overrides])
+    assert time.monotonic() - started < 30
+    message = str(refused.value.code)
+    assert message.startswith("error: another pipeline run holds the lock") and str(held[1]) in message
+    assert f"pid {os.getpid()}" in message
+    assert not (tmp_path / "mlflow" / "mlflow.db").exists() and not data.exists()  # nothing ran
