@@ -19,6 +19,7 @@ on network retries.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # safetensors and torch raise many unrelated types for a bad file
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found:  # torch's own text suggests weights_only=False, which would run the file's code
+            raise ModelError(f"{path}: refused, the file holds pickled Python objects besides tensors "
+                             f"({found.group(1)}), which could run code when loaded; only tensors are read from "
+                             "weight files (convert a trusted copy to .safetensors)") from err
         raise ModelError(f"{path}: cannot read weights ({type(err).__name__}: {err})") from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
