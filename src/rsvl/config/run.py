@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rsvl.config.base import StrictModel
 from rsvl.config.caption import CaptionConfig
@@ -43,6 +44,16 @@ class MlflowConfig(StrictModel):
 
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     experiment: str = "rsvl"
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, uri: str) -> str:
+        """Refuse ``user:password@`` in the URI: it would reach MLflow params, logs and compiled pipelines."""
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@", uri):
+            raise ValueError("tracking_uri holds a password (user:password@host); credentials come only from the "
+                             "environment (MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, "
+                             "set from a Kubernetes Secret on the cluster)")
+        return uri
 
 
 class RegistryConfig(StrictModel):
