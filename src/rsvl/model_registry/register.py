@@ -25,6 +25,7 @@ from mlflow.models import Model
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from rsvl.errors import ConfigError, ModelError
+from rsvl.fault_points import kill_point
 from rsvl.mlflow_store import experiment_id, link_artifacts, resolve_tracking_uri
 from rsvl.model_registry.identity import (
     ARCHITECTURE_TAG,
@@ -226,6 +227,7 @@ def register_model(
     if version is None:
         experiment_of_model = client.get_run(run_id).info.experiment_id if run_id else experiment_id(client, uri, experiment)
         model_id = _log_pyfunc(client, directory, config, experiment_of_model, run_id, identity)
+        kill_point("register.after_log_model")
         tags = {
             **lineage.tags(),
             IDENTITY_TAG: identity.digest,
@@ -236,6 +238,7 @@ def register_model(
         source = client.get_logged_model(model_id).artifact_location
         created_version = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
         version = int(created_version.version)
+        kill_point("register.after_create_version")  # a version is made with its tags in one call, so it is whole
     client.set_registered_model_alias(name, CANDIDATE, str(version))
     aliases = tuple(sorted(client.get_model_version(name, str(version)).aliases))
     return Registration(name, version, created, f"models:/{name}/{version}", aliases, identity.digest)
@@ -258,6 +261,7 @@ def set_champion(client: MlflowClient, name: str, version: int | str) -> None:
         if _has_code(err, RESOURCE_DOES_NOT_EXIST):
             raise ModelError(f"registered model {name!r} has no version {version}; cannot make it champion") from err
         raise
+    kill_point("promote.before_alias")
     client.set_registered_model_alias(name, CHAMPION, str(version))
 
 
