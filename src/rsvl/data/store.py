@@ -6,6 +6,7 @@ file for provenance, and keep rejected rows in a quarantine table instead of dro
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -110,7 +111,9 @@ class IngestReport:
 class DatasetWriter:
     """Build a canonical dataset directory row by row; use as a context manager (written on exit).
 
-    An existing dataset at ``out_dir`` is replaced as a whole.
+    The dataset is built in a hidden sibling folder and renamed over ``out_dir`` only once it is
+    whole, so an existing dataset there is replaced as a whole or, when anything fails (a full
+    disk, a bad row, an interrupt), left exactly as it was.
 
     Args:
         out_dir: Destination directory.
@@ -148,16 +151,28 @@ class DatasetWriter:
         self._quarantine: list[QuarantineRecord] = []
 
     def __enter__(self) -> "DatasetWriter":
+        self._target = self.out_dir
+        # built beside the target and renamed over it when whole: a failure leaves the old dataset
+        self.out_dir = self._target.parent / f".{self._target.name}.writing-{os.getpid()}"
         if self.out_dir.exists():
-            # replace the whole dataset so stale media never linger
             shutil.rmtree(self.out_dir)
         (self.out_dir / MEDIA_DIR).mkdir(parents=True)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        # after an exception nothing is written, so a half-built dataset has no manifest
-        if exc_type is None:
-            self.report = self.close()
+        staging, self.out_dir = self.out_dir, self._target
+        try:
+            if exc_type is None:
+                report = self.close(staging)
+                _replace_dir(staging, self._target)
+                report.out_dir = self._target
+                self.report = report
+        except OSError as err:
+            raise _disk_error(err, self._target) from err
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise _disk_error(exc, self._target) from exc
 
     def _claim(self, name: str) -> str:
         rel = f"{MEDIA_DIR}/{safe_media_name(name)}"
@@ -257,18 +272,22 @@ class DatasetWriter:
         """
         self._quarantine.append(QuarantineRecord("ingest", where, rule, reason, sample_id))
 
-    def close(self) -> IngestReport:
+    def close(self, folder: Path | None = None) -> IngestReport:
         """Write manifest, files table, quarantine table and metadata.
+
+        Args:
+            folder: Where (default ``out_dir``; the context manager passes its staging folder).
 
         Returns:
             Counts and paths of what was written.
         """
+        folder = Path(folder) if folder is not None else self.out_dir
         table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
-        write_parquet(table, self.out_dir / MANIFEST_FILE)
+        write_parquet(table, folder / MANIFEST_FILE)
         # sorted by path, so the table's bytes do not depend on the order files were written
         files = pa.Table.from_pylist(sorted(self._files.values(), key=lambda f: f["path"]), schema=FILES_SCHEMA)
-        write_parquet(files, self.out_dir / FILES_FILE)
-        write_quarantine(self.out_dir, self._quarantine)
+        write_parquet(files, folder / FILES_FILE)
+        write_quarantine(folder, self._quarantine)
         by_rule: dict[str, int] = {}
         for record in self._quarantine:
             by_rule[record.rule] = by_rule.get(record.rule, 0) + 1
@@ -281,8 +300,29 @@ class DatasetWriter:
             },
         )
         # sort_keys: stable bytes, so the same data gives the same DVC version
-        (self.out_dir / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
-        return IngestReport(self.out_dir, len(self._rows), len(self._quarantine), len(self._files), by_rule)
+        (folder / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
+        return IngestReport(folder, len(self._rows), len(self._quarantine), len(self._files), by_rule)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target``, moving an existing ``target`` aside first and deleting it last."""
+    old = target.parent / f".{target.name}.replaced-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _disk_error(err: OSError, target: Path) -> Exception:
+    """A full disk as a :class:`DataError` that says what to free; other OS errors unchanged."""
+    if err.errno != errno.ENOSPC:
+        return err
+    probe = next((p for p in (target, *target.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    kept = "the previous dataset there is unchanged" if target.exists() else "nothing was written"
+    return DataError(f"{target}: the disk filled up while writing the dataset ({free:,} bytes free on the file "
+                     f"system of {probe}); {kept}; free space there (old runs under build/, mlflow/artifacts, "
+                     "unused datasets) and run again")
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
