@@ -6,6 +6,7 @@ user runs on it; see ``corpus_case.py`` for the contract.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,13 @@ def _scene(value: int, size: int = 32) -> Image.Image:
     pixels = np.full((size, size, 3), value, dtype=np.uint8)
     pixels[size // 4: size // 2, size // 4: size // 2] = 255 - value
     return Image.fromarray(pixels)
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    """The PNG encoding of ``image``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def class_folder(case: Path, broken: str, write_broken) -> list[list[str]]:
@@ -38,5 +46,11 @@ def class_folder(case: Path, broken: str, write_broken) -> list[list[str]]:
 CASES: list[Case] = [
     Case("image-zero-byte", "images", "a zero-byte `.png` among good scenes",
          lambda case: class_folder(case, "empty.png", lambda path: path.write_bytes(b"")),
+         Expect(QUARANTINE, stage="validate", rule="image_decodes", rows_in=5, kept=4, quarantined=1)),
+    Case("image-truncated-png", "images", "a PNG cut after 60 of its 127 bytes (IDAT incomplete) among good scenes",
+         lambda case: class_folder(case, "cut.png", lambda path: path.write_bytes(_png_bytes(_scene(90))[:60])),
+         Expect(QUARANTINE, stage="validate", rule="image_decodes", rows_in=5, kept=4, quarantined=1)),
+    Case("image-wrong-magic-text", "images", "a text file named `.png` (no PNG signature) among good scenes",
+         lambda case: class_folder(case, "note.png", lambda path: path.write_text("not an image\n")),
          Expect(QUARANTINE, stage="validate", rule="image_decodes", rows_in=5, kept=4, quarantined=1)),
 ]
