@@ -56,7 +56,8 @@ CASES: list[Case] = [
     Case("image-palette-png", "images", "a palette (mode P) PNG among RGB scenes: valid, converted on the way in",
          lambda case: class_folder(case, "palette.png", lambda path: _scene(70).convert("P").save(path)),
          Expect(KEPT, rows_in=5, kept=5)),
-    Case("image-16bit-grey-png", "images", "a 16-bit greyscale PNG (values to 61,380) among 8-bit scenes: refused, not silently rescaled",
+    Case("image-16bit-grey-png", "images",
+         "a 16-bit greyscale PNG (values to 61,380) among 8-bit scenes: refused, not silently rescaled",
          lambda case: class_folder(case, "grey16.png", lambda path: Image.fromarray(
              np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60).save(path)),
          Expect(QUARANTINE, stage="validate", rule="image_max",
