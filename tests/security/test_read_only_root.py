@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import yaml
+from manifest_support import containers_in
 
 REPO = Path(__file__).resolve().parents[2]
 WRITABLE_ROOT = {
@@ -22,21 +23,11 @@ WRITABLE_ROOT = {
 """Containers allowed a writable root filesystem, with the reason (kept in docs/security.md too)."""
 
 
-def _containers(document) -> list[dict]:
-    if isinstance(document, dict):
-        found = []
-        for key, value in document.items():
-            found += ([c for c in value if isinstance(c, dict)] if key in ("containers", "initContainers")
-                      and isinstance(value, list) else _containers(value))
-        return found
-    return [c for value in document for c in _containers(value)] if isinstance(document, list) else []
-
-
 def test_every_container_has_a_read_only_root_but_the_listed_exceptions():
     seen = set()
     for path in sorted((REPO / "k8s").rglob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
-            for container in _containers(document):
+            for container in containers_in(document):
                 key = (path.name, container["name"])
                 seen.add(key)
                 read_only = container.get("securityContext", {}).get("readOnlyRootFilesystem") is True

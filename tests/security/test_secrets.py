@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from manifest_support import containers_in
 
 from pipelines import known_papers
 from pipelines.run import compile_pipeline
@@ -47,28 +48,13 @@ def test_a_resolved_config_holds_no_secret_from_the_environment(fake_secrets):
             assert MARKER not in dump
 
 
-def _containers(document: dict) -> list[dict]:
-    """Every container spec in a manifest, however deep (Deployments, Jobs, the RayJob's head and workers)."""
-    found = []
-    if isinstance(document, dict):
-        for key, value in document.items():
-            if key in ("containers", "initContainers") and isinstance(value, list):
-                found += [c for c in value if isinstance(c, dict)]
-            else:
-                found += _containers(value)
-    elif isinstance(document, list):
-        for value in document:
-            found += _containers(value)
-    return found
-
-
 def test_manifests_give_credentials_to_pods_only_as_secret_refs():
     checked = 0
     for path in sorted((REPO / "k8s").rglob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if isinstance(document, dict) and document.get("kind") == "Secret":
                 pytest.fail(f"{path}: a Secret with its values is committed; create it in the cluster instead")
-            for container in _containers(document):
+            for container in containers_in(document):
                 for variable in container.get("env", []):
                     if SECRET_NAME.search(variable["name"]):
                         checked += 1
