@@ -23,7 +23,7 @@ PAPERS := $(notdir $(patsubst %/config.yaml,%,$(wildcard pipelines/*/config.yaml
 # pip warns once per package about this machine's extra local index folders; keep real errors.
 QUIET_PIP := { grep -v "^WARNING: Location 'file://" || true; }
 
-.PHONY: setup test browser test-fast bench data train pipeline compile validate lock k8s-template
+.PHONY: setup test browser test-fast audit bench data train pipeline compile validate lock k8s-template
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ browser:
 ## test-fast: the suite without the slow end-to-end runs
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest $(TEST_ARGS) -m "not slow"
+
+## audit: check requirements.lock against the offline advisory database (safety-db); fails on any finding
+audit: $(VENV)/.installed
+	$(PY) scripts/audit_deps.py
 
 ## bench: a benchmark from bench/ (BENCH=pipeline_quality, the default: full-budget sar_text quality against thresholds, ~30-45 min on 2 cores; BENCH=train_throughput: our trainer against open_clip's); ARGS=... passes options
 bench: $(VENV)/.installed
