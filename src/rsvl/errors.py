@@ -37,3 +37,11 @@ class WeightsNotCachedError(ModelError):
 
 class TrainError(RsvlError):
     """A training run failed past its retry budget; the message names the run and how to resume."""
+
+
+class TrackingStoreUnavailable(RsvlError):
+    """The MLflow tracking store stayed locked or unreachable past the retry policy (:mod:`rsvl.mlflow_store`)."""
+
+
+class PayloadTooLarge(DataError):
+    """A request's image is over a byte or pixel limit of serving (:mod:`rsvl.model_registry.image_input`)."""

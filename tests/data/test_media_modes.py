@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from forged_media import declared_png
 from PIL import Image
 
 from rsvl.data.media import MAX_IMAGE_PIXELS, image_header, load_raster
@@ -38,18 +37,10 @@ def test_a_cmyk_jpeg_decodes_to_three_rgb_bands(tmp_path):
     np.testing.assert_array_equal(load_raster(path), shown.astype(np.float32))
 
 
-def _declared_png(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
-
-
 @pytest.mark.parametrize("side", [50_000, 10_001])  # past Pillow's own error limit, and just past ours
 def test_a_header_declaring_too_many_pixels_is_refused_before_decoding(tmp_path, side):
     path = tmp_path / "bomb.png"
-    path.write_bytes(_declared_png(side, side))
+    path.write_bytes(declared_png(side, side))
     for read in (image_header, load_raster):
         with pytest.raises(DataError, match=r"bomb\.png.*image_pixels"):
             read(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from corpus_case import ERROR, KEPT, QUARANTINE, Case, Expect
+from forged_media import declared_png
 from PIL import Image
 
 
@@ -58,19 +59,6 @@ def _jpeg_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _declared_png(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width``×``height`` RGB pixels but whose data is a few bytes."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + chunk(b"IEND", b""))
-
-
 def _image_case(kind: str, what: str, name: str, data, rule: str, outcome: str = QUARANTINE) -> Case:
     """A class-folder case whose fifth image is ``data`` (bytes, or a function of nothing returning bytes)."""
     def write(path: Path) -> None:
@@ -99,7 +87,7 @@ CASES += [
     _image_case("image-1x1", "a 1×1 image", "dot.png", lambda: _png_bytes(Image.new("RGB", (1, 1), (9, 9, 9))),
                 "image_min_side"),
     _image_case("image-decompression-bomb", "a PNG whose header declares 50,000×50,000 pixels (7.5 GB decoded)",
-                "bomb.png", lambda: _declared_png(50_000, 50_000), "image_decodes"),
+                "bomb.png", lambda: declared_png(50_000, 50_000), "image_decodes"),
 ]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the pipelines package, for `pipeline ...` cases
+sys.path.insert(2, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers (forged_media)
 
 from corpus_case import Case, Outcome, check, run_case, table  # noqa: E402
 

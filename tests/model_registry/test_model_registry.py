@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,14 +28,16 @@ import open_clip
 import pandas as pd
 import pytest
 import torch
+from forged_media import declared_png
 from PIL import Image
 from pydantic import ValidationError
 
 from rsvl.data.media import load_raster
-from rsvl.errors import ConfigError, DataError, ModelError
+from rsvl.errors import ConfigError, DataError, ModelError, PayloadTooLarge
 from rsvl.models import build_model, load_model, save_model
 from rsvl.model_registry import CANDIDATE, CHAMPION, Lineage, get_champion, register_model, registry_client, set_champion
 from rsvl.model_registry.embedder import embed_frame, load_embedder
+from rsvl.model_registry.image_input import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from rsvl.model_registry.identity import IDENTITY_TAG, WEIGHTS_TAG
 from rsvl.model_registry.register import LOGGED_MODEL_TAG
 
@@ -239,6 +242,38 @@ def test_embed_frame_matches_the_model_and_names_bad_rows(tiny_dir, request_rows
             embed_frame(embedder, request)
 
 
+def _npy_header_only(shape: tuple[int, ...]) -> bytes:
+    """An ``.npy`` file whose header declares ``shape`` float32 values, with no data after it."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def test_request_images_over_the_limits_are_refused_before_decoding(tiny_dir, tmp_path) -> None:
+    embedder = load_embedder(tiny_dir, device="cpu")
+    big_file = tmp_path / "big.png"
+    with big_file.open("wb") as sparse:  # 1 byte over, sparse: nothing is written or read
+        sparse.truncate(MAX_IMAGE_BYTES + 1)
+    b64 = lambda data: base64.b64encode(data).decode("ascii")  # noqa: E731
+    over = f"{MAX_IMAGE_BYTES + 1:,} bytes; the limit is {MAX_IMAGE_BYTES:,} bytes"
+    side = 5000  # 25 M pixels: over the request limit, under Pillow's own guard
+    assert side * side > MAX_IMAGE_PIXELS
+    cases = [
+        (b64(b"\0" * (MAX_IMAGE_BYTES + 1)), f"row 0 image: image is {over}"),
+        (str(big_file), f"row 0 image: image is {over}"),
+        (big_file.as_uri(), f"row 0 image: image is {over}"),
+        (b64(declared_png(side, side)), f"row 0 image: image is {side}x{side} pixels; the limit is {MAX_IMAGE_PIXELS:,}"),
+        (b64(declared_png(50_000, 50_000)), "row 0 image: image header declares too many pixels"),
+        (b64(_npy_header_only((3, side, side))), f"row 0 image: image is {side}x{side} pixels"),
+    ]
+    for cell, message in cases:
+        with pytest.raises(PayloadTooLarge, match=re.escape(message)):
+            embed_frame(embedder, pd.DataFrame({"image": [cell]}))
+    # just under both limits still embeds (an all-black 3-band image of the limit's width)
+    edge = np.zeros((3, MAX_IMAGE_PIXELS // 4096, 4096), np.uint8)
+    assert len(embed_frame(embedder, pd.DataFrame({"image": [b64(png_bytes(edge))]}))["image_embedding"][0]) > 0
+
+
 def test_multispectral_model_reads_npy_arrays(tmp_path) -> None:
     stats = {"bands": ["B02", "B03", "B04", "B08"], "mean": [900.0, 1000.0, 1100.0, 2500.0],
              "std": [300.0, 320.0, 350.0, 700.0]}
@@ -337,12 +372,22 @@ def test_mlflow_models_serve_answers_invocations(tmp_path, champion_store, tiny_
         answer = pd.DataFrame(predictions)
         assert_matches(answer, reference_embeddings(tiny_dir, frame, request_rows["pixels"]), len(frame))
 
-        bad = json.dumps({"dataframe_split": {"columns": ["image"], "data": [["https://example.com/x.png"]]}})
-        request = urllib.request.Request(f"{url}/invocations", data=bad.encode(),
-                                         headers={"Content-Type": "application/json"})
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=60)
-        assert "remote URI" in refused.value.read().decode()
+        # bad payloads: a 400 whose message is the row and the rule, before anything big is decoded or read
+        b64 = lambda data: base64.b64encode(data).decode("ascii")  # noqa: E731
+        for cell, message in [
+            ("https://example.com/x.png", "row 0 image: 'https://example.com/x.png' is a remote URI"),
+            (b64(b"plain text"), "row 0 image: bytes are neither a decodable image nor a .npy array"),
+            (b64(declared_png(5000, 5000)), f"row 0 image: image is 5000x5000 pixels; the limit is {MAX_IMAGE_PIXELS:,}"),
+            (b64(b"\0" * (MAX_IMAGE_BYTES + 1)), f"row 0 image: image is {MAX_IMAGE_BYTES + 1:,} bytes; the limit"),
+        ]:
+            bad = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[cell]]}})
+            request = urllib.request.Request(f"{url}/invocations", data=bad.encode(),
+                                             headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=60)
+            body = json.loads(refused.value.read())
+            assert (refused.value.code, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), body
+            assert message in body["message"], body["message"][:500]
     finally:
         if server.poll() is None:
             os.killpg(server.pid, 15)

@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 import numpy as np
 import pandas as pd
 import pytest
@@ -255,8 +256,9 @@ def test_registered_closp_refuses_bad_images(monkeypatch, store) -> None:
     assert info.signature.inputs.input_names() == ["text", "image"]
     assert info.signature.outputs.input_names() == ["text_embedding", "image_embedding"]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{CLOSP}/1")
-    with pytest.raises(DataError, match=r"row 0 image: image has 13 bands, the model reads 2 or 12"):
+    with pytest.raises(MlflowException, match=r"row 0 image: image has 13 bands, the model reads 2 or 12") as no:
         pyfunc.predict(pd.DataFrame({"image": [npy_b64(np.zeros((13, 8, 8), np.float32))]}))
+    assert no.value.error_code == "INVALID_PARAMETER_VALUE"  # a 400 from `mlflow models serve`
     # MLflow drops inputs its signature lacks before the model sees them: no location answer, no error
     answer = pyfunc.predict(pd.DataFrame({"text": ["a"], "lat": [45.0], "lon": [9.0]}))
     assert list(answer.columns) == ["text_embedding", "image_embedding"]
@@ -296,8 +298,9 @@ def test_registered_geoclosp_embeds_locations(monkeypatch, store, geoclosp) -> N
          r"^row 1: needs a 'text', an 'image' or a 'lat'/'lon' pair, all are empty$"),
     ]
     for request, message in bad:
-        with pytest.raises(DataError, match=message):
+        with pytest.raises(MlflowException, match=message) as no:
             pyfunc.predict(request)
+        assert no.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
 CONSUMER = textwrap.dedent("""

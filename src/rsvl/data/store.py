@@ -313,12 +313,17 @@ def _replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def free_bytes(path: Path) -> tuple[Path, int]:
+    """The nearest existing folder at or above ``path`` and the bytes free on its file system."""
+    probe = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    return probe, shutil.disk_usage(probe).free
+
+
 def _disk_error(err: OSError, target: Path) -> Exception:
     """A full disk as a :class:`DataError` that says what to free; other OS errors unchanged."""
     if err.errno != errno.ENOSPC:
         return err
-    probe = next((p for p in (target, *target.parents) if p.exists()), Path("/"))
-    free = shutil.disk_usage(probe).free
+    probe, free = free_bytes(target)
     kept = "the previous dataset there is unchanged" if target.exists() else "nothing was written"
     return DataError(f"{target}: the disk filled up while writing the dataset ({free:,} bytes free on the file "
                      f"system of {probe}); {kept}; free space there (old runs under build/, mlflow/artifacts, "

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.models import ModelSignature
+from mlflow.exceptions import MlflowException
 from mlflow.types.schema import Array, ColSpec, DataType, Schema
 from torch import nn
 
@@ -218,8 +219,16 @@ class RsvlEmbedder(mlflow.pyfunc.PythonModel):
         self.embedder = load_embedder(context.artifacts[MODEL_DIR_ARTIFACT])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Embed a request DataFrame (see :func:`embed_frame`)."""
-        return embed_frame(self.embedder, model_input)
+        """Embed a request DataFrame (see :func:`embed_frame`).
+
+        Raises:
+            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400 from ``mlflow models serve``) with the
+                row and the rule for a request it cannot read: a bad or oversized image, a missing column.
+        """
+        try:
+            return embed_frame(self.embedder, model_input)
+        except DataError as err:  # the caller's fault: a 4xx with our message, not MLflow's generic one
+            raise MlflowException.invalid_parameter_value(str(err)) from err
 
 
 def signature(captioner: bool, location: bool = False) -> ModelSignature:

@@ -26,7 +26,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_
 
 from rsvl.errors import ConfigError, ModelError
 from rsvl.fault_points import kill_point
-from rsvl.mlflow_store import experiment_id, link_artifacts, resolve_tracking_uri
+from rsvl.mlflow_store import experiment_id, link_artifacts, resolve_tracking_uri, tracking_client
 from rsvl.model_registry.identity import (
     ARCHITECTURE_TAG,
     IDENTITY_TAG,
@@ -76,7 +76,7 @@ class Registration:
 def registry_client(tracking_uri: str) -> MlflowClient:
     """A client whose model registry is the tracking store itself (``sqlite``, a server, ...)."""
     uri = resolve_tracking_uri(tracking_uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return tracking_client(uri, registry_uri=uri)
 
 
 def _has_code(err: MlflowException, code: int) -> bool:
@@ -272,7 +272,7 @@ def get_champion(name: str, client: MlflowClient | None = None) -> int | None:
         name: Registered model name.
         client: Registry client; default: one on ``MLFLOW_TRACKING_URI``.
     """
-    client = client or MlflowClient()
+    client = client or registry_client(mlflow.get_tracking_uri())
     try:
         aliases = client.get_registered_model(name).aliases
     except MlflowException as err:

@@ -59,13 +59,13 @@ def resolve_model(uri: str, tracking_uri: str | None = None, cache_dir: str | Pa
         match = MODELS_URI.match(uri)
         if match is None:
             raise ConfigError(f"model URI {uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
-        from mlflow import MlflowClient
+        import mlflow
         from mlflow.exceptions import MlflowException
 
         from rsvl.model_registry.register import download_model_dir, registry_client
         from rsvl.mlflow_store import resolve_tracking_uri
 
-        client = registry_client(resolve_tracking_uri(tracking_uri)) if tracking_uri else MlflowClient()
+        client = registry_client(resolve_tracking_uri(tracking_uri) if tracking_uri else mlflow.get_tracking_uri())
         name = match["name"]
         try:
             version = int(match["version"] or client.get_model_version_by_alias(name, match["alias"]).version)

@@ -28,7 +28,8 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rsvl.errors import DataError
+from rsvl.errors import DataError, PayloadTooLarge
+from rsvl.model_registry.image_input import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, decode_image
 from rsvl.search.searcher import MAX_K, Filters, Searcher
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ class Limits:
 
     text_chars: int = 1000
     k: int = MAX_K
-    upload_bytes: int = 10 * 1024 * 1024
-    upload_pixels: int = 4096 * 4096
+    upload_bytes: int = MAX_IMAGE_BYTES
+    upload_pixels: int = MAX_IMAGE_PIXELS
 
 
 class TextQuery(BaseModel):
@@ -78,7 +79,6 @@ def create_app(searcher: Searcher, embedder: Any, limits: Limits = Limits()) -> 
 
     from rsvl.data.media import load_raster
     from rsvl.data.store import relative_to_dataset
-    from rsvl.model_registry.image_input import decode_image
     from rsvl.search.page import PAGE
     from rsvl.search.thumbnails import thumbnail_png
 
@@ -131,15 +131,12 @@ def create_app(searcher: Searcher, embedder: Any, limits: Limits = Limits()) -> 
             parsed = Filters.model_validate_json(filters) if filters else Filters()
         except ValidationError as err:
             raise HTTPException(422, f"filters: {err.errors(include_url=False)}") from None
-        from PIL import Image
-
         try:
-            array = decode_image(data, embedder.in_bands, f"uploaded {kind}")
-        except (DataError, Image.DecompressionBombError) as err:
+            array = decode_image(data, embedder.in_bands, f"uploaded {kind}", max_pixels=limits.upload_pixels)
+        except PayloadTooLarge as err:
+            raise HTTPException(413, str(err)) from None
+        except DataError as err:
             raise HTTPException(400, str(err)) from None
-        if array.shape[1] * array.shape[2] > limits.upload_pixels:
-            raise HTTPException(413, f"image is {array.shape[2]}x{array.shape[1]} pixels; the limit is "
-                                     f"{limits.upload_pixels} pixels")
         with torch.no_grad():
             pixels = embedder.preprocess(array).unsqueeze(0).to(embedder.device)
             vector = embedder.model.encode_image(pixels, normalize=True).float().cpu().numpy()[0]

@@ -15,7 +15,7 @@ from rsvl.config import UNTUNED, RESERVED_NAMES, RunConfig
 from rsvl.errors import ConfigError, ModelError
 from rsvl.config.evaluate import NAME_PATTERN
 from rsvl.evaluate.runner import EvalResult, ModelInput, evaluate_model
-from rsvl.mlflow_store import resolve_tracking_uri
+from rsvl.mlflow_store import resolve_tracking_uri, tracking_client
 from rsvl.evaluate.pinned_data import EvalData, prepare_eval_data
 
 EVAL_DATA_TAG = "eval_data_version"
@@ -187,10 +187,9 @@ def log_evaluation(tracking_uri: str, run_id: str, evaluation: Evaluation, prefi
         fingerprint: Tag the run with it (:data:`rsvl.steps.recorded_scores.FINGERPRINT_TAG`), so
             the gate may reuse these scores; only with the default ``prefix`` and ``artifact_dir``.
     """
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
 
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    client = tracking_client(resolve_tracking_uri(tracking_uri))
     values = {**evaluation.metrics, **evaluation.comparison_metrics}
     metrics = [Metric(f"{prefix}{key}", float(value), 0, 0) for key, value in values.items()]
     tags = [RunTag(f"{EVAL_DATA_TAG}.{name}", version) for name, version in evaluation.data.versions.items()]

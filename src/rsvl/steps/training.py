@@ -16,7 +16,7 @@ from pathlib import Path
 from rsvl.cluster.volume import copy_contents, copy_path
 from rsvl.config import RunConfig, deep_merge, write_config_file
 from rsvl.errors import ConfigError, TrainError
-from rsvl.mlflow_store import resolve_tracking_uri
+from rsvl.mlflow_store import resolve_tracking_uri, tracking_client
 from rsvl.train.checkpoint import ABLATIONS_DIR, MODEL_DIR
 from rsvl.train.data import TRUNCATED_PREFIX
 from rsvl.train.fit import FitResult, new_run_name
@@ -63,9 +63,8 @@ def fit_result_from_mlflow(cfg: RunConfig, run_name: str, model_dir: Path, secon
     Raises:
         TrainError: No MLflow run carries ``run_name``.
     """
-    from mlflow import MlflowClient
 
-    client = MlflowClient(resolve_tracking_uri(cfg.mlflow.tracking_uri))
+    client = tracking_client(resolve_tracking_uri(cfg.mlflow.tracking_uri))
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
                               max_results=1) if experiment else []
@@ -246,10 +245,9 @@ def log_plan_costs(cfg: RunConfig, result: FitResult) -> None:
         return
     import time
 
-    from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     stamp = int(time.time() * 1000)
-    client = MlflowClient(resolve_tracking_uri(cfg.mlflow.tracking_uri))
+    client = tracking_client(resolve_tracking_uri(cfg.mlflow.tracking_uri))
     client.log_batch(result.mlflow_run_id, metrics=[Metric(key, value, stamp, 0)
                                                     for key, value in plan_costs(result).items()])

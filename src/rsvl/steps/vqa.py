@@ -38,7 +38,7 @@ import torch
 from rsvl.config import RunConfig
 from rsvl.config.vqa import BASELINES, CANDIDATE, RUN_SET
 from rsvl.errors import ConfigError, DataError
-from rsvl.mlflow_store import resolve_tracking_uri
+from rsvl.mlflow_store import resolve_tracking_uri, tracking_client
 from rsvl.models import load_model
 from rsvl.models.factory import BuiltModel
 from rsvl.vqa import (
@@ -286,10 +286,9 @@ def log_vqa(tracking_uri: str, run_id: str, outcome: VqaOutcome) -> None:
         run_id: The run to log into (the CLIP's training run).
         outcome: What :func:`run_vqa` returned.
     """
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
 
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    client = tracking_client(resolve_tracking_uri(tracking_uri))
     stamp = int(time.time() * 1000)
     tags = [RunTag(MODEL_TAG, outcome.kind)]
     # MLflow refuses tag values past its length limit (5000 characters on older stores)

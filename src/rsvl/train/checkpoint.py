@@ -18,6 +18,7 @@ Ray Train keeps the checkpoints of a distributed run itself. A run in Ray Train'
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from rsvl.errors import ModelError
+from rsvl.errors import ModelError, TrainError
 from rsvl.models import save_model
 from rsvl.models.io import WEIGHTS_NAME
 from rsvl.train.trainable import adapter_state_dict, load_adapter_state_dict
@@ -151,13 +152,43 @@ def persist_checkpoint(directory: str | Path, run_dir: str | Path, step: int, ke
     final = run_dir / STEP_CHECKPOINT.format(step=step)
     staging = run_dir / f".{final.name}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.move(str(directory), staging)
+    try:
+        shutil.move(str(directory), staging)  # a copy when the scratch folder is on another file system
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
     for _, old in _step_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def checkpoint_write_error(err: OSError, step: int, scratch: str | Path, run_dir: str | Path | None) -> Exception:
+    """A full disk while writing step ``step``'s checkpoint as a :class:`TrainError` saying what is kept and what to free.
+
+    Args:
+        err: What the write raised.
+        step: The step being checkpointed.
+        scratch: The scratch folder it was written in.
+        run_dir: The run's checkpoint folder (local mode), or ``None`` (Ray keeps them).
+
+    Returns:
+        The error to raise; ``err`` itself when it is not ``ENOSPC``.
+    """
+    from rsvl.data.store import free_bytes
+
+    if err.errno != errno.ENOSPC:
+        return err
+    places = [Path(scratch)] + ([Path(run_dir)] if run_dir is not None else [])
+    free = "; ".join(f"{probe}: {size:,} bytes free" for probe, size in dict(map(free_bytes, places)).items())
+    last = latest_checkpoint(run_dir) if run_dir is not None else None
+    kept = f"the last whole checkpoint, {last}, is unchanged and a re-launch resumes from it" if last else \
+        "no earlier checkpoint exists, so a re-launch starts over"
+    return TrainError(f"the disk filled up while writing the checkpoint of step {step} ({free}); {kept}; free space "
+                      "(old runs under build/, mlflow/artifacts, ray_results) or set train.keep_checkpoints lower, "
+                      "and run again")
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -30,7 +30,8 @@ from rsvl.evaluate.retrieval import evaluate_retrieval
 from rsvl.models import build_model, load_model
 from rsvl.models.multisensor import build_sensor_model
 from rsvl.models.layout import use_channels_last
-from rsvl.train.checkpoint import latest_checkpoint, persist_checkpoint, read_checkpoint, write_checkpoint
+from rsvl.train.checkpoint import (checkpoint_write_error, latest_checkpoint, persist_checkpoint, read_checkpoint,
+                                  write_checkpoint)
 from rsvl.models.token_counts import context_length
 from rsvl.train.data import (
     TEXT_SOURCES,
@@ -439,11 +440,15 @@ class _Worker:
         with tempfile.TemporaryDirectory(prefix="rsvl-ckpt-") as scratch:
             checkpoint = None
             if self.rank == 0:
-                directory = write_checkpoint(Path(scratch) / "checkpoint", fit.model, fit.optimizer, fit.scheduler,
-                                             fit.scaler, progress, objective_state)
-                if self.local:
-                    directory = persist_checkpoint(directory, self.run_dir, progress["step"],
-                                                   self.train.keep_checkpoints)
+                try:
+                    directory = write_checkpoint(Path(scratch) / "checkpoint", fit.model, fit.optimizer,
+                                                 fit.scheduler, fit.scaler, progress, objective_state)
+                    if self.local:
+                        directory = persist_checkpoint(directory, self.run_dir, progress["step"],
+                                                       self.train.keep_checkpoints)
+                except OSError as err:
+                    run_dir = self.run_dir if self.local else None
+                    raise checkpoint_write_error(err, progress["step"], scratch, run_dir) from err
                 checkpoint = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=checkpoint)
         if not self.local:

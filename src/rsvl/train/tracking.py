@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from rsvl.config import RunConfig
 from rsvl.data.versioning import data_version
 from rsvl.errors import DataError
-from rsvl.mlflow_store import experiment_id, resolve_tracking_uri
+from rsvl.mlflow_store import experiment_id, resolve_tracking_uri, tracking_client
 
 UNTRACKED = "untracked"
 UNKNOWN = "unknown"
@@ -78,10 +78,9 @@ def open_run(tracking_uri: str, cfg: RunConfig, run_name: str, tags: Mapping[str
     Returns:
         ``(run_id, reopened)``.
     """
-    from mlflow import MlflowClient
     from mlflow.entities import Param, RunTag
 
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     experiment = experiment_id(client, tracking_uri, cfg.mlflow.experiment)
     found = client.search_runs([experiment], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
     all_tags = {**tags, RUN_NAME_TAG: run_name, DIGEST_TAG: cfg.digest()}
@@ -99,20 +98,18 @@ def open_run(tracking_uri: str, cfg: RunConfig, run_name: str, tags: Mapping[str
 
 def close_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
     """Set the final status of a run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
-    from mlflow import MlflowClient
 
-    MlflowClient(tracking_uri).set_terminated(run_id, status=status)
+    tracking_client(tracking_uri).set_terminated(run_id, status=status)
 
 
 def log_outputs(
     tracking_uri: str, run_id: str, model_dir: Path, config_file: Path, metrics: Mapping[str, float]
 ) -> None:
     """Log the final model folder (artifact ``model/``), the config file and driver-side metrics."""
-    from mlflow import MlflowClient
 
     from rsvl.mlflow_store import link_artifacts
 
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     if not link_artifacts(client.get_run(run_id).info.artifact_uri, model_dir, "model"):
         client.log_artifacts(run_id, str(model_dir), artifact_path="model")
     client.log_artifact(run_id, str(config_file))
@@ -131,9 +128,8 @@ class MetricLogger:
         self.run_id = run_id
         self.client = None
         if run_id is not None:
-            from mlflow import MlflowClient
 
-            self.client = MlflowClient(tracking_uri)
+            self.client = tracking_client(tracking_uri)
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         """Log ``metrics`` at ``step`` in one batch."""
@@ -164,12 +160,11 @@ def log_dataset_counts(tracking_uri: str, run_id: str, dataset_dir: str | Path) 
         run_id: The run (new: params cannot change once logged).
         dataset_dir: The dataset the run trains on.
     """
-    from mlflow import MlflowClient
     from mlflow.entities import Param
 
     from rsvl.data.filtering import row_counts
     from rsvl.data.funnel import funnel_metrics
 
     counts = row_counts(dataset_dir).params()
-    MlflowClient(tracking_uri).log_batch(run_id, params=[Param(k, v) for k, v in counts.items()])
+    tracking_client(tracking_uri).log_batch(run_id, params=[Param(k, v) for k, v in counts.items()])
     MetricLogger(tracking_uri, run_id).log(funnel_metrics(dataset_dir), step=0)
