@@ -133,6 +133,7 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     from pipelines.dag import paper_tracks
     from pipelines.facts import StepFacts
     from pipelines.summary import print_summary
+    from rsvl import kfp_cache
     from rsvl.run_lock import lock_files, run_locks
 
     require_paper(paper)
@@ -142,6 +143,7 @@ def run_local(paper: str, overrides: list[str], parameters: dict[str, object], c
     facts = StepFacts(tracks)
     console = StepConsole(log_dir, list(tracks), describe=facts, verbose=verbose)
     print(f"{paper} pipeline (local runner, tracks: {', '.join(tracks)}); full step logs: {log_dir}/", flush=True)
+    kfp_cache.install()  # cached step outputs are used only when their digests match
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(local_root.resolve()),
                enable_caching=cache)
     started = time.perf_counter()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import threading
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
@@ -19,7 +21,7 @@ from PIL import Image
 from rsvl.caption import read_provenance
 from rsvl.config import RunConfig, load_config
 from rsvl.data.dataset import ManifestDataset
-from rsvl.data.store import DatasetWriter, read_manifest, read_meta
+from rsvl.data.store import MANIFEST_FILE, DatasetWriter, read_manifest, read_meta, write_parquet
 from rsvl.data.versioning import track
 from rsvl.errors import DataError
 from rsvl.evaluate.runner import evaluate_model
@@ -184,11 +186,50 @@ def test_writers_racing_for_one_cached_set_both_get_the_complete_dataset(tmp_pat
     for thread in threads:
         thread.join()
     assert results == [place.resolve()] * 2
-    assert read_meta(place)["eval_cache"] == record and len(read_manifest(place)) == 4
+    assert read_meta(place)["eval_cache"] == {**record, "content_sha256": _content(place)}
+    assert len(read_manifest(place)) == 4
     assert [p.name for p in place.parent.iterdir()] == ["scenes"]
 
     cached_dataset(place, {"seed": 1}, lambda out: write_scenes(out, seed=1))
-    assert read_meta(place)["eval_cache"] == {"seed": 1} and [p.name for p in place.parent.iterdir()] == ["scenes"]
+    assert read_meta(place)["eval_cache"] == {"seed": 1, "content_sha256": _content(place)}
+    assert [p.name for p in place.parent.iterdir()] == ["scenes"]
+
+
+def _content(folder) -> str:
+    """SHA-256 over the dataset's files but dataset.json, computed here: path, NUL, the file's digest."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "dataset.json"):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("damage", ["scene", "table", "digest"])
+def test_a_cached_set_changed_on_disk_is_built_again_not_scored(tmp_path, caplog, damage):
+    place, record, builds = tmp_path / "cache" / "scenes", {"seed": 0}, []
+
+    def build(out):
+        builds.append(out)
+        write_scenes(out, seed=0)
+
+    cached_dataset(place, record, build)
+    original = {p.relative_to(place): p.read_bytes() for p in place.rglob("*") if p.is_file()}
+    cached_dataset(place, record, build)
+    assert len(builds) == 1  # intact: reused
+    if damage == "scene":  # a truncated image
+        scene = next((place / "media").iterdir())
+        scene.write_bytes(scene.read_bytes()[:40])
+    elif damage == "table":  # a caption edited in the manifest
+        manifest = read_manifest(place)
+        manifest.loc[0, "captions"] = ["a forged caption"]
+        write_parquet(pa.Table.from_pandas(manifest, preserve_index=False), place / MANIFEST_FILE)
+    else:  # a record from before content digests (or one edited to match other content)
+        meta = read_meta(place)
+        meta["eval_cache"]["content_sha256"] = "0" * 64
+        (place / "dataset.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="rsvl.evaluate.pinned_data"):
+        assert cached_dataset(place, record, build) == place.resolve()
+    assert len(builds) == 2 and f"eval cache {place} not used: its content changed" in caplog.text
+    assert {p.relative_to(place): p.read_bytes() for p in place.rglob("*") if p.is_file()} == original
 
 
 def test_code_version_follows_every_file_of_the_package(tmp_path, monkeypatch):

@@ -58,6 +58,28 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(path: str | Path, skip: tuple[str, ...] = ()) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (relative paths and contents, in sorted order).
+
+    Args:
+        path: A file or a folder.
+        skip: Relative paths (POSIX) in the folder left out (a file that records the digest itself).
+
+    Returns:
+        The hex digest; a missing path has the digest of nothing.
+    """
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    for file in files:
+        name = file.relative_to(path).as_posix()
+        if name not in skip:
+            digest.update(name.encode() + b"\0" + bytes.fromhex(sha256_file(file)))
+    return digest.hexdigest()
+
+
 def safe_media_name(name: str) -> str:
     """Turn a source-relative name into a flat, portable file name inside ``media/``.
 

@@ -23,7 +23,10 @@ it was scored against. Sets scored for ``retrieval`` or
 
 The cache may be shared by runs evaluating at once: every cached dataset is written into a scratch
 folder beside its place and renamed into it, so a reader sees a complete dataset or none, and a
-writer that loses the race uses the winner's copy once its record matches.
+writer that loses the race uses the winner's copy once its record matches. The record also holds
+the SHA-256 of the copy's content (:func:`rsvl.data.store.content_sha256` of every file but
+``dataset.json``): a copy changed after it was written (a truncated scene, an edited table) is
+ingested again with a warning, never scored.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -39,7 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rsvl.config import RunConfig
-from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE, read_manifest, sha256_file
+from rsvl.data.store import FILES_FILE, MANIFEST_FILE, META_FILE, content_sha256, read_manifest, sha256_file
 from rsvl.data.versioning import FINGERPRINT_PREFIX, data_version, dataset_version, fingerprint, restore_hint
 from rsvl.errors import DataError
 from rsvl.config.evaluate import EvalSet
@@ -49,6 +53,8 @@ CAPTIONED_TASKS = ("retrieval", "captioning")
 DIGEST_CHARS = 12
 NARRATED_VERSION_CHARS = 16
 CACHE_RECORD = "eval_cache"
+CONTENT_KEY = "content_sha256"  # in the cache record: the digest of the copy's files (see the module doc)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,10 +134,30 @@ def source_record(data_format: str, source: Path) -> dict:
 
 
 def _record_of(place: Path) -> dict | None:
+    """The cache record in ``place``'s ``dataset.json`` without its content digest; ``None`` when unreadable."""
+    stored = _stored_record(place)
+    return None if stored is None else {key: value for key, value in stored.items() if key != CONTENT_KEY}
+
+
+def _stored_record(place: Path) -> dict | None:
     try:
-        return json.loads((place / META_FILE).read_text(encoding="utf-8")).get(CACHE_RECORD)
+        stored = json.loads((place / META_FILE).read_text(encoding="utf-8")).get(CACHE_RECORD)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return None
+    return stored if isinstance(stored, dict) else None
+
+
+def _intact(place: Path, record: dict) -> bool:
+    """Whether ``place`` holds a copy made from ``record`` whose content still has its recorded digest."""
+    stored = _stored_record(place)
+    if stored is None or _record_of(place) != record:
+        return False
+    found = content_sha256(place, skip=(META_FILE,))
+    if stored.get(CONTENT_KEY) != found:
+        log.warning("eval cache %s not used: its content changed since it was written (SHA-256 %s, recorded %s); "
+                    "it is built again", place, found[:12], str(stored.get(CONTENT_KEY))[:12])
+        return False
+    return True
 
 
 def cached_dataset(place: Path, record: dict, build: Callable[[Path], object]) -> Path:
@@ -154,7 +180,7 @@ def cached_dataset(place: Path, record: dict, build: Callable[[Path], object]) -
     Raises:
         DataError: Another process put a dataset with a different record at ``place`` meanwhile.
     """
-    if _record_of(place) == record:
+    if _intact(place, record):
         return place.resolve()
     place.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{place.name}-", dir=place.parent))
@@ -162,9 +188,9 @@ def cached_dataset(place: Path, record: dict, build: Callable[[Path], object]) -
         built = scratch / "data"
         build(built)
         meta = json.loads((built / META_FILE).read_text(encoding="utf-8"))
-        meta[CACHE_RECORD] = record
+        meta[CACHE_RECORD] = {**record, CONTENT_KEY: content_sha256(built, skip=(META_FILE,))}
         (built / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if _record_of(place) == record:  # another process finished first
+        if _intact(place, record):  # another process finished first
             return place.resolve()
         if place.exists():
             try:
