@@ -24,6 +24,8 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from rsvl.markdown import generated_section, with_generated_section
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCK, DOCS = ROOT / "requirements.lock", ROOT / "docs" / "security.md"
 START, END = "<!-- dependency audit: start (python scripts/audit_deps.py --docs) -->", "<!-- dependency audit: end -->"
@@ -118,15 +120,12 @@ def render(findings: list[Finding], pins: dict[str, str], database: dict[str, li
 
 def docs_with(text: str, rendered: str) -> str:
     """Return docs/security.md ``text`` with the report between its markers replaced by ``rendered``."""
-    pattern = re.compile(re.escape(START) + r"\n.*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"{DOCS} has no dependency audit markers ({START} ... {END})")
-    return pattern.sub(lambda _: f"{START}\n{rendered}{END}", text)
+    return with_generated_section(text, START, END, rendered, str(DOCS))
 
 
 def docs_report(text: str) -> str:
     """Return the report currently between the markers of docs/security.md ``text``."""
-    return text.split(START + "\n", 1)[1].split(END, 1)[0]
+    return generated_section(text, START, END)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 
+import pytest
+
 from rsvl import markdown
 from rsvl.evaluate.report import Section, Table, html_report, markdown_report
 from rsvl.gate import GateDecision, gate_markdown
@@ -34,3 +36,14 @@ def test_gate_report_escapes_markup_in_reasons_and_metric_names():
     text = gate_markdown(decision, "m", "2")
     assert "<script>" not in text and "<b>" not in text
     assert f"- minimum {markdown.text(SCRIPT)}: failed" in text and "| &lt;b&gt;x&lt;/b&gt;.mR | 1.0000 |" in text
+
+
+def test_a_generated_section_is_read_and_rewritten_between_its_markers_only():
+    start, end = "<!-- t: start -->", "<!-- t: end -->"
+    doc = f"intro\n{start}\nold | row\n{end}\noutro {start}\n"
+    assert markdown.generated_section(doc, start, end) == "old | row\n"
+    assert markdown.with_generated_section(doc, start, end, "new\n", "doc.md") == \
+        f"intro\n{start}\nnew\n{end}\noutro {start}\n"
+    assert markdown.generated_section("no markers", start, end) == ""
+    with pytest.raises(ValueError, match=r"doc\.md has no generated-section markers"):
+        markdown.with_generated_section("no markers", start, end, "new\n", "doc.md")

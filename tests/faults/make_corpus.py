@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -22,6 +21,8 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the pipelines pa
 sys.path.insert(2, str(Path(__file__).resolve().parents[1]))  # tests/: shared helpers (forged_media)
 
 from corpus_case import Case, Outcome, check, run_case, table  # noqa: E402
+
+from rsvl.markdown import generated_section, with_generated_section  # noqa: E402
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- corpus table: start (python tests/faults/make_corpus.py OUT --readme) -->", "<!-- corpus table: end -->"
@@ -53,16 +54,12 @@ def run_all(out: Path, cases: list[Case], progress=print) -> dict[str, Outcome]:
 
 def readme_with(text: str, rendered: str) -> str:
     """Return README ``text`` with the corpus table between its markers replaced by ``rendered``."""
-    pattern = re.compile(re.escape(START) + r"\n.*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"README.md has no corpus table markers ({START} ... {END})")
-    return pattern.sub(lambda _: f"{START}\n{rendered}{END}", text)
+    return with_generated_section(text, START, END, rendered, "README.md")
 
 
 def readme_table(text: str) -> str:
     """Return the corpus table the README holds now."""
-    found = re.search(re.escape(START) + r"\n(.*?)" + re.escape(END), text, re.S)
-    return found.group(1) if found else ""
+    return generated_section(text, START, END)
 
 
 def main(argv: list[str] | None = None) -> int:
