@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import re
 import shutil
 import sys
@@ -36,6 +37,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RSVL_ERROR = re.compile(r"rsvl\.errors\.\w+: (.*)$")
 ANY_ERROR = re.compile(r"^\s*((?:\w+\.)*\w*(?:Error|Exception|Interrupt)(?:: .*)?)$")
 PIPELINE_LOG = "pipeline.log"
+# rsvl.kfp_cache's warning for an entry that failed its digest check: the reason, without digests
+CACHE_LOGGER = "rsvl.kfp_cache"
+CACHE_REFUSED = re.compile(r"KFP cache entry \S+ not used: (.*?)(?: \(SHA-256[^)]*\))?; the step runs")
 EXECUTOR_TIME = re.compile(r"\[KFP Executor (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+\]: (.*)$")
 """A log record of the KFP executor inside the step's process, with its wall-clock time."""
 PHASE_MARKS = {"Looking for component": "ready", "Wrote executor output file": "done"}
@@ -63,6 +67,8 @@ class StepResult:
         phases: Seconds of ``start-up`` (a fresh interpreter importing KFP's executor), ``body``
             (the component: its imports and its work) and ``exit`` (outputs written back, the
             process ending), from the executor's own log times; empty for a cached step.
+        cache_refused: Why its cached outputs were not used, when they failed their digest check
+            (:mod:`rsvl.kfp_cache`) and the step ran again; empty otherwise.
     """
 
     label: str
@@ -74,6 +80,7 @@ class StepResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     phases: dict[str, float] = field(default_factory=dict)
+    cache_refused: str = ""
 
 
 def split_label(label: str, tracks: "list[str] | tuple[str, ...]") -> tuple[str, str]:
@@ -135,6 +142,7 @@ class _StepLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.handle, self.pending, self.ran = path, open(path, "w", encoding="utf-8"), "", False
+        self.cache_refused = ""
         self.progress_lines = 0
         self.errors = _ErrorWatch()
         self.marks: dict[str, float] = {}
@@ -149,6 +157,9 @@ class _StepLog:
         for line in lines:
             self.errors.line(line)
             self.ran = self.ran or "Executing task" in line
+            refused = CACHE_REFUSED.search(line)
+            if refused:  # paths shortened to their last two parts: the step's folder and the output
+                self.cache_refused = re.sub(r"/\S*/([^/\s]+/[^/\s]+)", r"\1", refused.group(1))
             self._mark(line)
         return lines
 
@@ -295,7 +306,8 @@ class StepConsole:
             state = FAILED if not succeeded else (OK if log.ran else CACHED)
             step, track = split_label(label, self.tracks)
             self._finished(StepResult(label, step, track, state, time.perf_counter() - started, log.path,
-                                      dict(outputs or {}), log.errors.cause, log.phases(wall, time.time())))
+                                      dict(outputs or {}), log.errors.cause, log.phases(wall, time.time()),
+                                      log.cache_refused if log.ran else ""))
 
     def _finished(self, result: StepResult) -> None:
         self.results.append(result)
@@ -303,6 +315,8 @@ class StepConsole:
             fact = f"full log: {result.log}"
         else:
             fact = self._fact(result)
+            if result.cache_refused:
+                fact = f"{fact} (cached outputs not used: {result.cache_refused}; see its log)".lstrip()
         self.say(format_step_line(result, fact))
 
     def _fact(self, result: StepResult) -> str:
@@ -331,10 +345,18 @@ class StepConsole:
         original, printer = task_executor.execute_single_task, builtins.print
         task_executor.execute_single_task = self._wrap(original)
         routed = _Routed(self)
+        # the cache's warnings go to the log of the step they concern, whatever logging is set up
+        cache_log = logging.getLogger(CACHE_LOGGER)
+        handler, propagate = logging.StreamHandler(routed), cache_log.propagate
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        cache_log.addHandler(handler)
+        cache_log.propagate = False
         try:
             with contextlib.redirect_stdout(routed), contextlib.redirect_stderr(routed):
                 yield self
         finally:
+            cache_log.removeHandler(handler)
+            cache_log.propagate = propagate
             task_executor.execute_single_task = original
             builtins.print = printer  # KFP indents print() per task; threads can leave it indented
             self._pipeline.close()

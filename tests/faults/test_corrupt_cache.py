@@ -40,10 +40,13 @@ def _entry(root: Path, output: str) -> Path:
 
 
 @pytest.fixture
-def runner(tmp_path):
+def runner(tmp_path, monkeypatch):
+    """The local runner with the verified cache; KFP's own class again afterwards."""
+    monkeypatch.setattr(local.cache, "LocalCache", local.cache.LocalCache)  # restored at teardown
     kfp_cache.install()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), enable_caching=True)
-    return tmp_path
+    yield tmp_path
+    local.cache.reset_local_cache_singleton()
 
 
 def test_a_changed_artifact_or_edited_entry_is_rebuilt_not_used(runner, caplog):

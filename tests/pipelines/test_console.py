@@ -30,6 +30,7 @@ from rsvl.caption import PROVENANCE_FILE
 from rsvl.config.evaluate import EvalSet
 from rsvl.console import PROGRESS_LINE, Progress, format_eta
 from rsvl.data.store import MANIFEST_FILE, QUARANTINE_FILE
+from rsvl import kfp_cache
 from rsvl.model_registry import registry_client
 
 PAPERS = "closp, georsclip, iebaker, lrsclip, sar_text"
@@ -299,3 +300,21 @@ def test_headline_metrics_and_comparisons(tracks):
     found = comparisons({"a.b": 1.0, "x.a.b": 2.0, "a.y.b": 3.0, "a.b.z": 4.0, "stage.x.a.b": 5.0}, ["a.b"])
     assert found == {"x": {"a.b": 2.0}, "y": {"a.b": 3.0}, "z": {"a.b": 4.0}}
     assert list(comparisons({"x.a.b": 1.0, "a.base.b": 2.0}, ["a.b"])) == ["base", "x"]  # the untuned start first
+
+
+def test_a_step_whose_cached_outputs_fail_their_digest_runs_again_and_its_line_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(local.cache, "LocalCache", local.cache.LocalCache)  # KFP's own class again afterwards
+    kfp_cache.install()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"), enable_caching=True)
+    first, _ = _console(tmp_path / "first")
+    with first.capture():
+        ok_pipeline(steps=2)
+    [entry] = [p for p in (tmp_path / "root" / ".kfp_cache").glob("*.json") if p.read_text() == '{"Output": 4}']
+    entry.write_text('{"Output": 5}')  # the train step's cached answer, edited
+    again, out = _console(tmp_path / "again")
+    with again.capture():
+        ok_pipeline(steps=2)
+    local.cache.reset_local_cache_singleton()
+    assert [result.status for result in again.results] == [OK, CACHED], out.getvalue()
+    assert out.getvalue().split("\n")[0].endswith(
+        "s  returned 4 (cached outputs not used: its JSON changed since the step wrote it; see its log)")
