@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kfp import dsl
 from kfp.local import cache as kfp_cache
 
 from rsvl.data.store import content_sha256
@@ -29,17 +28,14 @@ DIGEST_SUFFIX = ".digest.json"
 log = logging.getLogger(__name__)
 
 
-def _artifact_uris(outputs: dict[str, Any]) -> list[str]:
-    """The local URIs of the artifacts in a step's outputs (objects, or their serialised entry form)."""
+def _artifact_uris(serialized: dict[str, Any]) -> list[str]:
+    """The local URIs of the artifacts in a step's outputs, in the form KFP writes its entries in."""
     uris = []
-    for value in outputs.values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, dsl.Artifact):
-                uris.append(item.uri)
-            elif isinstance(item, dict) and item.get("__kfp_artifact_list__"):
-                uris += [a.get("uri", "") for a in item.get("artifacts", [])]
-            elif isinstance(item, dict) and item.get("__kfp_artifact__"):
-                uris.append(item.get("uri", ""))
+    for value in serialized.values():
+        if isinstance(value, dict) and value.get(kfp_cache._ARTIFACT_LIST_MARKER):
+            uris += [artifact.get("uri", "") for artifact in value.get("artifacts", [])]
+        elif isinstance(value, dict) and value.get(kfp_cache._ARTIFACT_MARKER):
+            uris.append(value.get("uri", ""))
     return [uri for uri in uris if uri and not kfp_cache._is_remote_uri(uri)]  # remote stores: trusted, as KFP does
 
 
@@ -90,7 +86,7 @@ class VerifiedLocalCache(kfp_cache.LocalCache):
         super().put(key, outputs)
         record = {
             "entry": hashlib.sha256(Path(self._entry_path(key)).read_bytes()).hexdigest(),
-            "artifacts": {uri: content_sha256(uri) for uri in _artifact_uris(outputs)},
+            "artifacts": {uri: content_sha256(uri) for uri in _artifact_uris(self._serialize_outputs(outputs))},
         }
         fd, scratch = tempfile.mkstemp(prefix=".kfp_digest_", suffix=".tmp", dir=self.cache_root)
         try:

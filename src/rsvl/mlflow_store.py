@@ -107,10 +107,14 @@ def http_backoff_seconds(environ: dict[str, str] | None = None) -> float:
 
     urllib3 sleeps ``factor * 2 ** (n - 1)`` before the n-th retry of a run of errors, nothing before the first.
     """
-    env = os.environ if environ is None else environ
-    retries = int(env.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRY_ENV["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]))
-    factor = float(env.get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", HTTP_RETRY_ENV["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]))
+    retries = int(_http_setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES", environ))
+    factor = float(_http_setting("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", environ))
     return sum(factor * 2 ** (n - 1) for n in range(2, retries + 1))
+
+
+def _http_setting(name: str, environ: dict[str, str] | None = None) -> str:
+    """An HTTP retry setting as MLflow reads it: the environment's, else this module's default."""
+    return (os.environ if environ is None else environ).get(name, HTTP_RETRY_ENV[name])
 
 
 def store_unavailable(err: BaseException, tracking_uri: str) -> TrackingStoreUnavailable | None:
@@ -132,7 +136,7 @@ def store_unavailable(err: BaseException, tracking_uri: str) -> TrackingStoreUna
     found = next((m.group(0) for m in (p.search(text) for p in _UNREACHABLE) if m), None)
     if found or type(err).__module__.startswith(("requests.", "urllib3.")):
         cause = found or type(err).__name__
-        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRY_ENV["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+        retries = _http_setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
         return TrackingStoreUnavailable(
             f"MLflow tracking server {tracking_uri} did not answer ({cause}) after {retries} retries with backoff "
             f"(~{http_backoff_seconds():.0f} s; MLFLOW_HTTP_REQUEST_MAX_RETRIES/_BACKOFF_FACTOR/_TIMEOUT set them): "

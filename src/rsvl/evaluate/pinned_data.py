@@ -135,7 +135,10 @@ def source_record(data_format: str, source: Path) -> dict:
 
 def _record_of(place: Path) -> dict | None:
     """The cache record in ``place``'s ``dataset.json`` without its content digest; ``None`` when unreadable."""
-    stored = _stored_record(place)
+    return _without_digest(_stored_record(place))
+
+
+def _without_digest(stored: dict | None) -> dict | None:
     return None if stored is None else {key: value for key, value in stored.items() if key != CONTENT_KEY}
 
 
@@ -150,7 +153,7 @@ def _stored_record(place: Path) -> dict | None:
 def _intact(place: Path, record: dict) -> bool:
     """Whether ``place`` holds a copy made from ``record`` whose content still has its recorded digest."""
     stored = _stored_record(place)
-    if stored is None or _record_of(place) != record:
+    if stored is None or _without_digest(stored) != record:
         return False
     found = content_sha256(place, skip=(META_FILE,))
     if stored.get(CONTENT_KEY) != found:

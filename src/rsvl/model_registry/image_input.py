@@ -69,8 +69,9 @@ def _too_many_bytes(size: int, limit: int, where: str) -> PayloadTooLarge:
 def _read_file(path: Path, where: str, max_bytes: int) -> bytes:
     if not path.is_file():
         raise DataError(f"{where}: {path} does not exist or is not a file")
-    if path.stat().st_size > max_bytes:
-        raise _too_many_bytes(path.stat().st_size, max_bytes, where)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise _too_many_bytes(size, max_bytes, where)
     data = path.read_bytes()
     if not data:
         raise DataError(f"{where}: {path} is empty (0 bytes)")

@@ -63,7 +63,6 @@ def fit_result_from_mlflow(cfg: RunConfig, run_name: str, model_dir: Path, secon
     Raises:
         TrainError: No MLflow run carries ``run_name``.
     """
-
     client = tracking_client(resolve_tracking_uri(cfg.mlflow.tracking_uri))
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from rsvl.config import RunConfig
 from rsvl.data.versioning import data_version
 from rsvl.errors import DataError
-from rsvl.mlflow_store import experiment_id, resolve_tracking_uri, tracking_client
+from rsvl.mlflow_store import experiment_id, link_artifacts, resolve_tracking_uri, tracking_client
 
 UNTRACKED = "untracked"
 UNKNOWN = "unknown"
@@ -98,7 +98,6 @@ def open_run(tracking_uri: str, cfg: RunConfig, run_name: str, tags: Mapping[str
 
 def close_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
     """Set the final status of a run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
-
     tracking_client(tracking_uri).set_terminated(run_id, status=status)
 
 
@@ -106,9 +105,6 @@ def log_outputs(
     tracking_uri: str, run_id: str, model_dir: Path, config_file: Path, metrics: Mapping[str, float]
 ) -> None:
     """Log the final model folder (artifact ``model/``), the config file and driver-side metrics."""
-
-    from rsvl.mlflow_store import link_artifacts
-
     client = tracking_client(tracking_uri)
     if not link_artifacts(client.get_run(run_id).info.artifact_uri, model_dir, "model"):
         client.log_artifacts(run_id, str(model_dir), artifact_path="model")
@@ -128,7 +124,6 @@ class MetricLogger:
         self.run_id = run_id
         self.client = None
         if run_id is not None:
-
             self.client = tracking_client(tracking_uri)
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
